@@ -1,0 +1,55 @@
+// Every Prometheus metric mailgate exports, in one place, prefixed `mailgate_`, with bounded label
+// values (codes are grouped, rule and check names come from config, never from client input).
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export const registry = new Registry();
+collectDefaultMetrics({ register: registry });
+
+const r = [registry];
+
+export const metrics = {
+  connectionsTotal: new Counter({ name: 'mailgate_connections_total', help: 'SMTP connections accepted', registers: r }),
+  connectionsActive: new Gauge({ name: 'mailgate_connections_active', help: 'SMTP connections open now', registers: r }),
+  connectionsRefused: new Counter({
+    name: 'mailgate_connections_refused_total',
+    help: 'Connections refused before the greeting',
+    labelNames: ['reason'] as const,
+    registers: r,
+  }),
+  messagesTotal: new Counter({
+    name: 'mailgate_messages_total',
+    help: 'Messages (DATA transactions) by final action',
+    labelNames: ['action'] as const,
+    registers: r,
+  }),
+  messageDuration: new Histogram({
+    name: 'mailgate_message_duration_seconds',
+    help: 'From end of DATA to the reply sent to the client',
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: r,
+  }),
+  backendReplies: new Counter({
+    name: 'mailgate_backend_replies_total',
+    help: 'Replies from the backend MTA by code',
+    labelNames: ['code'] as const,
+    registers: r,
+  }),
+  checkDuration: new Histogram({
+    name: 'mailgate_check_duration_seconds',
+    help: 'Time each check took',
+    labelNames: ['check'] as const,
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: r,
+  }),
+  checkFailures: new Counter({
+    name: 'mailgate_check_failures_total',
+    help: 'Checks that threw or timed out',
+    labelNames: ['check', 'reason'] as const,
+    registers: r,
+  }),
+};
+
+/** Backend reply codes as a bounded label: the code itself for known classes, else "other". */
+export function codeLabel(code: number): string {
+  return code >= 200 && code < 600 ? String(code) : 'other';
+}

@@ -1,0 +1,123 @@
+// The mailgate.yaml schema: every key, its default and its meaning. Unknown keys are errors so a
+// typo never silently does nothing. Keep README's configuration reference in step with this file.
+import { z } from 'zod';
+
+const hostPort = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+)(:\d{1,5})?$/, 'expected "host" or "host:port"');
+
+export const tlsSchema = z.strictObject({
+  /** PEM private key file. */
+  key: z.string(),
+  /** PEM certificate chain file. */
+  cert: z.string(),
+  /** true = TLS from the first byte (port 465 style); false = offer STARTTLS. */
+  implicit: z.boolean().default(false),
+});
+
+export const listenSchema = z.strictObject({
+  host: z.string().default('0.0.0.0'),
+  port: z.number().int().min(0).max(65535),
+  /** STARTTLS (or implicit TLS) on this listener. */
+  tls: tlsSchema.optional(),
+  /**
+   * Expect a PROXY protocol v1/v2 header (HAProxy, a TCP load balancer). `true` trusts any peer;
+   * a list of addresses/CIDRs trusts only those (others are refused).
+   */
+  proxy_protocol: z.union([z.boolean(), z.array(z.string()).min(1)]).default(false),
+});
+
+export const backendSmtpSchema = z.strictObject({
+  host: z.string(),
+  port: z.number().int().min(1).max(65535).default(25),
+  /** Name sent in EHLO to the backend; defaults to `hostname`. */
+  helo: z.string().optional(),
+  /** Connect + greeting timeout. */
+  connect_timeout_ms: z.number().int().positive().default(10_000),
+  /** Timeout for each backend reply (MAIL, RCPT, end of DATA waits for `data_timeout_ms`). */
+  command_timeout_ms: z.number().int().positive().default(30_000),
+  data_timeout_ms: z.number().int().positive().default(120_000),
+  /** Send XCLIENT when the backend offers it, so the MTA logs and checks the real client. */
+  xclient: z.enum(['auto', 'off']).default('auto'),
+  /** Keep up to this many idle, already greeted backend sessions for reuse (0 = none). */
+  pool_size: z.number().int().min(0).max(1000).default(16),
+  /** Drop an idle pooled session after this long. */
+  pool_idle_ms: z.number().int().positive().default(30_000),
+});
+
+export const backendMaildirSchema = z.strictObject({
+  /** Deliver into a Maildir instead of relaying (for trying mailgate out; accepts every user). */
+  maildir: z.string(),
+});
+
+export const limitsSchema = z.strictObject({
+  max_message_bytes: z.number().int().positive().default(52_428_800),
+  max_recipients: z.number().int().positive().default(100),
+  max_connections: z.number().int().positive().default(1000),
+  max_connections_per_ip: z.number().int().positive().default(20),
+  idle_timeout_s: z.number().positive().default(300),
+  /** Largest header block accepted (all header fields together). */
+  max_header_bytes: z.number().int().positive().default(262_144),
+  /** Longest line accepted in DATA (RFC 5322 allows 998 octets + CRLF; many senders exceed it). */
+  max_line_bytes: z.number().int().positive().default(65_536),
+  /** Most transactions (MAIL FROM) on one connection. */
+  max_messages_per_connection: z.number().int().positive().default(100),
+  /** Messages up to this size are spooled in memory, larger ones in a temp file. */
+  memory_spool_bytes: z.number().int().min(0).default(1_048_576),
+  /** Most commands that fail (4xx/5xx) before the connection is dropped. */
+  max_errors: z.number().int().positive().default(10),
+});
+
+export const smtpSchema = z.strictObject({
+  /**
+   * Bare CR or LF inside DATA (RFC 5321 forbids them; SMTP smuggling relies on them).
+   * `normalize`: turn them into CRLF (dot-stuffing the result on relay, so no line ends the
+   * message early); `reject`: 550 the message.
+   */
+  bare_newlines: z.enum(['normalize', 'reject']).default('normalize'),
+  /** Text after "220 <hostname> ESMTP" in the greeting. */
+  banner: z.string().default('mailgate'),
+  /** Seconds SIGTERM waits for in-flight transactions before closing connections. */
+  shutdown_grace_s: z.number().min(0).default(30),
+  /** Add a Received header for the hop from the client to mailgate. */
+  add_received: z.boolean().default(true),
+});
+
+export const configSchema = z.strictObject({
+  hostname: z.string().min(1),
+  listen: z.array(listenSchema).min(1).default([{ host: '0.0.0.0', port: 25, proxy_protocol: false }]),
+  domains: z.array(z.string().min(1)).min(1),
+  backend: z.union([backendSmtpSchema, backendMaildirSchema]),
+  /** Shared state (rate limits, greylisting): a redis:// URL. Without it: in-process store. */
+  redis: z.string().optional(),
+  dns: z
+    .strictObject({
+      /** Resolvers as "ip" or "ip:port"; default: the system's. */
+      servers: z.array(hostPort).optional(),
+      timeout_ms: z.number().int().positive().default(2000),
+    })
+    .default({ timeout_ms: 2000 }),
+  rules: z.string().default('rules/'),
+  quarantine: z.strictObject({ dir: z.string().default('var/quarantine') }).default({ dir: 'var/quarantine' }),
+  admin: z
+    .union([
+      z.strictObject({ host: z.string().default('127.0.0.1'), port: z.number().int().min(0).max(65535).default(9025) }),
+      z.literal(false),
+    ])
+    .default({ host: '127.0.0.1', port: 9025 }),
+  limits: limitsSchema.default(limitsSchema.parse({})),
+  smtp: smtpSchema.default(smtpSchema.parse({})),
+  log: z
+    .strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
+    .default({ level: 'info' }),
+  /** Worker processes: a number, or `auto` for one per CPU core. */
+  workers: z.union([z.number().int().min(1).max(64), z.literal('auto')]).default(1),
+});
+
+export type Config = z.output<typeof configSchema>;
+export type ListenConfig = z.output<typeof listenSchema>;
+export type BackendSmtpConfig = z.output<typeof backendSmtpSchema>;
+export type BackendMaildirConfig = z.output<typeof backendMaildirSchema>;
+export type LimitsConfig = z.output<typeof limitsSchema>;
+
+export function isMaildirBackend(b: Config['backend']): b is BackendMaildirConfig {
+  return 'maildir' in b;
+}

@@ -1,0 +1,16 @@
+// The I/O dependencies every check may use, built once by the gateway and injected, so tests can
+// pass real servers (a DNS server on loopback, a real Redis) without patching modules.
+import type { Logger } from 'pino';
+
+/** DNS lookups used by checks; implemented in src/dns/resolver.ts. */
+export interface DnsLookup {
+  /** mailauth-compatible resolver: (name, rrtype) → records, throwing errors with `code` set. */
+  resolve(name: string, rrtype: string): Promise<unknown[]>;
+}
+
+export interface Deps {
+  logger: Logger;
+  /** Milliseconds since the epoch; injected so greylisting and rate limits can be tested. */
+  now: () => number;
+  dns?: DnsLookup;
+}

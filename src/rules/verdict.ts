@@ -1,0 +1,50 @@
+// What the rules engine decides for a stage: an action with an optional SMTP reply, the score, and
+// the rules that fired (for the log line, the X-Mailgate-Status header and `rules test`).
+import type { Stage } from '../pipeline/stages.ts';
+import type { FactSet } from '../pipeline/facts.ts';
+
+export const ACTIONS = ['accept', 'reject', 'tempfail', 'quarantine', 'discard'] as const;
+export type Action = (typeof ACTIONS)[number];
+
+export interface ReplySpec {
+  code?: number;
+  enhanced?: string;
+  text?: string;
+}
+
+export interface FiredRule {
+  rule: string;
+  score: number;
+  stage: Stage;
+  /** File and line the rule is defined at, for explainability. */
+  source?: string;
+  action?: Action;
+}
+
+export interface Verdict {
+  /**
+   * `continue` = no decision yet (only before end of data); at data the engine always decides.
+   * `accept` before data means "skip further rules" is NOT implied: only a direct action stops.
+   */
+  action: Action | 'continue';
+  reply?: ReplySpec;
+  score: number;
+  fired: FiredRule[];
+  /** Headers rules asked to add (add_header), in order. */
+  addHeaders: Array<{ name: string; value: string }>;
+  /** Prefix for the Subject (tag_subject), if any rule asked for it. */
+  tagSubject?: string;
+}
+
+/** The rules engine seen from the pipeline. Implementations must be pure and synchronous-fast. */
+export interface Policy {
+  /**
+   * Evaluates the rules whose inferred stage is `stage` (and, at data, the score thresholds).
+   * `previous` carries score and fired rules from earlier stages of the same transaction.
+   */
+  evaluate(stage: Stage, facts: FactSet, previous?: Verdict): Verdict;
+}
+
+export function emptyVerdict(): Verdict {
+  return { action: 'continue', score: 0, fired: [], addHeaders: [] };
+}

@@ -1,0 +1,63 @@
+// The one catalogue of SMTP replies mailgate writes itself. Every reply a client sees that is not
+// the backend's own answer is made here, so wording and enhanced codes stay consistent.
+
+/** A complete SMTP reply: basic code (RFC 5321), enhanced status (RFC 3463) and text. */
+export class SmtpReply {
+  readonly code: number;
+  readonly enhanced: string;
+  readonly text: string;
+  constructor(code: number, enhanced: string, text: string) {
+    this.code = code;
+    this.enhanced = enhanced;
+    this.text = text;
+  }
+  get isTemp(): boolean {
+    return this.code >= 400 && this.code < 500;
+  }
+  get isPerm(): boolean {
+    return this.code >= 500;
+  }
+  get isOk(): boolean {
+    return this.code >= 200 && this.code < 400;
+  }
+  toString(): string {
+    return `${this.code} ${this.enhanced} ${this.text}`;
+  }
+}
+
+/** An error carrying an SMTP reply: thrown into smtp-server callbacks, which send it as is. */
+export class SmtpError extends Error {
+  readonly reply: SmtpReply;
+  constructor(reply: SmtpReply) {
+    super(reply.toString());
+    this.reply = reply;
+  }
+}
+
+export const replies = {
+  relayDenied: (domain: string) => new SmtpReply(550, '5.7.1', `Relaying denied: we do not accept mail for ${domain}`),
+  badRecipientSyntax: (why: string) => new SmtpReply(501, '5.1.3', `Bad recipient address syntax: ${why}`),
+  badSenderSyntax: (why: string) => new SmtpReply(501, '5.1.7', `Bad sender address syntax: ${why}`),
+  tooManyRecipients: (max: number) => new SmtpReply(452, '4.5.3', `Too many recipients (at most ${max} per message)`),
+  messageTooBig: (max: number) => new SmtpReply(552, '5.3.4', `Message size exceeds fixed limit of ${max} bytes`),
+  headerTooBig: (max: number) => new SmtpReply(552, '5.3.4', `Message header exceeds ${max} bytes`),
+  lineTooLong: (max: number) => new SmtpReply(500, '5.5.2', `Line too long (more than ${max} bytes)`),
+  bareNewline: () =>
+    new SmtpReply(550, '5.5.2', 'Message contains bare CR or LF line endings, which RFC 5321 forbids'),
+  tooManyConnections: () => new SmtpReply(421, '4.7.0', 'Too many connections, try again later'),
+  tooManyConnectionsFromIp: (ip: string) =>
+    new SmtpReply(421, '4.7.0', `Too many connections from ${ip}, try again later`),
+  idleTimeout: () => new SmtpReply(421, '4.4.2', 'Idle timeout, closing connection'),
+  backendUnavailable: (why: string) =>
+    new SmtpReply(451, '4.4.1', `Backend mail server unavailable, try again later (${why})`),
+  backendTimeout: () => new SmtpReply(451, '4.4.2', 'Backend mail server timed out, try again later'),
+  shuttingDown: () => new SmtpReply(421, '4.3.2', 'Service shutting down, try again later'),
+  localError: (why: string) => new SmtpReply(451, '4.3.0', `Local error in processing, try again later (${why})`),
+  checkFailed: (check: string) =>
+    new SmtpReply(451, '4.7.1', `Temporary failure in message checks (${check}), try again later`),
+  rejected: (text = 'Message rejected by policy') => new SmtpReply(550, '5.7.1', text),
+  tempfailed: (text = 'Message temporarily deferred by policy, try again later') => new SmtpReply(451, '4.7.1', text),
+  quarantined: (id: string) => new SmtpReply(250, '2.0.0', `Message accepted (${id})`),
+  discarded: (id: string) => new SmtpReply(250, '2.0.0', `Message accepted (${id})`),
+  noValidRecipients: () => new SmtpReply(554, '5.5.1', 'No valid recipients'),
+} as const;
