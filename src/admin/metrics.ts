@@ -28,6 +28,12 @@ export const metrics = {
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
     registers: r,
   }),
+  refusals: new Counter({
+    name: 'mailgate_refusals_total',
+    help: 'Commands refused by policy or checks, by SMTP stage and reply class',
+    labelNames: ['stage', 'class'] as const,
+    registers: r,
+  }),
   backendReplies: new Counter({
     name: 'mailgate_backend_replies_total',
     help: 'Replies from the backend MTA by code',
@@ -45,6 +51,33 @@ export const metrics = {
     name: 'mailgate_check_failures_total',
     help: 'Checks that threw or timed out',
     labelNames: ['check', 'reason'] as const,
+    registers: r,
+  }),
+  // DNS (src/dns/resolver.ts). `type` is one of the record types the resolver supports.
+  dnsQueries: new Counter({
+    name: 'mailgate_dns_queries_total',
+    help: 'DNS lookups sent to the network (cache misses), by record type and outcome',
+    labelNames: ['type', 'result'] as const,
+    registers: r,
+  }),
+  dnsDuration: new Histogram({
+    name: 'mailgate_dns_duration_seconds',
+    help: 'Time a DNS lookup took on the network, including retries and TCP fallback',
+    labelNames: ['type'] as const,
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: r,
+  }),
+  dnsCache: new Counter({
+    name: 'mailgate_dns_cache_total',
+    help: 'DNS lookups answered from the in-process cache (hit, negative_hit) or not (miss)',
+    labelNames: ['result'] as const,
+    registers: r,
+  }),
+  // Sender authentication (src/checks/auth.ts): one increment per method per message or MAIL FROM.
+  authResults: new Counter({
+    name: 'mailgate_auth_results_total',
+    help: 'SPF, DKIM (best signature), DMARC and ARC results',
+    labelNames: ['method', 'result'] as const,
     registers: r,
   }),
 };
