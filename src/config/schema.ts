@@ -1,6 +1,7 @@
 // The mailgate.yaml schema: every key, its default and its meaning. Unknown keys are errors so a
 // typo never silently does nothing. Keep README's configuration reference in step with this file.
 import { z } from 'zod';
+import { authConfigSchema } from '../checks/auth-config.ts';
 
 const hostPort = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+)(:\d{1,5})?$/, 'expected "host" or "host:port"');
 
@@ -108,6 +109,8 @@ export const configSchema = z.strictObject({
   log: z
     .strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
     .default({ level: 'info' }),
+  /** Sender authentication (SPF, DKIM, DMARC, ARC): see docs/auth.md. */
+  auth: authConfigSchema.default(authConfigSchema.parse({})),
   /** Worker processes: a number, or `auto` for one per CPU core. */
   workers: z.union([z.number().int().min(1).max(64), z.literal('auto')]).default(1),
 });
