@@ -80,6 +80,46 @@ export const metrics = {
     labelNames: ['method', 'result'] as const,
     registers: r,
   }),
+  // Shared store (src/store/) and the limits built on it (src/checks/rate-limit.ts, greylist.ts,
+  // concurrency.ts). Limit names come from rules files; `op` and `reason` are fixed sets.
+  redisUp: new Gauge({ name: 'mailgate_redis_up', help: '1 when the Redis connection is ready, else 0', registers: r }),
+  redisErrors: new Counter({
+    name: 'mailgate_redis_errors_total',
+    help: 'Redis calls that failed: reason = timeout | down (not connected, circuit open) | error',
+    labelNames: ['reason'] as const,
+    registers: r,
+  }),
+  redisCommandDuration: new Histogram({
+    name: 'mailgate_redis_command_duration_seconds',
+    help: 'Round-trip time of Redis calls (one call may carry several limits)',
+    labelNames: ['op'] as const,
+    buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+    registers: r,
+  }),
+  storeFallback: new Counter({
+    name: 'mailgate_store_fallback_total',
+    help: 'Operations served by the in-process store because Redis was unavailable (fail_open)',
+    labelNames: ['op'] as const,
+    registers: r,
+  }),
+  rateLimitExceeded: new Counter({
+    name: 'mailgate_ratelimit_exceeded_total',
+    help: 'Events denied by a rate limit, by limit name',
+    labelNames: ['limit'] as const,
+    registers: r,
+  }),
+  concurrencyExceeded: new Counter({
+    name: 'mailgate_concurrency_exceeded_total',
+    help: 'Connections over a shared concurrency limit, by limit name',
+    labelNames: ['limit'] as const,
+    registers: r,
+  }),
+  greylistTotal: new Counter({
+    name: 'mailgate_greylist_total',
+    help: 'Greylisting decisions: new | early | passed | allowed | skipped | unavailable',
+    labelNames: ['result'] as const,
+    registers: r,
+  }),
 };
 
 /** Backend reply codes as a bounded label: the code itself for known classes, else "other". */
