@@ -78,6 +78,13 @@ export const smtpSchema = z.strictObject({
   banner: z.string().default('mailgate'),
   /** Seconds SIGTERM waits for in-flight transactions before closing connections. */
   shutdown_grace_s: z.number().min(0).default(30),
+  /**
+   * Wait this long before the 220 greeting and record `client.pregreet` if the client talks
+   * first (like Postfix postscreen's pregreet test). 0 = greet at once.
+   */
+  banner_delay_ms: z.number().int().min(0).max(30_000).default(0),
+  /** Header fields removed from every message on the way in (case-insensitive names; `*` globs). */
+  strip_headers: z.array(z.string()).default(['X-Mailgate-Status']),
   /** Add a Received header for the hop from the client to mailgate. */
   add_received: z.boolean().default(true),
 });

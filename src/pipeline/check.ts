@@ -57,4 +57,8 @@ export interface Check {
   readonly onFailure?: FailureOutcome;
   /** Adds facts to `out.facts` (and optionally header edits). Throwing = check failure. */
   run(input: CheckInput, out: CheckOutput): Promise<void> | void;
+  /** Optional readiness probe shown in /readyz (e.g. Redis reachable). */
+  readonly readiness?: { name: string; check(): Promise<{ ok: boolean; detail: string }> };
+  /** Optional cleanup on shutdown (close connections, timers). */
+  close?(): Promise<void> | void;
 }

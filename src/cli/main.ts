@@ -1,0 +1,276 @@
+// The `mailgate` command: serve, config check, rules …, quarantine …, --help, --version.
+// Every command has a man-page style --help; errors name the file, line and key.
+import { readFileSync } from 'node:fs';
+import cluster from 'node:cluster';
+import { availableParallelism } from 'node:os';
+import { loadConfig } from '../config/load.ts';
+import { SourceErrors } from '../config/yaml-source.ts';
+import { createGateway, type Gateway } from '../gateway.ts';
+import { QuarantineStore } from '../store/quarantine.ts';
+
+const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
+const HELP_MAIN = `NAME
+    mailgate - inbound mail security gateway (before-queue SMTP filter)
+
+SYNOPSIS
+    mailgate serve [--config FILE]
+    mailgate config check [FILE]
+    mailgate rules check|test|diff ...
+    mailgate quarantine list|show|delete ...
+    mailgate --version | --help
+
+DESCRIPTION
+    mailgate answers SMTP for your domains in front of your existing MTA. Every
+    message passes connection and envelope policy, sender authentication and the
+    rules in the rules directory; clean mail is relayed to the backend MTA, which
+    answers the client itself, so mailgate never accepts what it cannot deliver
+    and never sends a bounce.
+
+COMMANDS
+    serve            Run the gateway (see 'mailgate serve --help').
+    config check     Validate a configuration file and print problems with line numbers.
+    rules            Check, test and compare rules directories ('mailgate rules --help').
+    quarantine       List, show and delete quarantined messages.
+
+ENVIRONMENT
+    MAILGATE_CONFIG     Config file when --config is not given (default ./mailgate.yaml).
+    MAILGATE_REDIS_URL  Overrides the 'redis' key.
+    MAILGATE_LOG_LEVEL  Overrides 'log.level'.
+
+EXIT STATUS
+    0 on success, 1 on a configuration or usage error, 2 on a runtime failure.
+
+SEE ALSO
+    README.md (configuration reference), docs/rules.md, docs/auth.md
+`;
+
+const HELP_SERVE = `NAME
+    mailgate serve - run the SMTP gateway
+
+SYNOPSIS
+    mailgate serve [--config FILE] [--check]
+
+OPTIONS
+    -c, --config FILE   Configuration file (default: $MAILGATE_CONFIG or ./mailgate.yaml).
+    --check             Load everything (config, rules, TLS files), then exit without serving.
+    -h, --help          This text.
+
+SIGNALS
+    SIGHUP    Reload: re-read the config file (domains, limits, header stripping), TLS
+              certificates and rules. A config with errors is refused and the running
+              one stays in force (the error is logged).
+    SIGTERM   Graceful stop: stop accepting connections, answer idle clients 421, let
+              transactions in flight finish within smtp.shutdown_grace_s, exit 0.
+    SIGINT    Same as SIGTERM.
+
+LOGS
+    JSON lines on stdout (pino). One line with msg "message" per DATA transaction:
+    qid, ip, helo, from, rcpts, size, action, score, rules, reason, backend, reply,
+    duration_ms.
+`;
+
+const HELP_CONFIG = `NAME
+    mailgate config check - validate a configuration file
+
+SYNOPSIS
+    mailgate config check [FILE]
+
+DESCRIPTION
+    Parses and validates FILE (default: $MAILGATE_CONFIG or ./mailgate.yaml). Every
+    problem is printed as FILE:LINE: KEY: MESSAGE; unknown keys are errors. Exit 0 if
+    the file is valid, 1 otherwise.
+`;
+
+const HELP_QUARANTINE = `NAME
+    mailgate quarantine - inspect the quarantine
+
+SYNOPSIS
+    mailgate quarantine list [--config FILE]
+    mailgate quarantine show ID [--config FILE]
+    mailgate quarantine delete ID [--config FILE]
+
+DESCRIPTION
+    list prints one line per message: id, date, client, sender, recipients, score, rules.
+    show prints the stored message (as it would have been relayed) on stdout.
+    delete removes it.
+`;
+
+function takeOpt(args: string[], ...names: string[]): string | undefined {
+  for (const n of names) {
+    const i = args.indexOf(n);
+    if (i >= 0) {
+      const v = args[i + 1];
+      if (v === undefined || v.startsWith('-')) usage(`${n} needs a value`);
+      args.splice(i, 2);
+      return v;
+    }
+  }
+  return undefined;
+}
+
+function takeFlag(args: string[], ...names: string[]): boolean {
+  let found = false;
+  for (const n of names) {
+    const i = args.indexOf(n);
+    if (i >= 0) {
+      args.splice(i, 1);
+      found = true;
+    }
+  }
+  return found;
+}
+
+function usage(msg: string): never {
+  process.stderr.write(`mailgate: ${msg}\nTry 'mailgate --help'.\n`);
+  process.exit(1);
+}
+
+function defaultConfigPath(): string {
+  return process.env.MAILGATE_CONFIG ?? './mailgate.yaml';
+}
+
+function loadOrExit(file: string) {
+  try {
+    return loadConfig(file);
+  } catch (err) {
+    if (err instanceof SourceErrors) {
+      process.stderr.write(`${err.message}\n`);
+      process.exit(1);
+    }
+    throw err;
+  }
+}
+
+async function serve(args: string[]): Promise<void> {
+  if (takeFlag(args, '-h', '--help')) return void process.stdout.write(HELP_SERVE);
+  const file = takeOpt(args, '-c', '--config') ?? defaultConfigPath();
+  const checkOnly = takeFlag(args, '--check');
+  if (args.length > 0) usage(`serve: unexpected argument ${args[0]}`);
+  const loaded = loadOrExit(file);
+  const config = loaded.config;
+  const workers = config.workers === 'auto' ? availableParallelism() : config.workers;
+  if (checkOnly) {
+    process.stdout.write(`${loaded.file}: OK\n`);
+    return;
+  }
+  if (workers > 1 && cluster.isPrimary) {
+    // Workers share the listening sockets (node:cluster); the primary only supervises them and
+    // passes signals on. The admin server runs in worker 1 (metrics are per worker).
+    for (let i = 0; i < workers; i++) cluster.fork({ MAILGATE_WORKER: String(i + 1) });
+    let stopping = false;
+    cluster.on('exit', (w, code) => {
+      if (!stopping) {
+        process.stderr.write(`mailgate: worker ${w.process.pid} exited (${code}); restarting\n`);
+        cluster.fork({ MAILGATE_WORKER: String(w.id) });
+      } else if (Object.keys(cluster.workers ?? {}).length === 0) process.exit(0);
+    });
+    const forward = (sig: NodeJS.Signals) => {
+      if (sig !== 'SIGHUP') stopping = true;
+      for (const w of Object.values(cluster.workers ?? {})) w?.process.kill(sig);
+    };
+    process.on('SIGTERM', () => forward('SIGTERM'));
+    process.on('SIGINT', () => forward('SIGINT'));
+    process.on('SIGHUP', () => forward('SIGHUP'));
+    return;
+  }
+  const isExtraWorker = cluster.isWorker && process.env.MAILGATE_WORKER !== '1';
+  let gw: Gateway;
+  try {
+    gw = await createGateway({ config, admin: !isExtraWorker });
+  } catch (err) {
+    if (err instanceof SourceErrors) {
+      process.stderr.write(`${err.message}\n`);
+      process.exit(1);
+    }
+    process.stderr.write(`mailgate: cannot start: ${(err as Error).message}\n`);
+    process.exit(2);
+  }
+  let stopping = false;
+  const stop = () => {
+    if (stopping) return;
+    stopping = true;
+    gw.stop().then(
+      () => process.exit(0),
+      () => process.exit(2),
+    );
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  process.on('SIGHUP', () => {
+    let next;
+    try {
+      next = loadConfig(file).config;
+    } catch (err) {
+      gw.runtime.logger.error({ err: (err as Error).message }, 'config reload refused; keeping the running configuration');
+      return;
+    }
+    gw.reload(next).catch((err: Error) => gw.runtime.logger.error({ err: err.message }, 'reload failed'));
+  });
+}
+
+function configCommand(args: string[]): void {
+  const sub = args.shift();
+  if (sub === undefined || sub === '-h' || sub === '--help') return void process.stdout.write(HELP_CONFIG);
+  if (sub !== 'check') usage(`config: unknown subcommand ${sub}`);
+  if (takeFlag(args, '-h', '--help')) return void process.stdout.write(HELP_CONFIG);
+  const file = args[0] ?? defaultConfigPath();
+  const loaded = loadOrExit(file);
+  process.stdout.write(`${loaded.file}: OK (${loaded.config.domains.length} domains, ${loaded.config.listen.length} listeners)\n`);
+}
+
+async function quarantineCommand(args: string[]): Promise<void> {
+  if (args.length === 0 || takeFlag(args, '-h', '--help')) return void process.stdout.write(HELP_QUARANTINE);
+  const file = takeOpt(args, '-c', '--config') ?? defaultConfigPath();
+  const store = new QuarantineStore(loadOrExit(file).config.quarantine.dir);
+  const [sub, id] = args;
+  if (sub === 'list') {
+    for (const m of await store.list()) {
+      process.stdout.write(`${m.id}\t${m.received}\t${m.client.ip}\t<${m.from}>\t${m.rcpts.join(',')}\t${m.score}\t${m.rules.join(',')}\n`);
+    }
+  } else if (sub === 'show' && id) {
+    const m = await store.get(id);
+    if (!m) usage(`quarantine: no message ${id}`);
+    process.stdout.write(m.eml);
+  } else if (sub === 'delete' && id) {
+    if (!(await store.delete(id))) usage(`quarantine: no message ${id}`);
+    process.stdout.write(`deleted ${id}\n`);
+  } else usage('quarantine: expected list, show ID or delete ID');
+}
+
+async function rulesCommand(args: string[]): Promise<void> {
+  // The rules CLI lives with the rules engine; loaded lazily so `serve` does not pay for it.
+  const modPath = './rules.ts';
+  const mod = (await import(modPath).catch(() => undefined)) as { runRulesCommand?: (a: string[]) => Promise<number> } | undefined;
+  if (!mod?.runRulesCommand) usage('rules: not available in this build');
+  process.exitCode = await mod.runRulesCommand(args);
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const args = [...argv];
+  const cmd = args.shift();
+  switch (cmd) {
+    case undefined:
+    case '-h':
+    case '--help':
+    case 'help':
+      process.stdout.write(HELP_MAIN);
+      return;
+    case '-V':
+    case '--version':
+      process.stdout.write(`mailgate ${VERSION}\n`);
+      return;
+    case 'serve':
+      return serve(args);
+    case 'config':
+      return configCommand(args);
+    case 'quarantine':
+      return quarantineCommand(args);
+    case 'rules':
+      return rulesCommand(args);
+    default:
+      usage(`unknown command ${cmd}`);
+  }
+}
+
+await main(process.argv.slice(2));

@@ -1,0 +1,148 @@
+// Builds a running gateway from a config and injected dependencies: listeners, checks, policy,
+// backend, quarantine, admin HTTP. One factory so tests start the real thing on port 0 and
+// `mailgate serve` starts the same code; reload() and stop() implement SIGHUP and SIGTERM.
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino, { type Logger } from 'pino';
+import type { Config } from './config/schema.ts';
+import { isMaildirBackend } from './config/schema.ts';
+import { Listener, ConnCounters } from './smtp/front.ts';
+import type { ClientSession } from './smtp/session.ts';
+import { SmtpBackend, MaildirBackend, type Backend } from './smtp/backend.ts';
+import { QuarantineStore } from './store/quarantine.ts';
+import { normalizeDomain } from './smtp/address.ts';
+import type { Runtime } from './smtp/runtime.ts';
+import type { Deps } from './pipeline/deps.ts';
+import type { Check } from './pipeline/check.ts';
+import type { Policy } from './rules/verdict.ts';
+import { startAdmin, type AdminServer, type ReadinessProbe } from './admin/server.ts';
+import { buildChecks, closeChecks } from './checks/index.ts';
+import { loadPolicy, type PolicyHandle } from './rules/load-policy.ts';
+import { replies } from './smtp/reply.ts';
+
+export interface GatewayOptions {
+  config: Config;
+  logger?: Logger;
+  /** Overrides for I/O dependencies (tests): clock, DNS, store. */
+  deps?: Partial<Deps>;
+  /** Extra checks appended to the configured ones (tests, embedding). */
+  extraChecks?: Check[];
+  /** Use this policy instead of loading `config.rules`. */
+  policy?: Policy;
+  /** Start the admin HTTP server (default: as configured). */
+  admin?: boolean;
+}
+
+export interface Gateway {
+  readonly runtime: Runtime;
+  /** Bound SMTP ports, in `config.listen` order (useful with port 0). */
+  readonly ports: number[];
+  readonly adminPort: number | undefined;
+  /** Applies a new config's live-changeable parts (domains, limits, TLS certificates, rules). */
+  reload(config?: Config): Promise<void>;
+  /** Stops accepting, lets transactions in flight finish within `graceMs`, closes everything. */
+  stop(graceMs?: number): Promise<void>;
+}
+
+type SessionMap = Map<string, { session: ClientSession; conn: { send(c: number, d: string): void; close(): void } }>;
+
+export function buildStripHeaders(globs: readonly string[]): Array<(name: string) => boolean> {
+  const res = globs.map((g) => new RegExp(`^${g.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*')}$`, 'i'));
+  return res.map((re) => (name: string) => re.test(name));
+}
+
+function makeBackend(config: Config): Backend {
+  return isMaildirBackend(config.backend) ? new MaildirBackend(config.backend.maildir) : new SmtpBackend(config.backend, config.hostname);
+}
+
+export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
+  const config = opts.config;
+  const logger = opts.logger ?? pino({ level: config.log.level, base: { svc: 'mailgate' } });
+  const deps: Deps = { logger, now: Date.now, ...opts.deps };
+  const checks = [...(await buildChecks(config, deps)), ...(opts.extraChecks ?? [])];
+  let policyHandle: PolicyHandle | undefined;
+  let policy: Policy;
+  if (opts.policy) policy = opts.policy;
+  else {
+    policyHandle = await loadPolicy(config, checks, logger, (p) => {
+      runtime.policy = p;
+    });
+    policy = policyHandle.policy;
+  }
+  const runtime: Runtime = {
+    config,
+    logger,
+    domains: new Set(config.domains.map(normalizeDomain)),
+    checks,
+    policy,
+    backend: makeBackend(config),
+    quarantine: new QuarantineStore(config.quarantine.dir),
+    spoolDir: join(tmpdir(), 'mailgate-spool'),
+    stripHeaders: buildStripHeaders(config.smtp.strip_headers),
+    draining: false,
+  };
+  if (policyHandle?.capture) runtime.capture = policyHandle.capture;
+  const sessions: SessionMap = new Map();
+  const counters = new ConnCounters();
+  const listeners = config.listen.map((l) => new Listener(runtime, l, sessions as never, counters));
+  const ports: number[] = [];
+  for (const l of listeners) ports.push(await l.listen());
+  logger.info({ ports, backend: runtime.backend.description, domains: config.domains }, 'mailgate listening');
+
+  const probes: ReadinessProbe[] = [
+    { name: 'backend', check: () => runtime.backend.probe() },
+    ...checks.flatMap((c) => (c.readiness ? [c.readiness] : [])),
+  ];
+  let admin: AdminServer | undefined;
+  if ((opts.admin ?? true) && config.admin !== false) {
+    admin = await startAdmin(config.admin, runtime, probes);
+  }
+
+  const gw: Gateway = {
+    runtime,
+    ports,
+    adminPort: admin?.port,
+    async reload(next?: Config) {
+      if (next) {
+        runtime.config = next;
+        runtime.domains = new Set(next.domains.map(normalizeDomain));
+        runtime.stripHeaders = buildStripHeaders(next.smtp.strip_headers);
+      }
+      for (const l of listeners) {
+        try {
+          l.reloadTls();
+        } catch (err) {
+          logger.error({ err: (err as Error).message }, 'TLS certificate reload failed; keeping the old one');
+        }
+      }
+      await policyHandle?.reload();
+      logger.info('configuration reloaded');
+    },
+    async stop(graceMs = config.smtp.shutdown_grace_s * 1000) {
+      runtime.draining = true;
+      await Promise.all(listeners.map((l) => l.close()));
+      const r = replies.shuttingDown();
+      const closeIdle = () => {
+        for (const { session, conn } of sessions.values()) {
+          if (!session.busy && !session.closed) {
+            conn.send(r.code, `${r.enhanced} ${r.text}`);
+            conn.close();
+          }
+        }
+      };
+      closeIdle();
+      for (const { session } of sessions.values()) session.onIdle = closeIdle;
+      const deadline = Date.now() + graceMs;
+      while ([...sessions.values()].some((e) => e.session.busy) && Date.now() < deadline) {
+        await new Promise((res) => setTimeout(res, 50));
+      }
+      for (const { conn } of sessions.values()) conn.close();
+      runtime.backend.close();
+      policyHandle?.close();
+      await closeChecks(checks);
+      await admin?.close();
+      logger.info('mailgate stopped');
+    },
+  };
+  return gw;
+}

@@ -1,0 +1,90 @@
+// Runs the checks of one stage: concurrently, each under its timeout, turning a throw or a timeout
+// into the check's configured failure outcome (tempfail by default) — never an accidental pass —
+// and then asks the policy for the stage's verdict.
+import type { Check, CheckInput, CheckOutput, FailureOutcome, MessageView } from './check.ts';
+import type { FactSet } from './facts.ts';
+import type { Stage } from './stages.ts';
+import type { Policy, Verdict } from '../rules/verdict.ts';
+import { metrics } from '../admin/metrics.ts';
+import type { Logger } from 'pino';
+
+export interface StageResult {
+  verdict: Verdict;
+  /** Set when a check failed with outcome tempfail/reject: the reply overrides the policy. */
+  failure?: { check: string; outcome: Exclude<FailureOutcome, 'continue'>; error: string };
+}
+
+export interface RunStageArgs {
+  stage: Stage;
+  checks: readonly Check[];
+  policy: Policy;
+  facts: FactSet;
+  previous?: Verdict;
+  recipient?: string;
+  message?: MessageView;
+  output: CheckOutput;
+  logger: Logger;
+  /** Aborts all checks (client went away). */
+  signal?: AbortSignal;
+  defaultTimeoutMs?: number;
+}
+
+export async function runStage(a: RunStageArgs): Promise<StageResult> {
+  const checks = a.checks.filter((c) => c.stages.includes(a.stage));
+  let failure: StageResult['failure'];
+  if (checks.length > 0) {
+    const results = await Promise.all(checks.map((c) => runOne(c, a)));
+    for (const r of results) {
+      if (r && r.outcome !== 'continue' && (!failure || (r.outcome === 'reject' && failure.outcome !== 'reject'))) {
+        failure = { check: r.check, outcome: r.outcome, error: r.error };
+      }
+    }
+  }
+  const verdict = a.policy.evaluate(a.stage, a.facts, a.previous);
+  return failure ? { verdict, failure } : { verdict };
+}
+
+async function runOne(
+  check: Check,
+  a: RunStageArgs,
+): Promise<{ check: string; outcome: FailureOutcome; error: string } | undefined> {
+  const timeoutMs = check.timeoutMs ?? a.defaultTimeoutMs ?? 30_000;
+  const ac = new AbortController();
+  const onAbort = () => ac.abort(a.signal?.reason);
+  a.signal?.addEventListener('abort', onAbort, { once: true });
+  const start = performance.now();
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const input: CheckInput = { stage: a.stage, facts: a.facts, signal: ac.signal };
+    if (a.recipient !== undefined) input.recipient = a.recipient;
+    if (a.message !== undefined) input.message = a.message;
+    await Promise.race([
+      Promise.resolve().then(() => check.run(input, a.output)),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          ac.abort(new Error('timeout'));
+          reject(new CheckTimeout(timeoutMs));
+        }, timeoutMs);
+      }),
+    ]);
+    return undefined;
+  } catch (err) {
+    const timedOut = err instanceof CheckTimeout;
+    const outcome = check.onFailure ?? 'tempfail';
+    const error = timedOut ? `timed out after ${timeoutMs} ms` : (err as Error).message;
+    metrics.checkFailures.inc({ check: check.name, reason: timedOut ? 'timeout' : 'error' });
+    a.facts.set(`check.${check.name}.error`, error);
+    a.logger.warn({ check: check.name, stage: a.stage, err: error, outcome }, 'check failed');
+    return { check: check.name, outcome, error };
+  } finally {
+    clearTimeout(timer);
+    a.signal?.removeEventListener('abort', onAbort);
+    metrics.checkDuration.observe({ check: check.name }, (performance.now() - start) / 1000);
+  }
+}
+
+class CheckTimeout extends Error {
+  constructor(ms: number) {
+    super(`timed out after ${ms} ms`);
+  }
+}

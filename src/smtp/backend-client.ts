@@ -1,0 +1,372 @@
+// The backend leg: a small SMTP client that mirrors the client's transaction on the MTA behind
+// mailgate, command by command, so each RCPT gets the backend's own answer live and DATA is only
+// acknowledged once the backend has the message. nodemailer's SMTPConnection cannot do this (its
+// send() does MAIL, all RCPTs and DATA in one call and it has no XCLIENT), hence this file.
+import net from 'node:net';
+
+/** One SMTP reply as received: code, enhanced status (if the server sent one), text lines. */
+export interface BackendReply {
+  code: number;
+  enhanced: string;
+  lines: string[];
+}
+
+export function replyText(r: BackendReply): string {
+  return r.lines.join(' / ');
+}
+
+/** Failure of the backend leg itself (connection, timeout, protocol), not an SMTP rejection. */
+export class BackendError extends Error {
+  readonly kind: 'connect' | 'timeout' | 'closed' | 'protocol';
+  constructor(kind: BackendError['kind'], message: string) {
+    super(message);
+    this.kind = kind;
+  }
+}
+
+export interface BackendOptions {
+  host: string;
+  port: number;
+  /** Name for our EHLO. */
+  helo: string;
+  connectTimeoutMs: number;
+  commandTimeoutMs: number;
+  dataTimeoutMs: number;
+}
+
+export interface XclientAttrs {
+  addr: string;
+  port?: number;
+  name?: string;
+  helo?: string;
+  proto?: 'SMTP' | 'ESMTP';
+}
+
+const ENHANCED_RE = /^([245])\.(\d{1,3})\.(\d{1,3})(?: |$)/;
+/** Longest reply we accept from the backend, so a broken backend cannot grow our memory. */
+const MAX_REPLY_BYTES = 64 * 1024;
+
+interface Pending {
+  resolve: (r: BackendReply) => void;
+  reject: (e: Error) => void;
+  timeoutMs: number;
+}
+
+export class BackendSession {
+  readonly options: BackendOptions;
+  readonly socket: net.Socket;
+  /** EHLO keywords (upper-case) → parameters, e.g. SIZE → "104857600". */
+  capabilities = new Map<string, string>();
+  /** Set once XCLIENT changed the session's client identity: such a session is never reused. */
+  xclientSent = false;
+  /** False once the connection failed or was closed; a dead session is never reused. */
+  alive = true;
+  /** A transaction (MAIL sent, not yet finished by DATA/RSET) is open. */
+  inTransaction = false;
+  readonly createdAt = Date.now();
+  lastUsed = Date.now();
+
+  #buf = '';
+  #lines: string[] = [];
+  #pending: Pending[] = [];
+  #timer: NodeJS.Timeout | undefined;
+  #closeError: BackendError | undefined;
+
+  private constructor(socket: net.Socket, options: BackendOptions) {
+    this.socket = socket;
+    this.options = options;
+    socket.setNoDelay(true);
+    socket.setEncoding('latin1');
+    socket.on('data', (s: string) => this.#onData(s));
+    socket.on('error', (err) => this.#fail(new BackendError('closed', `backend connection error: ${err.message}`)));
+    socket.on('close', () => this.#fail(new BackendError('closed', 'backend closed the connection')));
+  }
+
+  /** Connects, reads the greeting and sends EHLO (falling back to HELO). */
+  static async open(options: BackendOptions): Promise<BackendSession> {
+    const socket = await new Promise<net.Socket>((resolve, reject) => {
+      const s = net.connect({ host: options.host, port: options.port });
+      const t = setTimeout(() => {
+        s.destroy();
+        reject(new BackendError('timeout', `connect to ${options.host}:${options.port} timed out`));
+      }, options.connectTimeoutMs);
+      s.once('connect', () => {
+        clearTimeout(t);
+        s.removeAllListeners('error');
+        resolve(s);
+      });
+      s.once('error', (err) => {
+        clearTimeout(t);
+        reject(new BackendError('connect', `cannot connect to ${options.host}:${options.port}: ${err.message}`));
+      });
+    });
+    const session = new BackendSession(socket, options);
+    try {
+      const greeting = await session.#expect(options.connectTimeoutMs);
+      if (greeting.code !== 220) {
+        throw new BackendError('protocol', `backend greeting: ${greeting.code} ${replyText(greeting)}`);
+      }
+      await session.ehlo(options.helo);
+      return session;
+    } catch (err) {
+      session.close();
+      throw err;
+    }
+  }
+
+  async ehlo(name: string): Promise<void> {
+    let r = await this.command(`EHLO ${name}`);
+    if (r.code !== 250) {
+      r = await this.command(`HELO ${name}`);
+      if (r.code !== 250) throw new BackendError('protocol', `backend refused EHLO/HELO: ${r.code} ${replyText(r)}`);
+      this.capabilities = new Map();
+      return;
+    }
+    const caps = new Map<string, string>();
+    for (const line of r.lines.slice(1)) {
+      const [kw = '', ...rest] = line.trim().split(/\s+/);
+      caps.set(kw.toUpperCase(), rest.join(' '));
+    }
+    this.capabilities = caps;
+  }
+
+  has(cap: string): boolean {
+    return this.capabilities.has(cap);
+  }
+
+  /**
+   * Hands the real client's identity to the backend (Postfix XCLIENT): the backend then logs and
+   * applies its own restrictions to the real client. The backend answers with a new greeting, so
+   * we EHLO again (with the client's HELO name, as Postfix's own smtpd_proxy_filter does).
+   */
+  async xclient(attrs: XclientAttrs, ehloName: string): Promise<BackendReply> {
+    const supported = new Set((this.capabilities.get('XCLIENT') ?? '').toUpperCase().split(/\s+/));
+    const parts: string[] = [];
+    const add = (k: string, v: string | number | undefined) => {
+      if (v !== undefined && v !== '' && supported.has(k)) parts.push(`${k}=${xtext(String(v))}`);
+    };
+    add('NAME', attrs.name ?? '[UNAVAILABLE]');
+    add('ADDR', attrs.addr.includes(':') ? `IPV6:${attrs.addr}` : attrs.addr);
+    add('PORT', attrs.port);
+    add('PROTO', attrs.proto);
+    add('HELO', attrs.helo);
+    const r = await this.command(`XCLIENT ${parts.join(' ')}`);
+    if (r.code === 220) {
+      this.xclientSent = true;
+      await this.ehlo(ehloName);
+    }
+    return r;
+  }
+
+  /** Sends one command and waits for its reply. */
+  command(line: string, timeoutMs = this.options.commandTimeoutMs): Promise<BackendReply> {
+    const p = this.#expect(timeoutMs);
+    this.#write(`${line}\r\n`);
+    return p;
+  }
+
+  /**
+   * Sends several commands in one write when the backend offers PIPELINING (RFC 2920), else one by
+   * one. Replies come back in order.
+   */
+  async pipeline(lines: string[]): Promise<BackendReply[]> {
+    if (!this.has('PIPELINING')) {
+      const out: BackendReply[] = [];
+      for (const l of lines) out.push(await this.command(l));
+      return out;
+    }
+    const ps = lines.map(() => this.#expect(this.options.commandTimeoutMs));
+    this.#write(lines.map((l) => `${l}\r\n`).join(''));
+    return Promise.all(ps);
+  }
+
+  async mail(from: string, params: string[]): Promise<BackendReply> {
+    const r = await this.command(`MAIL FROM:<${from}>${params.length ? ' ' + params.join(' ') : ''}`);
+    if (r.code === 250) this.inTransaction = true;
+    return r;
+  }
+
+  rcpt(to: string, params: string[] = []): Promise<BackendReply> {
+    return this.command(`RCPT TO:<${to}>${params.length ? ' ' + params.join(' ') : ''}`);
+  }
+
+  async rset(): Promise<BackendReply> {
+    const r = await this.command('RSET');
+    this.inTransaction = false;
+    return r;
+  }
+
+  /**
+   * DATA: waits for 354, streams `content` (CRLF line endings, not dot-stuffed) dot-stuffing it on
+   * the way, ends with CRLF.CRLF and returns the backend's final reply. `content` must already be
+   * normalised to CRLF (the spool does that), so no bare LF or CR can end the message early.
+   */
+  async data(content: AsyncIterable<Buffer>, onSkip?: () => void): Promise<BackendReply> {
+    const go = await this.command('DATA');
+    if (go.code !== 354) {
+      onSkip?.();
+      this.inTransaction = false;
+      return go;
+    }
+    let atLineStart = true;
+    let lastTwo = '';
+    for await (const chunk of content) {
+      if (!this.alive) throw this.#closeError ?? new BackendError('closed', 'backend closed during DATA');
+      const out = dotStuff(chunk, atLineStart);
+      if (chunk.length > 0) {
+        atLineStart = chunk[chunk.length - 1] === 0x0a;
+        lastTwo = (lastTwo + chunk.subarray(-2).toString('latin1')).slice(-2);
+      }
+      if (!this.socket.write(out)) await this.#drain();
+    }
+    const end = lastTwo === '\r\n' || lastTwo === '' ? '.\r\n' : '\r\n.\r\n';
+    const p = this.#expect(this.options.dataTimeoutMs);
+    this.#write(end);
+    const r = await p;
+    this.inTransaction = false;
+    return r;
+  }
+
+  /** Polite close: QUIT without waiting long for the answer. */
+  quit(): void {
+    if (!this.alive) return;
+    this.alive = false;
+    this.socket.end('QUIT\r\n');
+    setTimeout(() => this.socket.destroy(), 1000).unref();
+  }
+
+  close(): void {
+    this.alive = false;
+    this.socket.destroy();
+  }
+
+  #write(s: string): void {
+    if (!this.alive) return;
+    this.lastUsed = Date.now();
+    this.socket.write(s, 'latin1');
+  }
+
+  #drain(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const onDrain = () => {
+        this.socket.off('close', onClose);
+        resolve();
+      };
+      const onClose = () => {
+        this.socket.off('drain', onDrain);
+        reject(this.#closeError ?? new BackendError('closed', 'backend closed during DATA'));
+      };
+      this.socket.once('drain', onDrain);
+      this.socket.once('close', onClose);
+    });
+  }
+
+  #expect(timeoutMs: number): Promise<BackendReply> {
+    return new Promise((resolve, reject) => {
+      if (!this.alive) {
+        reject(this.#closeError ?? new BackendError('closed', 'backend connection is closed'));
+        return;
+      }
+      this.#pending.push({ resolve, reject, timeoutMs });
+      if (this.#pending.length === 1) this.#arm();
+    });
+  }
+
+  /** The timer always covers the oldest outstanding reply. */
+  #arm(): void {
+    clearTimeout(this.#timer);
+    const head = this.#pending[0];
+    if (!head) return;
+    this.#timer = setTimeout(() => {
+      this.#fail(new BackendError('timeout', `backend did not answer within ${head.timeoutMs} ms`));
+      this.socket.destroy();
+    }, head.timeoutMs);
+  }
+
+  #onData(s: string): void {
+    this.#buf += s;
+    if (this.#buf.length > MAX_REPLY_BYTES) {
+      this.#fail(new BackendError('protocol', 'backend reply too long'));
+      this.socket.destroy();
+      return;
+    }
+    let nl: number;
+    while ((nl = this.#buf.indexOf('\n')) >= 0) {
+      const line = this.#buf.slice(0, nl).replace(/\r$/, '');
+      this.#buf = this.#buf.slice(nl + 1);
+      this.#lines.push(line);
+      // "250-..." continues a reply, "250 ..." (or a bare "250") ends it (RFC 5321 4.2.1).
+      if (line.length < 4 || line[3] !== '-') this.#finishReply();
+    }
+  }
+
+  #finishReply(): void {
+    const lines = this.#lines;
+    this.#lines = [];
+    const first = lines[0] ?? '';
+    const code = Number.parseInt(first.slice(0, 3), 10);
+    if (!Number.isFinite(code) || code < 200 || code > 599) {
+      this.#fail(new BackendError('protocol', `unparseable backend reply: ${first.slice(0, 100)}`));
+      this.socket.destroy();
+      return;
+    }
+    let enhanced = '';
+    const texts = lines.map((l) => l.slice(4));
+    const m = ENHANCED_RE.exec(texts[0] ?? '');
+    if (m && m[1] === String(code)[0]) {
+      enhanced = `${m[1]}.${m[2]}.${m[3]}`;
+      for (let i = 0; i < texts.length; i++) {
+        const t = texts[i] ?? '';
+        if (t.startsWith(enhanced)) texts[i] = t.slice(enhanced.length).trimStart();
+      }
+    }
+    const head = this.#pending.shift();
+    this.#arm();
+    if (head) head.resolve({ code, enhanced, lines: texts });
+    // An unsolicited reply (e.g. a 421 before closing) is dropped: the close that follows fails
+    // whatever is pending.
+  }
+
+  #fail(err: BackendError): void {
+    if (!this.#closeError) this.#closeError = err;
+    this.alive = false;
+    clearTimeout(this.#timer);
+    const pending = this.#pending;
+    this.#pending = [];
+    for (const p of pending) p.reject(this.#closeError);
+  }
+}
+
+/** RFC 1891 xtext for XCLIENT attribute values: "+", "=" and non-printables as +XX. */
+function xtext(v: string): string {
+  return v.replace(/[^!-*,-<>-~]/g, (c) => '+' + c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0'));
+}
+
+/**
+ * Dot-stuffing (RFC 5321 4.5.2): a "." at the start of a line is doubled. Works on CRLF content
+ * in chunks; `atLineStart` says whether the previous chunk ended a line.
+ */
+export function dotStuff(chunk: Buffer, atLineStart: boolean): Buffer {
+  let count = atLineStart && chunk[0] === 0x2e ? 1 : 0;
+  let i = chunk.indexOf('\n.');
+  while (i >= 0) {
+    count++;
+    i = chunk.indexOf('\n.', i + 2);
+  }
+  if (count === 0) return chunk;
+  const out = Buffer.allocUnsafe(chunk.length + count);
+  let o = 0;
+  let from = 0;
+  if (atLineStart && chunk[0] === 0x2e) {
+    out[o++] = 0x2e;
+  }
+  i = chunk.indexOf('\n.');
+  while (i >= 0) {
+    o += chunk.copy(out, o, from, i + 1);
+    out[o++] = 0x2e;
+    from = i + 1;
+    i = chunk.indexOf('\n.', i + 2);
+  }
+  o += chunk.copy(out, o, from);
+  return out;
+}
