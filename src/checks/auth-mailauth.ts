@@ -1,0 +1,50 @@
+// Typed access to the parts of mailauth its package root does not export: DMARC evaluation with
+// the per-signature alignment set (lib/dmarc), and the RFC 8601 resinfo/authserv-id formatters
+// (lib/tools). mailauth has no `exports` map, so these paths are reachable; pinned to 7.1.0.
+import { createRequire } from 'node:module';
+import type { ARCResult, DMARCResult } from 'mailauth';
+
+const require = createRequire(import.meta.url);
+
+export interface DmarcEvaluation {
+  /** false when DMARC could not be evaluated (see `reason`). */
+  response: DMARCResult | false;
+  /** Why there is no response: 'no-author-domain', 'multiple-from-fields', 'multiple-author-domains', 'invalid-author-domain'. */
+  reason?: string;
+  /** Signing domains (formatted) whose passing signature aligned. */
+  dkimAligned?: Set<string>;
+}
+
+export interface DmarcInput {
+  headerFrom: string[];
+  fromFields: number;
+  spfDomains: string[];
+  dkimDomains: Array<{ id?: string; domain: string; aligned?: string | false; underSized?: number }>;
+  arcResult?: ARCResult;
+  resolver: (name: string, rrtype: string) => Promise<unknown>;
+  strict?: boolean;
+}
+
+export interface AuthStatusLike {
+  result: string;
+  comment?: string | false;
+  policy?: Record<string, unknown>;
+  smtp?: Record<string, unknown>;
+  header?: Record<string, unknown>;
+  body?: Record<string, unknown>;
+  underSized?: number;
+}
+
+const dmarcModule = require('mailauth/lib/dmarc/index.js') as { evaluateDmarc: (opts: DmarcInput) => Promise<DmarcEvaluation> };
+const tools = require('mailauth/lib/tools.js') as {
+  formatAuthHeaderRow: (method: string, status: AuthStatusLike, options?: { strict?: boolean }) => string;
+  formatAuthservId: (id: string, strict?: boolean) => string;
+  formatDomain: (domain: string) => string;
+};
+
+export const evaluateDmarc = dmarcModule.evaluateDmarc;
+/** One RFC 8601 resinfo, e.g. `dkim=pass header.i=@example.com header.s=s1`, values quoted as needed. */
+export const formatAuthHeaderRow = tools.formatAuthHeaderRow;
+/** The authserv-id as a token (A-label) or quoted-string (RFC 8601 section 2.5). */
+export const formatAuthservId = tools.formatAuthservId;
+export const formatDomain = tools.formatDomain;
