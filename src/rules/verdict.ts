@@ -19,6 +19,16 @@ export interface FiredRule {
   /** File and line the rule is defined at, for explainability. */
   source?: string;
   action?: Action;
+  /** The rule's description, for `rules test` and the log. */
+  description?: string;
+}
+
+/** A direct action decided by a rule; carried from stage to stage until end of data. */
+export interface Decision {
+  action: Action;
+  rule: string;
+  stage: Stage;
+  priority: number;
 }
 
 export interface Verdict {
@@ -34,6 +44,18 @@ export interface Verdict {
   addHeaders: Array<{ name: string; value: string }>;
   /** Prefix for the Subject (tag_subject), if any rule asked for it. */
   tagSubject?: string;
+  /**
+   * The direct action a rule decided (the strongest so far). `reject`/`tempfail` end the
+   * transaction at the stage they fire; `accept` skips every later rule; `quarantine`/`discard`
+   * are applied at end of data unless a stronger decision comes later.
+   */
+  decided?: Decision;
+  /** At data, when no rule decided: the score threshold that set the action. */
+  threshold?: { action: Action; score: number };
+  /** The reject threshold in force, for the status header (`required=`). */
+  required?: number;
+  /** The stage this verdict was made at. */
+  stage?: Stage;
 }
 
 /** The rules engine seen from the pipeline. Implementations must be pure and synchronous-fast. */

@@ -1,0 +1,119 @@
+// IP addresses and CIDR blocks for `ip` facts: one canonical text form per address (so equality
+// works across spellings) and a set type backed by node:net's BlockList for CIDR matching.
+import { BlockList, isIP } from 'node:net';
+
+/**
+ * Canonical form of an address, or undefined when `text` is not one. Accepts SMTP address
+ * literals (`[192.0.2.1]`, `[IPv6:2001:db8::1]`, RFC 5321 §4.1.3), strips an IPv6 zone id,
+ * lower-cases and compresses IPv6 and unwraps IPv4-mapped IPv6 (`::ffff:192.0.2.1`).
+ */
+export function normalizeIp(text: string): string | undefined {
+  let v = text.trim();
+  if (v.startsWith('[') && v.endsWith(']')) v = v.slice(1, -1);
+  if (/^ipv6:/i.test(v)) v = v.slice(5);
+  const zone = v.indexOf('%');
+  if (zone >= 0) v = v.slice(0, zone);
+  const family = isIP(v);
+  if (family === 4) return v;
+  if (family !== 6) return undefined;
+  // The WHATWG URL parser prints IPv6 hosts in RFC 5952 canonical form.
+  let canon = new URL(`http://[${v}]/`).hostname.slice(1, -1);
+  const mapped = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(canon);
+  if (mapped) {
+    const hi = parseInt(mapped[1] ?? '0', 16);
+    const lo = parseInt(mapped[2] ?? '0', 16);
+    canon = `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
+  }
+  return canon;
+}
+
+export function ipFamily(ip: string): 4 | 6 | 0 {
+  const f = isIP(ip);
+  return f === 4 || f === 6 ? f : 0;
+}
+
+export interface Cidr {
+  address: string;
+  prefix: number;
+  family: 4 | 6;
+}
+
+/** Parses `192.0.2.0/24`, `2001:db8::/32` or a single address (a /32 or /128). */
+export function parseCidr(text: string): Cidr | undefined {
+  const slash = text.indexOf('/');
+  const addrText = slash >= 0 ? text.slice(0, slash) : text;
+  const address = normalizeIp(addrText);
+  if (address === undefined) return undefined;
+  const family = ipFamily(address);
+  if (family === 0) return undefined;
+  const max = family === 4 ? 32 : 128;
+  if (slash < 0) return { address, prefix: max, family };
+  const prefixText = text.slice(slash + 1);
+  if (!/^\d{1,3}$/.test(prefixText)) return undefined;
+  const prefix = Number(prefixText);
+  if (prefix > max) return undefined;
+  return { address, prefix, family };
+}
+
+/** A set of addresses and networks; `has` takes any spelling of an address. */
+export class IpSet {
+  readonly #list = new BlockList();
+  #size = 0;
+
+  /** Adds an address or CIDR; false when `text` is neither. */
+  add(text: string): boolean {
+    const c = parseCidr(text);
+    if (!c) return false;
+    this.#list.addSubnet(c.address, c.prefix, c.family === 4 ? 'ipv4' : 'ipv6');
+    this.#size++;
+    return true;
+  }
+
+  has(ip: string): boolean {
+    if (this.#size === 0) return false;
+    const n = normalizeIp(ip);
+    if (n === undefined) return false;
+    return this.#list.check(n, ipFamily(n) === 4 ? 'ipv4' : 'ipv6');
+  }
+
+  get size(): number {
+    return this.#size;
+  }
+}
+
+/** Private, loopback, link-local and other non-global ranges: never sent to public DNSBLs. */
+const nonGlobal = new IpSet();
+for (const c of [
+  '0.0.0.0/8', '10.0.0.0/8', '100.64.0.0/10', '127.0.0.0/8', '169.254.0.0/16', '172.16.0.0/12',
+  '192.0.0.0/24', '192.0.2.0/24', '192.168.0.0/16', '198.18.0.0/15', '198.51.100.0/24',
+  '203.0.113.0/24', '224.0.0.0/3', '::/128', '::1/128', 'fc00::/7', 'fe80::/10', '2001:db8::/32',
+  'ff00::/8',
+]) {
+  nonGlobal.add(c);
+}
+
+export function isNonGlobalIp(ip: string): boolean {
+  return nonGlobal.has(ip);
+}
+
+/**
+ * The reverse-lookup name of an address without the suffix: `2.0.0.192` for 192.0.2.2 and the
+ * 32 nibbles for IPv6 (RFC 1035 §3.5, RFC 3596 §2.5). DNSBLs use the same form before the zone.
+ */
+export function reverseName(ip: string): string | undefined {
+  const n = normalizeIp(ip);
+  if (n === undefined) return undefined;
+  if (ipFamily(n) === 4) return n.split('.').reverse().join('.');
+  const halves = n.split('::');
+  const left = halves[0] ? halves[0].split(':') : [];
+  const right = halves.length > 1 && halves[1] ? halves[1].split(':') : [];
+  const groups = [...left, ...Array<string>(8 - left.length - right.length).fill('0'), ...right];
+  const hex = groups.map((g) => g.padStart(4, '0')).join('');
+  return hex.split('').reverse().join('.');
+}
+
+export function ptrName(ip: string): string | undefined {
+  const r = reverseName(ip);
+  if (r === undefined) return undefined;
+  return `${r}.${ipFamily(normalizeIp(ip) ?? '') === 4 ? 'in-addr.arpa' : 'ip6.arpa'}`;
+}
