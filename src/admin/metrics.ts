@@ -53,6 +53,35 @@ export const metrics = {
     labelNames: ['check', 'reason'] as const,
     registers: r,
   }),
+  // Rules engine (src/rules/). Rule names come from the rules files (bounded by the postmaster).
+  rulesLoaded: new Gauge({ name: 'mailgate_rules_loaded', help: 'Rules in force (enabled rules of the last good load)', registers: r }),
+  rulesReloadErrors: new Counter({
+    name: 'mailgate_rules_reload_errors_total',
+    help: 'Rules (or list file) reloads refused because of errors; the previous rules stay in force',
+    registers: r,
+  }),
+  rulesLastReloadSuccess: new Gauge({
+    name: 'mailgate_rules_last_reload_success',
+    help: '1 if the last rules reload succeeded, 0 if it failed (old rules still in force)',
+    registers: r,
+  }),
+  rulesLastReloadTime: new Gauge({
+    name: 'mailgate_rules_last_reload_timestamp_seconds',
+    help: 'When the rules in force were loaded (Unix time)',
+    registers: r,
+  }),
+  ruleHits: new Counter({
+    name: 'mailgate_rule_hits_total',
+    help: 'Times each rule fired (a rcpt rule once per recipient)',
+    labelNames: ['rule'] as const,
+    registers: r,
+  }),
+  dnsblHits: new Counter({
+    name: 'mailgate_dnsbl_hits_total',
+    help: 'DNSBL/DNSWL listings found, by list name (from the dnsbl: section)',
+    labelNames: ['list'] as const,
+    registers: r,
+  }),
   // DNS (src/dns/resolver.ts). `type` is one of the record types the resolver supports.
   dnsQueries: new Counter({
     name: 'mailgate_dns_queries_total',

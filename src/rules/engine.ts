@@ -8,6 +8,7 @@ import type { CompiledCondition } from './condition.ts';
 import type { Template } from './template.ts';
 import type { Action, Decision, FiredRule, Policy, ReplySpec, Verdict } from './verdict.ts';
 import { emptyVerdict } from './verdict.ts';
+import { STATUS_HEADER, statusHeaderValue } from './explain.ts';
 
 export interface CompiledReply {
   code?: number;
@@ -58,7 +59,7 @@ export interface Thresholds {
 /** Which direct action wins among equal priorities: an explicit accept (allow list) first. */
 const ACTION_RANK: Record<Action, number> = { accept: 0, reject: 1, tempfail: 2, discard: 3, quarantine: 4 };
 
-function stronger(a: Decision & { order: number }, b: Decision & { order: number }): boolean {
+function stronger(a: Ranked, b: Ranked): boolean {
   if (a.priority !== b.priority) return a.priority > b.priority;
   if (ACTION_RANK[a.action] !== ACTION_RANK[b.action]) return ACTION_RANK[a.action] < ACTION_RANK[b.action];
   return a.order < b.order;
@@ -105,20 +106,31 @@ export interface PolicyHooks {
   onFire?: (rule: CompiledRule, stage: Stage) => void;
 }
 
+export interface EngineSettings {
+  /** Header added to delivered messages (accept, quarantine) explaining the verdict; "" = none. */
+  statusHeader: string;
+}
+
+type Ranked = Decision & { order: number };
+
 export class RulesPolicy implements Policy {
   readonly rules: readonly CompiledRule[];
   readonly thresholds: Thresholds;
+  readonly settings: EngineSettings;
   readonly #byStage: Record<Stage, CompiledRule[]>;
   readonly #byName = new Map<string, CompiledRule>();
+  readonly #reads = new Set<string>();
   hooks: PolicyHooks = {};
 
-  constructor(rules: readonly CompiledRule[], thresholds: Thresholds) {
+  constructor(rules: readonly CompiledRule[], thresholds: Thresholds, settings: EngineSettings = { statusHeader: STATUS_HEADER }) {
     this.rules = [...rules].sort((a, b) => a.order - b.order);
     this.thresholds = thresholds;
+    this.settings = settings;
     this.#byStage = { connect: [], helo: [], mail: [], rcpt: [], data: [] };
     for (const r of this.rules) {
       this.#byStage[r.stage].push(r);
       this.#byName.set(r.name, r);
+      for (const f of r.facts) this.#reads.add(f);
     }
   }
 
@@ -131,15 +143,89 @@ export class RulesPolicy implements Policy {
     return this.#byName.get(name);
   }
 
-  /** Every fact some rule reads: the pipeline can skip costly facts nobody uses (body text). */
   readsFact(name: string): boolean {
-    return this.rules.some((r) => r.facts.has(name));
+    return this.#reads.has(name);
   }
 
+  /**
+   * Evaluates the rules of `stage` on top of `previous` (the verdict of the stage before).
+   * At rcpt, call it once per recipient with the verdict of the previous accepted recipient (or
+   * of mail): each recipient is judged on its own, and what the accepted ones add is merged.
+   * Evaluating a stage again (a second EHLO) replaces that stage's earlier results.
+   */
   evaluate(stage: Stage, facts: FactSet, previous?: Verdict): Verdict {
     const prev = previous ?? emptyVerdict();
     // A transaction refused earlier has nothing left to decide.
     if (prev.action === 'reject' || prev.action === 'tempfail') return { ...prev };
+    if (stage === 'rcpt') return this.#recipient(facts, prev);
+    let base = prev;
+    if (base.recipients) {
+      base = { ...base };
+      delete base.recipients;
+    }
+    if (base.fired.some((f) => f.stage === stage)) base = this.#without(base, stage);
+    return this.#run(stage, facts, base);
+  }
+
+  #rank(d: Decision): Ranked {
+    return { ...d, order: this.#byName.get(d.rule)?.order ?? -1 };
+  }
+
+  /** `prev` minus what `stage` contributed (used when a stage is evaluated again). */
+  #without(prev: Verdict, stage: Stage): Verdict {
+    const fired = prev.fired.filter((f) => f.stage !== stage);
+    const removed = prev.fired.filter((f) => f.stage === stage).reduce((n, f) => n + f.score, 0);
+    const v: Verdict = { ...prev, fired, score: Math.round((prev.score - removed) * 1000) / 1000, addHeaders: [...prev.addHeaders] };
+    delete v.decided;
+    let best: Ranked | undefined;
+    for (const f of fired) {
+      if (!f.action) continue;
+      const cand = this.#rank({ action: f.action, rule: f.rule, stage: f.stage, priority: this.#byName.get(f.rule)?.priority ?? 0 });
+      if (!best || stronger(cand, best)) best = cand;
+    }
+    if (best) v.decided = { action: best.action, rule: best.rule, stage: best.stage, priority: best.priority };
+    return v;
+  }
+
+  #recipient(facts: FactSet, prev: Verdict): Verdict {
+    const acc = prev.recipients;
+    const base = acc?.base ?? prev;
+    const own = this.#run('rcpt', facts, base);
+    // A refused recipient contributes nothing to the message.
+    if (own.action === 'reject' || own.action === 'tempfail') return own;
+    const ownAccepted = own.decided?.action === 'accept';
+    const ownOther = own.decided && own.decided.action !== 'accept' ? own.decided : undefined;
+    if (!acc) {
+      own.recipients = { base, count: 1, allAccepted: ownAccepted };
+      if (ownOther) own.recipients.decided = ownOther;
+      return own;
+    }
+    const out: Verdict = { ...prev, fired: [...prev.fired], addHeaders: [...prev.addHeaders], stage: 'rcpt' };
+    const seen = new Set(prev.fired.map((f) => `${f.stage}\0${f.rule}`));
+    let added = 0;
+    for (const f of own.fired.slice(base.fired.length)) {
+      const key = `${f.stage}\0${f.rule}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      out.fired.push(f);
+      added += f.score;
+    }
+    out.score = Math.round((prev.score + added) * 1000) / 1000;
+    for (const h of own.addHeaders) addHeader(out, h.name, h.value);
+    if (out.tagSubject === undefined && own.tagSubject !== undefined) out.tagSubject = own.tagSubject;
+    let decided = acc.decided;
+    if (ownOther && (!decided || stronger(this.#rank(ownOther), this.#rank(decided)))) decided = ownOther;
+    const allAccepted = acc.allAccepted && ownAccepted;
+    out.recipients = { base, count: acc.count + 1, allAccepted };
+    if (decided) out.recipients.decided = decided;
+    const final = allAccepted ? own.decided : decided;
+    if (final) out.decided = final;
+    else delete out.decided;
+    out.action = out.decided ? out.decided.action : 'continue';
+    return out;
+  }
+
+  #run(stage: Stage, facts: FactSet, prev: Verdict): Verdict {
     const v: Verdict = {
       ...prev,
       action: 'continue',
@@ -149,7 +235,8 @@ export class RulesPolicy implements Policy {
     };
     delete v.reply;
     delete v.threshold;
-    let best = prev.decided ? { ...prev.decided, order: this.#byName.get(prev.decided.rule)?.order ?? -1 } : undefined;
+    delete v.recipients;
+    let best: Ranked | undefined = prev.decided ? this.#rank(prev.decided) : undefined;
 
     if (prev.decided?.action !== 'accept') {
       for (const rule of this.#byStage[stage]) {
@@ -162,7 +249,7 @@ export class RulesPolicy implements Policy {
         if (rule.tagSubject !== undefined && v.tagSubject === undefined) v.tagSubject = rule.tagSubject;
         this.hooks.onFire?.(rule, stage);
         if (rule.action) {
-          const cand = { action: rule.action, rule: rule.name, stage, priority: rule.priority, order: rule.order };
+          const cand: Ranked = { action: rule.action, rule: rule.name, stage, priority: rule.priority, order: rule.order };
           if (!best || stronger(cand, best)) best = cand;
         }
       }
@@ -192,48 +279,13 @@ export class RulesPolicy implements Policy {
         if (t.action === 'reject' || t.action === 'tempfail') v.reply = renderReply(t.reply, t.action, stage, facts, v.score);
       } else v.action = 'accept';
     }
+    const delivered = v.action === 'accept' || v.action === 'quarantine';
     const tag = this.thresholds.tag;
-    if (tag && (v.action === 'accept' || v.action === 'quarantine') && d?.action !== 'accept' && v.score >= tag.score) {
+    if (tag && delivered && d?.action !== 'accept' && v.score >= tag.score) {
       for (const h of tag.addHeaders) addHeader(v, h.name, h.value.render(facts, { score: v.score }));
       if (tag.tagSubject !== undefined && v.tagSubject === undefined) v.tagSubject = tag.tagSubject;
     }
+    if (delivered && this.settings.statusHeader) v.addHeaders.push({ name: this.settings.statusHeader, value: statusHeaderValue(v) });
     return v;
   }
-}
-
-/**
- * Joins the per-recipient verdicts of the accepted recipients into the verdict the data stage
- * starts from. A rule that fired at rcpt counts once (its score once) however many recipients
- * it fired for; `accept` carries over only if every accepted recipient was accepted by a rule;
- * `quarantine`/`discard` carry over if any recipient got one.
- */
-export function mergeRecipientVerdicts(tx: Verdict, perRecipient: readonly Verdict[]): Verdict {
-  if (perRecipient.length === 0) return { ...tx, fired: [...tx.fired], addHeaders: [...tx.addHeaders] };
-  const out: Verdict = { ...tx, fired: [...tx.fired], addHeaders: [...tx.addHeaders], action: 'continue' };
-  const seen = new Set(tx.fired.map((f) => `${f.stage}\0${f.rule}`));
-  let added = 0;
-  for (const r of perRecipient) {
-    for (const f of r.fired.slice(tx.fired.length)) {
-      const key = `${f.stage}\0${f.rule}`;
-      if (seen.has(key)) continue;
-      seen.add(key);
-      out.fired.push(f);
-      added += f.score;
-    }
-    for (const h of r.addHeaders) addHeader(out, h.name, h.value);
-    if (out.tagSubject === undefined && r.tagSubject !== undefined) out.tagSubject = r.tagSubject;
-  }
-  out.score = Math.round((tx.score + added) * 1000) / 1000;
-  const decisions = perRecipient.map((r) => r.decided);
-  const allAccepted = decisions.every((d) => d?.action === 'accept');
-  let best: Decision | undefined = tx.decided?.action === 'accept' ? undefined : tx.decided;
-  for (const d of decisions) {
-    if (!d || d.action === 'accept' || d.action === 'reject' || d.action === 'tempfail') continue;
-    if (!best || d.priority > best.priority || (d.priority === best.priority && ACTION_RANK[d.action] < ACTION_RANK[best.action])) best = d;
-  }
-  if (allAccepted) best = decisions[0];
-  if (best) out.decided = best;
-  else delete out.decided;
-  out.action = out.decided ? out.decided.action : 'continue';
-  return out;
 }

@@ -12,7 +12,7 @@ import { createFactLookup, type FactLookup } from './fact-lookup.ts';
 import { ListRegistry } from './lists.ts';
 import { validateLocated, type Locator } from './located.ts';
 import { RulesPolicy, type CompiledReply, type CompiledRule, type Threshold, type Thresholds } from './engine.ts';
-import { actionsSchema, RULE_KEYS, ruleSchema, type ActionsInput, type RuleInput } from './schema.ts';
+import { actionsSchema, RULE_KEYS, ruleSchema, settingsSchema, type ActionsInput, type RuleInput, type RulesSettings } from './schema.ts';
 import { compileTemplate, type Template } from './template.ts';
 import type { Action } from './verdict.ts';
 
@@ -61,6 +61,8 @@ export interface LoadedRules {
   listFiles: string[];
   /** Rules that are switched off with `enabled: false`. */
   disabled: string[];
+  /** The `settings:` section with its defaults. */
+  settings: RulesSettings;
 }
 
 /** The typed value of a section (undefined when no file has it). */
@@ -280,7 +282,10 @@ export function loadRules(
 ): LoadedRules {
   const lookup = Array.isArray(factSpecs) ? createFactLookup(factSpecs as readonly FactSpec[]) : (factSpecs as FactLookup);
   const loader = new Loader(dir, lookup);
-  const specs = new Map<string, SectionSpec<unknown, unknown>>([['actions', actionsSection as SectionSpec<unknown, unknown>]]);
+  const specs = new Map<string, SectionSpec<unknown, unknown>>([
+    ['actions', actionsSection as SectionSpec<unknown, unknown>],
+    ['settings', { key: 'settings', schema: settingsSchema }],
+  ]);
   for (const s of sections) {
     if (s.key === 'rules' || specs.has(s.key)) throw new Error(`rules section "${s.key}" registered twice or reserved`);
     specs.set(s.key, s);
@@ -353,6 +358,7 @@ export function loadRules(
   // Sections (including actions), each validated once after combining its occurrences.
   const compiledSections = new Map<string, unknown>();
   let thresholds: Thresholds = { actions: [] };
+  let settings: RulesSettings = settingsSchema.parse({});
   for (const [key, spec] of specs) {
     const occs = occurrences.get(key);
     if (!occs) continue;
@@ -387,6 +393,7 @@ export function loadRules(
     };
     const compiled = spec.compile ? spec.compile(value, ctx) : value;
     if (key === 'actions') thresholds = compiled as Thresholds;
+    else if (key === 'settings') settings = compiled as RulesSettings;
     else compiledSections.set(key, compiled);
   }
 
@@ -484,12 +491,13 @@ export function loadRules(
   }
   return {
     dir: loader.dir,
-    policy: new RulesPolicy(compiled, thresholds),
+    policy: new RulesPolicy(compiled, thresholds, { statusHeader: settings.status_header || '' }),
     rules: compiled,
     sections: compiledSections,
     files: files.map((f) => f.abs),
     listFiles: loader.lists.files(),
     disabled,
+    settings,
   };
 }
 

@@ -34,7 +34,10 @@ export interface Decision {
 export interface Verdict {
   /**
    * `continue` = no decision yet (only before end of data); at data the engine always decides.
-   * `accept` before data means "skip further rules" is NOT implied: only a direct action stops.
+   * Before data the pipeline acts only on `reject` and `tempfail` (refusing the command of that
+   * stage; at rcpt only that recipient). Any other action before data is a rule's decision that
+   * takes effect at end of data (`decided` says which rule); `accept` also means no later rule
+   * is evaluated.
    */
   action: Action | 'continue';
   reply?: ReplySpec;
@@ -56,6 +59,20 @@ export interface Verdict {
   required?: number;
   /** The stage this verdict was made at. */
   stage?: Stage;
+  /**
+   * Bookkeeping while recipients are checked: the verdict before the first RCPT (each recipient
+   * is judged from it) and what the accepted recipients so far add up to. Dropped at data.
+   */
+  recipients?: RecipientState;
+}
+
+export interface RecipientState {
+  base: Verdict;
+  count: number;
+  /** Every accepted recipient so far was accepted by a rule (allow-listed). */
+  allAccepted: boolean;
+  /** Strongest quarantine/discard decision among base and recipients. */
+  decided?: Decision;
 }
 
 /** The rules engine seen from the pipeline. Implementations must be pure and synchronous-fast. */
@@ -65,6 +82,8 @@ export interface Policy {
    * `previous` carries score and fired rules from earlier stages of the same transaction.
    */
   evaluate(stage: Stage, facts: FactSet, previous?: Verdict): Verdict;
+  /** Whether some rule reads `fact`, so the pipeline can skip costly facts nobody uses. */
+  readsFact?(fact: string): boolean;
 }
 
 export function emptyVerdict(): Verdict {
