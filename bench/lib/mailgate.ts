@@ -1,0 +1,111 @@
+// Starts mailgate for a bench row: the shipped example config (mailgate.example.yaml) with only
+// what the bench must change — loopback ports, the sink as backend, no admin HTTP, DNS pointed
+// at the bench's stub, connection caps raised (all load comes from one IP), and `workers`.
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parse, stringify } from 'yaml';
+import { startService, freePort, waitSmtp } from './service.ts';
+import { tree } from './procfs.ts';
+import type { BenchContext } from './types.ts';
+import type { Gateway } from './haraka.ts';
+
+export interface MailgateOptions {
+  workers: number;
+  /** Tag for the log file name. */
+  tag: string;
+  /** Extra config keys merged over the bench config (other rows: redis, rules, ...). */
+  overrides?: Record<string, unknown>;
+  /** Write a V8 CPU profile per process into this directory (node --cpu-prof). */
+  cpuProfDir?: string;
+}
+
+/** The source tree mailgate runs from: the working tree, or an exported revision (--rev). */
+export function mailgateRoot(ctx: BenchContext, rev: string | undefined): string {
+  if (!rev) return ctx.dirs.root;
+  const sha = execFileSync('git', ['rev-parse', rev], { cwd: ctx.dirs.root, encoding: 'utf8' }).trim();
+  const dir = join(ctx.dirs.work, `rev-${sha.slice(0, 12)}`);
+  if (!existsSync(join(dir, 'src', 'cli', 'main.ts'))) {
+    mkdirSync(dir, { recursive: true });
+    // git archive | tar: a read-only export, the repository and its working tree are untouched
+    execFileSync('bash', ['-c', `git archive ${sha} | tar -x -C ${JSON.stringify(dir)}`], { cwd: ctx.dirs.root });
+    symlinkSync(join(ctx.dirs.root, 'node_modules'), join(dir, 'node_modules'));
+  }
+  return dir;
+}
+
+export function mailgateAvailable(root: string): string | null {
+  return existsSync(join(root, 'src', 'cli', 'main.ts')) ? null : `no ${join(root, 'src/cli/main.ts')} yet`;
+}
+
+export function benchConfig(ctx: BenchContext, root: string, port: number, o: MailgateOptions): Record<string, unknown> {
+  const example = join(root, 'mailgate.example.yaml');
+  const base = existsSync(example) ? (parse(readFileSync(example, 'utf8')) as Record<string, unknown>) : {};
+  const limits = { ...((base.limits as Record<string, unknown> | undefined) ?? {}) };
+  // every bench client is 127.0.0.1: the per-IP cap would refuse the 20 sessions and the 1,000
+  // idle connections; the total cap must exceed 1,000 for the idle-connection row.
+  limits.max_connections = 5000;
+  limits.max_connections_per_ip = 5000;
+  return {
+    ...base,
+    hostname: 'mailgate.bench.test',
+    listen: [{ host: '127.0.0.1', port }],
+    domains: ['example.test'],
+    backend: { host: '127.0.0.1', port: ctx.sink.port },
+    rules: join(root, 'rules'),
+    quarantine: { dir: join(ctx.dirs.work, 'quarantine') },
+    admin: false,
+    dns: { servers: [`127.0.0.1:${ctx.dns.port}`], timeout_ms: 2000 },
+    limits,
+    workers: o.workers,
+    ...o.overrides,
+  };
+}
+
+function gatewayEnv(ctx: BenchContext): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    // cluster workers inherit NODE_OPTIONS (and --cpu-prof through execArgv)
+    NODE_OPTIONS: `--require ${join(ctx.dirs.bench, 'lib', 'preload.cjs')}`,
+    BENCH_DNS_PORT: String(ctx.dns.port),
+  };
+  // the config file decides, not the caller's environment
+  for (const k of Object.keys(env)) if (k.startsWith('MAILGATE_')) delete env[k];
+  return env;
+}
+
+export async function startMailgate(ctx: BenchContext, root: string, o: MailgateOptions): Promise<Gateway> {
+  const port = await freePort();
+  const cfgFile = join(ctx.dirs.work, `mailgate-${o.tag}.yaml`);
+  writeFileSync(cfgFile, `# written by bench/lib/mailgate.ts\n${stringify(benchConfig(ctx, root, port, o))}`);
+  const nodeArgs: string[] = [];
+  if (o.cpuProfDir) {
+    mkdirSync(o.cpuProfDir, { recursive: true });
+    nodeArgs.push('--cpu-prof', '--cpu-prof-dir', o.cpuProfDir);
+  }
+  const svc = startService(`mailgate-${o.tag}`, process.execPath, [...nodeArgs, join(root, 'src', 'cli', 'main.ts'), 'serve', '--config', cfgFile], {
+    cwd: root,
+    logDir: ctx.dirs.logs,
+    env: gatewayEnv(ctx),
+  });
+  await waitSmtp(port, 30_000, svc);
+  if (o.workers > 1) {
+    // the primary forks workers; wait until they all listen
+    const end = Date.now() + 20_000;
+    while (tree(svc.pid).length < o.workers + 1 && Date.now() < end) await new Promise((r) => setTimeout(r, 200));
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  return {
+    name: 'mailgate',
+    port,
+    pid: svc.pid,
+    workers: o.workers,
+    stop: () => svc.stop(),
+    logTail: () => svc.logTail(),
+  };
+}
+
+/** Worker processes actually running under a mailgate started with `workers: n` (0 = single process). */
+export function workerCount(g: Gateway): number {
+  return tree(g.pid).length - 1;
+}

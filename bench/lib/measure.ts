@@ -1,0 +1,284 @@
+// The measurements every target shares: throughput with smtp-source (warm-up, then N runs sized
+// to last `seconds` each, median), latency at a fixed rate against the sink as baseline, RSS while
+// holding idle connections, and RSS growth while relaying one large message.
+import { setTimeout as sleep } from 'node:timers/promises';
+import { runSource } from './postfix.ts';
+import { busyPct, cpuSeconds, hwmMiB, machineTicks, rssMiB } from './procfs.ts';
+import { signalTree } from './service.ts';
+import { measureLatency, type LatencyResult } from './latency.ts';
+import { SmtpConn, sendFile } from './smtp-client.ts';
+import { median, round } from './stats.ts';
+import type { BenchContext, LatencyFigures, LatencyRow, MemoryRow, RunSample, ThroughputRow } from './types.ts';
+
+/** Something SMTP that relays to ctx.sink: the sink itself (limit row), mailgate or Haraka. */
+export interface Target {
+  name: string;
+  port: number;
+  /** Root pid of the process tree to measure (the sink's for the limit row). */
+  pid: number;
+  workers: number | null;
+}
+
+const MAX_MSGS = 30_000;
+
+/** Waits until the sink has seen `want` messages (or a short timeout: a forwarder may lag). */
+async function waitDelivered(ctx: BenchContext, want: number, ms = 3000): Promise<number> {
+  const end = Date.now() + ms;
+  let n = ctx.sink.delivered();
+  while (n < want && Date.now() < end) {
+    await sleep(50);
+    n = ctx.sink.delivered();
+  }
+  return n;
+}
+
+async function oneRun(ctx: BenchContext, t: Target, sessions: number, msgs: number): Promise<RunSample> {
+  const sinkPid = ctx.sink.svc.pid;
+  const d0 = ctx.sink.delivered();
+  const c0 = cpuSeconds(t.pid);
+  const s0 = cpuSeconds(sinkPid);
+  const m0 = machineTicks();
+  const timeoutS = Math.max(30, ctx.opts.seconds * 10);
+  const r = await runSource({ port: t.port, sessions, msgs, messageFile: ctx.corpus.smallFile, timeoutS });
+  const m1 = machineTicks();
+  const d1 = await waitDelivered(ctx, d0 + msgs);
+  const c1 = cpuSeconds(t.pid);
+  const s1 = cpuSeconds(sinkPid);
+  const problems: string[] = [];
+  if (r.timedOut) problems.push(`smtp-source killed after ${timeoutS}s`);
+  if (r.exitCode !== 0 && !r.timedOut) problems.push(`smtp-source exit ${r.exitCode}`);
+  if (r.output) problems.push(`smtp-source: ${r.output.split('\n').slice(0, 3).join(' | ')}`);
+  if (d1 - d0 !== msgs) problems.push(`sink received ${d1 - d0} of ${msgs}`);
+  return {
+    msgs,
+    wallS: round(r.wallS, 3) ?? 0,
+    msgPerS: round(msgs / r.wallS, 0) ?? 0,
+    cpuS: round(c1 - c0, 2),
+    sinkCpuS: round(s1 - s0, 2) ?? 0,
+    sourceCpuS: round(r.sourceCpuS, 2) ?? 0,
+    machineBusyPct: round(busyPct(m0, m1), 0) ?? 0,
+    delivered: d1 - d0,
+    problems,
+  };
+}
+
+export interface ThroughputSpec {
+  id: string;
+  label: string;
+  sessions: number;
+}
+
+/** Warm-up (also sizes the runs), then opts.runs runs; median msg/s and CPU per 1,000 messages. */
+export async function measureThroughput(ctx: BenchContext, t: Target, spec: ThroughputSpec): Promise<ThroughputRow> {
+  const { sessions } = spec;
+  // warm-up, growing until it lasts ≥ 1 s, so its rate is good enough to size the runs
+  let n = Math.max(50, sessions * 10);
+  let warm = await oneRun(ctx, t, sessions, n);
+  while (warm.wallS < 1 && n < MAX_MSGS / 4 && warm.problems.length === 0) {
+    n = Math.min(MAX_MSGS / 4, Math.ceil(n * Math.min(8, 1.5 / Math.max(warm.wallS, 0.05))));
+    warm = await oneRun(ctx, t, sessions, n);
+  }
+  const notes: string[] = [];
+  if (warm.problems.length) notes.push(`warm-up: ${warm.problems.join('; ')}`);
+  const size = (rate: number): number => Math.max(sessions * 20, 100, Math.min(MAX_MSGS, Math.round((rate * ctx.opts.seconds) / 10) * 10));
+  let msgs = size(warm.msgPerS);
+  ctx.log(`  ${spec.id}: warm-up ${warm.msgPerS} msg/s → ${ctx.opts.runs} runs of ${msgs} messages`);
+  const runs: RunSample[] = [];
+  for (let i = 0; i < ctx.opts.runs; i++) {
+    await sleep(ctx.opts.quick ? 300 : 1500);
+    const r = await oneRun(ctx, t, sessions, msgs);
+    ctx.log(
+      `    run ${i + 1}: ${r.msgPerS} msg/s, ${t.name} cpu ${r.cpuS}s, sink ${r.sinkCpuS}s, source ${r.sourceCpuS}s, machine ${r.machineBusyPct}% busy${r.problems.length ? `  PROBLEMS: ${r.problems.join('; ')}` : ''}`,
+    );
+    runs.push(r);
+    // the warm-up can misjudge the rate on a noisy machine: resize when a run was far off target
+    if (r.wallS < ctx.opts.seconds / 2 || r.wallS > ctx.opts.seconds * 2) msgs = size(r.msgPerS);
+  }
+  const cpuPer1k = median(runs.map((r) => (r.cpuS === null ? NaN : (r.cpuS / r.msgs) * 1000)));
+  return {
+    kind: 'throughput',
+    id: spec.id,
+    target: t.name,
+    label: spec.label,
+    sessions,
+    workers: t.workers,
+    msgPerS: round(median(runs.map((r) => r.msgPerS)), 0),
+    cpuPer1kS: round(cpuPer1k, 3),
+    peakRssMiB: round(hwmMiB(t.pid), 1),
+    runs,
+    ok: runs.every((r) => r.problems.length === 0),
+    notes,
+  };
+}
+
+function figures(r: LatencyResult): LatencyFigures {
+  return {
+    sent: r.sent,
+    ok: r.ok,
+    errors: r.errors,
+    skipped: r.skipped,
+    p50Ms: round(r.p50Ms, 3),
+    p90Ms: round(r.p90Ms, 3),
+    p99Ms: round(r.p99Ms, 3),
+    maxMs: round(r.maxMs, 3),
+    achievedRate: round(r.achievedRate, 0) ?? 0,
+  };
+}
+
+/**
+ * Latency at `rate` msg/s through the target and, in the same run just before, straight to the
+ * sink: "added" is the difference of the percentiles.
+ */
+export async function measureAddedLatency(ctx: BenchContext, t: Target, id: string, label: string, rate: number): Promise<LatencyRow> {
+  const seconds = ctx.opts.quick ? 3 : 8;
+  const count = Math.max(200, Math.round(rate * seconds));
+  const wire = ctx.corpus.smallWire;
+  // a short warm-up on both paths (connections, JIT) that is not recorded
+  await measureLatency({ port: ctx.sink.port, wire, rate, count: Math.min(count, 100) });
+  await measureLatency({ port: t.port, wire, rate, count: Math.min(count, 100) });
+  const direct = await measureLatency({ port: ctx.sink.port, wire, rate, count });
+  await sleep(500);
+  const through = await measureLatency({ port: t.port, wire, rate, count });
+  const notes: string[] = [];
+  for (const [n, r] of [['direct', direct], ['through', through]] as const) {
+    if (r.errors) notes.push(`${n}: ${r.errors} errors (${r.firstError})`);
+    if (r.skipped) notes.push(`${n}: ${r.skipped} not started (too many in flight: overloaded)`);
+    if (r.achievedRate < rate * 0.9) notes.push(`${n}: client reached only ${Math.round(r.achievedRate)} msg/s`);
+  }
+  const sub = (a: number | null, b: number | null): number | null => (a === null || b === null ? null : round(a - b, 3));
+  ctx.log(
+    `  ${id}: ${rate} msg/s: direct p50 ${round(direct.p50Ms, 2)} p99 ${round(direct.p99Ms, 2)} ms; through ${t.name} p50 ${round(through.p50Ms, 2)} p99 ${round(through.p99Ms, 2)} ms`,
+  );
+  return {
+    kind: 'latency',
+    id,
+    target: t.name,
+    label,
+    rate,
+    through: figures(through),
+    direct: figures(direct),
+    addedP50Ms: sub(through.p50Ms, direct.p50Ms),
+    addedP99Ms: sub(through.p99Ms, direct.p99Ms),
+    ok: notes.length === 0,
+    notes,
+  };
+}
+
+/** RSS after a full GC in every process of the tree (needs preload.cjs), median of 3 samples. */
+async function settledRss(pid: number, samples = 3): Promise<number> {
+  const v: number[] = [];
+  for (let i = 0; i < samples; i++) {
+    signalTree(pid, 'SIGWINCH');
+    await sleep(700);
+    v.push(rssMiB(pid));
+  }
+  return median(v) ?? 0;
+}
+
+/** Warms the target up with a few messages so baselines include loaded code and pools. */
+export async function warmUp(ctx: BenchContext, t: Target, msgs = 200): Promise<void> {
+  const d0 = ctx.sink.delivered();
+  await runSource({ port: t.port, sessions: 20, msgs, messageFile: ctx.corpus.smallFile, timeoutS: 60 });
+  await waitDelivered(ctx, d0 + msgs);
+}
+
+/** RSS of the target while it holds `count` connections idle after EHLO. */
+export async function measureIdleConns(ctx: BenchContext, t: Target, id: string, label: string, count: number): Promise<MemoryRow> {
+  await warmUp(ctx, t);
+  await sleep(3000); // V8 and glibc hand freed pages back with a delay
+  const baseline = await settledRss(t.pid);
+  const conns: SmtpConn[] = [];
+  let failed = 0;
+  let firstError = '';
+  const t0 = performance.now();
+  // open in batches of 50 so the accept queue never overflows
+  for (let i = 0; i < count; i += 50) {
+    const batch = await Promise.allSettled(
+      Array.from({ length: Math.min(50, count - i) }, async () => {
+        const c = await SmtpConn.open(t.port, 60_000);
+        await c.cmd('EHLO idle.example.test', 250);
+        return c;
+      }),
+    );
+    for (const b of batch) {
+      if (b.status === 'fulfilled') conns.push(b.value);
+      else {
+        failed++;
+        firstError ||= String(b.reason instanceof Error ? b.reason.message : b.reason);
+      }
+    }
+  }
+  const openMs = performance.now() - t0;
+  await sleep(1000);
+  const loaded = await settledRss(t.pid);
+  const alive = conns.filter((c) => !c.socket.destroyed).length;
+  await Promise.all(conns.map((c) => c.quit()));
+  await sleep(2000);
+  const after = await settledRss(t.pid, 1);
+  const notes: string[] = [];
+  if (failed) notes.push(`${failed} connections failed (${firstError})`);
+  if (alive !== count) notes.push(`${alive} of ${count} still open when sampled`);
+  ctx.log(`  ${id}: baseline ${round(baseline)} MiB, with ${alive} idle connections ${round(loaded)} MiB (${round(((loaded - baseline) * 1024) / count)} KiB each)`);
+  return {
+    kind: 'memory',
+    id,
+    target: t.name,
+    label,
+    test: 'idle-conns',
+    baselineMiB: round(baseline) ?? 0,
+    loadedMiB: round(loaded) ?? 0,
+    growthMiB: round(loaded - baseline) ?? 0,
+    per: round(((loaded - baseline) * 1024) / count, 1),
+    detail: { connections: count, open: alive, failed, openMs: round(openMs, 0), afterCloseMiB: round(after) },
+    ok: notes.length === 0,
+    notes,
+  };
+}
+
+/** RSS growth while the target relays one large message (sampled every 20 ms) and VmHWM growth. */
+export async function measureBigMessage(ctx: BenchContext, t: Target, id: string, label: string, file: string, bytes: number): Promise<MemoryRow> {
+  await warmUp(ctx, t, 100);
+  await sleep(2000);
+  const baseline = await settledRss(t.pid);
+  const hwm0 = hwmMiB(t.pid);
+  const d0 = ctx.sink.delivered();
+  let peak = rssMiB(t.pid);
+  const timer = setInterval(() => (peak = Math.max(peak, rssMiB(t.pid))), 20);
+  let res: Awaited<ReturnType<typeof sendFile>> | null = null;
+  let err = '';
+  try {
+    res = await sendFile(t.port, file);
+  } catch (e) {
+    err = e instanceof Error ? e.message : String(e);
+  } finally {
+    clearInterval(timer);
+  }
+  peak = Math.max(peak, rssMiB(t.pid));
+  const hwm1 = hwmMiB(t.pid);
+  const delivered = (await waitDelivered(ctx, d0 + 1, 10_000)) - d0;
+  const notes: string[] = [];
+  if (err) notes.push(`send failed: ${err}`);
+  if (res && res.reply.code !== 250) notes.push(`reply ${res.reply.text}`);
+  if (delivered !== 1) notes.push(`sink received ${delivered} messages`);
+  ctx.log(`  ${id}: baseline ${round(baseline)} MiB, peak ${round(peak)} MiB (+${round(peak - baseline)}), VmHWM +${round(hwm1 - hwm0)} MiB, ${round(res?.seconds ?? null, 2)} s, reply ${res?.reply.code ?? err}`);
+  return {
+    kind: 'memory',
+    id,
+    target: t.name,
+    label,
+    test: 'big-message',
+    baselineMiB: round(baseline) ?? 0,
+    loadedMiB: round(peak) ?? 0,
+    growthMiB: round(peak - baseline) ?? 0,
+    per: round(bytes / 1e6, 1),
+    detail: {
+      bytes,
+      seconds: round(res?.seconds ?? null, 2),
+      afterEndMs: round(res?.afterEndMs ?? null, 1),
+      reply: res?.reply.text.slice(0, 120) ?? err,
+      hwmGrowthMiB: round(hwm1 - hwm0),
+    },
+    ok: notes.length === 0,
+    notes,
+  };
+}

@@ -1,0 +1,156 @@
+// Turns rows into what a reader wants: tables, the ratios mailgate/limit and mailgate/Haraka from
+// the same run, and each target of issue 6 with its measured value and PASS/FAIL.
+import type { LatencyRow, MemoryRow, Row, ThroughputRow } from './types.ts';
+import { ratio, round } from './stats.ts';
+
+export interface Ratio {
+  name: string;
+  value: number | null;
+  of: string; // "a / b" row ids
+}
+
+export interface TargetCheck {
+  target: string;
+  measured: string;
+  pass: boolean | null; // null: not measured in this run
+}
+
+const tp = (rows: readonly Row[], id: string): ThroughputRow | undefined =>
+  rows.find((r): r is ThroughputRow => r.kind === 'throughput' && r.id === id);
+const lat = (rows: readonly Row[], id: string): LatencyRow | undefined =>
+  rows.find((r): r is LatencyRow => r.kind === 'latency' && r.id === id);
+const mem = (rows: readonly Row[], id: string): MemoryRow | undefined =>
+  rows.find((r): r is MemoryRow => r.kind === 'memory' && r.id === id);
+
+export function ratios(rows: readonly Row[], sessions: readonly number[]): Ratio[] {
+  const out: Ratio[] = [];
+  const add = (name: string, a: string, b: string): void => {
+    const x = tp(rows, a);
+    const y = tp(rows, b);
+    if (x && y) out.push({ name, value: round(ratio(x.msgPerS, y.msgPerS), 2), of: `${a} / ${b}` });
+  };
+  for (const s of sessions) {
+    add(`mailgate / limit, ${s} session${s > 1 ? 's' : ''}`, `mailgate-s${s}`, `limit-s${s}`);
+    add(`mailgate / Haraka, ${s} session${s > 1 ? 's' : ''}`, `mailgate-s${s}`, `haraka-s${s}`);
+    add(`Haraka / limit, ${s} session${s > 1 ? 's' : ''}`, `haraka-s${s}`, `limit-s${s}`);
+    add(`mailgate 2 workers / 1 worker, ${s} session${s > 1 ? 's' : ''}`, `mailgate-w2-s${s}`, `mailgate-s${s}`);
+    add(`mailgate 2 workers / limit, ${s} session${s > 1 ? 's' : ''}`, `mailgate-w2-s${s}`, `limit-s${s}`);
+    add(`mailgate 2 workers / Haraka 2 workers, ${s} session${s > 1 ? 's' : ''}`, `mailgate-w2-s${s}`, `haraka-w2-s${s}`);
+  }
+  return out;
+}
+
+export function targets(rows: readonly Row[]): TargetCheck[] {
+  const out: TargetCheck[] = [];
+  const rel = (s: number, label: string): void => {
+    const r = ratio(tp(rows, `mailgate-s${s}`)?.msgPerS, tp(rows, `limit-s${s}`)?.msgPerS);
+    out.push({
+      target: label,
+      measured: r === null ? 'not measured' : `${round(r, 2)}× (${tp(rows, `mailgate-s${s}`)?.msgPerS} / ${tp(rows, `limit-s${s}`)?.msgPerS} msg/s)`,
+      pass: r === null ? null : r >= 0.5,
+    });
+  };
+  rel(20, 'relay-only ≥ 0.5× the limit at 20 sessions');
+  rel(1, 'one session ≥ 0.5× the one-session limit');
+  const l = lat(rows, 'mailgate-latency');
+  out.push({
+    target: 'added latency at half load: p50 < 2 ms, p99 < 10 ms',
+    measured: l ? `p50 +${l.addedP50Ms} ms, p99 +${l.addedP99Ms} ms at ${l.rate} msg/s` : 'not measured',
+    pass: l && l.addedP50Ms !== null && l.addedP99Ms !== null ? l.addedP50Ms < 2 && l.addedP99Ms < 10 : null,
+  });
+  const mi = mem(rows, 'mailgate-idle');
+  const hi = mem(rows, 'haraka-idle');
+  out.push({
+    target: '1,000 idle connections in less RSS than Haraka',
+    measured: mi && hi ? `${mi.loadedMiB} MiB vs Haraka ${hi.loadedMiB} MiB (${mi.per} vs ${hi.per} KiB per connection)` : 'not measured',
+    pass: mi && hi ? mi.ok && mi.loadedMiB < hi.loadedMiB : null,
+  });
+  const b = mem(rows, 'mailgate-big');
+  out.push({
+    target: '50 MB message relayed with < 30 MB RSS growth',
+    measured: b ? `+${round((b.growthMiB * 1048576) / 1e6)} MB (${b.growthMiB} MiB; ${b.detail.reply})` : 'not measured',
+    pass: b ? b.ok && b.growthMiB * 1048576 < 30e6 : null,
+  });
+  return out;
+}
+
+function table(head: string[], body: (string | number | null)[][], right: boolean[]): string {
+  const cells = [head, ...body.map((r) => r.map((c) => (c === null ? '–' : String(c))))];
+  const w = head.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
+  const line = (r: string[]): string => r.map((c, i) => (right[i] ? c.padStart(w[i] ?? 0) : c.padEnd(w[i] ?? 0))).join('  ').trimEnd();
+  return [line(head), w.map((n) => '-'.repeat(n)).join('  '), ...cells.slice(1).map(line)].join('\n');
+}
+
+export function render(rows: readonly Row[], rs: readonly Ratio[], ts: readonly TargetCheck[]): string {
+  const parts: string[] = [];
+  const t = rows.filter((r): r is ThroughputRow => r.kind === 'throughput');
+  if (t.length) {
+    parts.push(
+      'Throughput (one new connection per message; median of runs)\n' +
+        table(
+          ['row', 'sessions', 'msg/s', 'runs', 'CPU s/1k msg', 'peak RSS MiB', 'ok'],
+          t.map((r) => [
+            r.id,
+            r.sessions,
+            r.msgPerS,
+            r.runs.map((x) => x.msgPerS).join('/'),
+            r.cpuPer1kS === null ? null : `${r.cpuPer1kS}${r.target === 'limit' ? ' (sink)' : ''}`,
+            r.peakRssMiB,
+            r.ok ? 'ok' : 'PROBLEMS',
+          ]),
+          [false, true, true, false, true, true, false],
+        ),
+    );
+  }
+  if (rs.length) parts.push('Ratios (same run)\n' + table(['ratio', 'value'], rs.map((r) => [r.name, r.value === null ? null : `${r.value}×`]), [false, true]));
+  const l = rows.filter((r): r is LatencyRow => r.kind === 'latency');
+  if (l.length) {
+    parts.push(
+      'Latency, DATA-end → 250 (ms), fixed rate, one connection per message\n' +
+        table(
+          ['row', 'msg/s', 'direct p50', 'direct p99', 'through p50', 'through p99', 'added p50', 'added p99', 'ok'],
+          l.map((r) => [r.id, r.rate, r.direct.p50Ms, r.direct.p99Ms, r.through.p50Ms, r.through.p99Ms, r.addedP50Ms, r.addedP99Ms, r.ok ? 'ok' : 'PROBLEMS']),
+          [false, true, true, true, true, true, true, true, false],
+        ),
+    );
+  }
+  const m = rows.filter((r): r is MemoryRow => r.kind === 'memory');
+  if (m.length) {
+    parts.push(
+      'Memory (VmRSS of the whole process tree after a forced GC; big message: peak sampled every 20 ms)\n' +
+        table(
+          ['row', 'test', 'baseline MiB', 'loaded MiB', 'growth MiB', 'per', 'ok'],
+          m.map((r) => [
+            r.id,
+            r.test === 'idle-conns' ? `${r.detail.connections} idle conns` : `${r.per} MB message, ${r.detail.seconds} s`,
+            r.baselineMiB,
+            r.loadedMiB,
+            r.growthMiB,
+            r.test === 'idle-conns' ? `${r.per} KiB/conn` : `HWM +${r.detail.hwmGrowthMiB} MiB`,
+            r.ok ? 'ok' : 'PROBLEMS',
+          ]),
+          [false, false, true, true, true, false, false],
+        ),
+    );
+  }
+  const sk = rows.filter((r) => r.kind === 'skipped');
+  if (sk.length) parts.push('Skipped\n' + sk.map((r) => `  ${r.id}: ${r.kind === 'skipped' ? r.reason : ''}`).join('\n'));
+  const probs = rows.flatMap((r) => {
+    if (r.kind === 'skipped') return [];
+    const ps = [...r.notes];
+    if (r.kind === 'throughput') r.runs.forEach((x, i) => x.problems.forEach((p) => ps.push(`run ${i + 1}: ${p}`)));
+    return ps.map((p) => `  ${r.id}: ${p}`);
+  });
+  if (probs.length) parts.push('Notes and problems\n' + probs.join('\n'));
+  if (ts.length) {
+    parts.push(
+      'Targets (issue 6)\n' +
+        table(
+          ['target', 'measured', 'result'],
+          ts.map((x) => [x.target, x.measured, x.pass === null ? 'n/a' : x.pass ? 'PASS' : 'FAIL']),
+          [false, false, false],
+        ),
+    );
+  }
+  return parts.join('\n\n');
+}

@@ -1,0 +1,140 @@
+// The shapes every bench row producer shares: what it gets (BenchContext) and what it returns
+// (rows of four kinds). A producer is one entry in bench/run.ts's list; bench/ratelimit.ts and
+// later rows plug in the same way.
+import type { Corpus } from './corpus.ts';
+import type { DnsStub } from './dns-stub.ts';
+import type { Sink } from './postfix.ts';
+
+export interface BenchOptions {
+  /** Fewer runs and shorter runs: for iterating, not for the record. */
+  quick: boolean;
+  /** Runs per throughput row (median reported). */
+  runs: number;
+  /** Target length of one throughput run, in seconds (message count is derived from a warm-up). */
+  seconds: number;
+  /** Session counts for throughput rows. */
+  sessions: number[];
+  /** Producer ids to run (empty = all default ones). */
+  only: string[];
+  /** Write a V8 CPU profile of the mailgate processes into bench/work/prof/. */
+  profile: boolean;
+  /** Idle connections held for the memory row. */
+  idleConns: number;
+  /** Size of the large message, bytes. */
+  bigBytes: number;
+}
+
+export interface BenchDirs {
+  root: string; // the repository
+  bench: string; // bench/
+  work: string; // bench/work/ (gitignored scratch: logs, corpus, Haraka, configs)
+  logs: string;
+  results: string; // bench/results/
+}
+
+export interface BenchContext {
+  readonly opts: BenchOptions;
+  readonly dirs: BenchDirs;
+  readonly corpus: Corpus;
+  /** The smtp-sink every row delivers to (shared, counting). */
+  readonly sink: Sink;
+  readonly dns: DnsStub;
+  /** Where mailgate runs from: the working tree, or a `--rev` export under bench/work/. */
+  readonly mailgateRoot: string;
+  /** Rows produced so far in this run (a producer may use earlier ones, e.g. the limit). */
+  readonly rows: readonly Row[];
+  log(msg: string): void;
+}
+
+export interface RunSample {
+  msgs: number;
+  wallS: number;
+  msgPerS: number;
+  /** CPU seconds of the measured process tree during the run. */
+  cpuS: number | null;
+  /** CPU seconds of smtp-sink and of smtp-source during the run. */
+  sinkCpuS: number;
+  sourceCpuS: number;
+  /** Whole-machine busy % (2 cores = 100%) during the run: noise check. */
+  machineBusyPct: number;
+  /** Messages that reached the sink during the run (should equal msgs). */
+  delivered: number;
+  problems: string[];
+}
+
+export interface ThroughputRow {
+  kind: 'throughput';
+  id: string; // e.g. "mailgate-s20"
+  target: string; // "limit" | "mailgate" | "haraka" | ...
+  label: string;
+  sessions: number;
+  workers: number | null;
+  msgPerS: number | null; // median of runs
+  cpuPer1kS: number | null; // CPU seconds per 1,000 messages of the measured process tree (median)
+  peakRssMiB: number | null; // VmHWM summed over the tree at the end of the row
+  runs: RunSample[];
+  ok: boolean;
+  notes: string[];
+}
+
+export interface LatencyRow {
+  kind: 'latency';
+  id: string;
+  target: string;
+  label: string;
+  rate: number; // messages started per second
+  through: LatencyFigures; // via the gateway
+  direct: LatencyFigures; // straight to the sink, same rate, same run
+  addedP50Ms: number | null;
+  addedP99Ms: number | null;
+  ok: boolean;
+  notes: string[];
+}
+
+export interface LatencyFigures {
+  sent: number;
+  ok: number;
+  errors: number;
+  skipped: number;
+  p50Ms: number | null;
+  p90Ms: number | null;
+  p99Ms: number | null;
+  maxMs: number | null;
+  achievedRate: number;
+}
+
+export interface MemoryRow {
+  kind: 'memory';
+  id: string;
+  target: string;
+  label: string;
+  /** What was done: "idle-conns" (N connections after EHLO) or "big-message". */
+  test: 'idle-conns' | 'big-message';
+  baselineMiB: number;
+  /** idle-conns: RSS while holding them; big-message: peak RSS while relaying. */
+  loadedMiB: number;
+  growthMiB: number;
+  /** idle-conns: KiB per connection; big-message: message size in MB. */
+  per: number | null;
+  detail: Record<string, number | string | null>;
+  ok: boolean;
+  notes: string[];
+}
+
+export interface SkippedRow {
+  kind: 'skipped';
+  id: string;
+  label: string;
+  reason: string;
+}
+
+export type Row = ThroughputRow | LatencyRow | MemoryRow | SkippedRow;
+
+export interface RowProducer {
+  /** Selected with --only ID. */
+  id: string;
+  describe: string;
+  /** Not run unless named in --only. */
+  optIn?: boolean;
+  run(ctx: BenchContext): Promise<Row[]>;
+}

@@ -1,0 +1,65 @@
+// Memory rows: RSS while holding N idle connections (after EHLO), and RSS growth while relaying
+// one large message — mailgate and Haraka, each freshly started, one process each.
+import { measureBigMessage, measureIdleConns } from '../lib/measure.ts';
+import { bigMessage } from '../lib/corpus.ts';
+import { startHaraka, type Gateway } from '../lib/haraka.ts';
+import { mailgateAvailable, startMailgate } from '../lib/mailgate.ts';
+import type { BenchContext, Row, RowProducer } from '../lib/types.ts';
+import { join } from 'node:path';
+
+interface Contender {
+  name: string;
+  label: string;
+  start(ctx: BenchContext, tag: string): Promise<Gateway>;
+  missing(ctx: BenchContext): string | null;
+}
+
+const contenders: Contender[] = [
+  {
+    name: 'mailgate',
+    label: 'mailgate (workers: 1)',
+    start: (ctx, tag) => startMailgate(ctx, ctx.mailgateRoot, { workers: 1, tag }),
+    missing: (ctx) => mailgateAvailable(ctx.mailgateRoot),
+  },
+  {
+    name: 'haraka',
+    label: 'Haraka (nodes=0, one process)',
+    start: (ctx, tag) => startHaraka(ctx, 0, `-${tag}`),
+    missing: () => null,
+  },
+];
+
+async function each(ctx: BenchContext, test: string, fn: (g: Gateway, c: Contender) => Promise<Row>): Promise<Row[]> {
+  const rows: Row[] = [];
+  for (const c of contenders) {
+    const id = `${c.name}-${test}`;
+    const missing = c.missing(ctx);
+    if (missing) {
+      rows.push({ kind: 'skipped', id, label: c.label, reason: missing });
+      continue;
+    }
+    ctx.log(`${c.label}: ${test}`);
+    const g = await c.start(ctx, id);
+    try {
+      rows.push(await fn(g, c));
+    } finally {
+      await g.stop();
+    }
+  }
+  return rows;
+}
+
+export const idleRows: RowProducer = {
+  id: 'idle',
+  describe: 'RSS while holding 1,000 idle connections (after EHLO): mailgate vs Haraka',
+  run: (ctx) => each(ctx, 'idle', (g, c) => measureIdleConns(ctx, g, `${c.name}-idle`, c.label, ctx.opts.idleConns)),
+};
+
+export const bigRows: RowProducer = {
+  id: 'big',
+  describe: 'RSS growth while relaying one 50 MB message: mailgate vs Haraka',
+  async run(ctx) {
+    const file = await bigMessage(join(ctx.dirs.work, 'corpus'), ctx.opts.bigBytes);
+    return each(ctx, 'big', (g, c) => measureBigMessage(ctx, g, `${c.name}-big`, c.label, file, ctx.opts.bigBytes));
+  },
+};
