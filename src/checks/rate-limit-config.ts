@@ -3,6 +3,7 @@
 // docs/ratelimit.md explains every key; rules/50-ratelimits.yaml shows them.
 import { z } from 'zod';
 import { STAGES, stageIndex, type Stage } from '../pipeline/stages.ts';
+import type { FactSet } from '../pipeline/facts.ts';
 import type { Escalation, Rate } from '../store/shared-store.ts';
 import { durationSchema, KEY_PART_STAGE, keySchema, rateSchema, type KeyPart } from './limit-syntax.ts';
 
@@ -74,8 +75,11 @@ export type RateLimitEntry = z.output<typeof rateLimitEntrySchema>;
 /** The `ratelimits:` section. */
 export const rateLimitsSectionSchema = z.array(rateLimitEntrySchema);
 
-/** For the rules loader: `{ key, schema }` of the section this module owns. */
-export const rateLimitsSection = { key: 'ratelimits', schema: rateLimitsSectionSchema } as const;
+/** A compiled rules-language condition (the rules engine's CompiledCondition fits). */
+export interface ConditionLike {
+  test(facts: FactSet): boolean;
+  readonly stage: Stage;
+}
 
 /** A limit ready to run. */
 export interface RateLimitSpec {
@@ -91,7 +95,10 @@ export interface RateLimitSpec {
   action: LimitAction;
   message: string | undefined;
   escalation: Escalation;
-  when: unknown;
+  /** The compiled `when` condition, if any. */
+  when: ConditionLike | undefined;
+  /** The condition as written and its path in the section, until compiled. */
+  whenAt: { raw: unknown; path: PropertyKey[] } | undefined;
   prefix4: number;
   prefix6: number;
 }
@@ -104,55 +111,72 @@ export const DEFAULT_ESCALATION: Escalation = {
   windowMs: 3_600_000,
 };
 
-/** Joins the sections of several files in load order: same name = patch, key by key. */
-export function mergeRateLimits(sections: ReadonlyArray<readonly RateLimitEntry[]>): RateLimitEntry[] {
-  const byName = new Map<string, RateLimitEntry>();
-  for (const section of sections) {
-    for (const e of section) {
-      const prev = byName.get(e.name);
-      byName.set(e.name, prev ? { ...prev, ...e } : e);
-    }
-  }
+/** An entry after joining same-name entries, remembering where each key came from. */
+export interface MergedEntry<E> {
+  entry: E;
+  /** Key → index (in the concatenated list) of the entry that set it, for located errors. */
+  at: Map<string, number>;
+  /** Index of the last entry of that name. */
+  index: number;
+}
+
+/** Joins entries in load order (the rules loader concatenates files): same name = patch, key by key. */
+export function mergeByName<E extends { name: string }>(list: readonly E[]): Array<MergedEntry<E>> {
+  const byName = new Map<string, MergedEntry<E>>();
+  list.forEach((e, i) => {
+    const prev = byName.get(e.name);
+    const m: MergedEntry<E> = prev ? { entry: { ...prev.entry, ...e }, at: new Map(prev.at), index: i } : { entry: e, at: new Map(), index: i };
+    for (const k of Object.keys(e)) m.at.set(k, i);
+    byName.set(e.name, m);
+  });
   return [...byName.values()];
 }
 
-/** Checks merged entries for completeness and consistency; throws one Error listing every problem. */
-export function resolveRateLimits(entries: readonly RateLimitEntry[]): RateLimitSpec[] {
-  const problems: string[] = [];
+/** Reports a problem at `path` relative to the section's value (e.g. [3, 'rate']). */
+export type Report = (path: PropertyKey[], message: string) => void;
+
+/**
+ * Checks merged entries for completeness and consistency. Bad entries are reported and left out;
+ * `enabled: false` ones are left out silently.
+ */
+export function resolveRateLimits(merged: ReadonlyArray<MergedEntry<RateLimitEntry>>, report: Report): RateLimitSpec[] {
   const out: RateLimitSpec[] = [];
-  for (const e of entries) {
+  for (const { entry: e, at, index } of merged) {
     if (e.enabled === false) continue;
-    const where = `ratelimits[${e.name}]`;
-    const bad = (m: string) => problems.push(`${where}: ${m}`);
-    if (!e.key) bad('missing "key" (e.g. key: client_ip, or key: [client_net, sender_domain])');
-    if (!e.rate) bad('missing "rate" (e.g. rate: 100/1m)');
-    if (!e.phase) bad('missing "phase" (connection, message or recipient)');
+    let ok = true;
+    const bad = (field: string, m: string) => {
+      ok = false;
+      report([at.get(field) ?? index, field], `limit ${e.name}: ${m}`);
+    };
+    if (!e.key) bad('name', 'missing "key" (e.g. key: client_ip, or key: [client_net, sender_domain])');
+    if (!e.rate) bad('name', 'missing "rate" (e.g. rate: 100/1m)');
+    if (!e.phase) bad('name', 'missing "phase" (connection, message or recipient)');
     if (!e.key || !e.rate || !e.phase) continue;
     const phase = e.phase;
     const count = e.count ?? 'messages';
-    if (count === 'recipients' && phase !== 'message') bad('"count: recipients" applies to the message phase');
+    if (count === 'recipients' && phase !== 'message') bad('count', '"count: recipients" applies to the message phase');
     const keyStage = e.key.reduce<Stage>((s, k) => (stageIndex(KEY_PART_STAGE[k]) > stageIndex(s) ? KEY_PART_STAGE[k] : s), 'connect');
     if ((e.key.includes('recipient') || e.key.includes('recipient_domain')) && phase !== 'recipient') {
-      bad('recipient and recipient_domain keys need phase: recipient (one event per RCPT)');
+      bad('key', 'recipient and recipient_domain keys need phase: recipient (one event per RCPT)');
     }
-    if (e.key.includes('dmarc_domain') && phase !== 'message') bad('the dmarc_domain key needs phase: message (it is known at data)');
+    if (e.key.includes('dmarc_domain') && phase !== 'message') bad('key', 'the dmarc_domain key needs phase: message (it is known at data)');
     const allowed = PHASE_STAGES[phase];
     let stage: Stage = allowed[0] ?? 'connect';
     if (stageIndex(keyStage) > stageIndex(stage)) stage = keyStage;
     if (count === 'recipients') stage = 'data';
     if (e.stage) {
-      if (stageIndex(e.stage) < stageIndex(stage)) bad(`stage ${e.stage} is too early: the key or count is known at ${stage}`);
+      if (stageIndex(e.stage) < stageIndex(stage)) bad('stage', `stage ${e.stage} is too early: the key or count is known at ${stage}`);
       else stage = e.stage;
     }
-    if (!allowed.includes(stage)) bad(`a ${phase} limit counts at ${allowed.join(' or ')}, not ${stage}`);
+    if (!allowed.includes(stage)) bad(e.stage ? 'stage' : 'phase', `a ${phase} limit counts at ${allowed.join(' or ')}, not ${stage}`);
     if (e.null_sender && e.null_sender !== 'include' && stageIndex(stage) < stageIndex('mail')) {
-      bad(`null_sender: ${e.null_sender} needs the sender, known from the mail stage on`);
+      bad('null_sender', `null_sender: ${e.null_sender} needs the sender, known from the mail stage on`);
     }
     let escalation = DEFAULT_ESCALATION;
     if (e.escalate === false) escalation = { after: 0, blockMs: 0, maxBlockMs: 0, rejectAfter: 0, windowMs: 3_600_000 };
     else if (e.escalate) {
       const x = e.escalate;
-      if (x.max_block < x.block) bad('escalate.max_block is shorter than escalate.block');
+      if (x.max_block < x.block) bad('escalate', 'escalate.max_block is shorter than escalate.block');
       escalation = {
         after: x.after,
         blockMs: x.block,
@@ -162,6 +186,7 @@ export function resolveRateLimits(entries: readonly RateLimitEntry[]): RateLimit
         windowMs: Math.max(x.window ?? x.max_block, x.max_block),
       };
     }
+    if (!ok) continue;
     out.push({
       name: e.name,
       description: e.description ?? `${e.key.join('+')} ${phase} limit`,
@@ -175,11 +200,11 @@ export function resolveRateLimits(entries: readonly RateLimitEntry[]): RateLimit
       action: e.action ?? 'tempfail',
       message: e.message,
       escalation,
-      when: e.when,
+      when: undefined,
+      whenAt: e.when === undefined ? undefined : { raw: e.when, path: [at.get('when') ?? index, 'when'] },
       prefix4: e.ipv4_prefix ?? 24,
       prefix6: e.ipv6_prefix ?? 64,
     });
   }
-  if (problems.length > 0) throw new Error(problems.join('\n'));
   return out;
 }

@@ -4,32 +4,16 @@
 import type { Logger } from 'pino';
 import { metrics } from '../admin/metrics.ts';
 import type { Check, CheckInput, CheckOutput } from '../pipeline/check.ts';
-import type { FactSet, FactSpec } from '../pipeline/facts.ts';
-import { STAGES, stageIndex, type Stage } from '../pipeline/stages.ts';
+import type { FactSpec } from '../pipeline/facts.ts';
+import { STAGES, type Stage } from '../pipeline/stages.ts';
 import { StoreUnavailableError, type RateLimitRequest, type SharedStore } from '../store/shared-store.ts';
 import { humanDuration, keyPartValue } from './limit-syntax.ts';
-import {
-  LIMIT_ACTIONS,
-  mergeRateLimits,
-  resolveRateLimits,
-  type LimitAction,
-  type RateLimitEntry,
-  type RateLimitSpec,
-} from './rate-limit-config.ts';
-
-/** A compiled rules-language condition (the rules engine's compileCondition, bound to the facts). */
-export interface ConditionLike {
-  test(facts: FactSet): boolean;
-  readonly stage: Stage;
-}
-export type ConditionCompiler = (raw: unknown, path: PropertyKey[]) => ConditionLike;
+import { LIMIT_ACTIONS, type LimitAction, type RateLimitSpec } from './rate-limit-config.ts';
 
 export interface LimitCheckContext {
   store: SharedStore;
   now: () => number;
   logger: Logger;
-  /** Needed only when a limit has `when:` (or greylisting has `skip:`). */
-  compileCondition?: ConditionCompiler;
   /** Check timeout; the store's own command timeout is shorter. Default 2000 ms. */
   timeoutMs?: number;
 }
@@ -64,50 +48,22 @@ export function rateLimitFacts(): FactSpec[] {
   ]);
 }
 
-interface CompiledLimit {
-  spec: RateLimitSpec;
-  when: ConditionLike | undefined;
-}
-
 const ACTION_RANK: Record<LimitAction | '', number> = { '': 0, score: 1, tempfail: 2, reject: 3 };
 
 export interface RateLimitChecks {
   checks: Check[];
   facts: FactSpec[];
-  limits: RateLimitSpec[];
 }
 
 /**
- * Builds the rate-limit check from the `ratelimits:` sections of the rules files (in load order).
- * Throws an Error listing every problem when an entry is incomplete or inconsistent.
+ * Builds the rate-limit check from the compiled `ratelimits:` section (see limit-sections.ts).
+ * No limits: no check, but the facts are still declared so that shipped rules validate.
  */
-export function createRateLimitChecks(sections: ReadonlyArray<readonly RateLimitEntry[]>, ctx: LimitCheckContext): RateLimitChecks {
-  const limits = resolveRateLimits(mergeRateLimits(sections));
+export function createRateLimitChecks(limits: readonly RateLimitSpec[] | undefined, ctx: LimitCheckContext): RateLimitChecks {
   const facts = rateLimitFacts();
-  const byStage = new Map<Stage, CompiledLimit[]>();
-  const problems: string[] = [];
-  for (const spec of limits) {
-    let when: ConditionLike | undefined;
-    if (spec.when !== undefined) {
-      if (!ctx.compileCondition) problems.push(`ratelimits[${spec.name}].when: conditions need the rules engine`);
-      else {
-        try {
-          when = ctx.compileCondition(spec.when, ['ratelimits', spec.name, 'when']);
-          if (stageIndex(when.stage) > stageIndex(spec.stage)) {
-            problems.push(`ratelimits[${spec.name}].when reads facts known only at ${when.stage}, after the limit counts (${spec.stage})`);
-          }
-        } catch (err) {
-          problems.push((err as Error).message);
-        }
-      }
-    }
-    const list = byStage.get(spec.stage) ?? [];
-    list.push({ spec, when });
-    byStage.set(spec.stage, list);
-  }
-  if (problems.length > 0) throw new Error(problems.join('\n'));
-  if (limits.length === 0) return { checks: [], facts, limits };
-
+  const byStage = new Map<Stage, RateLimitSpec[]>();
+  for (const spec of limits ?? []) byStage.set(spec.stage, [...(byStage.get(spec.stage) ?? []), spec]);
+  if (byStage.size === 0) return { checks: [], facts };
   const check: Check = {
     name: 'ratelimit',
     stages: STAGES.filter((s) => byStage.has(s)),
@@ -117,10 +73,10 @@ export function createRateLimitChecks(sections: ReadonlyArray<readonly RateLimit
     onFailure: ctx.store.failMode === 'fail_closed' ? 'tempfail' : 'continue',
     run: (input, out) => runLimits(byStage.get(input.stage) ?? [], input, out, ctx),
   };
-  return { checks: [check], facts, limits };
+  return { checks: [check], facts };
 }
 
-async function runLimits(limits: readonly CompiledLimit[], input: CheckInput, out: CheckOutput, ctx: LimitCheckContext): Promise<void> {
+async function runLimits(limits: readonly RateLimitSpec[], input: CheckInput, out: CheckOutput, ctx: LimitCheckContext): Promise<void> {
   const stage = input.stage;
   const f = input.facts;
   // Connection limits at helo count once per connection, not at every (E)HELO.
@@ -128,8 +84,8 @@ async function runLimits(limits: readonly CompiledLimit[], input: CheckInput, ou
   const nullSender = f.get('mail.from') === '' || f.get('mail.null_sender') === true;
   const requests: RateLimitRequest[] = [];
   const used: RateLimitSpec[] = [];
-  for (const { spec, when } of limits) {
-    if (when && !when.test(f)) continue;
+  for (const spec of limits) {
+    if (spec.when && !spec.when.test(f)) continue;
     if (spec.nullSender === 'exclude' && nullSender) continue;
     if (spec.nullSender === 'only' && !nullSender) continue;
     const parts: string[] = [];

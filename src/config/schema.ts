@@ -1,6 +1,7 @@
 // The mailgate.yaml schema: every key, its default and its meaning. Unknown keys are errors so a
 // typo never silently does nothing. Keep README's configuration reference in step with this file.
 import { z } from 'zod';
+import { redisConnectionSchema, redisOptionsDefault, redisOptionsSchema } from '../store/redis-config.ts';
 import { authConfigSchema } from '../checks/auth-config.ts';
 
 const hostPort = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+)(:\d{1,5})?$/, 'expected "host" or "host:port"');
@@ -94,8 +95,10 @@ export const configSchema = z.strictObject({
   listen: z.array(listenSchema).min(1).default([{ host: '0.0.0.0', port: 25, proxy_protocol: false }]),
   domains: z.array(z.string().min(1)).min(1),
   backend: z.union([backendSmtpSchema, backendMaildirSchema]),
-  /** Shared state (rate limits, greylisting): a redis:// URL. Without it: in-process store. */
-  redis: z.string().optional(),
+  /** Shared state (rate limits, greylisting): a URL, Sentinel or Cluster. Without it: in-process store. */
+  redis: redisConnectionSchema.optional(),
+  /** Timeouts, key prefix, fail_open / fail_closed (src/store/redis-config.ts, docs/ratelimit.md). */
+  redis_options: redisOptionsSchema.default(redisOptionsDefault),
   dns: z
     .strictObject({
       /** Resolvers as "ip" or "ip:port"; default: the system's. */

@@ -1,6 +1,7 @@
 // The I/O dependencies every check may use, built once by the gateway and injected, so tests can
 // pass real servers (a DNS server on loopback, a real Redis) without patching modules.
 import type { Logger } from 'pino';
+import type { SharedStore } from '../store/shared-store.ts';
 
 /** DNS lookups used by checks; implemented in src/dns/resolver.ts. */
 export interface DnsLookup {
@@ -13,4 +14,6 @@ export interface Deps {
   /** Milliseconds since the epoch; injected so greylisting and rate limits can be tested. */
   now: () => number;
   dns?: DnsLookup;
+  /** Shared state for rate limits, concurrency limits and greylisting (src/store/create-store.ts). */
+  store?: SharedStore;
 }

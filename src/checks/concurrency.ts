@@ -1,0 +1,123 @@
+// Shared concurrency limits (the `concurrency:` section): at connect each limit takes a slot for the
+// connection in the store; the slot is given back when the connection closes (the gateway calls
+// releaseConcurrency) or, if this instance dies, when its lease runs out. Facts: `concurrency.*`.
+import { metrics } from '../admin/metrics.ts';
+import type { Check, CheckInput, CheckOutput } from '../pipeline/check.ts';
+import type { FactSet, FactSpec } from '../pipeline/facts.ts';
+import { StoreUnavailableError, type ConcurrencyLease, type SharedStore } from '../store/shared-store.ts';
+import type { ConcurrencySpec } from './concurrency-config.ts';
+import { keyPartValue } from './limit-syntax.ts';
+import type { LimitCheckContext } from './rate-limit.ts';
+
+export function concurrencyFacts(): FactSpec[] {
+  return [
+    { name: 'concurrency.exceeded', stage: 'connect', type: 'string[]', description: 'Names of the shared concurrency limits this connection is over' },
+    {
+      name: 'concurrency.action',
+      stage: 'connect',
+      type: 'string',
+      values: ['', 'tempfail', 'score'],
+      description: 'tempfail when a tempfail limit is exceeded (or the store is down with fail_closed), score for score-only limits, "" otherwise',
+    },
+    { name: 'concurrency.count', stage: 'connect', type: 'number', description: 'Connections open on the fullest limit, including this one if admitted' },
+    { name: 'concurrency.text', stage: 'connect', type: 'string', description: 'Reply text when refused ("" otherwise)' },
+    { name: 'concurrency.unavailable', stage: 'connect', type: 'boolean', description: 'The shared store could not be reached and fail_mode is fail_closed' },
+  ];
+}
+
+/** Slots held per connection, keyed by the connection's FactSet (survives rules reloads). */
+const held = new WeakMap<FactSet, { store: SharedStore; leases: ConcurrencyLease[] }>();
+
+/**
+ * Gives back the slots a connection holds. The gateway calls it once when a connection closes,
+ * with the connection's FactSet (the one the connect stage ran with). Never throws.
+ */
+export async function releaseConcurrency(connectionFacts: FactSet): Promise<void> {
+  const h = held.get(connectionFacts);
+  if (!h) return;
+  held.delete(connectionFacts);
+  await Promise.all(h.leases.map((l) => h.store.releaseSlot(l).catch(() => undefined)));
+}
+
+export interface ConcurrencyChecks {
+  checks: Check[];
+  facts: FactSpec[];
+}
+
+/** Builds the concurrency check from the compiled `concurrency:` section (see limit-sections.ts). */
+export function createConcurrencyCheck(limits: readonly ConcurrencySpec[] | undefined, ctx: LimitCheckContext): ConcurrencyChecks {
+  const facts = concurrencyFacts();
+  if (!limits || limits.length === 0) return { checks: [], facts };
+  const check: Check = {
+    name: 'concurrency',
+    stages: ['connect'],
+    facts,
+    timeoutMs: ctx.timeoutMs ?? 2000,
+    onFailure: ctx.store.failMode === 'fail_closed' ? 'tempfail' : 'continue',
+    run: (input, out) => runConcurrency(limits, input, out, ctx),
+  };
+  return { checks: [check], facts };
+}
+
+async function runConcurrency(limits: readonly ConcurrencySpec[], input: CheckInput, out: CheckOutput, ctx: LimitCheckContext): Promise<void> {
+  const f = input.facts;
+  const set = (name: string, v: string | number | boolean | string[]) => out.facts.set(`concurrency.${name}`, v);
+  set('exceeded', []);
+  set('action', '');
+  set('count', 0);
+  set('text', '');
+  set('unavailable', false);
+  const now = ctx.now();
+  const work = limits.flatMap((spec) => {
+    const v = keyPartValue(spec.key, { facts: f, prefix4: spec.prefix4, prefix6: spec.prefix6 });
+    return v === undefined ? [] : [{ spec, key: ctx.store.key('cc', spec.name, v) }];
+  });
+  if (work.length === 0) return;
+  // Issued together: with Redis they leave in one write (auto-pipelining), one round trip.
+  const settled = await Promise.allSettled(work.map((w) => ctx.store.acquireSlot(w.key, w.spec.max, w.spec.leaseMs, now)));
+  const leases: ConcurrencyLease[] = [];
+  const exceeded: string[] = [];
+  let refuse = false;
+  let unavailable = false;
+  let count = 0;
+  for (const [i, s] of settled.entries()) {
+    const w = work[i];
+    if (!w) continue;
+    if (s.status === 'rejected') {
+      if (!(s.reason instanceof StoreUnavailableError)) throw s.reason;
+      unavailable = true;
+      continue;
+    }
+    count = Math.max(count, s.value.count);
+    if (s.value.lease) leases.push(s.value.lease);
+    else {
+      exceeded.push(w.spec.name);
+      metrics.concurrencyExceeded.inc({ limit: w.spec.name });
+      if (w.spec.action === 'tempfail') refuse = true;
+    }
+  }
+  if (unavailable) {
+    ctx.logger.warn('concurrency: shared store unavailable (fail_closed)');
+    set('unavailable', true);
+    if (limits.some((l) => l.action === 'tempfail')) refuse = true;
+  }
+  if (refuse) {
+    // The connection will be refused: give back what it took.
+    await Promise.all(leases.map((l) => ctx.store.releaseSlot(l).catch(() => undefined)));
+  } else if (leases.length > 0) {
+    const prev = held.get(f);
+    held.set(f, { store: ctx.store, leases: [...(prev?.leases ?? []), ...leases] });
+  }
+  set('count', count);
+  if (exceeded.length === 0 && !unavailable) return;
+  set('exceeded', exceeded);
+  set('action', refuse ? 'tempfail' : exceeded.length > 0 ? 'score' : '');
+  if (refuse) {
+    set(
+      'text',
+      unavailable && exceeded.length === 0
+        ? 'Connection limits temporarily unavailable, try again later'
+        : `Too many connections from your network (${exceeded.join(', ')}), try again later`,
+    );
+  }
+}
