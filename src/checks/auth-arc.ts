@@ -2,8 +2,8 @@
 // forwarder's arc=pass stand in for a DMARC pass it saw, and sealing what mailgate passes on.
 import { createPrivateKey, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { createSeal } from 'mailauth';
-import type { ARCResult, ARCChainEntry, DKIMVerifyResult } from 'mailauth';
+import { createSeal, getARChain } from 'mailauth';
+import type { ARCData, ARCResult, ARCChainEntry, DKIMVerifyResult } from 'mailauth';
 import type { ArcSealConfig } from './auth-config.ts';
 import { ARC_RESULTS } from './auth-facts.ts';
 import { splitField } from './auth-headers.ts';
@@ -25,6 +25,34 @@ const tagValue = (entry: ChainEntry | undefined, header: string, tag: string): s
   return typeof v === 'string' ? v.toLowerCase().replace(/\.$/, '') : '';
 };
 
+/**
+ * The chain as RFC 8617 parses it (mailauth strict mode: case-sensitive tags, instance syntax,
+ * duplicate tags), even when DKIM runs lenient: mailauth's lenient chain parsing accepts malformed
+ * ARC-Seals, and nothing is gained by that for ARC. The newest ARC-Message-Signature result and the
+ * key cache come from the DKIM run that already verified it.
+ */
+export function strictArcData(dkim: DKIMVerifyResult): ARCData {
+  const lenient = dkim.arc as (NonNullable<DKIMVerifyResult['arc']> & { keyCache?: unknown; lastEntry?: ARCChainEntry }) | undefined;
+  const warnings: string[] = [];
+  const data = { chain: [] as ARCChainEntry[], warnings } as ARCData & { warnings: string[] };
+  try {
+    const chain = getARChain(dkim.headers, { strict: true, warnings });
+    if (chain && chain.length > 0) {
+      data.chain = chain;
+      const last = chain[chain.length - 1] as ARCChainEntry;
+      const signature = lenient?.lastEntry?.i === last.i ? lenient.lastEntry.messageSignature : undefined;
+      if (signature) last.messageSignature = signature;
+      data.lastEntry = last;
+    } else {
+      (data as { chain: unknown }).chain = false;
+    }
+  } catch (err) {
+    data.error = err as Error;
+  }
+  Object.defineProperty(data, 'keyCache', { value: lenient?.keyCache, enumerable: false, configurable: true, writable: true });
+  return data;
+}
+
 /** d= or one of its parents is listed. */
 export function isTrusted(domain: string, trusted: readonly string[]): boolean {
   const d = domain.toLowerCase().replace(/\.$/, '');
@@ -37,7 +65,7 @@ export function isTrusted(domain: string, trusted: readonly string[]): boolean {
  * a chain we could not check because DNS did not answer is a temperror to us, never a pass or fail.
  */
 export function summariseArc(res: ARCResult, trusted: readonly string[], keyTrouble: (name: string) => boolean): ArcSummary {
-  const chain = (res.chain ?? []) as ChainEntry[];
+  const chain = (Array.isArray(res.chain) ? res.chain : []) as ChainEntry[];
   const newest = chain.length > 0 ? chain[chain.length - 1] : undefined;
   const sealer = tagValue(newest, 'arc-seal', 'd');
   let result: ArcResult = res.status.result === 'pass' ? 'pass' : res.status.result === 'fail' ? 'fail' : 'none';

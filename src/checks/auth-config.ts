@@ -23,8 +23,19 @@ export const authConfigSchema = z.strictObject({
   authserv_id: z.string().min(1).optional(),
   /** Also evaluate SPF for the HELO identity (RFC 7208 section 2.3); fact `spf.helo_result`. */
   spf_helo: z.boolean().default(true),
-  /** Follow the RFCs exactly (mailauth strict mode) instead of mailauth's lenient defaults. */
-  strict: z.boolean().default(false),
+  /**
+   * Per method: follow the RFC exactly (mailauth's strict mode) instead of mailauth's lenient
+   * defaults. SPF strict passes the whole openspf RFC 7208 suite; DKIM lenient accepts old
+   * signatures (rsa-sha1, draft-era tags) that strict turns into neutral/policy. ARC chain
+   * structure is always parsed strictly (RFC 8617).
+   */
+  strict: z
+    .strictObject({
+      spf: z.boolean().default(true),
+      dkim: z.boolean().default(false),
+      dmarc: z.boolean().default(false),
+    })
+    .default({ spf: true, dkim: false, dmarc: false }),
   /** At most this many DKIM signatures are verified per message; the rest are reported as skipped. */
   max_dkim_signatures: z.number().int().min(1).max(50).default(10),
   /** Smallest RSA key accepted (smaller: dkim=policy, weak key). RFC 8301 section 3.2 sets 1024. */

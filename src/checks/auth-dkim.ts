@@ -26,27 +26,31 @@ export function parseTags(value: string): Map<string, string> {
   return tags;
 }
 
-export interface SkippedSignature {
+export interface SignatureTags {
   domain: string;
   selector: string;
   algorithm: string;
   identity: string;
+  /** b= without whitespace, to match mailauth's results to the fields. */
+  b: string;
 }
 
 export interface PreparedInput {
   stream: Readable;
   /** DKIM-Signature fields in the message. */
   total: number;
+  /** Those given to the verifier. */
+  verified: SignatureTags[];
   /** Those not given to the verifier (over max_dkim_signatures). */
-  skipped: SkippedSignature[];
+  skipped: SignatureTags[];
 }
 
 /** Splits a raw header block into raw fields (each with its folding and CRLF). */
 function rawFields(block: string): string[] {
   const out: string[] = [];
-  const lines = block.split(/(?<=\r\n)/);
+  const lines = block.split(/(?<=\n)/);
   for (const line of lines) {
-    if (line === '\r\n') break;
+    if (line === '\r\n' || line === '\n') break;
     if ((line.startsWith(' ') || line.startsWith('\t')) && out.length > 0) out[out.length - 1] += line;
     else out.push(line);
   }
@@ -72,17 +76,24 @@ export function prepareDkimInput(message: MessageView, max: number): PreparedInp
   const block = message.headerBytes.toString('latin1');
   const fields = rawFields(block);
   const sigIndexes = fields.flatMap((f, i) => (/^dkim-signature[ \t]*:/i.test(f) ? [i] : []));
-  if (sigIndexes.length <= max) return { stream: toReadable(message.stream()), total: sigIndexes.length, skipped: [] };
+  const tagsOf = (i: number): SignatureTags => {
+    const t = parseTags((fields[i] ?? '').slice((fields[i] ?? '').indexOf(':') + 1));
+    return { domain: t.get('d') ?? '', selector: t.get('s') ?? '', algorithm: t.get('a') ?? '', identity: t.get('i') ?? '', b: t.get('b') ?? '' };
+  };
+  if (sigIndexes.length <= max) return { stream: toReadable(message.stream()), total: sigIndexes.length, verified: sigIndexes.map(tagsOf), skipped: [] };
 
   const fromDomain = fromDomainOf(message);
-  const tagsOf = (i: number) => parseTags((fields[i] ?? '').slice((fields[i] ?? '').indexOf(':') + 1));
-  const preferred = sigIndexes.filter((i) => mayAlign((tagsOf(i).get('d') ?? '').toLowerCase(), fromDomain));
+  const preferred = sigIndexes.filter((i) => mayAlign(tagsOf(i).domain.toLowerCase(), fromDomain));
   const keep = new Set([...preferred, ...sigIndexes.filter((i) => !preferred.includes(i))].slice(0, max));
-  const skipped: SkippedSignature[] = [];
+  const skipped: SignatureTags[] = [];
+  const verified: SignatureTags[] = [];
   const rewritten = fields.map((f, i) => {
-    if (!sigIndexes.includes(i) || keep.has(i)) return f;
-    const t = tagsOf(i);
-    skipped.push({ domain: t.get('d') ?? '', selector: t.get('s') ?? '', algorithm: t.get('a') ?? '', identity: t.get('i') ?? '' });
+    if (!sigIndexes.includes(i)) return f;
+    if (keep.has(i)) {
+      verified.push(tagsOf(i));
+      return f;
+    }
+    skipped.push(tagsOf(i));
     return SKIPPED_PREFIX + f;
   });
   const head = Buffer.from(rewritten.join('') + '\r\n', 'latin1');
@@ -90,7 +101,7 @@ export function prepareDkimInput(message: MessageView, max: number): PreparedInp
     yield head;
     for await (const chunk of message.bodyStream()) yield Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as string);
   }
-  return { stream: Readable.from(parts()), total: sigIndexes.length, skipped };
+  return { stream: Readable.from(parts()), total: sigIndexes.length, verified, skipped };
 }
 
 function toReadable(s: NodeJS.ReadableStream): Readable {
@@ -153,6 +164,15 @@ export function bestResult(results: readonly string[]): DkimResult {
   return best;
 }
 
+/**
+ * Lenient acceptances that RFC 6376 makes a PERMFAIL and that matter for who is authenticated:
+ * an i= that is not d= or a subdomain of it, or a subdomain i= with a t=s key (6.1.1, 3.6.1).
+ * (mailauth's other lenient acceptances, such as q=dns from the drafts, are kept.)
+ */
+const PERMFAIL_WARNINGS: Record<string, string> = {
+  'identity-domain': 'domain mismatch',
+};
+
 export interface SignatureOutcome {
   record: FactRecord;
   /** Status as written into Authentication-Results. */
@@ -162,16 +182,34 @@ export interface SignatureOutcome {
 /** Turns mailauth's results (plus the skipped ones) into records and A-R statuses. */
 export function signatureOutcomes(
   results: readonly DKIMResult[],
-  opts: { oversized: ReadonlyMap<string, number>; skipped: readonly SkippedSignature[]; maxKeyBits: number; maxSignatures: number; dkimAligned?: ReadonlySet<string> | undefined },
+  opts: {
+    oversized: ReadonlyMap<string, number>;
+    verified: readonly SignatureTags[];
+    skipped: readonly SignatureTags[];
+    maxKeyBits: number;
+    maxSignatures: number;
+    dkimAligned?: ReadonlySet<string> | undefined;
+  },
 ): SignatureOutcome[] {
   const out: SignatureOutcome[] = [];
+  const seen = new Set(results.map((r) => (r.signature ?? '').replace(/\s+/g, '')));
+  // mailauth's lenient mode leaves out signatures it can not process at all (unknown a= or c=,
+  // no d= or s=); they are still signatures, reported as neutral (RFC 8601 2.7.1), not as "none".
+  const unprocessed = opts.verified.filter((t) => !seen.has(t.b));
   for (const r of results) {
     if (!r.signingDomain && r.status.result === 'none') continue; // mailauth's "message not signed" row
     const status: AuthStatusLike = { ...(r.status as AuthStatusLike) };
     const domain = r.signingDomain ?? '';
     const selector = r.selector ?? '';
     const keyName = `${selector}._domainkey.${domain}`.toLowerCase();
-    let bits: number | null = r.modulusLength ?? ((r.algo ?? '').startsWith('ed25519') && r.publicKey ? 256 : null);
+    let bits: number | null = r.modulusLength ?? (r.rr ? (keyBits(r.rr) ?? null) : null);
+    // mailauth's lenient mode passes a few signatures RFC 6376 says to PERMFAIL; a gateway
+    // should not let those count for DMARC (mailauth reports them as warnings).
+    const permfail = status.result === 'pass' ? (r.status.warnings ?? []).find((w) => w in PERMFAIL_WARNINGS) : undefined;
+    if (permfail) {
+      status.result = 'neutral';
+      status.comment = PERMFAIL_WARNINGS[permfail];
+    }
     const big = opts.oversized.get(keyName);
     if (big !== undefined) {
       bits = big;
@@ -197,24 +235,23 @@ export function signatureOutcomes(
       status,
     });
   }
-  for (const s of opts.skipped) {
-    const comment = `not verified: more than ${opts.maxSignatures} signatures`;
-    out.push({
-      record: {
-        result: 'policy',
-        domain: s.domain,
-        selector: s.selector,
-        identity: s.identity || `@${s.domain}`,
-        algorithm: s.algorithm,
-        key_bits: null,
-        body_length_limited: false,
-        body_unsigned_bytes: 0,
-        aligned: false,
-        testing: false,
-        comment,
-      },
-      status: { result: 'policy', comment, policy: { 'dkim-rules': 'too-many-signatures' }, header: { i: `@${s.domain}`, s: s.selector, a: s.algorithm } },
-    });
-  }
+  const extra = (s: SignatureTags, result: string, comment: string, policy?: string): SignatureOutcome => ({
+    record: {
+      result,
+      domain: s.domain,
+      selector: s.selector,
+      identity: s.identity || `@${s.domain}`,
+      algorithm: s.algorithm,
+      key_bits: null,
+      body_length_limited: false,
+      body_unsigned_bytes: 0,
+      aligned: false,
+      testing: false,
+      comment,
+    },
+    status: { result, comment, ...(policy ? { policy: { 'dkim-rules': policy } } : {}), header: { i: `@${s.domain}`, s: s.selector, a: s.algorithm } },
+  });
+  for (const s of unprocessed) out.push(extra(s, 'neutral', 'signature not processed: unsupported algorithm or canonicalization, or required tag missing'));
+  for (const s of opts.skipped) out.push(extra(s, 'policy', `not verified: more than ${opts.maxSignatures} signatures`, 'too-many-signatures'));
   return out;
 }

@@ -11,7 +11,7 @@ import type { Check, CheckInput, CheckOutput } from '../pipeline/check.ts';
 import type { Deps, DnsLookup } from '../pipeline/deps.ts';
 import type { FactSet } from '../pipeline/facts.ts';
 import type { AuthConfig } from './auth-config.ts';
-import { arcOverridesDmarc, createArcSet, loadSealKey, summariseArc, type LoadedSealKey } from './auth-arc.ts';
+import { arcOverridesDmarc, createArcSet, loadSealKey, strictArcData, summariseArc, type LoadedSealKey } from './auth-arc.ts';
 import { bestResult, keySizeGuard, prepareDkimInput, signatureOutcomes } from './auth-dkim.ts';
 import { checkDmarc, dmarcResinfo } from './auth-dmarc.ts';
 import { arcFacts, authSummaryFacts, dkimFacts, dmarcFacts, spfFacts } from './auth-facts.ts';
@@ -31,7 +31,7 @@ const num = (facts: FactSet, name: string): number => {
 };
 
 export interface AuthCheckOptions {
-  /** Clock for ARC sealing timestamps; default Date.now. */
+  /** Clock for DKIM expiry (x=) and ARC sealing timestamps; default deps.now, else Date.now. */
   now?: () => number;
 }
 
@@ -66,7 +66,7 @@ export function createAuthChecks(config: AuthSettings & Partial<Pick<Config, 'dn
       const nullSender = f.get('mail.null_sender') === true || str(f, 'mail.from') === '';
       const res = await checkSpf(
         { ip: str(f, 'client.ip'), sender: nullSender ? '' : str(f, 'mail.from'), helo: str(f, 'helo.name') },
-        { resolver: scope.resolve, mta: authservIdRaw, strict: cfg.strict, checkHelo: cfg.spf_helo, maxElapsedTime: Math.max(1000, cfg.timeout_ms - 1000) },
+        { resolver: scope.resolve, mta: authservIdRaw, strict: cfg.strict.spf, checkHelo: cfg.spf_helo, maxElapsedTime: Math.max(1000, cfg.timeout_ms - 1000) },
       );
       out.facts.set('spf.result', res.result);
       out.facts.set('spf.domain', res.domain);
@@ -105,13 +105,14 @@ export function createAuthChecks(config: AuthSettings & Partial<Pick<Config, 'dn
         ...(sender ? { sender } : {}),
         minBitLength: cfg.min_key_bits,
         rejectRsaSha1: cfg.reject_rsa_sha1,
-        strict: cfg.strict,
+        curTime: new Date(now()),
+        strict: cfg.strict.dkim,
         ...(sealKey ? { seal: { signingDomain: sealKey.domain, selector: sealKey.selector, privateKey: sealKey.privateKey.export({ format: 'pem', type: 'pkcs8' }) } } : {}),
       });
-      const arcRes = await arc(dkim.arc as unknown as ARCData, {
+      const arcRes = await arc(cfg.strict.dkim ? (dkim.arc as unknown as ARCData) : strictArcData(dkim), {
         resolver,
         minBitLength: cfg.min_key_bits,
-        strict: cfg.strict,
+        strict: cfg.strict.dkim,
         ...(str(f, 'client.ip') ? { ip: str(f, 'client.ip') } : {}),
       });
       const arcSummary = summariseArc(arcRes, cfg.trusted_arc_sealers, (name) => scope.troubleWith(name));
@@ -129,12 +130,13 @@ export function createAuthChecks(config: AuthSettings & Partial<Pick<Config, 'dn
         })),
         arcResult: arcRes,
         resolver: scope.resolve,
-        strict: cfg.strict,
+        strict: cfg.strict.dmarc,
       });
 
       // DKIM facts (alignment taken from the DMARC evaluation when there was one).
       const sigs = signatureOutcomes(dkim.results, {
         oversized: guard.oversized,
+        verified: prepared.verified,
         skipped: prepared.skipped,
         maxKeyBits: cfg.max_key_bits,
         maxSignatures: cfg.max_dkim_signatures,
@@ -185,11 +187,11 @@ export function createAuthChecks(config: AuthSettings & Partial<Pick<Config, 'dn
               ip: str(f, 'client.ip'),
               domain: str(f, 'spf.domain'),
               mta: authservIdRaw,
-              strict: cfg.strict,
+              strict: cfg.strict.spf,
             })
           : formatAuthHeaderRow('spf', { result: 'temperror', comment: 'SPF was not evaluated' }),
-        ...(sigs.length > 0 ? sigs.map((s) => formatAuthHeaderRow('dkim', s.status, { strict: cfg.strict })) : [formatAuthHeaderRow('dkim', { result: 'none', comment: 'message not signed' })]),
-        dmarcResinfo(dmarc, override, arcSummary.sealer, cfg.strict),
+        ...(sigs.length > 0 ? sigs.map((s) => formatAuthHeaderRow('dkim', s.status, { strict: cfg.strict.dkim })) : [formatAuthHeaderRow('dkim', { result: 'none', comment: 'message not signed' })]),
+        dmarcResinfo(dmarc, override, arcSummary.sealer, cfg.strict.dmarc),
         formatAuthHeaderRow('arc', {
           result: arcSummary.result,
           ...(arcRes.status.comment ? { comment: arcRes.status.comment } : {}),
@@ -200,7 +202,7 @@ export function createAuthChecks(config: AuthSettings & Partial<Pick<Config, 'dn
 
       let sealed = false;
       if (sealKey) {
-        const set = await createArcSet(dkim, arcRes, arValue, sealKey, new Date(now()), cfg.strict);
+        const set = await createArcSet(dkim, arcRes, arValue, sealKey, new Date(now()), cfg.strict.dkim);
         if (set.fields.length > 0) {
           out.headers.prepend.push(...set.fields);
           sealed = true;
