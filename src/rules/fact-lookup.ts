@@ -24,7 +24,15 @@ export function isHeaderFactName(name: string): boolean {
  */
 export function createFactLookup(specs: Iterable<FactSpec>): FactLookup {
   const byName = new Map<string, FactSpec>();
+  // Specs named with a `*` segment (`ratelimit.*.exceeded`) stand for a family of facts whose
+  // middle part comes from configuration; `*` matches one segment of [a-z0-9_-].
+  const families: Array<{ re: RegExp; spec: FactSpec }> = [];
   for (const s of specs) {
+    if (s.name.includes('*')) {
+      const re = new RegExp(`^${s.name.split('*').map((p) => p.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('[a-z0-9_-]+')}$`);
+      families.push({ re, spec: s });
+      continue;
+    }
     const old = byName.get(s.name);
     if (old && (old.stage !== s.stage || old.type !== s.type)) {
       throw new Error(`fact ${s.name} declared twice with different stage/type (${old.stage}/${old.type}, ${s.stage}/${s.type})`);
@@ -35,6 +43,8 @@ export function createFactLookup(specs: Iterable<FactSpec>): FactLookup {
     get(name) {
       const s = byName.get(name);
       if (s) return s;
+      const fam = families.find((f) => f.re.test(name));
+      if (fam) return { ...fam.spec, name };
       if (isHeaderFactName(name)) {
         return {
           name,
@@ -46,7 +56,7 @@ export function createFactLookup(specs: Iterable<FactSpec>): FactLookup {
       return undefined;
     },
     names() {
-      return [...byName.keys()].sort();
+      return [...byName.keys(), ...families.map((f) => f.spec.name)].sort();
     },
   };
 }

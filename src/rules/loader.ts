@@ -38,13 +38,14 @@ export interface SectionContext {
 /**
  * A top-level section other modules own (e.g. `ratelimits:`, `greylist:`, `dnsbl:`). Occurrences
  * in several files are combined first (`merge`: top-level keys of later files replace earlier
- * ones — the default; `concat`: lists are appended; `replace`: the last file wins), then the
- * result is validated with `schema` and, if given, passed through `compile`.
+ * ones; `concat`: lists are appended; `replace`: the last file wins; `auto`, the default: concat
+ * when every occurrence is a list, else merge), then the result is validated with `schema` and,
+ * if given, passed through `compile`.
  */
 export interface SectionSpec<T = unknown, C = T> {
   key: string;
   schema: z.ZodType<T>;
-  merge?: 'merge' | 'concat' | 'replace';
+  merge?: 'auto' | 'merge' | 'concat' | 'replace';
   compile?: (value: T, ctx: SectionContext) => C;
 }
 
@@ -192,7 +193,8 @@ interface Occurrence {
 }
 
 function combine(loader: Loader, spec: SectionSpec<unknown, unknown>, occs: Occurrence[]): { value: unknown; origin: (path: readonly PropertyKey[]) => { at: Origin; path: PropertyKey[] } } | undefined {
-  const mode = spec.merge ?? 'merge';
+  let mode = spec.merge ?? 'auto';
+  if (mode === 'auto') mode = occs.every((o) => Array.isArray(o.value)) ? 'concat' : 'merge';
   const last = occs[occs.length - 1] as Occurrence;
   if (mode === 'replace') return { value: last.value, origin: (p) => ({ at: last.at, path: [...p] }) };
   if (mode === 'concat') {

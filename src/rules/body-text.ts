@@ -1,0 +1,134 @@
+// The body facts rules match with regexes: decoded text and HTML of the message, read from at most
+// `body_scan_bytes` of the message and cut to `body_max_bytes`, so a 50 MB attachment costs
+// nothing. Only computed when some rule reads them (the check asks the policy).
+import { MailParser } from 'mailparser';
+import type { Check } from '../pipeline/check.ts';
+import type { FactSpec } from '../pipeline/facts.ts';
+
+export const bodyFacts: readonly FactSpec[] = [
+  {
+    name: 'message.body_text',
+    stage: 'data',
+    type: 'string',
+    description: 'Body text: the text/plain parts decoded (or, without one, the HTML parts as text), cut to settings.body_max_bytes',
+  },
+  { name: 'message.body_html', stage: 'data', type: 'string', description: 'The text/html parts decoded, cut to settings.body_max_bytes ("" when none)' },
+  {
+    name: 'message.body_truncated',
+    stage: 'data',
+    type: 'boolean',
+    description: 'The body facts do not cover the whole message (longer than body_scan_bytes or body_max_bytes)',
+  },
+];
+
+export interface BodyLimits {
+  /** Most characters kept in each of text and HTML. */
+  maxBytes: number;
+  /** Most bytes of the message read. */
+  scanBytes: number;
+}
+
+export interface BodyText {
+  text: string;
+  html: string;
+  truncated: boolean;
+}
+
+const ENTITIES: Record<string, string> = { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'", nbsp: ' ' };
+
+/** A plain-text rendering of HTML good enough for matching: tags out, entities decoded. */
+export function htmlToText(html: string): string {
+  return html
+    .replace(/<(script|style|head)\b[\s\S]*?<\/\1\s*>/gi, ' ')
+    .replace(/<br\s*\/?>|<\/(p|div|li|tr|h[1-6])\s*>/gi, '\n')
+    .replace(/<[^>]*>/g, '')
+    .replace(/&(#x[0-9a-f]+|#\d+|[a-z]+);/gi, (m, e: string) => {
+      if (e[0] === '#') {
+        const n = e[1] === 'x' || e[1] === 'X' ? parseInt(e.slice(2), 16) : parseInt(e.slice(1), 10);
+        return Number.isFinite(n) && n > 0 && n < 0x110000 ? String.fromCodePoint(n) : m;
+      }
+      return ENTITIES[e.toLowerCase()] ?? m;
+    })
+    .replace(/[ \t]+/g, ' ')
+    .replace(/\n\s*\n+/g, '\n')
+    .trim();
+}
+
+/**
+ * Reads the text parts of a message. Only the first `scanBytes` bytes are parsed; attachment
+ * contents are drained and dropped. A malformed message yields whatever was decoded.
+ */
+export async function extractBodyText(source: AsyncIterable<Buffer | string>, limits: BodyLimits): Promise<BodyText> {
+  const parser = new MailParser({ skipImageLinks: true, skipTextToHtml: true, skipTextLinks: true });
+  let text = '';
+  let html = '';
+  let truncated = false;
+  parser.on('data', (d: { type: string; text?: string; html?: string | false; content?: NodeJS.ReadableStream; release?: () => void }) => {
+    if (d.type === 'attachment') {
+      d.content?.on('data', () => undefined);
+      d.content?.on('end', () => d.release?.());
+      d.content?.resume();
+    } else if (d.type === 'text') {
+      text = d.text ?? '';
+      html = typeof d.html === 'string' ? d.html : '';
+    }
+  });
+  const done = new Promise<void>((resolve) => {
+    parser.on('end', () => resolve());
+    parser.on('error', () => resolve());
+  });
+  let read = 0;
+  try {
+    for await (const chunk of source) {
+      const buf = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+      const room = limits.scanBytes - read;
+      const part = buf.length > room ? buf.subarray(0, room) : buf;
+      read += part.length;
+      if (!parser.write(part)) await new Promise((r) => parser.once('drain', r));
+      if (read >= limits.scanBytes) {
+        truncated = true;
+        break;
+      }
+    }
+  } catch {
+    truncated = true;
+  }
+  parser.end();
+  await done;
+  if (!text && html) text = htmlToText(html);
+  if (text.length > limits.maxBytes) {
+    text = text.slice(0, limits.maxBytes);
+    truncated = true;
+  }
+  if (html.length > limits.maxBytes) {
+    html = html.slice(0, limits.maxBytes);
+    truncated = true;
+  }
+  return { text, html, truncated };
+}
+
+export interface BodyTextCheckOptions {
+  /** Current limits (they live in the rules' `settings:` and reload with them). */
+  limits: () => BodyLimits;
+  /** Whether any rule reads the body facts now; default: always compute them. */
+  wanted?: () => boolean;
+}
+
+export function createBodyTextCheck(opts: BodyTextCheckOptions): Check {
+  return {
+    name: 'body-text',
+    stages: ['data'],
+    facts: bodyFacts,
+    timeoutMs: 10_000,
+    // Matching the body is scoring, not a safety property: a parse failure must not block mail.
+    onFailure: 'continue',
+    async run(input, out) {
+      if (!input.message) return;
+      if (opts.wanted && !opts.wanted()) return;
+      const body = await extractBodyText(input.message.stream() as AsyncIterable<Buffer>, opts.limits());
+      out.facts.set('message.body_text', body.text);
+      out.facts.set('message.body_html', body.html);
+      out.facts.set('message.body_truncated', body.truncated);
+    },
+  };
+}
