@@ -213,6 +213,7 @@ export async function startDnsServer(opts: DnsServerOptions = {}): Promise<TestD
   const port = (udp.address() as AddressInfo).port;
 
   const tcpSockets = new Set<Socket>();
+  let closed = false;
   const tcp: Server = createServer((sock) => {
     tcpSockets.add(sock);
     sock.on('close', () => tcpSockets.delete(sock));
@@ -263,6 +264,7 @@ export async function startDnsServer(opts: DnsServerOptions = {}): Promise<TestD
     truncateUdp: opts.truncateUdp ?? false,
     delayMs: opts.delayMs ?? 0,
     close: async () => {
+      closed = true;
       for (const s of tcpSockets) s.destroy();
       await Promise.all([new Promise<void>((r) => udp.close(() => r())), new Promise<void>((r) => tcp.close(() => r()))]);
     },
@@ -277,7 +279,10 @@ export async function startDnsServer(opts: DnsServerOptions = {}): Promise<TestD
     }
     const out = build(query, 'udp', state);
     if (!out) return;
-    const send = (): void => udp.send(out, rinfo.port, rinfo.address);
+    const send = (): void => {
+      if (closed) return;
+      udp.send(out, rinfo.port, rinfo.address, () => {});
+    };
     if (state.delayMs > 0) setTimeout(send, state.delayMs);
     else send();
   });
