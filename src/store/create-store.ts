@@ -184,6 +184,16 @@ export class PolicyStore implements SharedStore {
     );
   }
 
+  async waitReady(timeoutMs: number): Promise<boolean> {
+    if (!(this.backend instanceof RedisBackend)) return true;
+    try {
+      await this.backend.waitReady(timeoutMs);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
   async readiness(): Promise<Readiness> {
     const p = await this.backend.probe();
     const r: Readiness = {

@@ -60,7 +60,8 @@ export class MemoryBackend implements StoreBackend {
   #get<K extends Entry['kind']>(key: string, kind: K, now: number): Extract<Entry, { kind: K }> | undefined {
     const slot = this.#map.get(key);
     if (!slot) return undefined;
-    if (slot.expiresAt <= now || slot.entry.kind !== kind) {
+    // Alive up to and including its expiry instant, like the scripts' `now - last <= lifetime`.
+    if (slot.expiresAt < now || slot.entry.kind !== kind) {
       this.#map.delete(key);
       return undefined;
     }
@@ -79,7 +80,7 @@ export class MemoryBackend implements StoreBackend {
 
   /** Drops expired entries; if still over the bound, the least recently used ones. */
   #evict(now: number): void {
-    for (const [k, v] of this.#map) if (v.expiresAt <= now) this.#map.delete(k);
+    for (const [k, v] of this.#map) if (v.expiresAt < now) this.#map.delete(k);
     const target = Math.floor(this.#maxKeys * 0.9);
     for (const k of this.#map.keys()) {
       if (this.#map.size <= target) break;

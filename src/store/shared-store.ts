@@ -155,5 +155,7 @@ export interface SharedStore {
   key(...parts: string[]): string;
   /** For /readyz. Resolves within the command timeout, never rejects. */
   readiness(): Promise<Readiness>;
+  /** Waits until the shared backend is connected; false after `timeoutMs` (never rejects). */
+  waitReady(timeoutMs: number): Promise<boolean>;
   close(): Promise<void>;
 }
