@@ -3,7 +3,7 @@
 import type { Check } from '../pipeline/check.ts';
 import type { FactSpec } from '../pipeline/facts.ts';
 import type { DnsLookup } from '../pipeline/deps.ts';
-import { createDnsblCheck, dnsblFacts, type DnsblConfig } from './dnsbl.ts';
+import { createDnsblCheck, dnsblFacts } from './dnsbl.ts';
 import { createFcrdnsCheck, fcrdnsFacts } from './fcrdns.ts';
 import { createHeloCheck, heloFacts } from './helo-sanity.ts';
 import { pregreetFacts } from './pregreet.ts';
@@ -17,10 +17,12 @@ export interface ConnectionCheckOptions {
   dns?: DnsLookup | undefined;
   /** Our host name and domains, for helo.is_our_name (read at each HELO: config reloads). */
   ourNames: () => readonly string[];
-  /** The current `dnsbl:` section (rules reloads change it). */
-  dnsbl: () => DnsblConfig | undefined;
 }
 
+/**
+ * The checks to add to the gateway's list. The DNSBL check reads the `dnsbl:` section of the
+ * rules files (it is RulesAware), so it must get the rules through onRulesLoaded.
+ */
 export function createConnectionChecks(opts: ConnectionCheckOptions): Check[] {
-  return [createFcrdnsCheck({ dns: opts.dns }), createHeloCheck({ ourNames: opts.ourNames }), createDnsblCheck({ dns: opts.dns }, opts.dnsbl)];
+  return [createFcrdnsCheck({ dns: opts.dns }), createHeloCheck({ ourNames: opts.ourNames }), createDnsblCheck({ dns: opts.dns })];
 }

@@ -8,7 +8,8 @@ import type { Check } from '../pipeline/check.ts';
 import type { FactRecord, FactSpec } from '../pipeline/facts.ts';
 import type { DnsLookup } from '../pipeline/deps.ts';
 import { IpSet, isNonGlobalIp, normalizeIp, parseCidr, reverseName } from '../rules/ip.ts';
-import type { SectionSpec } from '../rules/loader.ts';
+import { getSection, type SectionSpec } from '../rules/loader.ts';
+import type { RulesAware } from '../rules/rules-aware.ts';
 import { metrics } from '../admin/metrics.ts';
 import { dnsCode, lookupWithSignal } from './dns-util.ts';
 
@@ -93,9 +94,18 @@ export const dnsblSection: SectionSpec<DnsblInput, DnsblConfig> = {
   },
 };
 
-export function createDnsblCheck(deps: { dns?: DnsLookup | undefined }, config: () => DnsblConfig | undefined): Check {
+/**
+ * The DNSBL check. Its settings come from the rules' `dnsbl:` section (via onRulesLoaded), or
+ * from `config` when given (tests).
+ */
+export function createDnsblCheck(deps: { dns?: DnsLookup | undefined }, config?: () => DnsblConfig | undefined): Check & RulesAware {
+  let fromRules: DnsblConfig | undefined;
   return {
     name: 'dnsbl',
+    rulesSections: [dnsblSection],
+    onRulesLoaded(loaded) {
+      fromRules = getSection(loaded, dnsblSection);
+    },
     stages: ['connect'],
     facts: dnsblFacts,
     // The runner's timeout is a backstop; each lookup gives up at timeout_ms.
@@ -103,7 +113,7 @@ export function createDnsblCheck(deps: { dns?: DnsLookup | undefined }, config: 
     // A DNSBL outage must not stop mail: lists that fail are reported in dnsbl.errors.
     onFailure: 'continue',
     async run(input, out) {
-      const cfg = config();
+      const cfg = config ? config() : fromRules;
       const dns = deps.dns;
       const ipFact = input.facts.get('client.ip');
       const ip = typeof ipFact === 'string' ? normalizeIp(ipFact) : undefined;

@@ -4,6 +4,7 @@
 import { MailParser } from 'mailparser';
 import type { Check } from '../pipeline/check.ts';
 import type { FactSpec } from '../pipeline/facts.ts';
+import type { RulesAware } from './rules-aware.ts';
 
 export const bodyFacts: readonly FactSpec[] = [
   {
@@ -108,15 +109,25 @@ export async function extractBodyText(source: AsyncIterable<Buffer | string>, li
 }
 
 export interface BodyTextCheckOptions {
-  /** Current limits (they live in the rules' `settings:` and reload with them). */
-  limits: () => BodyLimits;
-  /** Whether any rule reads the body facts now; default: always compute them. */
-  wanted?: () => boolean;
+  /** Fixed limits (tests); default: the rules' `settings:` section. */
+  limits?: BodyLimits;
+  /** Compute the facts even when no rule reads them (tests, `rules test`). */
+  always?: boolean;
 }
 
-export function createBodyTextCheck(opts: BodyTextCheckOptions): Check {
+/**
+ * The body-text check. It is RulesAware: it takes its limits from `settings:` and runs only when
+ * some rule in force reads a body fact.
+ */
+export function createBodyTextCheck(opts: BodyTextCheckOptions = {}): Check & RulesAware {
+  let limits: BodyLimits = opts.limits ?? { maxBytes: 262_144, scanBytes: 4_194_304 };
+  let wanted = opts.always ?? false;
   return {
     name: 'body-text',
+    onRulesLoaded(loaded) {
+      if (!opts.limits) limits = { maxBytes: loaded.settings.body_max_bytes, scanBytes: loaded.settings.body_scan_bytes };
+      wanted = opts.always || bodyFacts.some((f) => loaded.policy.readsFact(f.name));
+    },
     stages: ['data'],
     facts: bodyFacts,
     timeoutMs: 10_000,
@@ -124,8 +135,8 @@ export function createBodyTextCheck(opts: BodyTextCheckOptions): Check {
     onFailure: 'continue',
     async run(input, out) {
       if (!input.message) return;
-      if (opts.wanted && !opts.wanted()) return;
-      const body = await extractBodyText(input.message.stream() as AsyncIterable<Buffer>, opts.limits());
+      if (!wanted) return;
+      const body = await extractBodyText(input.message.stream() as AsyncIterable<Buffer>, limits);
       out.facts.set('message.body_text', body.text);
       out.facts.set('message.body_html', body.html);
       out.facts.set('message.body_truncated', body.truncated);

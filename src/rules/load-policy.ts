@@ -1,10 +1,16 @@
-// Bridge between the gateway and the rules engine: loads `config.rules` into a Policy, hot
-// reloads it, and offers the capture hook. Until the engine lands this accepts everything.
+// Bridge between the gateway and the rules engine: loads `config.rules` into a live Policy that
+// hot-reloads (file changes, SIGHUP via reload()), tells RulesAware checks about each load, and
+// records each verdict's inputs for `mailgate rules diff`.
+import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.ts';
 import type { Check } from '../pipeline/check.ts';
 import type { FactSet } from '../pipeline/facts.ts';
 import { emptyVerdict, type Policy, type Verdict } from './verdict.ts';
+import { LiveRules } from './watcher.ts';
+import { knownFacts, knownSections } from './registry.ts';
+import { isRulesAware, type RulesAware } from './rules-aware.ts';
+import { Capture } from './capture.ts';
 
 export interface PolicyHandle {
   policy: Policy;
@@ -21,11 +27,69 @@ export const acceptAllPolicy: Policy = {
   },
 };
 
-export async function loadPolicy(
-  _config: Config,
-  _checks: readonly Check[],
-  _logger: Logger,
-  _onChange: (p: Policy) => void,
-): Promise<PolicyHandle> {
-  return { policy: acceptAllPolicy, reload: async () => undefined, close: () => undefined };
+/** Capture settings; until mailgate.yaml has a `capture:` key, the defaults below apply. */
+export interface CaptureSettings {
+  enabled: boolean;
+  /** Default: capture.jsonl next to the quarantine directory (var/capture.jsonl). */
+  file?: string;
+  max_entries?: number;
+  exclude?: string[];
+}
+
+function captureSettings(config: Config): CaptureSettings {
+  const c = (config as { capture?: CaptureSettings | false }).capture;
+  if (c === false) return { enabled: false };
+  return c ?? { enabled: true };
+}
+
+/**
+ * Loads the rules (throws SourceErrors when they are invalid, so the gateway refuses to start)
+ * and returns the live policy. `onChange` is not needed: the returned policy always evaluates
+ * with the rules in force.
+ */
+export async function loadPolicy(config: Config, checks: readonly Check[], logger: Logger, _onChange: (p: Policy) => void): Promise<PolicyHandle> {
+  const aware = checks.filter((c): c is Check & RulesAware => isRulesAware(c));
+  const live = new LiveRules({
+    dir: config.rules,
+    facts: knownFacts(checks.flatMap((c) => c.facts)),
+    sections: knownSections(checks),
+    logger: logger.child({ component: 'rules' }),
+    onReload: (loaded) => {
+      for (const c of aware) {
+        try {
+          c.onRulesLoaded(loaded);
+        } catch (err) {
+          logger.error({ err: (err as Error).message }, 'a check rejected the new rules');
+        }
+      }
+    },
+  });
+  logger.info({ dir: live.current.dir, rules: live.current.rules.length, files: live.current.files.length }, 'rules loaded');
+  const cs = captureSettings(config);
+  let capture: Capture | undefined;
+  if (cs.enabled) {
+    const opts: ConstructorParameters<typeof Capture>[0] = { file: cs.file ?? join(dirname(config.quarantine.dir), 'capture.jsonl') };
+    if (cs.max_entries !== undefined) opts.maxEntries = cs.max_entries;
+    if (cs.exclude !== undefined) opts.exclude = cs.exclude;
+    try {
+      capture = new Capture(opts);
+    } catch (err) {
+      logger.warn({ err: (err as Error).message, file: opts.file }, 'verdict capture disabled: cannot create its file');
+    }
+  }
+  const handle: PolicyHandle = {
+    policy: live,
+    reload: async () => {
+      live.reload('SIGHUP');
+    },
+    close: () => {
+      live.close();
+      void capture?.close();
+    },
+  };
+  if (capture) {
+    const cap = capture;
+    handle.capture = (facts, verdict, action) => cap.record(facts, verdict, action);
+  }
+  return handle;
 }
