@@ -5,7 +5,11 @@ import { metrics } from '../admin/metrics.ts';
 import type { Check, CheckInput, CheckOutput } from '../pipeline/check.ts';
 import type { FactSet, FactSpec } from '../pipeline/facts.ts';
 import { StoreUnavailableError, type ConcurrencyLease, type SharedStore } from '../store/shared-store.ts';
+import type { Stage } from '../pipeline/stages.ts';
+import { getSection } from '../rules/loader.ts';
+import type { RulesAware } from '../rules/rules-aware.ts';
 import type { ConcurrencySpec } from './concurrency-config.ts';
+import { concurrencySectionSpec } from './limit-section-specs.ts';
 import { keyPartValue } from './limit-syntax.ts';
 import type { LimitCheckContext } from './rate-limit.ts';
 
@@ -39,24 +43,27 @@ export async function releaseConcurrency(connectionFacts: FactSet): Promise<void
   await Promise.all(h.leases.map((l) => h.store.releaseSlot(l).catch(() => undefined)));
 }
 
-export interface ConcurrencyChecks {
-  checks: Check[];
-  facts: FactSpec[];
-}
-
-/** Builds the concurrency check from the compiled `concurrency:` section (see limit-sections.ts). */
-export function createConcurrencyCheck(limits: readonly ConcurrencySpec[] | undefined, ctx: LimitCheckContext): ConcurrencyChecks {
-  const facts = concurrencyFacts();
-  if (!limits || limits.length === 0) return { checks: [], facts };
-  const check: Check = {
+/**
+ * The shared concurrency check. Its limits come from the rules' `concurrency:` section through
+ * onRulesLoaded (hot reload), or from `initial`. The gateway must call releaseConcurrency when a
+ * connection closes.
+ */
+export function createConcurrencyCheck(ctx: LimitCheckContext, initial?: readonly ConcurrencySpec[]): Check & RulesAware {
+  let limits: readonly ConcurrencySpec[] = initial ?? [];
+  return {
     name: 'concurrency',
-    stages: ['connect'],
-    facts,
+    rulesSections: [concurrencySectionSpec],
+    onRulesLoaded(loaded) {
+      limits = getSection(loaded, concurrencySectionSpec) ?? [];
+    },
+    get stages(): Stage[] {
+      return limits.length > 0 ? ['connect'] : [];
+    },
+    facts: concurrencyFacts(),
     timeoutMs: ctx.timeoutMs ?? 2000,
     onFailure: ctx.store.failMode === 'fail_closed' ? 'tempfail' : 'continue',
     run: (input, out) => runConcurrency(limits, input, out, ctx),
   };
-  return { checks: [check], facts };
 }
 
 async function runConcurrency(limits: readonly ConcurrencySpec[], input: CheckInput, out: CheckOutput, ctx: LimitCheckContext): Promise<void> {

@@ -7,7 +7,11 @@ import { metrics } from '../admin/metrics.ts';
 import type { Check, CheckInput, CheckOutput } from '../pipeline/check.ts';
 import type { FactSpec } from '../pipeline/facts.ts';
 import { StoreUnavailableError, type GreylistRequest } from '../store/shared-store.ts';
+import type { Stage } from '../pipeline/stages.ts';
+import { getSection } from '../rules/loader.ts';
+import type { RulesAware } from '../rules/rules-aware.ts';
 import type { GreylistSpec } from './greylist-config.ts';
+import { greylistSectionSpec } from './limit-section-specs.ts';
 import { humanDuration, networkOf } from './limit-syntax.ts';
 import type { LimitCheckContext } from './rate-limit.ts';
 
@@ -33,27 +37,26 @@ export function greylistFacts(): FactSpec[] {
   ];
 }
 
-export interface GreylistChecks {
-  checks: Check[];
-  facts: FactSpec[];
-}
-
 /**
- * Builds the greylisting check from the compiled `greylist:` section (see limit-sections.ts).
- * Returns no check when greylisting is off; the facts are declared either way.
+ * The greylisting check. Its settings come from the rules' `greylist:` section through
+ * onRulesLoaded (hot reload), or from `initial`. Off (runs at no stage) unless `enabled: true`.
  */
-export function createGreylistCheck(spec: GreylistSpec | undefined, ctx: LimitCheckContext): GreylistChecks {
-  const facts = greylistFacts();
-  if (!spec?.enabled) return { checks: [], facts };
-  const check: Check = {
+export function createGreylistCheck(ctx: LimitCheckContext, initial?: GreylistSpec): Check & RulesAware {
+  let spec = initial;
+  return {
     name: 'greylist',
-    stages: ['data'],
-    facts,
+    rulesSections: [greylistSectionSpec],
+    onRulesLoaded(loaded) {
+      spec = getSection(loaded, greylistSectionSpec);
+    },
+    get stages(): Stage[] {
+      return spec?.enabled ? ['data'] : [];
+    },
+    facts: greylistFacts(),
     timeoutMs: ctx.timeoutMs ?? 2000,
     onFailure: ctx.store.failMode === 'fail_closed' ? 'tempfail' : 'continue',
-    run: (input, out) => runGreylist(spec, input, out, ctx),
+    run: (input, out) => (spec?.enabled ? runGreylist(spec, input, out, ctx) : undefined),
   };
-  return { checks: [check], facts };
 }
 
 async function runGreylist(

@@ -1,97 +1,32 @@
-// Plugs the `ratelimits:`, `concurrency:` and `greylist:` sections into the rules loader (schemas,
-// merging across files, condition compiling with located errors) and builds the three checks from
-// the compiled sections. compileLimitSections does the same without the loader (tests, bench).
+// Entry point of the limit checks for the gateway: the shared store from mailgate.yaml, the three
+// RulesAware checks (concurrency, ratelimit, greylist) that read their sections of the rules files,
+// every fact they set, and compileLimitSections for use without the rules loader (tests, bench).
 import { z } from 'zod';
+import type { Config } from '../config/schema.ts';
 import type { Check } from '../pipeline/check.ts';
 import type { FactSpec } from '../pipeline/facts.ts';
-import { stageIndex } from '../pipeline/stages.ts';
-import type { SectionSpec } from '../rules/loader.ts';
-import { concurrencyFacts, createConcurrencyCheck } from './concurrency.ts';
-import { concurrencySectionSchema, resolveConcurrency, type ConcurrencyEntry, type ConcurrencySpec } from './concurrency-config.ts';
+import type { RulesAware } from '../rules/rules-aware.ts';
+import { createSharedStore } from '../store/create-store.ts';
+import type { SharedStore } from '../store/shared-store.ts';
+import { concurrencyFacts, createConcurrencyCheck, releaseConcurrency } from './concurrency.ts';
+import { concurrencySectionSchema } from './concurrency-config.ts';
 import { createGreylistCheck, greylistFacts } from './greylist.ts';
-import { greylistSectionSchema, resolveGreylist, type GreylistSection, type GreylistSpec } from './greylist-config.ts';
-import { createRateLimitChecks, rateLimitFacts, type LimitCheckContext } from './rate-limit.ts';
+import { greylistSectionSchema } from './greylist-config.ts';
+import { createRateLimitCheck, rateLimitFacts, type LimitCheckContext } from './rate-limit.ts';
+import { rateLimitsSectionSchema, type ConditionLike } from './rate-limit-config.ts';
 import {
-  mergeByName,
-  rateLimitsSectionSchema,
-  resolveRateLimits,
-  type ConditionLike,
-  type RateLimitEntry,
-  type RateLimitSpec,
-  type Report,
-} from './rate-limit-config.ts';
+  compileConcurrency,
+  compileGreylist,
+  compileRateLimits,
+  concurrencySectionSpec,
+  greylistSectionSpec,
+  rateLimitsSectionSpec,
+  type CompileEnv,
+  type LimitSections,
+} from './limit-section-specs.ts';
 
-/** The compiled sections (each absent when no rules file has it). */
-export interface LimitSections {
-  ratelimits?: RateLimitSpec[] | undefined;
-  concurrency?: ConcurrencySpec[] | undefined;
-  greylist?: GreylistSpec | undefined;
-}
-
-interface CompileEnv {
-  report: Report;
-  /** Compiles a rules-language condition; undefined after reporting a problem. */
-  compileCondition?: ((raw: unknown, path: PropertyKey[]) => ConditionLike | undefined) | undefined;
-}
-
-export function compileRateLimits(list: readonly RateLimitEntry[], env: CompileEnv): RateLimitSpec[] {
-  const specs = resolveRateLimits(mergeByName(list), env.report);
-  return specs.flatMap((spec) => {
-    const w = spec.whenAt;
-    if (!w) return [spec];
-    if (!env.compileCondition) {
-      env.report(w.path, `limit ${spec.name}: "when" conditions need the rules engine`);
-      return [];
-    }
-    const when = env.compileCondition(w.raw, w.path);
-    if (!when) return [];
-    if (stageIndex(when.stage) > stageIndex(spec.stage)) {
-      env.report(w.path, `limit ${spec.name}: "when" reads facts known only at ${when.stage}, after the limit counts (${spec.stage})`);
-      return [];
-    }
-    return [{ ...spec, when }];
-  });
-}
-
-export function compileConcurrency(list: readonly ConcurrencyEntry[], env: CompileEnv): ConcurrencySpec[] {
-  return resolveConcurrency(mergeByName(list), env.report);
-}
-
-export function compileGreylist(section: GreylistSection, env: CompileEnv): GreylistSpec {
-  const spec = resolveGreylist(section);
-  if (spec.skipRaw === undefined) return spec;
-  if (!env.compileCondition) {
-    env.report(['skip'], '"skip" conditions need the rules engine');
-    return spec;
-  }
-  const skip = env.compileCondition(spec.skipRaw, ['skip']);
-  return skip ? { ...spec, skip } : spec;
-}
-
-// Sections for loadRules(dir, facts, limitSectionSpecs). Lists are concatenated across files and
-// entries joined by name (a local.d/ entry patches a shipped one); greylist keys are merged.
-
-export const rateLimitsSectionSpec: SectionSpec<RateLimitEntry[], RateLimitSpec[]> = {
-  key: 'ratelimits',
-  schema: rateLimitsSectionSchema,
-  merge: 'concat',
-  compile: (value, ctx) => compileRateLimits(value, { report: (p, m) => ctx.error(p, m), compileCondition: (r, p) => ctx.compileCondition(r, p) }),
-};
-
-export const concurrencySectionSpec: SectionSpec<ConcurrencyEntry[], ConcurrencySpec[]> = {
-  key: 'concurrency',
-  schema: concurrencySectionSchema,
-  merge: 'concat',
-  compile: (value, ctx) => compileConcurrency(value, { report: (p, m) => ctx.error(p, m) }),
-};
-
-export const greylistSectionSpec: SectionSpec<GreylistSection, GreylistSpec> = {
-  key: 'greylist',
-  schema: greylistSectionSchema,
-  merge: 'merge',
-  compile: (value, ctx) => compileGreylist(value, { report: (p, m) => ctx.error(p, m), compileCondition: (r, p) => ctx.compileCondition(r, p) }),
-};
-
+export { releaseConcurrency };
+export type { LimitSections };
 export const limitSectionSpecs = [rateLimitsSectionSpec, concurrencySectionSpec, greylistSectionSpec] as const;
 
 /** Every fact the limit checks can set; static, so rules validate before the sections are read. */
@@ -99,14 +34,38 @@ export function limitFacts(): FactSpec[] {
   return [...concurrencyFacts(), ...rateLimitFacts(), ...greylistFacts()];
 }
 
-/** Builds the checks of the compiled sections (none for an absent or empty section). */
-export function createLimitChecks(sections: LimitSections, ctx: LimitCheckContext): { checks: Check[]; facts: FactSpec[] } {
-  const checks = [
-    ...createConcurrencyCheck(sections.concurrency, ctx).checks,
-    ...createRateLimitChecks(sections.ratelimits, ctx).checks,
-    ...createGreylistCheck(sections.greylist, ctx).checks,
-  ];
-  return { checks, facts: limitFacts() };
+/** The shared store described by mailgate.yaml's `redis` and `redis_options`. */
+export function createStoreFromConfig(config: Pick<Config, 'redis' | 'redis_options'>, deps: { logger: LimitCheckContext['logger']; now: () => number }): SharedStore {
+  return createSharedStore({ redis: config.redis, options: config.redis_options, logger: deps.logger, now: deps.now });
+}
+
+/**
+ * The three limit checks. They take their settings from the rules files (onRulesLoaded) unless
+ * `sections` is given. The ratelimit check carries the store's /readyz probe and closes the
+ * store on shutdown when `ownsStore` is set.
+ */
+export function createLimitChecks(ctx: LimitCheckContext & { ownsStore?: boolean }, sections: LimitSections = {}): Array<Check & RulesAware> {
+  const rl = createRateLimitCheck(ctx, sections.ratelimits);
+  const store = ctx.store;
+  const withProbe: Check & RulesAware = {
+    ...rl,
+    // Spread copies the getter's value: keep `stages` live.
+    get stages() {
+      return rl.stages;
+    },
+    readiness: {
+      name: store.kind === 'redis' ? 'redis' : 'store',
+      async check() {
+        const r = await store.readiness();
+        const detail = `${r.backend} ${r.state}${r.detail ? ` (${r.detail})` : ''}, ${r.failMode}`;
+        return { ok: r.ok, detail };
+      },
+    },
+    close: async () => {
+      if (ctx.ownsStore) await store.close();
+    },
+  };
+  return [createConcurrencyCheck(ctx, sections.concurrency), withProbe, createGreylistCheck(ctx, sections.greylist)];
 }
 
 /**

@@ -8,7 +8,10 @@ import type { FactSpec } from '../pipeline/facts.ts';
 import { STAGES, type Stage } from '../pipeline/stages.ts';
 import { StoreUnavailableError, type RateLimitRequest, type SharedStore } from '../store/shared-store.ts';
 import { humanDuration, keyPartValue } from './limit-syntax.ts';
+import { getSection } from '../rules/loader.ts';
+import type { RulesAware } from '../rules/rules-aware.ts';
 import { LIMIT_ACTIONS, type LimitAction, type RateLimitSpec } from './rate-limit-config.ts';
+import { rateLimitsSectionSpec } from './limit-section-specs.ts';
 
 export interface LimitCheckContext {
   store: SharedStore;
@@ -50,30 +53,36 @@ export function rateLimitFacts(): FactSpec[] {
 
 const ACTION_RANK: Record<LimitAction | '', number> = { '': 0, score: 1, tempfail: 2, reject: 3 };
 
-export interface RateLimitChecks {
-  checks: Check[];
-  facts: FactSpec[];
-}
-
 /**
- * Builds the rate-limit check from the compiled `ratelimits:` section (see limit-sections.ts).
- * No limits: no check, but the facts are still declared so that shipped rules validate.
+ * The rate-limit check. Its limits come from the rules' `ratelimits:` section through
+ * onRulesLoaded (hot reload), or from `initial` (tests, embedding). With no limits it runs at no
+ * stage; the facts are declared either way so that shipped rules validate.
  */
-export function createRateLimitChecks(limits: readonly RateLimitSpec[] | undefined, ctx: LimitCheckContext): RateLimitChecks {
-  const facts = rateLimitFacts();
-  const byStage = new Map<Stage, RateLimitSpec[]>();
-  for (const spec of limits ?? []) byStage.set(spec.stage, [...(byStage.get(spec.stage) ?? []), spec]);
-  if (byStage.size === 0) return { checks: [], facts };
-  const check: Check = {
+export function createRateLimitCheck(ctx: LimitCheckContext, initial?: readonly RateLimitSpec[]): Check & RulesAware {
+  let byStage = groupByStage(initial ?? []);
+  let stages: Stage[] = STAGES.filter((s) => byStage.has(s));
+  return {
     name: 'ratelimit',
-    stages: STAGES.filter((s) => byStage.has(s)),
-    facts,
+    rulesSections: [rateLimitsSectionSpec],
+    onRulesLoaded(loaded) {
+      byStage = groupByStage(getSection(loaded, rateLimitsSectionSpec) ?? []);
+      stages = STAGES.filter((s) => byStage.has(s));
+    },
+    get stages() {
+      return stages;
+    },
+    facts: rateLimitFacts(),
     timeoutMs: ctx.timeoutMs ?? 2000,
     // Store outages are handled inside (fail_open/fail_closed); a throw here is a bug.
     onFailure: ctx.store.failMode === 'fail_closed' ? 'tempfail' : 'continue',
     run: (input, out) => runLimits(byStage.get(input.stage) ?? [], input, out, ctx),
   };
-  return { checks: [check], facts };
+}
+
+function groupByStage(limits: readonly RateLimitSpec[]): Map<Stage, RateLimitSpec[]> {
+  const m = new Map<Stage, RateLimitSpec[]>();
+  for (const spec of limits) m.set(spec.stage, [...(m.get(spec.stage) ?? []), spec]);
+  return m;
 }
 
 async function runLimits(limits: readonly RateLimitSpec[], input: CheckInput, out: CheckOutput, ctx: LimitCheckContext): Promise<void> {
