@@ -140,6 +140,10 @@ describe('shipped rules/50-ratelimits.yaml', () => {
       const res = await deliver(r, { ip: '10.1.2.3' });
       assert.equal(res.stage, 'done');
     }
+    // 50 connections open at once from a private address: not counted.
+    const open = Array.from({ length: 50 }, () => new FactSet([['client.ip', '10.1.2.3']]));
+    for (const f of open) assert.equal((await stage(r, 'connect', f, emptyVerdict())).action, 'continue');
+    for (const f of open) await releaseConcurrency(f);
   });
 
   test('connection rate: 421 4.7.0 at the greeting with a retry hint; escalates; 554 after reject_after', async () => {

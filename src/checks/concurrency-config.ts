@@ -3,7 +3,7 @@
 // of mailgate.yaml stays as the first, local line of defence).
 import { z } from 'zod';
 import { durationSchema } from './limit-syntax.ts';
-import { LIMIT_NAME, type MergedEntry, type Report } from './rate-limit-config.ts';
+import { LIMIT_NAME, type ConditionLike, type MergedEntry, type Report } from './rate-limit-config.ts';
 
 export const concurrencyEntrySchema = z.strictObject({
   name: z.string().regex(LIMIT_NAME, 'expected a limit name: lowercase letter, then lowercase letters, digits or _ (at most 48)'),
@@ -19,6 +19,8 @@ export const concurrencyEntrySchema = z.strictObject({
   lease: durationSchema.optional(),
   /** tempfail: 421 at connect (rules/50-ratelimits.yaml); score: facts only. */
   action: z.enum(['tempfail', 'score']).optional(),
+  /** Counts only connections for which this condition (rules language, connect facts) holds. */
+  when: z.unknown().optional(),
   ipv4_prefix: z.number().int().min(8).max(32).optional(),
   ipv6_prefix: z.number().int().min(16).max(128).optional(),
   enabled: z.boolean().optional(),
@@ -33,6 +35,9 @@ export interface ConcurrencySpec {
   max: number;
   leaseMs: number;
   action: 'tempfail' | 'score';
+  /** The compiled `when` condition, if any. */
+  when: ConditionLike | undefined;
+  whenAt: { raw: unknown; path: PropertyKey[] } | undefined;
   prefix4: number;
   prefix6: number;
 }
@@ -40,7 +45,7 @@ export interface ConcurrencySpec {
 /** Checks merged entries for completeness; bad ones are reported and left out. */
 export function resolveConcurrency(merged: ReadonlyArray<MergedEntry<ConcurrencyEntry>>, report: Report): ConcurrencySpec[] {
   const out: ConcurrencySpec[] = [];
-  for (const { entry: e, index } of merged) {
+  for (const { entry: e, index, at } of merged) {
     if (e.enabled === false) continue;
     if (e.max === undefined) {
       report([index, 'name'], `limit ${e.name}: missing "max" (connections open at once)`);
@@ -52,6 +57,8 @@ export function resolveConcurrency(merged: ReadonlyArray<MergedEntry<Concurrency
       max: e.max,
       leaseMs: e.lease ?? 300_000,
       action: e.action ?? 'tempfail',
+      when: undefined,
+      whenAt: e.when === undefined ? undefined : { raw: e.when, path: [at.get('when') ?? index, 'when'] },
       prefix4: e.ipv4_prefix ?? 24,
       prefix6: e.ipv6_prefix ?? 64,
     });

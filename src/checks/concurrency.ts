@@ -76,6 +76,7 @@ async function runConcurrency(limits: readonly ConcurrencySpec[], input: CheckIn
   set('unavailable', false);
   const now = ctx.now();
   const work = limits.flatMap((spec) => {
+    if (spec.when && !spec.when.test(f)) return [];
     const v = keyPartValue(spec.key, { facts: f, prefix4: spec.prefix4, prefix6: spec.prefix6 });
     return v === undefined ? [] : [{ spec, key: ctx.store.key('cc', spec.name, v) }];
   });

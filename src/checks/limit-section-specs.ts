@@ -48,7 +48,21 @@ export function compileRateLimits(list: readonly RateLimitEntry[], env: CompileE
 }
 
 export function compileConcurrency(list: readonly ConcurrencyEntry[], env: CompileEnv): ConcurrencySpec[] {
-  return resolveConcurrency(mergeByName(list), env.report);
+  return resolveConcurrency(mergeByName(list), env.report).flatMap((spec) => {
+    const w = spec.whenAt;
+    if (!w) return [spec];
+    if (!env.compileCondition) {
+      env.report(w.path, `limit ${spec.name}: "when" conditions need the rules engine`);
+      return [];
+    }
+    const when = env.compileCondition(w.raw, w.path);
+    if (!when) return [];
+    if (when.stage !== 'connect') {
+      env.report(w.path, `limit ${spec.name}: "when" reads facts known only at ${when.stage}; connections are counted at connect`);
+      return [];
+    }
+    return [{ ...spec, when }];
+  });
 }
 
 export function compileGreylist(section: GreylistSection, env: CompileEnv): GreylistSpec {
@@ -76,7 +90,7 @@ export const concurrencySectionSpec: SectionSpec<ConcurrencyEntry[], Concurrency
   key: 'concurrency',
   schema: concurrencySectionSchema,
   merge: 'concat',
-  compile: (value, ctx) => compileConcurrency(value, { report: (p, m) => ctx.error(p, m) }),
+  compile: (value, ctx) => compileConcurrency(value, { report: (p, m) => ctx.error(p, m), compileCondition: (r, p) => ctx.compileCondition(r, p) }),
 };
 
 export const greylistSectionSpec: SectionSpec<GreylistSection, GreylistSpec> = {
