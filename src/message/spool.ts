@@ -170,7 +170,8 @@ export class Spool extends Writable implements MessageView {
     }
     this.#lineLen += buf.length - pos;
     if (this.#lineLen > this.limits.maxLineBytes + 1) this.problem ??= 'line-too-long';
-    if (this.headerEnd < 0 && this.size + buf.length > this.limits.maxHeaderBytes) this.problem ??= 'header-too-big';
+    const headerSoFar = this.headerEnd < 0 ? this.size + buf.length : this.headerEnd;
+    if (headerSoFar > this.limits.maxHeaderBytes) this.problem ??= 'header-too-big';
   }
 
   #store(data: Buffer): void {

@@ -76,7 +76,7 @@ export class BackendSession {
     this.socket = socket;
     this.options = options;
     socket.setNoDelay(true);
-    socket.setEncoding('latin1');
+    socket.setEncoding('utf8');
     socket.on('data', (s: string) => this.#onData(s));
     socket.on('error', (err) => this.#fail(new BackendError('closed', `backend connection error: ${err.message}`)));
     socket.on('close', () => this.#fail(new BackendError('closed', 'backend closed the connection')));
@@ -243,7 +243,7 @@ export class BackendSession {
   #write(s: string): void {
     if (!this.alive) return;
     this.lastUsed = Date.now();
-    this.socket.write(s, 'latin1');
+    this.socket.write(s, 'utf8');
   }
 
   #drain(): Promise<void> {
