@@ -14,7 +14,7 @@ import { harakaVersion, HARAKA_VERSION } from './lib/haraka.ts';
 import { mailgateRoot } from './lib/mailgate.ts';
 import { ratios, render, targets } from './lib/report.ts';
 import type { BenchContext, BenchOptions, Row, RowProducer } from './lib/types.ts';
-import { limitRows, mailgateRows, mailgateW2Rows, harakaRows, harakaW2Rows } from './rows/throughput.ts';
+import { runInterleaved, throughputProducers } from './rows/throughput.ts';
 import { idleRows, bigRows } from './rows/memory.ts';
 
 const HELP = `usage: npm run bench -- [options]     (or: node bench/run.ts [options])
@@ -27,6 +27,8 @@ const HELP = `usage: npm run bench -- [options]     (or: node bench/run.ts [opti
   --rev REV      run mailgate from git revision REV (exported to bench/work/), not the working tree
   --profile      write V8 CPU profiles of mailgate (bench/work/prof/); summarise with
                  node bench/profile-summary.ts DIR
+  --experiment E load bench/experiments/E.mjs into mailgate (a what-if patch, e.g.
+                 no-greeting-delay); repeatable; results never go to bench/results/latest.json
   --out FILE     JSON results file (default: bench/results/latest.json for a full run,
                  bench/work/results/<time>.json with --only/--quick)
   --list         list producers and exit
@@ -47,7 +49,7 @@ const rateLimitRows: RowProducer = {
   },
 };
 
-export const producers: RowProducer[] = [limitRows, mailgateRows, harakaRows, mailgateW2Rows, harakaW2Rows, idleRows, bigRows, rateLimitRows];
+export const producers: RowProducer[] = [...throughputProducers, idleRows, bigRows, rateLimitRows];
 
 function parseArgs(argv: string[]): { opts: BenchOptions; out: string | undefined; rev: string | undefined; list: boolean } {
   const a = [...argv];
@@ -75,13 +77,16 @@ function parseArgs(argv: string[]): { opts: BenchOptions; out: string | undefine
   const runs = Number(take('--runs') ?? (quick ? 1 : 3));
   const seconds = Number(take('--seconds') ?? (quick ? 2 : 5));
   const sessions = (take('--sessions') ?? '20,1').split(',').map(Number);
+  const experiments: string[] = [];
+  for (let e = take('--experiment'); e !== undefined; e = take('--experiment')) experiments.push(e);
+  for (const e of experiments) if (!existsSync(join(here, 'experiments', `${e}.mjs`))) throw new Error(`--experiment: no bench/experiments/${e}.mjs`);
   const out = take('--out');
   const rev = take('--rev');
   if (a.length) throw new Error(`unknown argument ${a[0]} (try --help)`);
   for (const id of only) if (!producers.some((p) => p.id === id)) throw new Error(`--only: no producer "${id}" (try --list)`);
   if (!(runs >= 1) || !(seconds > 0) || sessions.some((s) => !(s >= 1))) throw new Error('--runs, --seconds and --sessions must be positive');
   return {
-    opts: { quick, runs, seconds, sessions, only, profile, idleConns: quick ? 200 : 1000, bigBytes: 50_000_000 },
+    opts: { quick, runs, seconds, sessions, only, profile, experiments, idleConns: quick ? 200 : 1000, bigBytes: 50_000_000 },
     out,
     rev,
     list,
@@ -122,10 +127,14 @@ async function main(): Promise<void> {
 
   const selected = producers.filter((p) => (opts.only.length ? opts.only.includes(p.id) : !p.optIn));
   const started = new Date().toISOString();
+  // the throughput targets run as one group (interleaved runs), where the first of them is listed
+  const group = selected.flatMap((p) => (p.interleave ? [p.interleave] : []));
+  const firstInGroup = selected.find((p) => p.interleave);
   for (const p of selected) {
-    log(`== ${p.id}: ${p.describe}`);
+    if (p.interleave && p !== firstInGroup) continue;
+    log(`== ${p.interleave ? group.map((g) => g.id).join(', ') : `${p.id}: ${p.describe}`}`);
     try {
-      rows.push(...(await p.run(c)));
+      rows.push(...(await (p.interleave ? runInterleaved(c, group) : p.run(c))));
     } catch (e) {
       const msg = e instanceof Error ? e.message : String(e);
       log(`${p.id} failed: ${msg}`);
@@ -134,11 +143,11 @@ async function main(): Promise<void> {
   }
 
   const rs = ratios(rows, opts.sessions);
-  const ts = opts.only.length || opts.quick ? targets(rows).filter((t) => t.pass !== null) : targets(rows);
+  const ts = opts.only.length || opts.quick || opts.experiments.length ? targets(rows).filter((t) => t.pass !== null) : targets(rows);
   const text = render(rows, rs, ts);
   process.stdout.write(`\n${text}\n`);
 
-  const full = !opts.only.length && !opts.quick;
+  const full = !opts.only.length && !opts.quick && !opts.experiments.length;
   const file = out ?? (full ? join(dirs.results, 'latest.json') : join(work, 'results', `${stamp}.json`));
   mkdirSync(dirname(file), { recursive: true });
   const sha = sh('git', ['-C', root, 'rev-parse', '--short', rev ?? 'HEAD']);

@@ -4,15 +4,9 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startService, freePort, waitSmtp } from './service.ts';
-import type { BenchContext } from './types.ts';
-import type { Target } from './measure.ts';
+import type { BenchContext, Gateway } from './types.ts';
 
 export const HARAKA_VERSION = '3.3.4';
-
-export interface Gateway extends Target {
-  stop(): Promise<void>;
-  logTail(): string;
-}
 
 function harakaDir(ctx: BenchContext): string {
   return join(ctx.dirs.work, 'haraka');

@@ -7,8 +7,7 @@ import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { startService, freePort, waitSmtp } from './service.ts';
 import { tree } from './procfs.ts';
-import type { BenchContext } from './types.ts';
-import type { Gateway } from './haraka.ts';
+import type { BenchContext, Gateway } from './types.ts';
 
 export interface MailgateOptions {
   workers: number;
@@ -66,7 +65,10 @@ function gatewayEnv(ctx: BenchContext): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     // cluster workers inherit NODE_OPTIONS (and --cpu-prof through execArgv)
-    NODE_OPTIONS: `--require ${join(ctx.dirs.bench, 'lib', 'preload.cjs')}`,
+    NODE_OPTIONS: [
+      `--require ${join(ctx.dirs.bench, 'lib', 'preload.cjs')}`,
+      ...ctx.opts.experiments.map((e) => `--import ${join(ctx.dirs.bench, 'experiments', `${e}.mjs`)}`),
+    ].join(' '),
     BENCH_DNS_PORT: String(ctx.dns.port),
   };
   // the config file decides, not the caller's environment

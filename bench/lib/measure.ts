@@ -2,22 +2,14 @@
 // to last `seconds` each, median), latency at a fixed rate against the sink as baseline, RSS while
 // holding idle connections, and RSS growth while relaying one large message.
 import { setTimeout as sleep } from 'node:timers/promises';
+import { cpus } from 'node:os';
 import { runSource } from './postfix.ts';
 import { busyPct, cpuSeconds, hwmMiB, machineTicks, rssMiB } from './procfs.ts';
 import { signalTree } from './service.ts';
 import { measureLatency, type LatencyResult } from './latency.ts';
 import { SmtpConn, sendFile } from './smtp-client.ts';
 import { median, round } from './stats.ts';
-import type { BenchContext, LatencyFigures, LatencyRow, MemoryRow, RunSample, ThroughputRow } from './types.ts';
-
-/** Something SMTP that relays to ctx.sink: the sink itself (limit row), mailgate or Haraka. */
-export interface Target {
-  name: string;
-  port: number;
-  /** Root pid of the process tree to measure (the sink's for the limit row). */
-  pid: number;
-  workers: number | null;
-}
+import type { BenchContext, LatencyFigures, LatencyRow, MemoryRow, RunSample, Target, ThroughputRow } from './types.ts';
 
 const MAX_MSGS = 30_000;
 
@@ -32,7 +24,7 @@ async function waitDelivered(ctx: BenchContext, want: number, ms = 3000): Promis
   return n;
 }
 
-async function oneRun(ctx: BenchContext, t: Target, sessions: number, msgs: number): Promise<RunSample> {
+export async function oneRun(ctx: BenchContext, t: Target, sessions: number, msgs: number): Promise<RunSample> {
   const sinkPid = ctx.sink.svc.pid;
   const d0 = ctx.sink.delivered();
   const c0 = cpuSeconds(t.pid);
@@ -49,6 +41,9 @@ async function oneRun(ctx: BenchContext, t: Target, sessions: number, msgs: numb
   if (r.exitCode !== 0 && !r.timedOut) problems.push(`smtp-source exit ${r.exitCode}`);
   if (r.output) problems.push(`smtp-source: ${r.output.split('\n').slice(0, 3).join(' | ')}`);
   if (d1 - d0 !== msgs) problems.push(`sink received ${d1 - d0} of ${msgs}`);
+  const busy = busyPct(m0, m1);
+  const labCpu = (t.pid === sinkPid ? 0 : c1 - c0) + (s1 - s0) + (Number.isFinite(r.sourceCpuS) ? r.sourceCpuS : 0);
+  const otherPct = Math.max(0, busy - (100 * labCpu) / r.wallS / cpus().length);
   return {
     msgs,
     wallS: round(r.wallS, 3) ?? 0,
@@ -56,7 +51,8 @@ async function oneRun(ctx: BenchContext, t: Target, sessions: number, msgs: numb
     cpuS: round(c1 - c0, 2),
     sinkCpuS: round(s1 - s0, 2) ?? 0,
     sourceCpuS: round(r.sourceCpuS, 2) ?? 0,
-    machineBusyPct: round(busyPct(m0, m1), 0) ?? 0,
+    machineBusyPct: round(busy, 0) ?? 0,
+    otherBusyPct: round(otherPct, 0) ?? 0,
     delivered: d1 - d0,
     problems,
   };
@@ -68,39 +64,33 @@ export interface ThroughputSpec {
   sessions: number;
 }
 
-/** Warm-up (also sizes the runs), then opts.runs runs; median msg/s and CPU per 1,000 messages. */
-export async function measureThroughput(ctx: BenchContext, t: Target, spec: ThroughputSpec): Promise<ThroughputRow> {
-  const { sessions } = spec;
-  // warm-up, growing until it lasts ≥ 1 s, so its rate is good enough to size the runs
+/** Messages per run so that one run lasts about opts.seconds at `rate`. */
+export function runSize(ctx: BenchContext, sessions: number, rate: number): number {
+  return Math.max(sessions * 20, 100, Math.min(MAX_MSGS, Math.round((rate * ctx.opts.seconds) / 10) * 10));
+}
+
+/** Warm-up, growing until it lasts ≥ 1 s, whose rate sizes the runs. */
+export async function sizeRuns(ctx: BenchContext, t: Target, sessions: number, id: string): Promise<{ msgs: number; notes: string[] }> {
   let n = Math.max(50, sessions * 10);
   let warm = await oneRun(ctx, t, sessions, n);
   while (warm.wallS < 1 && n < MAX_MSGS / 4 && warm.problems.length === 0) {
     n = Math.min(MAX_MSGS / 4, Math.ceil(n * Math.min(8, 1.5 / Math.max(warm.wallS, 0.05))));
     warm = await oneRun(ctx, t, sessions, n);
   }
-  const notes: string[] = [];
-  if (warm.problems.length) notes.push(`warm-up: ${warm.problems.join('; ')}`);
-  const size = (rate: number): number => Math.max(sessions * 20, 100, Math.min(MAX_MSGS, Math.round((rate * ctx.opts.seconds) / 10) * 10));
-  let msgs = size(warm.msgPerS);
-  ctx.log(`  ${spec.id}: warm-up ${warm.msgPerS} msg/s → ${ctx.opts.runs} runs of ${msgs} messages`);
-  const runs: RunSample[] = [];
-  for (let i = 0; i < ctx.opts.runs; i++) {
-    await sleep(ctx.opts.quick ? 300 : 1500);
-    const r = await oneRun(ctx, t, sessions, msgs);
-    ctx.log(
-      `    run ${i + 1}: ${r.msgPerS} msg/s, ${t.name} cpu ${r.cpuS}s, sink ${r.sinkCpuS}s, source ${r.sourceCpuS}s, machine ${r.machineBusyPct}% busy${r.problems.length ? `  PROBLEMS: ${r.problems.join('; ')}` : ''}`,
-    );
-    runs.push(r);
-    // the warm-up can misjudge the rate on a noisy machine: resize when a run was far off target
-    if (r.wallS < ctx.opts.seconds / 2 || r.wallS > ctx.opts.seconds * 2) msgs = size(r.msgPerS);
-  }
+  const msgs = runSize(ctx, sessions, warm.msgPerS);
+  ctx.log(`  ${id.padEnd(16)} warm-up ${warm.msgPerS} msg/s → runs of ${msgs} messages`);
+  return { msgs, notes: warm.problems.length ? [`warm-up: ${warm.problems.join('; ')}`] : [] };
+}
+
+/** The row from its runs: median msg/s, median CPU per 1,000 messages, VmHWM of the tree now. */
+export function summarise(t: Target, spec: ThroughputSpec, runs: RunSample[], notes: string[]): ThroughputRow {
   const cpuPer1k = median(runs.map((r) => (r.cpuS === null ? NaN : (r.cpuS / r.msgs) * 1000)));
   return {
     kind: 'throughput',
     id: spec.id,
     target: t.name,
     label: spec.label,
-    sessions,
+    sessions: spec.sessions,
     workers: t.workers,
     msgPerS: round(median(runs.map((r) => r.msgPerS)), 0),
     cpuPer1kS: round(cpuPer1k, 3),
@@ -109,6 +99,20 @@ export async function measureThroughput(ctx: BenchContext, t: Target, spec: Thro
     ok: runs.every((r) => r.problems.length === 0),
     notes,
   };
+}
+
+/** Warm-up, then opts.runs runs of one target on its own (rows outside the interleaved group). */
+export async function measureThroughput(ctx: BenchContext, t: Target, spec: ThroughputSpec): Promise<ThroughputRow> {
+  let { msgs, notes } = await sizeRuns(ctx, t, spec.sessions, spec.id);
+  const runs: RunSample[] = [];
+  for (let i = 0; i < ctx.opts.runs; i++) {
+    await sleep(ctx.opts.quick ? 300 : 1000);
+    const r = await oneRun(ctx, t, spec.sessions, msgs);
+    ctx.log(`    run ${i + 1}: ${r.msgPerS} msg/s, cpu ${r.cpuS}s${r.problems.length ? `  PROBLEMS: ${r.problems.join('; ')}` : ''}`);
+    runs.push(r);
+    if (r.wallS < ctx.opts.seconds / 2 || r.wallS > ctx.opts.seconds * 2) msgs = runSize(ctx, spec.sessions, r.msgPerS);
+  }
+  return summarise(t, spec, runs, notes);
 }
 
 function figures(r: LatencyResult): LatencyFigures {

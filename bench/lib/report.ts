@@ -88,7 +88,7 @@ export function render(rows: readonly Row[], rs: readonly Ratio[], ts: readonly 
     parts.push(
       'Throughput (one new connection per message; median of runs)\n' +
         table(
-          ['row', 'sessions', 'msg/s', 'runs', 'CPU s/1k msg', 'peak RSS MiB', 'ok'],
+          ['row', 'sessions', 'msg/s', 'runs', 'CPU s/1k msg', 'peak RSS MiB', 'others %', 'ok'],
           t.map((r) => [
             r.id,
             r.sessions,
@@ -96,9 +96,10 @@ export function render(rows: readonly Row[], rs: readonly Ratio[], ts: readonly 
             r.runs.map((x) => x.msgPerS).join('/'),
             r.cpuPer1kS === null ? null : `${r.cpuPer1kS}${r.target === 'limit' ? ' (sink)' : ''}`,
             r.peakRssMiB,
+            r.runs.map((x) => x.otherBusyPct).join('/'),
             r.ok ? 'ok' : 'PROBLEMS',
           ]),
-          [false, true, true, false, true, true, false],
+          [false, true, true, false, true, true, false, false],
         ),
     );
   }

@@ -18,6 +18,8 @@ export interface BenchOptions {
   only: string[];
   /** Write a V8 CPU profile of the mailgate processes into bench/work/prof/. */
   profile: boolean;
+  /** bench/experiments/NAME.mjs files loaded into mailgate with --import (what-if measurements). */
+  experiments: string[];
   /** Idle connections held for the memory row. */
   idleConns: number;
   /** Size of the large message, bytes. */
@@ -57,6 +59,8 @@ export interface RunSample {
   sourceCpuS: number;
   /** Whole-machine busy % (2 cores = 100%) during the run: noise check. */
   machineBusyPct: number;
+  /** The part of machineBusyPct not used by the target, the sink and smtp-source: other tenants. */
+  otherBusyPct: number;
   /** Messages that reached the sink during the run (should equal msgs). */
   delivered: number;
   problems: string[];
@@ -137,4 +141,39 @@ export interface RowProducer {
   /** Not run unless named in --only. */
   optIn?: boolean;
   run(ctx: BenchContext): Promise<Row[]>;
+  /**
+   * A throughput target: run.ts runs all selected ones together, their runs interleaved
+   * (bench/rows/throughput.ts), instead of calling run() for each.
+   */
+  interleave?: TargetSpec;
+}
+
+/** Something SMTP that relays to the sink: the sink itself (limit row), mailgate or Haraka. */
+export interface Target {
+  name: string;
+  port: number;
+  /** Root pid of the process tree to measure (the sink's for the limit row). */
+  pid: number;
+  /** Worker processes asked for (null for the sink). */
+  workers: number | null;
+}
+
+/** A started gateway. */
+export interface Gateway extends Target {
+  stop(): Promise<void>;
+  logTail(): string;
+}
+
+/** A thing to push smtp-source load through; one per producer id (limit, mailgate, ...). */
+export interface TargetSpec {
+  id: string;
+  target: string;
+  label: string;
+  /** Also measure added latency at half load (fresh start, after the throughput runs). */
+  latency: boolean;
+  /** Why it cannot run here, or null. */
+  missing(ctx: BenchContext): string | null;
+  start(ctx: BenchContext, tag: string, profile: boolean): Promise<Gateway>;
+  /** Worker processes the started gateway must have (skipped otherwise). */
+  workers?: number;
 }

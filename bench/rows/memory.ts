@@ -2,9 +2,9 @@
 // one large message — mailgate and Haraka, each freshly started, one process each.
 import { measureBigMessage, measureIdleConns } from '../lib/measure.ts';
 import { bigMessage } from '../lib/corpus.ts';
-import { startHaraka, type Gateway } from '../lib/haraka.ts';
+import { startHaraka } from '../lib/haraka.ts';
 import { mailgateAvailable, startMailgate } from '../lib/mailgate.ts';
-import type { BenchContext, Row, RowProducer } from '../lib/types.ts';
+import type { BenchContext, Gateway, Row, RowProducer } from '../lib/types.ts';
 import { join } from 'node:path';
 
 interface Contender {

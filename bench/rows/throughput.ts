@@ -1,119 +1,155 @@
 // Throughput and latency rows: the limit (smtp-source → smtp-sink), mailgate relay-only and
-// Haraka relay-only, each at the configured session counts, plus the 2-worker variants.
+// Haraka relay-only (1 and 2 workers), at each session count. The machine is noisy, so the
+// targets' runs are interleaved (run 1 of every target, then run 2, ...) with every gateway
+// started fresh per session count: ratios then compare figures taken minutes, not hours, apart.
 import { join } from 'node:path';
-import { measureAddedLatency, measureThroughput, type Target } from '../lib/measure.ts';
-import { startHaraka, type Gateway } from '../lib/haraka.ts';
+import { measureAddedLatency, sizeRuns, oneRun, summarise, runSize } from '../lib/measure.ts';
+import { startHaraka } from '../lib/haraka.ts';
 import { mailgateAvailable, startMailgate, workerCount } from '../lib/mailgate.ts';
-import type { BenchContext, Row, RowProducer, ThroughputRow } from '../lib/types.ts';
+import type { BenchContext, Gateway, Row, RowProducer, RunSample, TargetSpec, ThroughputRow } from '../lib/types.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
 
-/** The Node client's own ceiling: above this it measures itself, not the server. */
+/** The Node latency client's own ceiling: above this it would measure itself, not the server. */
 const MAX_LATENCY_RATE = 1000;
 
-export const limitRows: RowProducer = {
+const limitTarget: TargetSpec = {
   id: 'limit',
-  describe: 'smtp-source → smtp-sink directly (the physical limit)',
-  async run(ctx) {
-    const t: Target = { name: 'limit', port: ctx.sink.port, pid: ctx.sink.svc.pid, workers: null };
-    const rows: Row[] = [];
-    for (const s of ctx.opts.sessions) {
-      ctx.log(`limit, ${s} sessions`);
-      rows.push(await measureThroughput(ctx, t, { id: `limit-s${s}`, label: `limit: smtp-source → smtp-sink`, sessions: s }));
-    }
-    return rows;
-  },
+  target: 'limit',
+  label: 'limit: smtp-source → smtp-sink',
+  latency: false,
+  missing: () => null,
+  start: async (ctx) => ({
+    name: 'limit',
+    port: ctx.sink.port,
+    pid: ctx.sink.svc.pid,
+    workers: null,
+    stop: async () => undefined,
+    logTail: () => '',
+  }),
 };
 
-type Starter = (ctx: BenchContext, tag: string, profile: boolean) => Promise<Gateway>;
-
-/** The rate for the latency row: half the target's best median throughput in this run. */
-function halfLoad(ctx: BenchContext, rows: readonly Row[], target: string): number | null {
-  const best = Math.max(
-    0,
-    ...[...ctx.rows, ...rows]
-      .filter((r): r is ThroughputRow => r.kind === 'throughput' && r.target === target && r.workers !== null && r.workers <= 1)
-      .map((r) => r.msgPerS ?? 0),
-  );
-  return best > 0 ? Math.round(best / 2) : null;
+function mailgateTarget(id: string, workers: number, latency: boolean): TargetSpec {
+  return {
+    id,
+    target: 'mailgate',
+    label: workers > 1 ? `mailgate relay only, workers: ${workers}` : 'mailgate relay only',
+    latency,
+    missing: (ctx) => mailgateAvailable(ctx.mailgateRoot),
+    start: (ctx, tag, profile) =>
+      startMailgate(ctx, ctx.mailgateRoot, { workers, tag, ...(profile ? { cpuProfDir: join(ctx.dirs.work, 'prof', tag) } : {}) }),
+    ...(workers > 1 ? { workers } : {}),
+  };
 }
 
-async function gatewayRows(
-  ctx: BenchContext,
-  o: { prefix: string; target: string; label: string; start: Starter; latency: boolean; checkWorkers?: number },
-): Promise<Row[]> {
+function harakaTarget(id: string, nodes: number, latency: boolean): TargetSpec {
+  return {
+    id,
+    target: 'haraka',
+    label: nodes > 1 ? `Haraka relay only, nodes=${nodes}` : 'Haraka relay only (one process)',
+    latency,
+    missing: () => null,
+    start: (ctx, tag) => startHaraka(ctx, nodes, `-${tag}`),
+    ...(nodes > 1 ? { workers: nodes } : {}),
+  };
+}
+
+export const throughputTargets: TargetSpec[] = [
+  limitTarget,
+  mailgateTarget('mailgate', 1, true),
+  harakaTarget('haraka', 0, true),
+  mailgateTarget('mailgate-w2', 2, false),
+  harakaTarget('haraka-w2', 2, false),
+];
+
+const describe: Record<string, string> = {
+  limit: 'smtp-source → smtp-sink directly (the physical limit)',
+  mailgate: 'smtp-source → mailgate (1 worker) → smtp-sink, and added latency at half load',
+  haraka: `smtp-source → Haraka (one process) → smtp-sink, and added latency at half load`,
+  'mailgate-w2': 'smtp-source → mailgate (workers: 2) → smtp-sink',
+  'haraka-w2': 'smtp-source → Haraka (cluster, 2 workers) → smtp-sink',
+};
+
+/** One producer per target so --only can pick them; run.ts runs the selected ones together. */
+export const throughputProducers: RowProducer[] = throughputTargets.map((t) => ({
+  id: t.id,
+  describe: describe[t.id] ?? t.label,
+  interleave: t,
+  run: (ctx) => runInterleaved(ctx, [t]),
+}));
+
+interface Live {
+  spec: TargetSpec;
+  gw: Gateway;
+  msgs: number;
+  warmNotes: string[];
+  runs: RunSample[];
+}
+
+/** Throughput of every spec at every session count, runs interleaved; then latency rows. */
+export async function runInterleaved(ctx: BenchContext, specs: readonly TargetSpec[]): Promise<Row[]> {
   const rows: Row[] = [];
-  for (const s of ctx.opts.sessions) {
-    ctx.log(`${o.label}, ${s} sessions`);
-    const g = await o.start(ctx, `${o.prefix}-s${s}`, ctx.opts.profile && s === Math.max(...ctx.opts.sessions));
+  const usable: TargetSpec[] = [];
+  for (const s of specs) {
+    const missing = s.missing(ctx);
+    if (missing) rows.push({ kind: 'skipped', id: s.id, label: s.label, reason: missing });
+    else usable.push(s);
+  }
+  const maxSessions = Math.max(...ctx.opts.sessions);
+  for (const sessions of ctx.opts.sessions) {
+    ctx.log(`-- ${sessions} session${sessions > 1 ? 's' : ''}: ${usable.map((s) => s.id).join(', ')} (runs interleaved)`);
+    const live: Live[] = [];
     try {
-      if (o.checkWorkers !== undefined && workerCount(g) < o.checkWorkers) {
-        rows.push({ kind: 'skipped', id: `${o.prefix}-s${s}`, label: o.label, reason: `asked for ${o.checkWorkers} workers, ${workerCount(g)} child processes running` });
-        continue;
+      for (const spec of usable) {
+        const id = `${spec.id}-s${sessions}`;
+        const gw = await spec.start(ctx, id, ctx.opts.profile && sessions === maxSessions);
+        if (spec.workers !== undefined && workerCount(gw) < spec.workers) {
+          rows.push({ kind: 'skipped', id, label: spec.label, reason: `asked for ${spec.workers} workers; ${workerCount(gw)} child processes run` });
+          await gw.stop();
+          continue;
+        }
+        const { msgs, notes } = await sizeRuns(ctx, gw, sessions, id);
+        live.push({ spec, gw, msgs, warmNotes: notes, runs: [] });
       }
-      rows.push(await measureThroughput(ctx, g, { id: `${o.prefix}-s${s}`, label: o.label, sessions: s }));
+      for (let i = 0; i < ctx.opts.runs; i++) {
+        for (const l of live) {
+          await sleep(ctx.opts.quick ? 300 : 1000);
+          const r = await oneRun(ctx, l.gw, sessions, l.msgs);
+          ctx.log(
+            `  ${`${l.spec.id}-s${sessions}`.padEnd(16)} run ${i + 1}: ${String(r.msgPerS).padStart(5)} msg/s, cpu ${r.cpuS}s (sink ${r.sinkCpuS}s, source ${r.sourceCpuS}s), machine ${r.machineBusyPct}% busy (others ${r.otherBusyPct}%)${r.problems.length ? `  PROBLEMS: ${r.problems.join('; ')}` : ''}`,
+          );
+          l.runs.push(r);
+          if (r.wallS < ctx.opts.seconds / 2 || r.wallS > ctx.opts.seconds * 2) l.msgs = runSize(ctx, sessions, r.msgPerS);
+        }
+      }
+      for (const l of live) rows.push(summarise(l.gw, { id: `${l.spec.id}-s${sessions}`, label: l.spec.label, sessions }, l.runs, l.warmNotes));
     } finally {
-      await g.stop();
+      for (const l of live) await l.gw.stop();
     }
   }
-  if (o.latency) {
-    const want = halfLoad(ctx, rows, o.target);
-    if (want === null) rows.push({ kind: 'skipped', id: `${o.prefix}-latency`, label: o.label, reason: 'no throughput figure to take half of' });
-    else {
-      const rate = Math.min(want, MAX_LATENCY_RATE);
-      ctx.log(`${o.label}: latency at ${rate} msg/s${rate < want ? ` (half load is ${want}; capped at the client's ceiling)` : ' (half of max)'}`);
-      const g = await o.start(ctx, `${o.prefix}-latency`, false);
-      try {
-        const row = await measureAddedLatency(ctx, g, `${o.prefix}-latency`, o.label, rate);
-        if (rate < want) row.notes.push(`half load is ${want} msg/s; measured at ${rate} (client ceiling)`);
-        rows.push(row);
-      } finally {
-        await g.stop();
-      }
+  for (const spec of usable.filter((s) => s.latency)) {
+    const id = `${spec.id}-latency`;
+    const want = halfLoad(rows, spec.id, maxSessions);
+    if (want === null) {
+      rows.push({ kind: 'skipped', id, label: spec.label, reason: 'no throughput figure to take half of' });
+      continue;
+    }
+    const rate = Math.min(want, MAX_LATENCY_RATE);
+    ctx.log(`${id}: ${rate} msg/s${rate < want ? ` (half load is ${want}; capped at the client's ceiling)` : ' (half of max)'}`);
+    const gw = await spec.start(ctx, id, false);
+    try {
+      const row = await measureAddedLatency(ctx, gw, id, spec.label, rate);
+      if (rate < want) row.notes.push(`half load is ${want} msg/s; measured at ${rate} (client ceiling)`);
+      rows.push(row);
+    } finally {
+      await gw.stop();
     }
   }
   return rows;
 }
 
-function mailgateStarter(workers: number): Starter {
-  return async (ctx, tag, profile) =>
-    startMailgate(ctx, ctx.mailgateRoot, {
-      workers,
-      tag,
-      ...(profile ? { cpuProfDir: join(ctx.dirs.work, 'prof', tag) } : {}),
-    });
+/** Half of the target's median throughput at the highest session count of this run. */
+function halfLoad(rows: readonly Row[], id: string, sessions: number): number | null {
+  const r = rows.find((x): x is ThroughputRow => x.kind === 'throughput' && x.id === `${id}-s${sessions}`);
+  return r?.msgPerS ? Math.round(r.msgPerS / 2) : null;
 }
 
-function mailgateProducer(id: string, workers: number, latency: boolean): RowProducer {
-  const label = workers > 1 ? `mailgate relay only, workers: ${workers}` : 'mailgate relay only';
-  return {
-    id,
-    describe: `smtp-source → mailgate (${workers} worker${workers > 1 ? 's' : ''}) → smtp-sink${latency ? ', and added latency at half load' : ''}`,
-    async run(ctx) {
-      const missing = mailgateAvailable(ctx.mailgateRoot);
-      if (missing) return [{ kind: 'skipped', id, label, reason: missing }];
-      return gatewayRows(ctx, {
-        prefix: id,
-        target: 'mailgate',
-        label,
-        start: mailgateStarter(workers),
-        latency,
-        ...(workers > 1 ? { checkWorkers: workers } : {}),
-      });
-    },
-  };
-}
-
-function harakaProducer(id: string, nodes: number, latency: boolean): RowProducer {
-  const label = nodes > 1 ? `Haraka relay only, nodes=${nodes}` : 'Haraka relay only';
-  return {
-    id,
-    describe: `smtp-source → Haraka (${nodes > 1 ? `cluster, ${nodes} workers` : 'one process'}) → smtp-sink${latency ? ', and added latency at half load' : ''}`,
-    async run(ctx) {
-      return gatewayRows(ctx, { prefix: id, target: 'haraka', label, start: (c, tag) => startHaraka(c, nodes, `-${tag}`), latency });
-    },
-  };
-}
-
-export const mailgateRows = mailgateProducer('mailgate', 1, true);
-export const mailgateW2Rows = mailgateProducer('mailgate-w2', 2, false);
-export const harakaRows = harakaProducer('haraka', 0, true);
-export const harakaW2Rows = harakaProducer('haraka-w2', 2, false);
