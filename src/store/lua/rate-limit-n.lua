@@ -78,7 +78,7 @@ for i = 1, n do
   if s.ok and (all_ok or s.indep) then
     s.strikes = 0
     redis.call('HSET', KEYS[i], 'tat', f(s.new_tat))
-    redis.call('HDEL', KEYS[i], 'strikes', 'last', 'block')
+    if h[2] then redis.call('HDEL', KEYS[i], 'strikes', 'last', 'block') end
     redis.call('PEXPIRE', KEYS[i], math.ceil((s.new_tat - now) / 1000) + 1000)
   elseif not s.ok then
     s.strikes = s.strikes + 1
