@@ -3,9 +3,12 @@
 import type { Config } from '../config/schema.ts';
 import type { Check } from '../pipeline/check.ts';
 import type { Deps } from '../pipeline/deps.ts';
+import { createAuthChecks } from './auth.ts';
 
-export async function buildChecks(_config: Config, _deps: Deps): Promise<Check[]> {
+export async function buildChecks(config: Config, deps: Deps): Promise<Check[]> {
   const checks: Check[] = [];
+  // SPF at MAIL FROM; DKIM, ARC and DMARC at end of DATA (docs/auth.md).
+  checks.push(...createAuthChecks(config, deps));
   return checks;
 }
 
