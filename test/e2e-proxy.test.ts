@@ -425,6 +425,47 @@ describe('lifecycle', () => {
     }
   });
 
+  test('SIGHUP reloads domains live; a broken config on SIGHUP keeps the running one', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mg-sighup-'));
+    mkdirSync(join(dir, 'rules'));
+    const port = await closedPort();
+    const cfg = join(dir, 'mailgate.yaml');
+    const write = (domains: string, extra = '') =>
+      writeFileSync(cfg, `hostname: mx.example.test\nlisten: [{ host: 127.0.0.1, port: ${port} }]\ndomains: [${domains}]\nbackend: { maildir: ${dir}/maildir }\nadmin: false\nrules: ${dir}/rules\n${extra}`);
+    write('example.test');
+    const child = spawn(process.execPath, ['src/cli/main.ts', 'serve', '--config', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (out += d));
+    const rcpt = async (addr: string) => {
+      const c = await RawSmtp.connect(port);
+      await c.read();
+      await c.cmd('EHLO client.example.net');
+      await c.cmd('MAIL FROM:<s@client.example.net>');
+      const r = await c.cmd(`RCPT TO:<${addr}>`);
+      c.close();
+      return r?.code;
+    };
+    const waitLog = async (needle: string, count: number) => {
+      for (let i = 0; i < 100 && out.split(needle).length - 1 < count; i++) await new Promise((r) => setTimeout(r, 50));
+    };
+    try {
+      await waitLog('mailgate listening', 1);
+      assert.equal(await rcpt('a@second.test'), 550);
+      write('example.test, second.test');
+      child.kill('SIGHUP');
+      await waitLog('configuration reloaded', 1);
+      assert.equal(await rcpt('a@second.test'), 250);
+      write('example.test', 'limits: { max_recipients: many }\n');
+      child.kill('SIGHUP');
+      await waitLog('config reload refused', 1);
+      assert.match(out, /config reload refused/);
+      assert.equal(await rcpt('a@second.test'), 250, 'the running config stays in force');
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+
   test('config errors name the file, line and key; unknown keys are errors', () => {
     const dir = mkdtempSync(join(tmpdir(), 'mg-cfg-'));
     const f = join(dir, 'bad.yaml');

@@ -3,7 +3,7 @@
 import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { BackendSession, BackendError, type BackendReply, type XclientAttrs } from './backend-client.ts';
 import { writeDurable } from '../message/durable-write.ts';
 import { metrics, codeLabel } from '../admin/metrics.ts';
@@ -213,6 +213,23 @@ class SmtpLink implements BackendLink {
   }
 }
 
+/** Maildir files use LF line endings (the local mail convention); SMTP content is CRLF. */
+function crlfToLf(parts: ReadonlyArray<Buffer | Readable>): Readable {
+  return Readable.from(
+    (async function* () {
+      let pendingCR = false;
+      for await (const chunk of concatStreams(parts)) {
+        let s = chunk.toString('latin1');
+        if (pendingCR) s = (s.startsWith('\n') ? '' : '\r') + s;
+        pendingCR = s.endsWith('\r');
+        if (pendingCR) s = s.slice(0, -1);
+        yield Buffer.from(s.replace(/\r\n/g, '\n'), 'latin1');
+      }
+      if (pendingCR) yield Buffer.from('\r');
+    })(),
+  );
+}
+
 async function* concatStreams(parts: ReadonlyArray<Buffer | Readable>): AsyncGenerator<Buffer> {
   for (const p of parts) {
     if (Buffer.isBuffer(p)) yield p;
@@ -252,7 +269,7 @@ export class MaildirBackend implements Backend {
         // Maildir naming (time.unique.host) and tmp/ → new/ move, durable before we say 250.
         const name = `${Date.now()}.M${process.pid}P${++this.#seq}R${randomBytes(4).toString('hex')}.${osHostname()}`;
         const tmp = join(this.dir, 'new', name);
-        await writeDurable(tmp, parts);
+        await writeDurable(tmp, [crlfToLf(parts)]);
         return ok(`Ok: delivered to maildir as ${name} (${rcpts} recipients)`);
       },
       abort: async () => undefined,
