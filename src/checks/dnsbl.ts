@@ -11,6 +11,7 @@ import { IpSet, isNonGlobalIp, normalizeIp, parseCidr, reverseName } from '../ru
 import { getSection, type SectionSpec } from '../rules/loader.ts';
 import type { RulesAware } from '../rules/rules-aware.ts';
 import { metrics } from '../admin/metrics.ts';
+import { globToRegExp } from '../rules/patterns.ts';
 import { dnsCode, lookupWithSignal } from './dns-util.ts';
 
 export const dnsblFacts: readonly FactSpec[] = [
@@ -36,7 +37,8 @@ const listSchema = z.strictObject({
   /** Added to dnsbl.score when the list answers; negative for allow lists (DNSWL). */
   weight: z.number().finite().default(1),
   /**
-   * Answers that count, as addresses or CIDR blocks (e.g. ["127.0.0.2", "127.0.0.4/30"]).
+   * Answers that count, as addresses, CIDR blocks or globs (["127.0.0.2", "127.0.0.4/30",
+   * "127.0.*.3"]).
    * Default: any 127.0.0.0/8 answer except 127.255.255.0/24, which lists use for errors
    * ("query refused", "open resolver") — those must never count as a listing.
    */
@@ -82,11 +84,13 @@ export const dnsblSection: SectionSpec<DnsblInput, DnsblConfig> = {
       let returns = defaultReturns;
       if (l.returns) {
         const set = new IpSet();
+        const globs: RegExp[] = [];
         l.returns.forEach((r, j) => {
-          if (!parseCidr(r)) ctx.error(['lists', i, 'returns', j], `"${r}" is not an address or CIDR block`);
+          if (r.includes('*')) globs.push(globToRegExp(r));
+          else if (!parseCidr(r)) ctx.error(['lists', i, 'returns', j], `"${r}" is not an address, CIDR block or glob`);
           else set.add(r);
         });
-        returns = set;
+        returns = { has: (ip) => set.has(ip) || globs.some((g) => g.test(ip)) };
       }
       return { name: l.name ?? l.zone.toLowerCase(), zone: l.zone.toLowerCase().replace(/\.$/, ''), weight: l.weight, returns };
     });

@@ -1,0 +1,489 @@
+// `mailgate rules check|test|diff`: validate a rules directory, run a message file through the
+// rules without sending anything (the postmaster's tuning tool), and replay recent traffic (or a
+// corpus) against proposed rules to see every message whose fate would change, and why.
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { dirname, join, relative } from 'node:path';
+import { loadConfig, type LoadedConfig } from '../config/load.ts';
+import { SourceErrors } from '../config/yaml-source.ts';
+import { FactSet, type FactValue } from '../pipeline/facts.ts';
+import { STAGES } from '../pipeline/stages.ts';
+import { createFactLookup } from '../rules/fact-lookup.ts';
+import { loadRules, type LoadedRules } from '../rules/loader.ts';
+import { knownFacts, knownSections } from '../rules/registry.ts';
+import { simulate, type SimulationResult } from '../rules/simulate.ts';
+import { decidedBy, formatFired, statusHeaderValue } from '../rules/explain.ts';
+import { formatScore } from '../rules/template.ts';
+import { readCapture } from '../rules/capture.ts';
+import { offlineFacts, readSidecar, DEFAULT_TEST_IP, type Envelope } from '../rules/offline.ts';
+import type { Verdict } from '../rules/verdict.ts';
+
+const HELP = `NAME
+    mailgate rules - check, test and compare rules directories
+
+SYNOPSIS
+    mailgate rules check [DIR] [--config FILE] [--verbose]
+    mailgate rules test MESSAGE.eml [--ip IP] [--helo NAME] [--from ADDR] [--to ADDR]...
+                        [--tls] [--fact NAME=VALUE]... [--rules DIR] [--config FILE]
+                        [--show-facts] [--json]
+    mailgate rules diff NEW_DIR [--rules DIR] [--capture FILE | --corpus DIR]
+                        [--config FILE] [--all] [--json]
+
+DESCRIPTION
+    The rules directory holds YAML files loaded in name order, then local.d/*.yaml
+    (your overrides; see docs/rules.md). These commands load rules exactly as the
+    gateway does, so a directory that passes 'check' loads in 'serve'.
+
+    check   Validates DIR (default: the config's 'rules' directory, else ./rules).
+            Prints one line per problem as FILE:LINE: KEY: MESSAGE and exits 1, or
+            a summary (rules per stage, thresholds, list files) and exits 0.
+
+    test    Runs MESSAGE.eml through every stage (connect, helo, mail, each
+            recipient, data) as the gateway would, without sending anything, and
+            prints each rule that fired with its score and stage, the total and the
+            final action with the SMTP reply the client would get. Facts that need
+            the network (SPF/DKIM/DMARC results, DNSBL, rDNS, rate limits) are not
+            computed: pass them with --fact, e.g. --fact dmarc.result=fail
+            --fact dmarc.policy=reject. A sidecar MESSAGE.json (keys ip, helo, from,
+            to, tls, facts) is read when present; options override it. The rules
+            that read facts which were not given are listed, so you know what the
+            run could not see.
+
+    diff    Replays recorded traffic against the rules in force (--rules, default
+            as for check) and against NEW_DIR, and prints every message whose action
+            would change, with the rules responsible. Input: the gateway's capture
+            file (--capture, default capture.jsonl next to the quarantine
+            directory, i.e. var/capture.jsonl), or --corpus DIR: every *.eml in
+            DIR with its optional .json envelope sidecar.
+
+OPTIONS
+    --config FILE     mailgate.yaml to take defaults from (rules directory, host name
+                      and domains, capture file). Default: $MAILGATE_CONFIG or
+                      ./mailgate.yaml when it exists.
+    --rules DIR       Rules directory to use instead of the config's.
+    --ip IP           Client address (default ${DEFAULT_TEST_IP}).
+    --helo NAME       HELO/EHLO name (HELO facts are unset without it).
+    --from ADDR       Envelope sender; '' for the null sender (default: the From header).
+    --to ADDR         Envelope recipient, repeatable (default: To and Cc addresses).
+    --tls             The session used TLS.
+    --fact NAME=VALUE Set a fact. VALUE is JSON when it parses as JSON (true, 3,
+                      ["a","b"]), else a string. Repeatable.
+    --show-facts      Also print every fact the rules saw.
+    --verbose         check: list every rule with its stage and source.
+    --all             diff: print unchanged messages too.
+    --json            Machine-readable output.
+    -h, --help        This text.
+
+EXIT STATUS
+    check: 0 valid, 1 invalid. test: 0, or 1 on a usage or rules error.
+    diff: 0 no action changes, 1 some action changes, 2 on errors (like diff(1)).
+
+EXAMPLES
+    mailgate rules check rules/
+    mailgate rules test spam.eml --ip 203.0.113.9 --helo bot.example --to alice@example.com
+    mailgate rules test msg.eml --fact dmarc.result=fail --fact dmarc.policy=reject
+    cp -r rules rules.new && $EDITOR rules.new/local.d/50-mine.yaml
+    mailgate rules diff rules.new/
+
+SEE ALSO
+    docs/rules.md (rules reference and a tuning walkthrough)
+`;
+
+class UsageError extends Error {}
+
+function takeOpt(args: string[], ...names: string[]): string | undefined {
+  for (const n of names) {
+    const i = args.indexOf(n);
+    if (i >= 0) {
+      const v = args[i + 1];
+      if (v === undefined) throw new UsageError(`${n} needs a value`);
+      args.splice(i, 2);
+      return v;
+    }
+  }
+  return undefined;
+}
+
+function takeAll(args: string[], name: string): string[] {
+  const out: string[] = [];
+  for (let v = takeOpt(args, name); v !== undefined; v = takeOpt(args, name)) out.push(v);
+  return out;
+}
+
+function takeFlag(args: string[], ...names: string[]): boolean {
+  let found = false;
+  for (const n of names) {
+    for (let i = args.indexOf(n); i >= 0; i = args.indexOf(n)) {
+      args.splice(i, 1);
+      found = true;
+    }
+  }
+  return found;
+}
+
+function noMoreOptions(args: string[]): void {
+  const bad = args.find((a) => a.startsWith('-') && a !== '-');
+  if (bad) throw new UsageError(`unknown option ${bad}`);
+}
+
+interface Io {
+  out: (s: string) => void;
+  err: (s: string) => void;
+}
+
+/** The config named by --config, else $MAILGATE_CONFIG / ./mailgate.yaml when it exists. */
+function optionalConfig(explicit: string | undefined): LoadedConfig | undefined {
+  const file = explicit ?? process.env.MAILGATE_CONFIG ?? './mailgate.yaml';
+  if (!explicit && !existsSync(file)) return undefined;
+  return loadConfig(file);
+}
+
+function rulesDirOf(explicit: string | undefined, cfg: LoadedConfig | undefined): string {
+  if (explicit) return explicit;
+  if (cfg) return relative(process.cwd(), cfg.config.rules) || '.';
+  return 'rules';
+}
+
+function load(dir: string): LoadedRules {
+  return loadRules(dir, createFactLookup(knownFacts()), knownSections());
+}
+
+function parseFact(spec: string): [string, FactValue] {
+  const eq = spec.indexOf('=');
+  if (eq <= 0) throw new UsageError(`--fact expects NAME=VALUE, got ${JSON.stringify(spec)}`);
+  const name = spec.slice(0, eq);
+  const raw = spec.slice(eq + 1);
+  let value: FactValue = raw;
+  try {
+    const v = JSON.parse(raw) as unknown;
+    if (v === null || ['string', 'number', 'boolean'].includes(typeof v) || Array.isArray(v)) value = v as FactValue;
+  } catch {
+    value = raw;
+  }
+  return [name, value];
+}
+
+function pad(s: string, n: number): string {
+  return s.length >= n ? `${s} ` : s + ' '.repeat(n - s.length);
+}
+
+// --- check -------------------------------------------------------------------------------------
+
+function check(args: string[], io: Io): number {
+  const cfgFile = takeOpt(args, '--config', '-c');
+  const verbose = takeFlag(args, '--verbose', '-v');
+  const json = takeFlag(args, '--json');
+  noMoreOptions(args);
+  if (args.length > 1) throw new UsageError(`check: unexpected argument ${args[1]}`);
+  const dir = rulesDirOf(args[0], args[0] ? undefined : optionalConfig(cfgFile));
+  const loaded = load(dir);
+  const perStage = STAGES.map((s) => `${s} ${loaded.policy.rulesAt(s).length}`).join(', ');
+  const th = loaded.policy.thresholds;
+  const thresholds = [...th.actions.map((t) => `${t.action} ${formatScore(t.score)}`), ...(th.tag ? [`tag ${formatScore(th.tag.score)}`] : [])];
+  if (json) {
+    io.out(
+      `${JSON.stringify({
+        ok: true,
+        dir,
+        files: loaded.files.map((f) => relative(loaded.dir, f)),
+        lists: loaded.listFiles.map((f) => relative(loaded.dir, f)),
+        rules: loaded.rules.map((r) => ({ name: r.name, stage: r.stage, score: r.score, action: r.action ?? null, source: r.source })),
+        disabled: loaded.disabled,
+        thresholds: Object.fromEntries(th.actions.map((t) => [t.action, t.score])),
+        sections: [...loaded.sections.keys()],
+      })}\n`,
+    );
+    return 0;
+  }
+  io.out(`${dir}: OK: ${loaded.rules.length} rules in ${loaded.files.length} files, ${loaded.listFiles.length} list files\n`);
+  io.out(`  by stage:   ${perStage}\n`);
+  io.out(`  thresholds: ${thresholds.join(', ') || 'none (only rules with an action refuse mail)'}\n`);
+  if (loaded.disabled.length) io.out(`  disabled:   ${loaded.disabled.join(', ')}\n`);
+  if (loaded.sections.size) io.out(`  sections:   ${[...loaded.sections.keys()].join(', ')}\n`);
+  if (verbose) {
+    io.out('\n');
+    for (const stage of STAGES) {
+      for (const r of loaded.policy.rulesAt(stage)) {
+        const eff = [r.score ? `score ${formatScore(r.score)}` : '', r.action ? `action ${r.action}` : ''].filter(Boolean).join(', ');
+        io.out(`  ${pad(stage, 8)}${pad(r.name, 28)}${pad(eff, 24)}${r.source}\n`);
+      }
+    }
+  }
+  return 0;
+}
+
+// --- test --------------------------------------------------------------------------------------
+
+function describeResult(r: SimulationResult): string {
+  const v = r.verdict;
+  if (r.action === 'incomplete') return `not decided by stage ${r.stage} (the facts stop there)`;
+  const reply = v.reply ? ` ${v.reply.code ?? ''} ${v.reply.enhanced ?? ''} ${v.reply.text ?? ''}`.trimEnd() : '';
+  return `${r.action} at ${r.stage}${reply ? `:${reply}` : ''}`;
+}
+
+/** Facts some rule reads that the run did not have (what `rules test` could not see). */
+function missingFacts(loaded: LoadedRules, facts: FactSet): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  for (const r of loaded.rules) {
+    for (const f of r.condition.facts) {
+      if (f.startsWith('header.') || facts.has(f) || f === 'rcpt.address' || f === 'rcpt.domain') continue;
+      out.set(f, [...(out.get(f) ?? []), r.name]);
+    }
+  }
+  return out;
+}
+
+async function test(args: string[], io: Io): Promise<number> {
+  const cfgFile = takeOpt(args, '--config', '-c');
+  const rulesOpt = takeOpt(args, '--rules');
+  const env: Envelope = {};
+  const ip = takeOpt(args, '--ip');
+  const helo = takeOpt(args, '--helo');
+  const from = takeOpt(args, '--from');
+  const to = takeAll(args, '--to');
+  const factSpecs = takeAll(args, '--fact');
+  const tls = takeFlag(args, '--tls');
+  const showFacts = takeFlag(args, '--show-facts');
+  const json = takeFlag(args, '--json');
+  noMoreOptions(args);
+  const file = args[0];
+  if (!file) throw new UsageError('test: which message? (mailgate rules test MESSAGE.eml)');
+  if (args.length > 1) throw new UsageError(`test: unexpected argument ${args[1]}`);
+  const cfg = optionalConfig(cfgFile);
+  const dir = rulesDirOf(rulesOpt, cfg);
+  const loaded = load(dir);
+  const side = readSidecar(file) ?? {};
+  Object.assign(env, side);
+  if (ip !== undefined) env.ip = ip;
+  if (helo !== undefined) env.helo = helo;
+  if (from !== undefined) env.from = from;
+  if (to.length) env.to = to;
+  if (tls) env.tls = true;
+  if (factSpecs.length) env.facts = { ...(side.facts ?? {}), ...Object.fromEntries(factSpecs.map(parseFact)) };
+  const lookup = createFactLookup(knownFacts());
+  const unknown = Object.keys(env.facts ?? {}).filter((f) => !lookup.get(f));
+  if (unknown.length) throw new UsageError(`unknown fact${unknown.length > 1 ? 's' : ''} ${unknown.join(', ')} (see docs/rules.md for the list)`);
+
+  const ourNames = cfg ? [cfg.config.hostname, ...cfg.config.domains] : [];
+  const msg = await offlineFacts(readFileSync(file), env, {
+    ourNames,
+    body: { maxBytes: loaded.settings.body_max_bytes, scanBytes: loaded.settings.body_scan_bytes },
+  });
+  const result = simulate(loaded.policy, { facts: msg.facts, recipients: msg.recipients });
+  const missing = missingFacts(loaded, msg.facts);
+  const v = result.verdict;
+
+  if (json) {
+    io.out(
+      `${JSON.stringify({
+        message: file,
+        envelope: msg.envelope,
+        action: result.action,
+        stage: result.stage,
+        reply: v.reply ?? null,
+        score: v.score,
+        required: v.required ?? null,
+        decided_by: decidedBy(v),
+        fired: v.fired,
+        recipients: result.recipients,
+        add_headers: v.addHeaders,
+        tag_subject: v.tagSubject ?? null,
+        missing_facts: Object.fromEntries(missing),
+        ...(showFacts ? { facts: msg.facts.toJSON() } : {}),
+      })}\n`,
+    );
+    return 0;
+  }
+  const e = msg.envelope;
+  io.out(`Message:  ${file} (${msg.size} bytes)\n`);
+  io.out(`Envelope: client ${e.ip}${e.helo ? ` helo ${e.helo}` : ''}${e.tls ? ' tls' : ''}, from <${e.from}> to ${(e.to ?? []).map((t) => `<${t}>`).join(' ') || '(none)'}\n`);
+  io.out(`Rules:    ${dir} (${loaded.rules.length} rules, ${loaded.files.length} files)\n\n`);
+  if (v.fired.length === 0) io.out('No rule fired.\n');
+  else {
+    io.out(`${pad('STAGE', 9)}${pad('RULE', 30)}${pad('SCORE', 8)}${pad('ACTION', 12)}SOURCE\n`);
+    for (const f of v.fired) {
+      io.out(`${pad(f.stage, 9)}${pad(f.rule, 30)}${pad(f.score ? formatFired(f).replace(/^.*\((.*)\)$/, '$1') : '', 8)}${pad(f.action ?? '', 12)}${f.source ?? ''}\n`);
+    }
+  }
+  const refusedRcpts = result.recipients.filter((r) => r.action === 'reject' || r.action === 'tempfail');
+  if (refusedRcpts.length && result.stage !== 'rcpt') {
+    for (const r of refusedRcpts) {
+      const step = result.steps.find((s) => s.recipient === r.address);
+      io.out(`rcpt     <${r.address}> refused: ${step ? describeReply(step.verdict) : r.action}\n`);
+    }
+  }
+  io.out(`\nResult:   ${describeResult(result)}\n`);
+  io.out(`          score ${formatScore(v.score)}${v.required !== undefined ? ` (reject threshold ${formatScore(v.required)})` : ''}, decided by ${decidedBy(v)}\n`);
+  if (result.action === 'accept' || result.action === 'quarantine') {
+    const headers = v.addHeaders.length ? v.addHeaders : [{ name: 'X-Mailgate-Status', value: statusHeaderValue(v) }];
+    for (const h of headers) io.out(`Header:   ${h.name}: ${h.value}\n`);
+    if (v.tagSubject) io.out(`Subject:  tagged "${v.tagSubject}"\n`);
+  }
+  if (missing.size) {
+    const nRules = new Set([...missing.values()].flat()).size;
+    io.out(`\nFacts ${nRules} rule${nRules === 1 ? '' : 's'} read but this run did not have (set them with --fact NAME=VALUE${showFacts ? '' : '; --show-facts says which rules'}):\n`);
+    if (showFacts) for (const [f, rules] of [...missing].sort()) io.out(`  ${pad(f, 26)}read by ${rules.join(', ')}\n`);
+    else io.out(wrap([...missing.keys()].sort().join(', '), 96, '  '));
+  }
+  if (showFacts) {
+    io.out('\nFacts:\n');
+    for (const [k, val] of [...msg.facts.entries()].sort(([a], [b]) => a.localeCompare(b))) {
+      const s = JSON.stringify(val);
+      io.out(`  ${pad(k, 26)}${s.length > 200 ? `${s.slice(0, 197)}...` : s}\n`);
+    }
+  }
+  return 0;
+}
+
+function wrap(text: string, width: number, indent: string): string {
+  let out = '';
+  let line = indent;
+  for (const word of text.split(' ')) {
+    if (line.length + word.length > width && line.trim()) {
+      out += `${line.trimEnd()}\n`;
+      line = indent;
+    }
+    line += `${word} `;
+  }
+  return `${out}${line.trimEnd()}\n`;
+}
+
+function describeReply(v: Verdict): string {
+  return v.reply ? `${v.reply.code ?? ''} ${v.reply.enhanced ?? ''} ${v.reply.text ?? ''}`.trim() : v.action;
+}
+
+// --- diff --------------------------------------------------------------------------------------
+
+interface ReplayInput {
+  label: string;
+  facts: FactSet;
+  recipients?: string[];
+}
+
+async function corpusInputs(dir: string): Promise<ReplayInput[]> {
+  const out: ReplayInput[] = [];
+  for (const name of readdirSync(dir).filter((n) => n.toLowerCase().endsWith('.eml')).sort()) {
+    const path = join(dir, name);
+    if (!statSync(path).isFile()) continue;
+    const msg = await offlineFacts(readFileSync(path), readSidecar(path) ?? {});
+    out.push({ label: name, facts: msg.facts, recipients: msg.recipients });
+  }
+  return out;
+}
+
+function captureInputs(file: string, io: Io): ReplayInput[] {
+  if (!existsSync(file) && !existsSync(`${file}.1`)) throw new UsageError(`no capture at ${file} (is the gateway running with capture on? or use --corpus DIR)`);
+  const { entries, skipped } = readCapture(file);
+  if (skipped) io.err(`mailgate: ${skipped} unreadable capture lines skipped\n`);
+  return entries.map((e) => {
+    const f = e.facts;
+    const rc = Array.isArray(f['rcpt.addresses']) ? (f['rcpt.addresses'] as string[]).join(',') : '';
+    return { label: `${e.time} ${e.id ?? ''} <${String(f['mail.from'] ?? '')}> -> ${rc}`.replace(/\s+/g, ' '), facts: FactSet.fromJSON(f) };
+  });
+}
+
+function ruleDelta(a: Verdict, b: Verdict): string[] {
+  const key = (f: { rule: string; stage: string }) => `${f.stage}:${f.rule}`;
+  const before = new Map(a.fired.map((f) => [key(f), f]));
+  const after = new Map(b.fired.map((f) => [key(f), f]));
+  const out: string[] = [];
+  for (const [k, f] of after) {
+    const old = before.get(k);
+    if (!old) out.push(`+${formatFired(f, true)}`);
+    else if (old.score !== f.score) out.push(`~${f.rule}(${formatScore(old.score)}→${formatScore(f.score)})`);
+  }
+  for (const [k, f] of before) if (!after.has(k)) out.push(`-${formatFired(f, true)}`);
+  return out;
+}
+
+async function diff(args: string[], io: Io): Promise<number> {
+  const cfgFile = takeOpt(args, '--config', '-c');
+  const rulesOpt = takeOpt(args, '--rules');
+  const captureOpt = takeOpt(args, '--capture');
+  const corpus = takeOpt(args, '--corpus');
+  const all = takeFlag(args, '--all');
+  const json = takeFlag(args, '--json');
+  noMoreOptions(args);
+  const newDir = args[0];
+  if (!newDir) throw new UsageError('diff: which rules directory to compare? (mailgate rules diff NEW_DIR)');
+  if (args.length > 1) throw new UsageError(`diff: unexpected argument ${args[1]}`);
+  if (corpus && captureOpt) throw new UsageError('diff: give --capture or --corpus, not both');
+  const cfg = optionalConfig(cfgFile);
+  const oldDir = rulesDirOf(rulesOpt, cfg);
+  const oldRules = load(oldDir);
+  const newRules = load(newDir);
+  const captureFile = captureOpt ?? (cfg ? join(dirname(cfg.config.quarantine.dir), 'capture.jsonl') : 'var/capture.jsonl');
+  const inputs = corpus ? await corpusInputs(corpus) : captureInputs(captureFile, io);
+
+  const transitions = new Map<string, number>();
+  const rows: Array<Record<string, unknown>> = [];
+  let changed = 0;
+  for (const input of inputs) {
+    const sim = (p: LoadedRules) => simulate(p.policy, input.recipients ? { facts: input.facts, recipients: input.recipients } : { facts: input.facts });
+    const a = sim(oldRules);
+    const b = sim(newRules);
+    const differs = a.action !== b.action || a.stage !== b.stage || a.verdict.reply?.code !== b.verdict.reply?.code;
+    if (differs) {
+      changed++;
+      const t = `${a.action}→${b.action}`;
+      transitions.set(t, (transitions.get(t) ?? 0) + 1);
+    }
+    if (!differs && !all) continue;
+    const delta = ruleDelta(a.verdict, b.verdict);
+    if (json) {
+      rows.push({
+        message: input.label,
+        changed: differs,
+        before: { action: a.action, stage: a.stage, score: a.verdict.score, decided_by: decidedBy(a.verdict), reply: a.verdict.reply ?? null },
+        after: { action: b.action, stage: b.stage, score: b.verdict.score, decided_by: decidedBy(b.verdict), reply: b.verdict.reply ?? null },
+        rules: delta,
+      });
+      continue;
+    }
+    io.out(`${input.label}\n`);
+    io.out(`    ${differs ? '' : '(unchanged) '}${a.action}@${a.stage} → ${b.action}@${b.stage}   score ${formatScore(a.verdict.score)} → ${formatScore(b.verdict.score)}\n`);
+    io.out(`    now decided by ${decidedBy(b.verdict)}${differs ? ` (was ${decidedBy(a.verdict)})` : ''}\n`);
+    if (delta.length) io.out(`    rules: ${delta.join(' ')}\n`);
+    if (differs && b.verdict.reply) io.out(`    reply: ${describeReply(b.verdict)}\n`);
+  }
+  if (json) {
+    io.out(`${JSON.stringify({ old: oldDir, new: newDir, replayed: inputs.length, changed, transitions: Object.fromEntries(transitions), messages: rows })}\n`);
+  } else {
+    const summary = [...transitions].map(([t, n]) => `${t} ${n}`).join(', ');
+    io.out(`${inputs.length ? '\n' : ''}Replayed ${inputs.length} message${inputs.length === 1 ? '' : 's'} from ${corpus ? `corpus ${corpus}` : captureFile} against ${oldDir} and ${newDir}: ${changed} would change${summary ? ` (${summary})` : ''}.\n`);
+  }
+  return changed > 0 ? 1 : 0;
+}
+
+// --- dispatch ----------------------------------------------------------------------------------
+
+export async function runRulesCommand(argv: string[], io: Io = { out: (s) => void process.stdout.write(s), err: (s) => void process.stderr.write(s) }): Promise<number> {
+  const args = [...argv];
+  const sub = args.shift();
+  try {
+    if (sub === undefined || sub === '-h' || sub === '--help' || sub === 'help' || takeFlag(args, '-h', '--help')) {
+      io.out(HELP);
+      return 0;
+    }
+    switch (sub) {
+      case 'check':
+        return check(args, io);
+      case 'test':
+        return await test(args, io);
+      case 'diff':
+        return await diff(args, io);
+      default:
+        throw new UsageError(`unknown subcommand ${sub} (expected check, test or diff)`);
+    }
+  } catch (err) {
+    if (err instanceof SourceErrors) {
+      io.err(`${err.message}\n`);
+      return sub === 'diff' ? 2 : 1;
+    }
+    if (err instanceof UsageError) {
+      io.err(`mailgate rules: ${err.message}\nTry 'mailgate rules --help'.\n`);
+      return sub === 'diff' ? 2 : 1;
+    }
+    io.err(`mailgate rules: ${(err as Error).message}\n`);
+    return sub === 'diff' ? 2 : 1;
+  }
+}
