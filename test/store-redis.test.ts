@@ -53,7 +53,8 @@ async function waitFor(what: string, ms: number, cond: () => Promise<boolean>): 
 function makeStore(url: string, prefix: string, extra: Record<string, unknown> = {}): SharedStore {
   return createSharedStore({
     redis: url,
-    options: { key_prefix: prefix, command_timeout_ms: 200, reconnect_max_delay_ms: 200, ...extra },
+    // A generous timeout: a loaded CI machine must not turn a slow answer into a fallback.
+    options: { key_prefix: prefix, command_timeout_ms: 1000, reconnect_max_delay_ms: 200, ...extra },
     logger,
     now: () => T0,
   });
@@ -181,7 +182,7 @@ describe('Redis outage', { skip: process.env.REDIS_URL ? 'REDIS_URL server canno
   });
 
   test('hung server (SIGSTOP): bounded by the command timeout, then the circuit fails fast; recovers', async () => {
-    const store = makeStore(redis.url, uniquePrefix('hang'));
+    const store = makeStore(redis.url, uniquePrefix('hang'), { command_timeout_ms: 200 });
     try {
       assert.ok(await store.waitReady(5000));
       const key = store.key('rl', 'hang');

@@ -40,7 +40,8 @@ const kinds: Array<{ kind: 'memory' | 'redis'; make: () => Promise<Env> }> = [
       const clock = { t: T0 };
       const store = createSharedStore({
         redis: redis?.url,
-        options: { key_prefix: uniquePrefix('store') },
+        // fail_closed: a script error must fail the test, not fall back to the in-process store.
+        options: { key_prefix: uniquePrefix('store'), fail_mode: 'fail_closed', command_timeout_ms: 2000 },
         logger,
         now: () => clock.t,
       });

@@ -122,6 +122,9 @@ export class RedisBackend implements StoreBackend {
       const timedOut = /timed out/i.test(message);
       metrics.redisErrors.inc({ reason: timedOut ? 'timeout' : 'error' });
       if (timedOut) this.#circuitOpenUntil = Date.now() + Math.max(1000, 4 * this.#timeoutMs);
+      // A reply error from a script is a bug, not an outage: say so loudly (the fail mode still
+      // decides what the message gets).
+      else if (/^(ERR|WRONGTYPE)/.test(message)) this.#log.error({ op, err: message }, 'redis script error');
       this.#lastError = message;
       throw new StoreUnavailableError(timedOut ? 'timeout' : 'error', `redis ${op}: ${message}`, { cause: err });
     } finally {

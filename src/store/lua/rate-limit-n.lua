@@ -55,6 +55,7 @@ for i = 1, n do
   s.tat = tonumber(h[1]) or now
   if s.tat < now then s.tat = now end
   s.strikes = tonumber(h[2]) or 0
+  s.struck = h[2] ~= false
   s.last = tonumber(h[3]) or 0
   s.block = tonumber(h[4]) or 0
   if s.strikes > 0 and now_ms - s.last > s.window_ms then
@@ -78,7 +79,7 @@ for i = 1, n do
   if s.ok and (all_ok or s.indep) then
     s.strikes = 0
     redis.call('HSET', KEYS[i], 'tat', f(s.new_tat))
-    if h[2] then redis.call('HDEL', KEYS[i], 'strikes', 'last', 'block') end
+    if s.struck then redis.call('HDEL', KEYS[i], 'strikes', 'last', 'block') end
     redis.call('PEXPIRE', KEYS[i], math.ceil((s.new_tat - now) / 1000) + 1000)
   elseif not s.ok then
     s.strikes = s.strikes + 1
