@@ -5,7 +5,7 @@ import cluster from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import { loadConfig } from '../config/load.ts';
 import { SourceErrors } from '../config/yaml-source.ts';
-import { createGateway, type Gateway } from '../gateway.ts';
+import type { Gateway } from '../gateway.ts';
 import { QuarantineStore } from '../store/quarantine.ts';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -151,6 +151,22 @@ async function serve(args: string[]): Promise<void> {
   const config = loaded.config;
   const workers = config.workers === 'auto' ? availableParallelism() : config.workers;
   if (checkOnly) {
+    // Build what `serve` builds (checks, rules), without listening, so every file is validated.
+    const [{ buildChecks, closeChecks }, { loadPolicy }, { default: pino }] = await Promise.all([
+      import('../checks/index.ts'),
+      import('../rules/load-policy.ts'),
+      import('pino'),
+    ]);
+    const logger = pino({ level: 'silent' });
+    try {
+      const checks = await buildChecks(config, { logger, now: Date.now });
+      const handle = await loadPolicy(config, checks, logger, () => undefined);
+      handle.close();
+      await closeChecks(checks);
+    } catch (err) {
+      process.stderr.write(`${(err as Error).message}\n`);
+      process.exit(1);
+    }
     process.stdout.write(`${loaded.file}: OK\n`);
     return;
   }
@@ -177,6 +193,8 @@ async function serve(args: string[]): Promise<void> {
   const isExtraWorker = cluster.isWorker && process.env.MAILGATE_WORKER !== '1';
   let gw: Gateway;
   try {
+    // Imported here so --help, --version and config check start fast.
+    const { createGateway } = await import('../gateway.ts');
     gw = await createGateway({ config, admin: !isExtraWorker });
   } catch (err) {
     if (err instanceof SourceErrors) {
