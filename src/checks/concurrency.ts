@@ -30,7 +30,19 @@ export function concurrencyFacts(): FactSpec[] {
 }
 
 /** Slots held per connection, keyed by the connection's FactSet (survives rules reloads). */
-const held = new WeakMap<FactSet, { store: SharedStore; leases: ConcurrencyLease[] }>();
+const held = new WeakMap<FactSet, Held>();
+interface Held {
+  store: SharedStore;
+  leases: ConcurrencyLease[];
+}
+
+/**
+ * Safety net for a gateway that forgets releaseConcurrency: once a connection's FactSet is
+ * garbage-collected its slots are released (late, but they do not stay refreshed forever).
+ */
+const collected = new FinalizationRegistry<Held>((h) => {
+  for (const l of h.leases) void h.store.releaseSlot(l).catch(() => undefined);
+});
 
 /**
  * Gives back the slots a connection holds. The gateway calls it once when a connection closes,
@@ -40,6 +52,7 @@ export async function releaseConcurrency(connectionFacts: FactSet): Promise<void
   const h = held.get(connectionFacts);
   if (!h) return;
   held.delete(connectionFacts);
+  collected.unregister(connectionFacts);
   await Promise.all(h.leases.map((l) => h.store.releaseSlot(l).catch(() => undefined)));
 }
 
@@ -114,7 +127,12 @@ async function runConcurrency(limits: readonly ConcurrencySpec[], input: CheckIn
     await Promise.all(leases.map((l) => ctx.store.releaseSlot(l).catch(() => undefined)));
   } else if (leases.length > 0) {
     const prev = held.get(f);
-    held.set(f, { store: ctx.store, leases: [...(prev?.leases ?? []), ...leases] });
+    if (prev) prev.leases.push(...leases);
+    else {
+      const h: Held = { store: ctx.store, leases };
+      held.set(f, h);
+      collected.register(f, h, f);
+    }
   }
   set('count', count);
   if (exceeded.length === 0 && !unavailable) return;

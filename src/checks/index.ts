@@ -4,11 +4,17 @@ import type { Config } from '../config/schema.ts';
 import type { Check } from '../pipeline/check.ts';
 import type { Deps } from '../pipeline/deps.ts';
 import { createAuthChecks } from './auth.ts';
+import { createLimitChecks, createStoreFromConfig } from './limit-sections.ts';
 
 export async function buildChecks(config: Config, deps: Deps): Promise<Check[]> {
   const checks: Check[] = [];
   // SPF at MAIL FROM; DKIM, ARC and DMARC at end of DATA (docs/auth.md).
   checks.push(...createAuthChecks(config, deps));
+  // Shared concurrency limit at connect, rate limits at every stage, greylisting at end of DATA;
+  // settings from the rules files (docs/ratelimit.md). The store comes from deps (tests) or from
+  // the `redis`/`redis_options` keys; the ratelimit check carries its /readyz probe and closes it.
+  const store = deps.store ?? createStoreFromConfig(config, deps);
+  checks.push(...createLimitChecks({ store, now: deps.now, logger: deps.logger, ownsStore: deps.store === undefined }));
   return checks;
 }
 
