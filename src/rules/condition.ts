@@ -251,7 +251,10 @@ export class ConditionCompiler {
       return undefined;
     }
     // `contains` on a list fact means "has an element equal to".
-    if (op === 'contains' && t.multi) op = 'in';
+    if (op === 'contains' && t.multi) {
+      op = 'in';
+      if (!Array.isArray(arg)) arg = [arg];
+    }
     const e = this.#elem(t, op, arg, path);
     if (!e) return undefined;
     if (t.multi) return (v) => Array.isArray(v) && (v as readonly Scalar[]).some((x) => e(x));
