@@ -1,9 +1,17 @@
 // Every Prometheus metric mailgate exports, in one place, prefixed `mailgate_`, with bounded label
 // values (codes are grouped, rule and check names come from config, never from client input).
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import cluster from 'node:cluster';
+import { AggregatorRegistry, Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 export const registry = new Registry();
 collectDefaultMetrics({ register: registry });
+// With `workers` > 1 the primary serves /metrics summed over the workers (prom-client's cluster
+// aggregation asks each worker for this registry over IPC).
+// Constructing an AggregatorRegistry is what installs the worker's IPC listener.
+if (cluster.isWorker) {
+  new AggregatorRegistry();
+  AggregatorRegistry.setRegistries([registry]);
+}
 
 const r = [registry];
 

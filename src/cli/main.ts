@@ -174,11 +174,12 @@ async function serve(args: string[]): Promise<void> {
     // Workers share the listening sockets (node:cluster); the primary only supervises them and
     // passes signals on. The admin server runs in worker 1 (metrics are per worker).
     for (let i = 0; i < workers; i++) cluster.fork({ MAILGATE_WORKER: String(i + 1) });
+    if (config.admin !== false) await startPrimaryAdmin(config.admin, workers);
     let stopping = false;
     cluster.on('exit', (w, code) => {
       if (!stopping) {
         process.stderr.write(`mailgate: worker ${w.process.pid} exited (${code}); restarting\n`);
-        cluster.fork({ MAILGATE_WORKER: String(w.id) });
+        cluster.fork({ MAILGATE_WORKER: 'restart' });
       } else if (Object.keys(cluster.workers ?? {}).length === 0) process.exit(0);
     });
     const forward = (sig: NodeJS.Signals) => {
@@ -190,12 +191,13 @@ async function serve(args: string[]): Promise<void> {
     process.on('SIGHUP', () => forward('SIGHUP'));
     return;
   }
-  const isExtraWorker = cluster.isWorker && process.env.MAILGATE_WORKER !== '1';
+  // With several workers the primary serves the admin endpoints (metrics summed over workers).
+  const isWorker = cluster.isWorker;
   let gw: Gateway;
   try {
     // Imported here so --help, --version and config check start fast.
     const { createGateway } = await import('../gateway.ts');
-    gw = await createGateway({ config, admin: !isExtraWorker });
+    gw = await createGateway({ config, admin: !isWorker });
   } catch (err) {
     if (err instanceof SourceErrors) {
       process.stderr.write(`${err.message}\n`);
@@ -225,6 +227,30 @@ async function serve(args: string[]): Promise<void> {
     }
     gw.reload(next).catch((err: Error) => gw.runtime.logger.error({ err: err.message }, 'reload failed'));
   });
+}
+
+/** Admin HTTP of the cluster primary: /metrics aggregated over workers, /healthz, /readyz. */
+async function startPrimaryAdmin(cfg: { host: string; port: number }, expected: number): Promise<void> {
+  const [{ default: http }, { AggregatorRegistry }] = await Promise.all([import('node:http'), import('prom-client')]);
+  const agg = new AggregatorRegistry();
+  let listening = 0;
+  cluster.on('listening', () => listening++);
+  cluster.on('exit', () => (listening = Math.max(0, listening - 1)));
+  const server = http.createServer((req, res) => {
+    const url = (req.url ?? '/').split('?')[0];
+    if (url === '/metrics') {
+      agg.clusterMetrics().then(
+        (m) => res.writeHead(200, { 'content-type': agg.contentType }).end(m),
+        (e: Error) => res.writeHead(500).end(`${e.message}\n`),
+      );
+    } else if (url === '/healthz') res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}\n');
+    else if (url === '/readyz') {
+      // A worker only listens once its backend, rules and checks are set up.
+      const ok = listening >= expected;
+      res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ ready: ok, workers_listening: listening, workers: expected }) + '\n');
+    } else res.writeHead(404).end('not found: try /metrics, /healthz or /readyz\n');
+  });
+  await new Promise<void>((resolve) => server.listen(cfg.port, cfg.host, () => resolve()));
 }
 
 function configCommand(args: string[]): void {
