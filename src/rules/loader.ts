@@ -6,11 +6,11 @@ import { join, relative, resolve } from 'node:path';
 import type { z } from 'zod';
 import type { FactSpec } from '../pipeline/facts.ts';
 import { stageIndex, type Stage } from '../pipeline/stages.ts';
-import { formatPath, lineOf, parseYaml, SourceError, SourceErrors, type YamlSource } from '../config/yaml-source.ts';
+import { formatPath, lineOf, SourceError, SourceErrors, type YamlSource } from '../config/yaml-source.ts';
 import { ConditionCompiler, type CompiledCondition } from './condition.ts';
 import { createFactLookup, type FactLookup } from './fact-lookup.ts';
 import { ListRegistry } from './lists.ts';
-import { validateLocated, type Locator } from './located.ts';
+import { parseYamlLocated, validateLocated, type Locator } from './located.ts';
 import { RulesPolicy, type CompiledReply, type CompiledRule, type Threshold, type Thresholds } from './engine.ts';
 import { actionsSchema, RULE_KEYS, ruleSchema, settingsSchema, type ActionsInput, type RuleInput, type RulesSettings } from './schema.ts';
 import { compileTemplate, type Template } from './template.ts';
@@ -307,7 +307,7 @@ export function loadRules(
   for (const file of files) {
     let src: YamlSource;
     try {
-      src = parseYaml(file.shown, readFileSync(file.abs, 'utf8'));
+      src = parseYamlLocated(file.shown, readFileSync(file.abs, 'utf8'));
     } catch (err) {
       if (err instanceof SourceErrors) loader.problems.push(...err.problems);
       else loader.problems.push(new SourceError(file.shown, 0, '', `cannot read: ${(err as Error).message}`));

@@ -1,7 +1,28 @@
 // Zod validation of a value that came from one or more YAML files, turning each issue into a
 // SourceError at the right file and line with wording a postmaster understands.
 import type { z } from 'zod';
-import { formatPath, SourceError } from '../config/yaml-source.ts';
+import { LineCounter, parseDocument } from 'yaml';
+import { formatPath, parseYaml, SourceError, SourceErrors, type YamlSource } from '../config/yaml-source.ts';
+
+/**
+ * parseYaml with the line of each syntax error. (parseYaml reads `linePos`, which the yaml
+ * package fills only with prettyErrors, so it reports line 1; the positions are recomputed here.)
+ */
+export function parseYamlLocated(file: string, text: string): YamlSource {
+  try {
+    return parseYaml(file, text);
+  } catch (err) {
+    if (!(err instanceof SourceErrors)) throw err;
+    const lines = new LineCounter();
+    const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+    if (doc.errors.length === 0) throw err;
+    // An error found at end of input (an unclosed quote) is reported on the last line.
+    const last = text.replace(/\n+$/, '').split('\n').length;
+    throw new SourceErrors(
+      doc.errors.map((e) => new SourceError(file, Math.min(lines.linePos(e.pos[0]).line, last), '', `YAML syntax error: ${e.message.split('\n')[0]}`)),
+    );
+  }
+}
 
 /** Maps a path inside the validated value to the file, line and display key of its origin. */
 export type Locator = (path: readonly PropertyKey[]) => { file: string; line: number; key: string };
