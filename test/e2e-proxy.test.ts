@@ -275,6 +275,23 @@ describe('limits', () => {
     }
   });
 
+  test('max_errors: a dictionary attack on unknown users gets 421 and is disconnected', async () => {
+    const g = await startGateway(testConfig({ limits: { max_errors: 3 } }));
+    try {
+      const c = await RawSmtp.connect(g.port);
+      await c.read();
+      await c.cmd('EHLO client.example.net');
+      await c.cmd('MAIL FROM:<s@client.example.net>');
+      for (const u of ['u1', 'u2', 'u3']) assert.equal((await c.cmd(`RCPT TO:<${u}@example.test>`))?.code, 550);
+      const r = await c.cmd('RCPT TO:<alice@example.test>');
+      assert.equal(r?.code, 421);
+      assert.match(r?.text ?? '', /^4\.7\.0 Too many errors/);
+      assert.ok(await c.waitClosed());
+    } finally {
+      await g.stop(500);
+    }
+  });
+
   test('idle timeout: 421 and the connection is closed', async () => {
     const g = await startGateway(testConfig({ limits: { idle_timeout_s: 0.5 } }));
     try {

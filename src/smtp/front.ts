@@ -139,8 +139,11 @@ export class Listener {
         else cb(null, r ? `${r.enhanced} ${r.text}` : undefined);
       },
       (err: unknown) => {
-        if (err instanceof SmtpError) cb(smtpErr(err.reply));
-        else {
+        if (err instanceof SmtpError) {
+          cb(smtpErr(err.reply));
+          // 421 means "closing transmission channel" (RFC 5321 3.8): do so once it is written.
+          if (err.reply.code === 421) setImmediate(() => entry.conn.close());
+        } else {
           entry.session.log.error({ err: (err as Error).message, stack: (err as Error).stack }, 'internal error');
           cb(smtpErr(replies.localError('internal error')));
         }

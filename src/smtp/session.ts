@@ -59,6 +59,8 @@ export class ClientSession {
   link: BackendLink | undefined;
   tx: Transaction | undefined;
   txCount = 0;
+  /** Refused MAIL/RCPT commands on this connection (dictionary attacks): see limits.max_errors. */
+  errors = 0;
   helo = '';
   esmtp = false;
   tls: { version?: string; cipher?: string } | undefined;
@@ -152,7 +154,27 @@ export class ClientSession {
 
   // --- mail -----------------------------------------------------------------------------------
 
-  async onMail(from: string, args: Record<string, string | true>): Promise<SmtpReply> {
+  onMail(from: string, args: Record<string, string | true>): Promise<SmtpReply> {
+    return this.#countingErrors(() => this.#onMail(from, args));
+  }
+
+  onRcpt(to: string): Promise<SmtpReply> {
+    return this.#countingErrors(() => this.#onRcpt(to));
+  }
+
+  /** Counts refusals; past limits.max_errors the client gets 421 and the connection closes. */
+  async #countingErrors(fn: () => Promise<SmtpReply>): Promise<SmtpReply> {
+    const max = this.rt.config.limits.max_errors;
+    if (this.errors >= max) throw new SmtpError(new SmtpReply(421, '4.7.0', `Too many errors on one connection (${this.errors}), closing`));
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof SmtpError && err.reply.code >= 400 && err.reply.code !== 421) this.errors++;
+      throw err;
+    }
+  }
+
+  async #onMail(from: string, args: Record<string, string | true>): Promise<SmtpReply> {
     const rt = this.rt;
     if (rt.draining) throw new SmtpError(replies.shuttingDown());
     await this.#endTransaction();
@@ -214,7 +236,7 @@ export class ClientSession {
 
   // --- rcpt -----------------------------------------------------------------------------------
 
-  async onRcpt(to: string): Promise<SmtpReply> {
+  async #onRcpt(to: string): Promise<SmtpReply> {
     const tx = this.tx;
     if (!tx) throw new SmtpError(new SmtpReply(503, '5.5.1', 'Error: need MAIL command'));
     const limits = this.rt.config.limits;
