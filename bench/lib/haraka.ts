@@ -48,6 +48,9 @@ export async function startHaraka(ctx: BenchContext, nodes: number, tag = ''): P
   w('log.ini', '[main]\nlevel=warn\ntimestamps=true\nformat=default\n');
   w('smtp_forward.ini', `host=127.0.0.1\nport=${ctx.sink.port}\n`);
   w('plugins', 'rcpt_to.in_host_list\nqueue/smtp_forward\n');
+  // the same message size limit as mailgate's default (Haraka's own default is 25 MiB)
+  const conn = readFileSync(join(dir, 'node_modules', 'Haraka', 'config', 'connection.ini'), 'utf8');
+  w('connection.ini', conn.replace(/^bytes=\d+$/m, 'bytes=52428800'));
   const svc = startService(`haraka${tag}`, process.execPath, [bin, '-c', inst], {
     cwd: dir,
     logDir: ctx.dirs.logs,
@@ -55,6 +58,7 @@ export async function startHaraka(ctx: BenchContext, nodes: number, tag = ''): P
       ...process.env,
       NODE_OPTIONS: `--require ${join(ctx.dirs.bench, 'lib', 'preload.cjs')}`,
       BENCH_DNS_PORT: String(ctx.dns.port),
+      BENCH_MEM_DIR: ctx.dirs.logs,
     },
   });
   await waitSmtp(port, 30_000, svc);

@@ -70,6 +70,7 @@ function gatewayEnv(ctx: BenchContext): NodeJS.ProcessEnv {
       ...ctx.opts.experiments.map((e) => `--import ${join(ctx.dirs.bench, 'experiments', `${e}.mjs`)}`),
     ].join(' '),
     BENCH_DNS_PORT: String(ctx.dns.port),
+    BENCH_MEM_DIR: ctx.dirs.logs,
   };
   // the config file decides, not the caller's environment
   for (const k of Object.keys(env)) if (k.startsWith('MAILGATE_')) delete env[k];

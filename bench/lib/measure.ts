@@ -4,7 +4,9 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { cpus } from 'node:os';
 import { runSource } from './postfix.ts';
-import { busyPct, cpuSeconds, hwmMiB, machineTicks, rssMiB } from './procfs.ts';
+import { busyPct, cpuSeconds, hwmMiB, machineTicks, rssMiB, tree } from './procfs.ts';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { signalTree } from './service.ts';
 import { measureLatency, type LatencyResult } from './latency.ts';
 import { SmtpConn, sendFile } from './smtp-client.ts';
@@ -168,15 +170,34 @@ export async function measureAddedLatency(ctx: BenchContext, t: Target, id: stri
   };
 }
 
-/** RSS after a full GC in every process of the tree (needs preload.cjs), median of 3 samples. */
-async function settledRss(pid: number, samples = 3): Promise<number> {
+/** JS heap in use (MiB) over the tree, as the preload wrote it after its last forced GC. */
+function heapUsedMiB(ctx: BenchContext, pid: number): number | null {
+  let sum = 0;
+  for (const p of tree(pid)) {
+    try {
+      sum += (JSON.parse(readFileSync(join(ctx.dirs.logs, `${p}.json`), 'utf8')) as { heapUsed: number }).heapUsed;
+    } catch {
+      return null;
+    }
+  }
+  return sum / 1048576;
+}
+
+/** RSS and JS heap after a full GC in every process of the tree (preload.cjs), median of samples. */
+async function settled(ctx: BenchContext, pid: number, samples = 3): Promise<{ rss: number; heap: number | null }> {
   const v: number[] = [];
+  const h: number[] = [];
   for (let i = 0; i < samples; i++) {
     signalTree(pid, 'SIGWINCH');
     await sleep(700);
     v.push(rssMiB(pid));
+    const x = heapUsedMiB(ctx, pid);
+    if (x !== null) h.push(x);
   }
-  return median(v) ?? 0;
+  return { rss: median(v) ?? 0, heap: median(h) };
+}
+async function settledRss(ctx: BenchContext, pid: number, samples = 3): Promise<number> {
+  return (await settled(ctx, pid, samples)).rss;
 }
 
 /** Warms the target up with a few messages so baselines include loaded code and pools. */
@@ -190,7 +211,8 @@ export async function warmUp(ctx: BenchContext, t: Target, msgs = 200): Promise<
 export async function measureIdleConns(ctx: BenchContext, t: Target, id: string, label: string, count: number): Promise<MemoryRow> {
   await warmUp(ctx, t);
   await sleep(3000); // V8 and glibc hand freed pages back with a delay
-  const baseline = await settledRss(t.pid);
+  const base = await settled(ctx, t.pid);
+  const baseline = base.rss;
   const conns: SmtpConn[] = [];
   let failed = 0;
   let firstError = '';
@@ -214,15 +236,19 @@ export async function measureIdleConns(ctx: BenchContext, t: Target, id: string,
   }
   const openMs = performance.now() - t0;
   await sleep(1000);
-  const loaded = await settledRss(t.pid);
+  const load = await settled(ctx, t.pid);
+  const loaded = load.rss;
+  const heapPerConnKiB = load.heap !== null && base.heap !== null ? round(((load.heap - base.heap) * 1024) / count, 1) : null;
   const alive = conns.filter((c) => !c.socket.destroyed).length;
   await Promise.all(conns.map((c) => c.quit()));
   await sleep(2000);
-  const after = await settledRss(t.pid, 1);
+  const after = await settledRss(ctx, t.pid, 1);
   const notes: string[] = [];
   if (failed) notes.push(`${failed} connections failed (${firstError})`);
   if (alive !== count) notes.push(`${alive} of ${count} still open when sampled`);
-  ctx.log(`  ${id}: baseline ${round(baseline)} MiB, with ${alive} idle connections ${round(loaded)} MiB (${round(((loaded - baseline) * 1024) / count)} KiB each)`);
+  ctx.log(
+    `  ${id}: baseline ${round(baseline)} MiB, with ${alive} idle connections ${round(loaded)} MiB (${round(((loaded - baseline) * 1024) / count)} KiB each; JS heap ${round(base.heap)} → ${round(load.heap)} MiB, ${heapPerConnKiB} KiB each)`,
+  );
   return {
     kind: 'memory',
     id,
@@ -233,53 +259,76 @@ export async function measureIdleConns(ctx: BenchContext, t: Target, id: string,
     loadedMiB: round(loaded) ?? 0,
     growthMiB: round(loaded - baseline) ?? 0,
     per: round(((loaded - baseline) * 1024) / count, 1),
-    detail: { connections: count, open: alive, failed, openMs: round(openMs, 0), afterCloseMiB: round(after) },
+    detail: {
+      connections: count,
+      open: alive,
+      failed,
+      openMs: round(openMs, 0),
+      afterCloseMiB: round(after),
+      heapBaselineMiB: round(base.heap),
+      heapLoadedMiB: round(load.heap),
+      heapPerConnKiB,
+    },
     ok: notes.length === 0,
     notes,
   };
 }
 
-/** RSS growth while the target relays one large message (sampled every 20 ms) and VmHWM growth. */
-export async function measureBigMessage(ctx: BenchContext, t: Target, id: string, label: string, file: string, bytes: number): Promise<MemoryRow> {
+/**
+ * RSS growth while the target relays one large message: `repeat` sends on one fresh process, each
+ * from a GC-settled baseline, RSS sampled every 20 ms; the median growth is the row's figure.
+ * VmHWM growth over the first send is reported too.
+ */
+export async function measureBigMessage(ctx: BenchContext, t: Target, id: string, label: string, file: string, bytes: number, repeat = 3): Promise<MemoryRow> {
   await warmUp(ctx, t, 100);
   await sleep(2000);
-  const baseline = await settledRss(t.pid);
-  const hwm0 = hwmMiB(t.pid);
-  const d0 = ctx.sink.delivered();
-  let peak = rssMiB(t.pid);
-  const timer = setInterval(() => (peak = Math.max(peak, rssMiB(t.pid))), 20);
-  let res: Awaited<ReturnType<typeof sendFile>> | null = null;
-  let err = '';
-  try {
-    res = await sendFile(t.port, file);
-  } catch (e) {
-    err = e instanceof Error ? e.message : String(e);
-  } finally {
-    clearInterval(timer);
-  }
-  peak = Math.max(peak, rssMiB(t.pid));
-  const hwm1 = hwmMiB(t.pid);
-  const delivered = (await waitDelivered(ctx, d0 + 1, 10_000)) - d0;
   const notes: string[] = [];
-  if (err) notes.push(`send failed: ${err}`);
-  if (res && res.reply.code !== 250) notes.push(`reply ${res.reply.text}`);
-  if (delivered !== 1) notes.push(`sink received ${delivered} messages`);
-  ctx.log(`  ${id}: baseline ${round(baseline)} MiB, peak ${round(peak)} MiB (+${round(peak - baseline)}), VmHWM +${round(hwm1 - hwm0)} MiB, ${round(res?.seconds ?? null, 2)} s, reply ${res?.reply.code ?? err}`);
+  const sends: { baseline: number; peak: number; seconds: number | null; afterEndMs: number | null; reply: string }[] = [];
+  const hwm0 = hwmMiB(t.pid);
+  let hwm1 = hwm0;
+  for (let i = 0; i < repeat; i++) {
+    const baseline = await settledRss(ctx, t.pid);
+    const d0 = ctx.sink.delivered();
+    let peak = rssMiB(t.pid);
+    const timer = setInterval(() => (peak = Math.max(peak, rssMiB(t.pid))), 20);
+    let res: Awaited<ReturnType<typeof sendFile>> | null = null;
+    let err = '';
+    try {
+      res = await sendFile(t.port, file);
+    } catch (e) {
+      err = e instanceof Error ? e.message : String(e);
+    } finally {
+      clearInterval(timer);
+    }
+    peak = Math.max(peak, rssMiB(t.pid));
+    if (i === 0) hwm1 = hwmMiB(t.pid);
+    const delivered = (await waitDelivered(ctx, d0 + 1, 10_000)) - d0;
+    if (err) notes.push(`send ${i + 1} failed: ${err}`);
+    if (res && res.reply.code !== 250) notes.push(`send ${i + 1}: reply ${res.reply.text}`);
+    if (delivered !== 1) notes.push(`send ${i + 1}: sink received ${delivered} messages`);
+    sends.push({ baseline, peak, seconds: round(res?.seconds ?? null, 2), afterEndMs: round(res?.afterEndMs ?? null, 1), reply: res?.reply.text.slice(0, 120) ?? err });
+    ctx.log(`  ${id} send ${i + 1}: baseline ${round(baseline)} MiB, peak ${round(peak)} MiB (+${round(peak - baseline)}), ${round(res?.seconds ?? null, 2)} s, reply ${res?.reply.code ?? err}`);
+  }
+  const growths = sends.map((x) => x.peak - x.baseline);
+  const mid = sends[growths.indexOf(median(growths) ?? growths[0] ?? 0)] ?? sends[0];
   return {
     kind: 'memory',
     id,
     target: t.name,
     label,
     test: 'big-message',
-    baselineMiB: round(baseline) ?? 0,
-    loadedMiB: round(peak) ?? 0,
-    growthMiB: round(peak - baseline) ?? 0,
+    baselineMiB: round(mid?.baseline) ?? 0,
+    loadedMiB: round(mid?.peak) ?? 0,
+    growthMiB: round(median(growths)) ?? 0,
     per: round(bytes / 1e6, 1),
     detail: {
       bytes,
-      seconds: round(res?.seconds ?? null, 2),
-      afterEndMs: round(res?.afterEndMs ?? null, 1),
-      reply: res?.reply.text.slice(0, 120) ?? err,
+      sends: repeat,
+      growthsMiB: growths.map((g) => round(g)).join('/'),
+      seconds: median(sends.map((x) => x.seconds ?? NaN)),
+      secondsEach: sends.map((x) => x.seconds).join('/'),
+      afterEndMs: median(sends.map((x) => x.afterEndMs ?? NaN)),
+      reply: sends[0]?.reply ?? '',
       hwmGrowthMiB: round(hwm1 - hwm0),
     },
     ok: notes.length === 0,

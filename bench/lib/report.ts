@@ -118,16 +118,18 @@ export function render(rows: readonly Row[], rs: readonly Ratio[], ts: readonly 
   const m = rows.filter((r): r is MemoryRow => r.kind === 'memory');
   if (m.length) {
     parts.push(
-      'Memory (VmRSS of the whole process tree after a forced GC; big message: peak sampled every 20 ms)\n' +
+      'Memory (VmRSS of the whole process tree after a forced GC; large message: peak sampled every 20 ms, median of sends)\n' +
         table(
           ['row', 'test', 'baseline MiB', 'loaded MiB', 'growth MiB', 'per', 'ok'],
           m.map((r) => [
             r.id,
-            r.test === 'idle-conns' ? `${r.detail.connections} idle conns` : `${r.per} MB message, ${r.detail.seconds} s`,
+            r.test === 'idle-conns' ? `${r.detail.connections} idle conns` : `${r.per} MB message, ${r.detail.secondsEach} s`,
             r.baselineMiB,
             r.loadedMiB,
             r.growthMiB,
-            r.test === 'idle-conns' ? `${r.per} KiB/conn` : `HWM +${r.detail.hwmGrowthMiB} MiB`,
+            r.test === 'idle-conns'
+              ? `${r.per} KiB/conn RSS, ${r.detail.heapPerConnKiB ?? '–'} KiB/conn heap`
+              : `growths ${r.detail.growthsMiB} MiB; first send HWM +${r.detail.hwmGrowthMiB} MiB`,
             r.ok ? 'ok' : 'PROBLEMS',
           ]),
           [false, false, true, true, true, false, false],

@@ -29,9 +29,17 @@ const contenders: Contender[] = [
   },
 ];
 
-async function each(ctx: BenchContext, test: string, fn: (g: Gateway, c: Contender) => Promise<Row>): Promise<Row[]> {
+/** smtp-sink itself: for the large message, the time a direct delivery takes. */
+const sinkDirect: Contender = {
+  name: 'limit',
+  label: 'smtp-sink directly (time reference)',
+  start: async (ctx) => ({ name: 'limit', port: ctx.sink.port, pid: ctx.sink.svc.pid, workers: null, stop: async () => undefined, logTail: () => '' }),
+  missing: () => null,
+};
+
+async function each(ctx: BenchContext, test: string, fn: (g: Gateway, c: Contender) => Promise<Row>, extra: Contender[] = []): Promise<Row[]> {
   const rows: Row[] = [];
-  for (const c of contenders) {
+  for (const c of [...extra, ...contenders]) {
     const id = `${c.name}-${test}`;
     const missing = c.missing(ctx);
     if (missing) {
@@ -60,6 +68,6 @@ export const bigRows: RowProducer = {
   describe: 'RSS growth while relaying one 50 MB message: mailgate vs Haraka',
   async run(ctx) {
     const file = await bigMessage(join(ctx.dirs.work, 'corpus'), ctx.opts.bigBytes);
-    return each(ctx, 'big', (g, c) => measureBigMessage(ctx, g, `${c.name}-big`, c.label, file, ctx.opts.bigBytes));
+    return each(ctx, 'big', (g, c) => measureBigMessage(ctx, g, `${c.name}-big`, c.label, file, ctx.opts.bigBytes), [sinkDirect]);
   },
 };
