@@ -32,7 +32,7 @@ export function greylistFacts(): FactSpec[] {
     },
     { name: 'greylist.action', stage, type: 'string', values: ['', 'tempfail'], description: 'tempfail when the message must be deferred (new/early, or unavailable with fail_closed)' },
     { name: 'greylist.retry_after_s', stage, type: 'number', description: 'Seconds until a retry can pass (0 if not deferred)' },
-    { name: 'greylist.retry_after', stage, type: 'string', description: 'The same as text, e.g. "5 minutes" ("" if not deferred)' },
+    { name: 'greylist.retry_after', stage, type: 'string', description: 'The retry hint in words, e.g. "5 minutes" ("" if not deferred)' },
     { name: 'greylist.text', stage, type: 'string', description: 'Reply text for a deferral ("" if not deferred)' },
   ];
 }

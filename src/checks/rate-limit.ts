@@ -39,7 +39,7 @@ export function rateLimitFacts(): FactSpec[] {
       description: `Strongest action asked for by the exceeded limits at ${stage}: tempfail, reject (escalated or configured), score (facts only), "" if none`,
     },
     { name: rlFact(stage, 'retry_after_s'), stage, type: 'number', description: `Seconds until a retry can pass the limits exceeded at ${stage} (0 if none)` },
-    { name: rlFact(stage, 'retry_after'), stage, type: 'string', description: `The same as text, e.g. "5 minutes" ("" if none)` },
+    { name: rlFact(stage, 'retry_after'), stage, type: 'string', description: `The retry hint in words, e.g. "5 minutes" ("" if none)` },
     { name: rlFact(stage, 'text'), stage, type: 'string', description: `Reply text for the exceeded limits at ${stage}, with the retry hint ("" if none)` },
     { name: rlFact(stage, 'strikes'), stage, type: 'number', description: `Denied attempts in a row on the most struck exceeded limit at ${stage} (escalation)` },
     {
