@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import nodemailer from 'nodemailer';
 import { RawSmtp, sendMessage } from './helpers/smtp-client.ts';
-import { startGateway, testConfig, requireBackend, closedPort, type TestGateway } from './helpers/gateway.ts';
+import { startGateway, testConfig, requireBackend, closedPort, loopbackDns, type TestGateway } from './helpers/gateway.ts';
 import { token, waitDelivered, settle } from './helpers/maildir.ts';
 
 function msg(tok: string, extraHeaders = '', body = 'Hello from the tests.\r\n'): string {
@@ -409,7 +409,7 @@ describe('lifecycle', () => {
     mkdirSync(join(dir, 'rules'));
     writeFileSync(
       cfg,
-      `hostname: mx.example.test\nlisten: [{ host: 127.0.0.1, port: ${port} }]\ndomains: [example.test]\nbackend: { host: 127.0.0.1, port: 10025 }\nadmin: false\nlog: { level: info }\nrules: ${dir}/rules\nsmtp: { shutdown_grace_s: 10 }\n`,
+      `hostname: mx.example.test\nlisten: [{ host: 127.0.0.1, port: ${port} }]\ndomains: [example.test]\nbackend: { host: 127.0.0.1, port: 10025 }\nadmin: false\nlog: { level: info }\nrules: ${dir}/rules\ndns: { servers: ["${await loopbackDns()}"] }\nsmtp: { shutdown_grace_s: 10 }\n`,
     );
     const child = spawn(process.execPath, ['src/cli/main.ts', 'serve', '--config', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
@@ -447,8 +447,9 @@ describe('lifecycle', () => {
     mkdirSync(join(dir, 'rules'));
     const port = await closedPort();
     const cfg = join(dir, 'mailgate.yaml');
+    const dns = await loopbackDns();
     const write = (domains: string, extra = '') =>
-      writeFileSync(cfg, `hostname: mx.example.test\nlisten: [{ host: 127.0.0.1, port: ${port} }]\ndomains: [${domains}]\nbackend: { maildir: ${dir}/maildir }\nadmin: false\nrules: ${dir}/rules\n${extra}`);
+      writeFileSync(cfg, `hostname: mx.example.test\nlisten: [{ host: 127.0.0.1, port: ${port} }]\ndomains: [${domains}]\nbackend: { maildir: ${dir}/maildir }\nadmin: false\nrules: ${dir}/rules\ndns: { servers: ["${dns}"] }\n${extra}`);
     write('example.test');
     const child = spawn(process.execPath, ['src/cli/main.ts', 'serve', '--config', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';

@@ -7,7 +7,7 @@ import { mkdtempSync, mkdirSync, writeFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sendMessage } from './helpers/smtp-client.ts';
-import { closedPort } from './helpers/gateway.ts';
+import { closedPort, loopbackDns } from './helpers/gateway.ts';
 
 test('workers: 2 — both workers take connections, metrics aggregated, SIGTERM exits 0', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'mg-workers-'));
@@ -17,7 +17,7 @@ test('workers: 2 — both workers take connections, metrics aggregated, SIGTERM 
   const cfg = join(dir, 'mailgate.yaml');
   writeFileSync(
     cfg,
-    `hostname: mx.example.test\nlisten: [{ host: 127.0.0.1, port: ${port} }]\ndomains: [example.test]\nbackend: { maildir: ${dir}/md }\nadmin: { host: 127.0.0.1, port: ${adminPort} }\nrules: ${dir}/rules\nworkers: 2\n`,
+    `hostname: mx.example.test\nlisten: [{ host: 127.0.0.1, port: ${port} }]\ndomains: [example.test]\nbackend: { maildir: ${dir}/md }\nadmin: { host: 127.0.0.1, port: ${adminPort} }\nrules: ${dir}/rules\nworkers: 2\ndns: { servers: ["${await loopbackDns()}"] }\n`,
   );
   const child = spawn(process.execPath, ['src/cli/main.ts', 'serve', '--config', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';

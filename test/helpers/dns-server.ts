@@ -60,6 +60,8 @@ export interface TestDnsServer {
   truncateUdp: boolean;
   delayMs: number;
   close(): Promise<void>;
+  /** Lets the process exit while the server is still open (for a server shared by a whole test file). */
+  unref(): void;
 }
 
 const norm = (n: string): string => n.toLowerCase().replace(/\.$/, '');
@@ -263,6 +265,10 @@ export async function startDnsServer(opts: DnsServerOptions = {}): Promise<TestD
     mode: opts.mode ?? 'answer',
     truncateUdp: opts.truncateUdp ?? false,
     delayMs: opts.delayMs ?? 0,
+    unref: () => {
+      udp.unref();
+      tcp.unref();
+    },
     close: async () => {
       closed = true;
       for (const s of tcpSockets) s.destroy();

@@ -4,6 +4,22 @@ import net from 'node:net';
 import pino from 'pino';
 import { configSchema, type Config } from '../../src/config/schema.ts';
 import { createGateway, type Gateway, type GatewayOptions } from '../../src/gateway.ts';
+import { startDnsServer, type TestDnsServer } from './dns-server.ts';
+
+let sharedDns: Promise<TestDnsServer> | undefined;
+
+/**
+ * "127.0.0.1:port" of a DNS server on loopback that answers NXDOMAIN for every name. Tests must
+ * never fall back to the system resolvers (/etc/resolv.conf points off this machine): every
+ * gateway a test starts, in-process or as a child, gets this or a test's own DNS server.
+ */
+export async function loopbackDns(): Promise<string> {
+  sharedDns ??= startDnsServer({ zone: {} }).then((s) => {
+    s.unref();
+    return s;
+  });
+  return (await sharedDns).address;
+}
 
 export const BACKEND_PORT = Number(process.env.MAILGATE_TEST_BACKEND_PORT ?? 10025);
 
@@ -27,6 +43,7 @@ export interface TestGateway extends Gateway {
 }
 
 export async function startGateway(config: Config = testConfig(), opts: Partial<GatewayOptions> = {}): Promise<TestGateway> {
+  if (!config.dns.servers) config.dns.servers = [await loopbackDns()];
   const logger = pino({ level: config.log.level });
   const gw = await createGateway({ config, logger, ...opts });
   return Object.assign(gw, { port: gw.ports[0] as number });
