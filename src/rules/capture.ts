@@ -1,7 +1,8 @@
 // A bounded capture of recent verdict inputs (facts, not bodies) as JSON lines, for `mailgate
 // rules diff` to replay against proposed rules. Two files rotate (FILE and FILE.1), so at most
 // `maxEntries` entries are kept and nothing is ever rewritten in place.
-import { createWriteStream, mkdirSync, readFileSync, renameSync, type WriteStream } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { appendFile, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { FactSet, FactValue } from '../pipeline/facts.ts';
 import type { Stage } from '../pipeline/stages.ts';
@@ -27,7 +28,7 @@ export interface CaptureOptions {
   exclude?: readonly string[];
   /** Longest string value kept (longer ones are cut), default 2048. */
   maxValueChars?: number;
-  /** Entries are dropped rather than buffered beyond this many bytes awaiting the disk. */
+  /** Entries are dropped rather than queued beyond this many bytes awaiting the disk. */
   maxPendingBytes?: number;
 }
 
@@ -50,18 +51,20 @@ function cut(v: FactValue, max: number): FactValue {
 
 export class Capture {
   readonly file: string;
-  readonly #max: number;
+  readonly #half: number;
   readonly #exclude: RegExp[];
   readonly #maxValue: number;
   readonly #maxPending: number;
-  #stream: WriteStream | undefined;
   #lines = 0;
-  /** Entries not written because the disk could not keep up. */
+  #queue: string[] = [];
+  #pendingBytes = 0;
+  #flushing: Promise<void> | undefined;
+  /** Entries not written because the disk could not keep up (or failed). */
   dropped = 0;
 
   constructor(opts: CaptureOptions) {
     this.file = opts.file;
-    this.#max = Math.max(2, opts.maxEntries ?? 10_000);
+    this.#half = Math.max(1, Math.ceil((opts.maxEntries ?? 10_000) / 2));
     this.#exclude = (opts.exclude ?? DEFAULT_CAPTURE_EXCLUDE).map(globToRegExp);
     this.#maxValue = opts.maxValueChars ?? 2048;
     this.#maxPending = opts.maxPendingBytes ?? 1_048_576;
@@ -73,7 +76,7 @@ export class Capture {
     }
   }
 
-  /** Records one verdict. Never throws and never blocks on the disk. */
+  /** Records one verdict. Never throws and never waits for the disk. */
   record(facts: FactSet, verdict: Verdict, action: string = verdict.action, id?: string): void {
     const out: Record<string, FactValue> = {};
     for (const [k, v] of facts.entries()) {
@@ -90,46 +93,43 @@ export class Capture {
     if (id !== undefined) entry.id = id;
     if (verdict.decided) entry.verdict.decided = verdict.decided.rule;
     if (verdict.stage) entry.verdict.stage = verdict.stage;
-    this.#write(`${JSON.stringify(entry)}\n`);
-  }
-
-  #write(line: string): void {
-    if (this.#lines >= Math.ceil(this.#max / 2)) this.#rotate();
-    this.#stream ??= this.#open();
-    if (this.#stream.writableLength > this.#maxPending) {
+    const line = `${JSON.stringify(entry)}\n`;
+    if (this.#pendingBytes + line.length > this.#maxPending) {
       this.dropped++;
       return;
     }
-    this.#stream.write(line);
-    this.#lines++;
+    this.#queue.push(line);
+    this.#pendingBytes += line.length;
+    this.#flushing ??= this.#flush();
   }
 
-  #open(): WriteStream {
-    const s = createWriteStream(this.file, { flags: 'a' });
-    // A full or read-only disk must not take the gateway down; entries are best-effort.
-    s.on('error', () => {
-      this.dropped++;
-    });
-    return s;
-  }
-
-  #rotate(): void {
-    // Renaming an open file is safe on POSIX: pending writes land in the renamed file.
-    this.#stream?.end();
-    this.#stream = undefined;
+  /** One writer: batches are appended in order, and FILE becomes FILE.1 every maxEntries/2 lines. */
+  async #flush(): Promise<void> {
     try {
-      renameSync(this.file, `${this.file}.1`);
-    } catch {
-      // nothing to rotate yet
+      while (this.#queue.length > 0) {
+        if (this.#lines >= this.#half) {
+          await rename(this.file, `${this.file}.1`).catch(() => undefined);
+          this.#lines = 0;
+        }
+        const batch = this.#queue.splice(0, this.#half - this.#lines);
+        const text = batch.join('');
+        this.#pendingBytes -= text.length;
+        try {
+          await appendFile(this.file, text);
+          this.#lines += batch.length;
+        } catch {
+          // A full or read-only disk must not take the gateway down; entries are best-effort.
+          this.dropped += batch.length;
+        }
+      }
+    } finally {
+      this.#flushing = undefined;
     }
-    this.#lines = 0;
   }
 
-  /** Flushes and closes the file. */
+  /** Waits until everything recorded so far is on disk. */
   async close(): Promise<void> {
-    const s = this.#stream;
-    this.#stream = undefined;
-    if (s) await new Promise<void>((res) => s.end(res));
+    while (this.#flushing) await this.#flushing;
   }
 }
 
