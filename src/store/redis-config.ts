@@ -81,7 +81,7 @@ export function effectivePrefix(conn: RedisConnectionConfig | undefined, prefix:
   if (conn === undefined || !isCluster(conn) || /\{[^}]+\}/.test(prefix)) return prefix;
   const m = /^(.*?)([:._-]*)$/.exec(prefix);
   const body = m?.[1] || 'mailgate';
-  return `{${body}}${m?.[2] ?? ':'}`;
+  return `{${body}}${m?.[2] || ':'}`;
 }
 
 /** "host:port" → { host, port }, with IPv6 brackets removed. */
