@@ -5,6 +5,8 @@ import type { Check } from '../pipeline/check.ts';
 import type { Deps } from '../pipeline/deps.ts';
 import { createAuthChecks } from './auth.ts';
 import { createLimitChecks, createStoreFromConfig } from './limit-sections.ts';
+import { createConnectionChecks } from './connection.ts';
+import { createBodyTextCheck } from '../rules/body-text.ts';
 
 export async function buildChecks(config: Config, deps: Deps): Promise<Check[]> {
   const checks: Check[] = [];
@@ -15,6 +17,10 @@ export async function buildChecks(config: Config, deps: Deps): Promise<Check[]> 
   // the `redis`/`redis_options` keys; the ratelimit check carries its /readyz probe and closes it.
   const store = deps.store ?? createStoreFromConfig(config, deps);
   checks.push(...createLimitChecks({ store, now: deps.now, logger: deps.logger, ownsStore: deps.store === undefined }));
+  // FCrDNS at connect, HELO sanity at HELO, DNSBL/DNSWL at connect (the `dnsbl:` section of the
+  // rules files, off by default); body text for body rules, only when a rule reads it.
+  checks.push(...createConnectionChecks({ dns: deps.dns, ourNames: () => [config.hostname, ...config.domains] }));
+  checks.push(createBodyTextCheck());
   return checks;
 }
 
