@@ -14,7 +14,7 @@ import { harakaVersion, HARAKA_VERSION } from './lib/haraka.ts';
 import { mailgateRoot } from './lib/mailgate.ts';
 import { ratios, render, targets } from './lib/report.ts';
 import type { BenchContext, BenchOptions, Row, RowProducer } from './lib/types.ts';
-import { runInterleaved, throughputProducers } from './rows/throughput.ts';
+import { compareRevProducer, runInterleaved, throughputProducers } from './rows/throughput.ts';
 import { idleRows, bigRows } from './rows/memory.ts';
 
 const HELP = `usage: npm run bench -- [options]     (or: node bench/run.ts [options])
@@ -25,6 +25,8 @@ const HELP = `usage: npm run bench -- [options]     (or: node bench/run.ts [opti
   --seconds S    target length of one throughput run (default 5)
   --sessions L   comma-separated session counts (default 20,1)
   --rev REV      run mailgate from git revision REV (exported to bench/work/), not the working tree
+  --compare-rev REV
+                 also run mailgate at REV as target "mailgate-rev" in the same interleaved runs
   --profile      write V8 CPU profiles of mailgate (bench/work/prof/); summarise with
                  node bench/profile-summary.ts DIR
   --experiment E load bench/experiments/E.mjs into mailgate (a what-if patch, e.g.
@@ -80,6 +82,8 @@ function parseArgs(argv: string[]): { opts: BenchOptions; out: string | undefine
   const experiments: string[] = [];
   for (let e = take('--experiment'); e !== undefined; e = take('--experiment')) experiments.push(e);
   for (const e of experiments) if (!existsSync(join(here, 'experiments', `${e}.mjs`))) throw new Error(`--experiment: no bench/experiments/${e}.mjs`);
+  const compareRev = take('--compare-rev');
+  if (compareRev) producers.splice(producers.findIndex((p) => p.id === 'mailgate') + 1, 0, compareRevProducer(compareRev));
   const out = take('--out');
   const rev = take('--rev');
   if (a.length) throw new Error(`unknown argument ${a[0]} (try --help)`);
@@ -147,7 +151,7 @@ async function main(): Promise<void> {
   const text = render(rows, rs, ts);
   process.stdout.write(`\n${text}\n`);
 
-  const full = !opts.only.length && !opts.quick && !opts.experiments.length;
+  const full = !opts.only.length && !opts.quick && !opts.experiments.length && !rev;
   const file = out ?? (full ? join(dirs.results, 'latest.json') : join(work, 'results', `${stamp}.json`));
   mkdirSync(dirname(file), { recursive: true });
   const sha = sh('git', ['-C', root, 'rev-parse', '--short', rev ?? 'HEAD']);

@@ -5,7 +5,7 @@
 import { join } from 'node:path';
 import { measureAddedLatency, sizeRuns, oneRun, summarise, runSize } from '../lib/measure.ts';
 import { startHaraka } from '../lib/haraka.ts';
-import { mailgateAvailable, startMailgate, workerCount } from '../lib/mailgate.ts';
+import { mailgateAvailable, mailgateRoot, startMailgate, workerCount } from '../lib/mailgate.ts';
 import type { BenchContext, Gateway, Row, RowProducer, RunSample, TargetSpec, ThroughputRow } from '../lib/types.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -28,17 +28,24 @@ const limitTarget: TargetSpec = {
   }),
 };
 
-function mailgateTarget(id: string, workers: number, latency: boolean): TargetSpec {
+function mailgateTarget(id: string, workers: number, latency: boolean, rev?: string): TargetSpec {
+  const root = (ctx: BenchContext): string => (rev ? mailgateRoot(ctx, rev) : ctx.mailgateRoot);
   return {
     id,
-    target: 'mailgate',
-    label: workers > 1 ? `mailgate relay only, workers: ${workers}` : 'mailgate relay only',
+    target: rev ? `mailgate@${rev}` : 'mailgate',
+    label: `mailgate${rev ? `@${rev}` : ''}, default config${workers > 1 ? `, workers: ${workers}` : ''}`,
     latency,
-    missing: (ctx) => mailgateAvailable(ctx.mailgateRoot),
+    missing: (ctx) => mailgateAvailable(root(ctx)),
     start: (ctx, tag, profile) =>
-      startMailgate(ctx, ctx.mailgateRoot, { workers, tag, ...(profile ? { cpuProfDir: join(ctx.dirs.work, 'prof', tag) } : {}) }),
+      startMailgate(ctx, root(ctx), { workers, tag, ...(profile ? { cpuProfDir: join(ctx.dirs.work, 'prof', tag) } : {}) }),
     ...(workers > 1 ? { workers } : {}),
   };
+}
+
+/** `--compare-rev REV`: mailgate at another revision as one more target of the same run. */
+export function compareRevProducer(rev: string): RowProducer {
+  const t = mailgateTarget('mailgate-rev', 1, false, rev);
+  return { id: 'mailgate-rev', describe: `smtp-source → mailgate at ${rev} → smtp-sink (same run, for comparison)`, interleave: t, run: (ctx) => runInterleaved(ctx, [t]) };
 }
 
 function harakaTarget(id: string, nodes: number, latency: boolean): TargetSpec {
