@@ -4,6 +4,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { tmpdir } from 'node:os';
 import { parse, stringify } from 'yaml';
 import { startService, freePort, waitSmtp } from './service.ts';
 import { tree } from './procfs.ts';
@@ -19,11 +20,12 @@ export interface MailgateOptions {
   cpuProfDir?: string;
 }
 
-/** The source tree mailgate runs from: the working tree, or an exported revision (--rev). */
+/** The source tree mailgate runs from: the working tree, or an exported revision (--rev, --compare-rev). */
 export function mailgateRoot(ctx: BenchContext, rev: string | undefined): string {
   if (!rev) return ctx.dirs.root;
   const sha = execFileSync('git', ['rev-parse', rev], { cwd: ctx.dirs.root, encoding: 'utf8' }).trim();
-  const dir = join(ctx.dirs.work, `rev-${sha.slice(0, 12)}`);
+  // outside the repository: tsconfig's bench/**/*.ts must not pick up an old src/
+  const dir = join(tmpdir(), 'mailgate-bench', `rev-${sha.slice(0, 12)}`);
   if (!existsSync(join(dir, 'src', 'cli', 'main.ts'))) {
     mkdirSync(dir, { recursive: true });
     // git archive | tar: a read-only export, the repository and its working tree are untouched
@@ -50,7 +52,6 @@ export function benchConfig(ctx: BenchContext, root: string, port: number, o: Ma
     hostname: 'mailgate.bench.test',
     listen: [{ host: '127.0.0.1', port }],
     domains: ['example.test'],
-    backend: { host: '127.0.0.1', port: ctx.sink.port },
     rules: join(root, 'rules'),
     quarantine: { dir: join(ctx.dirs.work, 'quarantine') },
     admin: false,
@@ -58,6 +59,7 @@ export function benchConfig(ctx: BenchContext, root: string, port: number, o: Ma
     limits,
     workers: o.workers,
     ...o.overrides,
+    backend: { host: '127.0.0.1', port: ctx.sink.port, ...((o.overrides?.backend as Record<string, unknown> | undefined) ?? {}) },
   };
 }
 
