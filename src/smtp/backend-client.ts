@@ -134,6 +134,11 @@ export class BackendSession {
     return this.capabilities.has(cap);
   }
 
+  /** XCLIENT is only worth sending when the backend takes the client address (ADDR). */
+  get canXclientAddr(): boolean {
+    return (this.capabilities.get('XCLIENT') ?? '').toUpperCase().split(/\s+/).includes('ADDR');
+  }
+
   /**
    * Hands the real client's identity to the backend (Postfix XCLIENT): the backend then logs and
    * applies its own restrictions to the real client. The backend answers with a new greeting, so
@@ -151,7 +156,8 @@ export class BackendSession {
     add('PROTO', attrs.proto);
     add('HELO', attrs.helo);
     const r = await this.command(`XCLIENT ${parts.join(' ')}`);
-    if (r.code === 220) {
+    // Postfix answers with a new 220 greeting; other implementations (smtp-sink) with 250.
+    if (r.code >= 200 && r.code < 300) {
       this.xclientSent = true;
       await this.ehlo(ehloName);
     }

@@ -143,7 +143,7 @@ class SmtpLink implements BackendLink {
     if (this.session?.alive) return this.session;
     const s = await this.backend.acquire();
     this.session = s;
-    if (this.backend.cfg.xclient === 'auto' && s.has('XCLIENT')) {
+    if (this.backend.cfg.xclient === 'auto' && s.canXclientAddr) {
       const attrs: XclientAttrs = {
         addr: this.client.ip,
         port: this.client.port,
@@ -152,7 +152,7 @@ class SmtpLink implements BackendLink {
       };
       if (this.client.rdns) attrs.name = this.client.rdns;
       const r = await s.xclient(attrs, this.client.helo || this.backend.heloName);
-      if (r.code !== 220) {
+      if (r.code >= 300) {
         // The backend refused to take the client's identity: relaying would make our address the
         // client's in its logs and restrictions, which the operator asked us not to do.
         throw new BackendError('protocol', `backend refused XCLIENT: ${r.code} ${r.lines.join(' ')}`);

@@ -5,6 +5,14 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
+
+// Connection ids: a random per-process prefix and a counter — unique across restarts and
+// workers without a crypto call per connection.
+const ID_PREFIX = randomBytes(4).toString('hex');
+let idCounter = 0;
+function nextConnectionId(): string {
+  return `${ID_PREFIX}${(++idCounter).toString(36).padStart(6, '0')}`;
+}
 import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 import type { Readable } from 'node:stream';
@@ -23,6 +31,8 @@ interface Conn {
   send(code: number, data: string | string[], context?: string | false): void;
   close(): void;
   init(): void;
+  _setListeners(cb: () => void): void;
+  connectionReady(): void;
   on(ev: string, fn: (...a: unknown[]) => void): void;
   handler_EHLO(command: Buffer, cb: () => void): void;
   handler_HELO(command: Buffer, cb: () => void): void;
@@ -227,7 +237,7 @@ export class Listener {
     metrics.connectionsTotal.inc();
     metrics.connectionsActive.inc();
     socket.once('close', () => metrics.connectionsActive.dec());
-    const id = randomBytes(8).toString('hex');
+    const id = nextConnectionId();
     const info: ConstructorParameters<typeof ClientSession>[1] = {
       id,
       ip,
@@ -250,7 +260,10 @@ export class Listener {
     conn.on('error', (err) => session.log.debug({ err: (err as Error).message }, 'connection error'));
     conn.on('connect', (d) => server._onClientConnect(d));
     socket.resume();
-    conn.init();
+    // Not conn.init(): smtp-server waits a fixed 100 ms before every greeting (its own early
+    // talker check), which caps one session at ~10 messages/s. Our listener already applied the
+    // configured banner_delay_ms and recorded pregreet, so greet at once.
+    conn._setListeners(() => conn.connectionReady());
     session.log.debug({ port, proxied: info.proxied }, 'connect');
   }
 }
@@ -259,7 +272,8 @@ export class Listener {
  * smtp-server gaps worked around per connection:
  *  - replies we build carry their own enhanced status code ("5.7.1 text"): send them as is,
  *    without smtp-server adding a generic one; multi-line texts become multi-line replies;
- *  - smtp-server has no HELO/EHLO hook: wrap the handlers so the helo stage can refuse.
+ *  - smtp-server has no HELO/EHLO hook: wrap the handlers so the helo stage can refuse;
+ *  - smtp-server pauses 100 ms before every greeting: skipped (see #accept).
  */
 function patchConnection(conn: Conn, session: ClientSession): void {
   const send = conn.send.bind(conn);

@@ -464,6 +464,11 @@ export class ClientSession {
   }
 }
 
+// Queue ids: time-ordered and unique per process without a crypto call per message (like
+// Postfix's long queue ids): base-36 milliseconds + a per-process random part + a counter.
+const QID_PROCESS = randomBytes(3).toString('hex').toUpperCase();
+let qidCounter = 0;
 function newQueueId(): string {
-  return randomBytes(8).toString('base64url').replace(/[-_]/g, 'X').slice(0, 11);
+  qidCounter = (qidCounter + 1) % 1_679_616;
+  return `${Date.now().toString(36).toUpperCase()}${QID_PROCESS}${qidCounter.toString(36).toUpperCase().padStart(4, '0')}`;
 }
