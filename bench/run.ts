@@ -29,8 +29,9 @@ const HELP = `usage: npm run bench -- [options]     (or: node bench/run.ts [opti
                  also run mailgate at REV as target "mailgate-rev" in the same interleaved runs
   --profile      write V8 CPU profiles of mailgate (bench/work/prof/); summarise with
                  node bench/profile-summary.ts DIR
-  --experiment E load bench/experiments/E.mjs into mailgate (a what-if patch, e.g.
-                 no-greeting-delay); repeatable; results never go to bench/results/latest.json
+  --experiment E what-if for mailgate: bench/experiments/E.mjs is loaded with --import (a
+                 patch, e.g. no-greeting-delay), E.yaml is merged into its config (e.g.
+                 log-warn); repeatable; results never go to bench/results/latest.json
   --out FILE     JSON results file (default: bench/results/latest.json for a full run,
                  bench/work/results/<time>.json with --only/--quick)
   --list         list producers and exit
@@ -81,7 +82,9 @@ function parseArgs(argv: string[]): { opts: BenchOptions; out: string | undefine
   const sessions = (take('--sessions') ?? '20,1').split(',').map(Number);
   const experiments: string[] = [];
   for (let e = take('--experiment'); e !== undefined; e = take('--experiment')) experiments.push(e);
-  for (const e of experiments) if (!existsSync(join(here, 'experiments', `${e}.mjs`))) throw new Error(`--experiment: no bench/experiments/${e}.mjs`);
+  for (const e of experiments) {
+    if (!['mjs', 'yaml'].some((x) => existsSync(join(here, 'experiments', `${e}.${x}`)))) throw new Error(`--experiment: no bench/experiments/${e}.mjs or .yaml`);
+  }
   const compareRev = take('--compare-rev');
   if (compareRev) producers.splice(producers.findIndex((p) => p.id === 'mailgate') + 1, 0, compareRevProducer(compareRev));
   const out = take('--out');

@@ -39,6 +39,16 @@ export function mailgateAvailable(root: string): string | null {
   return existsSync(join(root, 'src', 'cli', 'main.ts')) ? null : `no ${join(root, 'src/cli/main.ts')} yet`;
 }
 
+/** Config keys from bench/experiments/NAME.yaml for each --experiment NAME (top-level merge). */
+function experimentConfig(ctx: BenchContext): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const e of ctx.opts.experiments) {
+    const f = join(ctx.dirs.bench, 'experiments', `${e}.yaml`);
+    if (existsSync(f)) Object.assign(out, parse(readFileSync(f, 'utf8')) as Record<string, unknown>);
+  }
+  return out;
+}
+
 export function benchConfig(ctx: BenchContext, root: string, port: number, o: MailgateOptions): Record<string, unknown> {
   const example = join(root, 'mailgate.example.yaml');
   const base = existsSync(example) ? (parse(readFileSync(example, 'utf8')) as Record<string, unknown>) : {};
@@ -58,6 +68,7 @@ export function benchConfig(ctx: BenchContext, root: string, port: number, o: Ma
     dns: { servers: [`127.0.0.1:${ctx.dns.port}`], timeout_ms: 2000 },
     limits,
     workers: o.workers,
+    ...experimentConfig(ctx),
     ...o.overrides,
     backend: { host: '127.0.0.1', port: ctx.sink.port, ...((o.overrides?.backend as Record<string, unknown> | undefined) ?? {}) },
   };
@@ -69,7 +80,9 @@ function gatewayEnv(ctx: BenchContext): NodeJS.ProcessEnv {
     // cluster workers inherit NODE_OPTIONS (and --cpu-prof through execArgv)
     NODE_OPTIONS: [
       `--require ${join(ctx.dirs.bench, 'lib', 'preload.cjs')}`,
-      ...ctx.opts.experiments.map((e) => `--import ${join(ctx.dirs.bench, 'experiments', `${e}.mjs`)}`),
+      ...ctx.opts.experiments
+        .filter((e) => existsSync(join(ctx.dirs.bench, 'experiments', `${e}.mjs`)))
+        .map((e) => `--import ${join(ctx.dirs.bench, 'experiments', `${e}.mjs`)}`),
     ].join(' '),
     BENCH_DNS_PORT: String(ctx.dns.port),
     BENCH_MEM_DIR: ctx.dirs.logs,
