@@ -168,6 +168,18 @@ test('engine: evaluating helo again (second EHLO) replaces the first one', () =>
   assert.deepEqual(v.fired, []);
 });
 
+test('engine: a new EHLO after a refused one is judged afresh; MAIL after a refused HELO stays refused', () => {
+  const policy = policyOf('  - { name: BAD_HELO, description: d, when: { helo.name: localhost }, action: reject }\n');
+  const f = new FactSet([['client.ip', '192.0.2.1'], ['helo.name', 'localhost']]);
+  const refused = policy.evaluate('helo', f, policy.evaluate('connect', f));
+  assert.equal(refused.action, 'reject');
+  assert.equal(policy.evaluate('mail', f, refused).action, 'reject');
+  f.set('helo.name', 'mail.example.org');
+  const again = policy.evaluate('helo', f, refused);
+  assert.equal(again.action, 'continue');
+  assert.deepEqual(again.fired, []);
+});
+
 test('engine: readsFact tells the pipeline which costly facts are needed', () => {
   const policy = policyOf('  - { name: B, description: d, when: { message.body_text: { regex: x } }, score: 1 }\n');
   assert.equal(policy.readsFact('message.body_text'), true);

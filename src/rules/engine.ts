@@ -155,8 +155,10 @@ export class RulesPolicy implements Policy {
    */
   evaluate(stage: Stage, facts: FactSet, previous?: Verdict): Verdict {
     const prev = previous ?? emptyVerdict();
-    // A transaction refused earlier has nothing left to decide.
-    if (prev.action === 'reject' || prev.action === 'tempfail') return { ...prev };
+    // A transaction refused earlier has nothing left to decide, unless the refused stage itself
+    // is evaluated again (a new EHLO after a refused one): then it starts over from before it.
+    const refused = prev.action === 'reject' || prev.action === 'tempfail';
+    if (refused && (stage === 'rcpt' || prev.stage !== stage)) return { ...prev };
     if (stage === 'rcpt') return this.#recipient(facts, prev);
     let base = prev;
     if (base.recipients) {
