@@ -31,9 +31,9 @@ function message(tok: string, subject = 'hello'): string {
   return `From: sender@client.example\r\nTo: alice@example.test\r\nSubject: ${subject} ${tok}\r\nMessage-ID: <${tok}@client.example>\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\n\r\nbody ${tok}\r\n`;
 }
 
-async function counterValue(c: { get(): Promise<{ values: Array<{ value: number; labels: Record<string, string | number> }> }> }, label?: string): Promise<number> {
+async function counterValue(c: { get(): Promise<{ values: ReadonlyArray<{ value: number; labels: object }> }> }, label?: string): Promise<number> {
   const values = (await c.get()).values;
-  return values.filter((v) => label === undefined || v.labels.rule === label).reduce((n, v) => n + v.value, 0);
+  return values.filter((v) => label === undefined || (v.labels as Record<string, unknown>).rule === label).reduce((n, v) => n + v.value, 0);
 }
 
 before(requireBackend);
