@@ -456,7 +456,16 @@ async function diff(args: string[], io: Io): Promise<number> {
 
 // --- dispatch ----------------------------------------------------------------------------------
 
-export async function runRulesCommand(argv: string[], io: Io = { out: (s) => void process.stdout.write(s), err: (s) => void process.stderr.write(s) }): Promise<number> {
+function processIo(): Io {
+  // `mailgate rules test x.eml | head` closes the pipe early: that is not an error.
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(0);
+    throw e;
+  });
+  return { out: (s) => void process.stdout.write(s), err: (s) => void process.stderr.write(s) };
+}
+
+export async function runRulesCommand(argv: string[], io: Io = processIo()): Promise<number> {
   const args = [...argv];
   const sub = args.shift();
   try {
