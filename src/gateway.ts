@@ -51,6 +51,14 @@ export function buildStripHeaders(globs: readonly string[]): Array<(name: string
   return res.map((re) => (name: string) => re.test(name));
 }
 
+async function waitReady(probe: { check(): Promise<{ ok: boolean }> }, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (await probe.check().then((r) => r.ok, () => false)) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 function makeBackend(config: Config): Backend {
   return isMaildirBackend(config.backend) ? new MaildirBackend(config.backend.maildir) : new SmtpBackend(config.backend, config.hostname);
 }
@@ -82,6 +90,10 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     draining: false,
   };
   if (policyHandle?.capture) runtime.capture = policyHandle.capture;
+  // Give shared state (Redis) a moment to connect before the first client arrives, so a fresh
+  // gateway does not answer its first connections "unavailable". Bounded: a Redis that is down
+  // at start is handled like any outage (fail_open / fail_closed).
+  await Promise.all(checks.map((c) => (c.readiness ? waitReady(c.readiness, 3000) : undefined)));
   const sessions: SessionMap = new Map();
   const counters = new ConnCounters();
   const listeners = config.listen.map((l) => new Listener(runtime, l, sessions as never, counters));

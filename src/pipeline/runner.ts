@@ -40,6 +40,8 @@ export async function runStage(a: RunStageArgs): Promise<StageResult> {
       }
     }
   }
+  // What checks wrote to their output is a fact from now on: the rules of this stage see it.
+  for (const [k, v] of a.output.facts.entries()) a.facts.set(k, v);
   const verdict = a.policy.evaluate(a.stage, a.facts, a.previous);
   return failure ? { verdict, failure } : { verdict };
 }

@@ -17,6 +17,7 @@ import { SmtpReply, SmtpError, replies } from './reply.ts';
 import { checkRecipient, parseAddress } from './address.ts';
 import { BackendError, type BackendLink, type BackendReply } from './backend.ts';
 import { metrics } from '../admin/metrics.ts';
+import { releaseConcurrency } from '../checks/limit-sections.ts';
 import type { Runtime } from './runtime.ts';
 
 export interface ConnectionInfo {
@@ -98,8 +99,6 @@ export class ClientSession {
     if (extra.recipient !== undefined) args.recipient = extra.recipient;
     if (extra.message !== undefined) args.message = extra.message;
     const res = await runStage(args);
-    // Facts a check put into its output are merged so later stages and rules see them.
-    for (const [k, v] of args.output.facts.entries()) facts.set(k, v);
     if (res.failure) {
       const r = res.failure.outcome === 'reject' ? replies.rejected(`Message refused: check ${res.failure.check} failed`) : replies.checkFailed(res.failure.check);
       return { res, refuse: r };
@@ -456,6 +455,8 @@ export class ClientSession {
 
   onClose(): void {
     this.closed = true;
+    // Frees this connection's slot in the shared concurrency limit now, not at lease expiry.
+    releaseConcurrency(this.facts);
     this.abort.abort(new Error('client closed the connection'));
     this.link?.release();
     this.link = undefined;
