@@ -64,7 +64,7 @@ export const limitsSchema = z.strictObject({
   max_messages_per_connection: z.number().int().positive().default(100),
   /** Messages up to this size are spooled in memory, larger ones in a temp file. */
   memory_spool_bytes: z.number().int().min(0).default(1_048_576),
-  /** Most commands that fail (4xx/5xx) before the connection is dropped. */
+  /** Refused MAIL/RCPT commands (4xx/5xx, e.g. unknown users) before 421 and disconnect. */
   max_errors: z.number().int().positive().default(10),
 });
 
