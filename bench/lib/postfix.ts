@@ -19,14 +19,14 @@ export interface Sink {
 }
 
 /**
- * smtp-sink on a free loopback port: -c counts, -m 1024 parallel sessions, backlog 1024.
- * -C: no XCLIENT. smtp-sink answers XCLIENT with "250 Ok" where Postfix's smtpd sends a new 220
- * greeting, and mailgate (xclient: auto) takes the 250 as a refusal; so the sink does not offer it
- * and the relay leg is measured without the XCLIENT round trip (as Haraka's is).
+ * smtp-sink on a free loopback port: -c counts, -m 1024 parallel sessions, backlog 1024. It offers
+ * "XCLIENT NAME HELO" (no ADDR), which mailgate's `xclient: auto` does not use, so mailgate keeps
+ * pooled backend sessions; the mailgate-nopool row shows the one-backend-connection-per-client
+ * shape a Postfix backend with XCLIENT gets.
  */
 export async function startSink(logDir: string): Promise<Sink> {
   const port = await freePort();
-  const svc = startService('smtp-sink', findBin('smtp-sink'), ['-u', 'nobody', '-c', '-C', '-m', '1024', `127.0.0.1:${port}`, '1024'], {
+  const svc = startService('smtp-sink', findBin('smtp-sink'), ['-u', 'nobody', '-c', '-m', '1024', `127.0.0.1:${port}`, '1024'], {
     logDir,
   });
   await waitSmtp(port, 10_000, svc);

@@ -35,7 +35,7 @@ export function ratios(rows: readonly Row[], sessions: readonly number[]): Ratio
     add(`Haraka / limit, ${s} session${s > 1 ? 's' : ''}`, `haraka-s${s}`, `limit-s${s}`);
     add(`mailgate 2 workers / 1 worker, ${s} session${s > 1 ? 's' : ''}`, `mailgate-w2-s${s}`, `mailgate-s${s}`);
     add(`mailgate 2 workers / limit, ${s} session${s > 1 ? 's' : ''}`, `mailgate-w2-s${s}`, `limit-s${s}`);
-    add(`mailgate unpooled / pooled backend, ${s} session${s > 1 ? 's' : ''}`, `mailgate-nopool-s${s}`, `mailgate-s${s}`);
+    add(`mailgate unpooled backend / default, ${s} session${s > 1 ? 's' : ''}`, `mailgate-nopool-s${s}`, `mailgate-s${s}`);
     add(`mailgate / mailgate-rev (the --compare-rev revision), ${s} session${s > 1 ? 's' : ''}`, `mailgate-s${s}`, `mailgate-rev-s${s}`);
     add(`mailgate 2 workers / Haraka 2 workers, ${s} session${s > 1 ? 's' : ''}`, `mailgate-w2-s${s}`, `haraka-w2-s${s}`);
   }

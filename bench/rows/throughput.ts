@@ -69,8 +69,8 @@ export const throughputTargets: TargetSpec[] = [
   limitTarget,
   mailgateTarget('mailgate', 1, true),
   harakaTarget('haraka', 0, true),
-  // a new backend connection per client connection: what a Postfix backend offering XCLIENT gets
-  // (smtp-sink's XCLIENT reply is not Postfix's, so the sink runs with -C; see lib/postfix.ts)
+  // mailgate pools greeted backend sessions unless it uses XCLIENT (a Postfix backend that
+  // authorises it); then each client connection gets its own backend connection, as here
   mailgateTarget('mailgate-nopool', 1, false, undefined, false),
   mailgateTarget('mailgate-w2', 2, false),
   harakaTarget('haraka-w2', 2, false),
@@ -78,10 +78,10 @@ export const throughputTargets: TargetSpec[] = [
 
 const describe: Record<string, string> = {
   limit: 'smtp-source → smtp-sink directly (the physical limit)',
-  mailgate: 'smtp-source → mailgate (1 worker) → smtp-sink, and added latency at half load',
+  mailgate: 'smtp-source → mailgate (shipped default config, 1 worker) → smtp-sink, and added latency at half load',
   haraka: `smtp-source → Haraka (one process) → smtp-sink, and added latency at half load`,
   'mailgate-w2': 'smtp-source → mailgate (workers: 2) → smtp-sink',
-  'mailgate-nopool': 'smtp-source → mailgate (backend pool_size: 0, one backend connection per client, as with XCLIENT) → smtp-sink',
+  'mailgate-nopool': 'smtp-source → mailgate (backend pool_size: 0: a backend connection per client, as with XCLIENT) → smtp-sink',
   'haraka-w2': 'smtp-source → Haraka (cluster, 2 workers) → smtp-sink',
 };
 
