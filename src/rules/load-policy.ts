@@ -16,7 +16,8 @@ export interface PolicyHandle {
   policy: Policy;
   reload(): Promise<void>;
   close(): void;
-  capture?: (facts: FactSet, verdict: Verdict, action: string) => void;
+  /** Records a finished transaction's facts and verdict; `id` (the queue id) labels it in `rules diff`. */
+  capture?: (facts: FactSet, verdict: Verdict, action: string, id?: string) => void;
 }
 
 export const acceptAllPolicy: Policy = {
@@ -89,7 +90,7 @@ export async function loadPolicy(config: Config, checks: readonly Check[], logge
   };
   if (capture) {
     const cap = capture;
-    handle.capture = (facts, verdict, action) => cap.record(facts, verdict, action);
+    handle.capture = (facts, verdict, action, id) => cap.record(facts, verdict, action, id);
   }
   return handle;
 }
