@@ -56,7 +56,7 @@ after(async () => {
 });
 
 function dataCheck(now: number, overrides: Record<string, unknown> = {}): { check: Check; resolver: Resolver } {
-  const resolver = new Resolver({ servers: [dns.address], timeoutMs: 250 });
+  const resolver = new Resolver({ servers: [dns.address], timeoutMs: 1000 });
   const checks = createAuthChecks({ hostname: 'mx.mailgate.test', auth: authConfig(overrides) }, { dns: resolver }, { now: () => now });
   return { check: checks.find((c) => c.name === 'dkim-arc-dmarc') as Check, resolver };
 }

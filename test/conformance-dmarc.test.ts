@@ -21,7 +21,7 @@ let resolver: Resolver;
 
 before(async () => {
   dns = await startDnsServer();
-  resolver = new Resolver({ servers: [dns.address], timeoutMs: 250 });
+  resolver = new Resolver({ servers: [dns.address], timeoutMs: 1000 });
 });
 after(async () => {
   await dns.close();

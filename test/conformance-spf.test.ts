@@ -78,7 +78,7 @@ let spfCheck: Check;
 before(async () => {
   dns = await startDnsServer({ ttl: 300 });
   // A short deadline: the suite's TIMEOUT names are never answered.
-  resolver = new Resolver({ servers: [dns.address], timeoutMs: 250 });
+  resolver = new Resolver({ servers: [dns.address], timeoutMs: 500 });
   const checks = createAuthChecks({ hostname: 'mx.mailgate.test', auth: authConfig({ spf_helo: false }) }, { dns: resolver });
   spfCheck = checks.find((c) => c.name === 'spf') as Check;
 });

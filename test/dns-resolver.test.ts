@@ -233,13 +233,19 @@ describe('concurrency bound', () => {
       const r = new Resolver({ servers: [slow.address], timeoutMs: 2000, maxConcurrency: 2 });
       let maxActive = 0;
       const timer = setInterval(() => (maxActive = Math.max(maxActive, r.load.active)), 5);
+      timer.unref();
+      let answers: unknown[];
       const t0 = performance.now();
-      const pending = Array.from({ length: 6 }, (_, i) => r.resolve(`h${i}.example.com`, 'A'));
-      await new Promise((res) => setTimeout(res, 10));
-      assert.equal(r.load.active, 2);
-      assert.equal(r.load.waiting, 4);
-      const answers = await Promise.all(pending);
-      clearInterval(timer);
+      try {
+        const pending = Array.from({ length: 6 }, (_, i) => r.resolve(`h${i}.example.com`, 'A'));
+        // Wait until every lookup has reached the limiter (a few promise turns each).
+        for (let i = 0; i < 100 && r.load.active + r.load.waiting < 6; i++) await new Promise((res) => setImmediate(res));
+        assert.equal(r.load.active, 2);
+        assert.equal(r.load.waiting, 4);
+        answers = await Promise.all(pending);
+      } finally {
+        clearInterval(timer);
+      }
       assert.deepEqual(answers, Array.from({ length: 6 }, (_, i) => [`192.0.2.${i}`]));
       assert.equal(maxActive, 2);
       assert.ok(performance.now() - t0 >= 290, 'three rounds of two');
@@ -292,4 +298,15 @@ test('metrics: mailgate_dns_queries_total and mailgate_dns_duration_seconds', as
   assert.match(text, /mailgate_dns_queries_total\{type="TXT",result="noerror"\} [1-9]/);
   assert.match(text, /mailgate_dns_queries_total\{type="TXT",result="nxdomain"\} [1-9]/);
   assert.match(text, /mailgate_dns_duration_seconds_count\{type="TXT"\} [1-9]/);
+});
+
+test('CNAME loops across replies end with an error, not a hang', async () => {
+  const loop = await startDnsServer({ zone: { 'a.loop.example': { CNAME: 'b.loop.example' }, 'b.loop.example': { CNAME: 'a.loop.example' } }, soa: false });
+  try {
+    const r = new Resolver({ servers: [loop.address], timeoutMs: 1000 });
+    const codes = await Promise.all([codeOf(r.resolve('a.loop.example', 'A')), codeOf(r.resolve('b.loop.example', 'A'))]);
+    assert.deepEqual(codes, ['ESERVFAIL', 'ESERVFAIL']);
+  } finally {
+    await loop.close();
+  }
 });

@@ -146,13 +146,8 @@ describe('authenticated mail is delivered with honest results', () => {
   });
 });
 
-// src/pipeline/runner.ts evaluates the policy before the stage's check output is merged into the
-// facts (src/smtp/session.ts merges after runStage returns), so rules can not see facts of checks
-// of the same stage yet. Until that is fixed these run as TODO (they pass with the fix).
-const RUNNER_TODO = 'needs runStage to merge output.facts into facts before policy.evaluate';
-
 describe('policy at SMTP time', () => {
-  test('DMARC p=reject failure → 550 5.7.1 naming DMARC at end of DATA, nothing delivered', { todo: RUNNER_TODO }, async () => {
+  test('DMARC p=reject failure → 550 5.7.1 naming DMARC at end of DATA, nothing delivered', async () => {
     const tok = token('dmarc');
     const r = await sendMessage(gw.port, { from: 'ceo@strict.example', to: ['alice@example.test'], data: message(tok, 'CEO <ceo@strict.example>') });
     assert.equal(r.mail?.code, 250, 'SPF fail alone is not rejected at MAIL FROM');
@@ -161,7 +156,7 @@ describe('policy at SMTP time', () => {
     assert.equal((await settle(tok, 1000)).length, 0);
   });
 
-  test('a DNS server that does not answer → 4xx within the configured timeout', { todo: RUNNER_TODO }, async () => {
+  test('a DNS server that does not answer → 4xx within the configured timeout', async () => {
     const timeoutMs = 500;
     const gw2 = await startGateway(testConfig({ rules: rulesDir(), dns: { servers: [silent.address], timeout_ms: timeoutMs } }));
     try {

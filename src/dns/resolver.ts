@@ -123,6 +123,9 @@ export class Resolver implements DnsLookup {
       return cached.kind === 'answer' ? { ok: true, records: cached.records } : { ok: false, code: cached.code };
     }
     metrics.dnsCache.inc({ result: 'miss' });
+    // A CNAME target we chase gets its own query: sharing it could make two lookups wait on each
+    // other (a → b while another caller's b → a); the hop limit bounds the chase instead.
+    if (hops > 0) return this.#network(qname, type, key, deadline, hops);
     // Callers asking the same question at the same time share one query.
     let pending = this.#inflight.get(key);
     if (!pending) {
@@ -208,10 +211,13 @@ export class Resolver implements DnsLookup {
   async #query(qname: string, type: SupportedType, deadline: number): Promise<Reply> {
     const timeout = new AbortController();
     const remaining = (): number => deadline - this.#now();
-    const timer = setTimeout(() => timeout.abort(new DnsError('ETIMEOUT', qname, type)), Math.max(0, remaining()));
+    // When the timer fires after the event loop was busy, a reply may already be waiting in the
+    // socket: setImmediate lets this loop turn's I/O callbacks run before we give up.
+    const timer = setTimeout(() => setImmediate(() => timeout.abort(new DnsError('ETIMEOUT', qname, type))), Math.max(0, remaining()));
     let release: (() => void) | undefined;
     try {
       release = await this.#limiter.acquire(timeout.signal);
+      if (timeout.signal.aborted || remaining() <= 0) throw new DnsError('ETIMEOUT', qname, type);
       return await this.#sendAll(qname, type, timeout.signal, remaining());
     } catch (err) {
       if (err instanceof DnsError) throw err;
@@ -244,6 +250,7 @@ export class Resolver implements DnsLookup {
         else resolve(reply as Reply);
       };
       const onAbort = (): void => finish(lastError ?? (signal.reason as Error));
+      if (signal.aborted) return onAbort();
       signal.addEventListener('abort', onAbort, { once: true });
       const failed = (err: DnsError): void => {
         pending--;

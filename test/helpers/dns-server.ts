@@ -207,16 +207,9 @@ export async function startDnsServer(opts: DnsServerOptions = {}): Promise<TestD
     return buf;
   };
 
-  const udp: UdpSocket = createSocket('udp4');
-  await new Promise<void>((resolve, reject) => {
-    udp.once('error', reject);
-    udp.bind(0, '127.0.0.1', () => resolve());
-  });
-  const port = (udp.address() as AddressInfo).port;
-
   const tcpSockets = new Set<Socket>();
   let closed = false;
-  const tcp: Server = createServer((sock) => {
+  const onTcp = (sock: Socket): void => {
     tcpSockets.add(sock);
     sock.on('close', () => tcpSockets.delete(sock));
     sock.on('error', () => {});
@@ -245,12 +238,37 @@ export async function startDnsServer(opts: DnsServerOptions = {}): Promise<TestD
         else send();
       }
     });
-  });
-  // TCP on the same port number as UDP, so one "127.0.0.1:port" serves both.
-  await new Promise<void>((resolve, reject) => {
-    tcp.once('error', reject);
-    tcp.listen(port, '127.0.0.1', () => resolve());
-  });
+  };
+
+  // UDP and TCP on the same port number, so one "127.0.0.1:port" serves both. The port UDP gets
+  // may be busy for TCP (an ephemeral client port): then both are closed and another is tried.
+  let udp: UdpSocket | undefined;
+  let tcp: Server | undefined;
+  let port = 0;
+  for (let attempt = 0; attempt < 20 && !tcp; attempt++) {
+    const u = createSocket('udp4');
+    await new Promise<void>((resolve, reject) => {
+      u.once('error', reject);
+      u.bind(0, '127.0.0.1', () => resolve());
+    });
+    const p = (u.address() as AddressInfo).port;
+    const t = createServer(onTcp);
+    const ok = await new Promise<boolean>((resolve) => {
+      t.once('error', () => resolve(false));
+      t.listen(p, '127.0.0.1', () => resolve(true));
+    });
+    if (ok) {
+      udp = u;
+      tcp = t;
+      port = p;
+    } else {
+      u.close();
+      t.close();
+    }
+  }
+  if (!udp || !tcp) throw new Error('test DNS server: no port free for both UDP and TCP');
+  const udpSock = udp;
+  const tcpServer = tcp;
 
   const state: TestDnsServer = {
     address: `127.0.0.1:${port}`,
@@ -266,17 +284,17 @@ export async function startDnsServer(opts: DnsServerOptions = {}): Promise<TestD
     truncateUdp: opts.truncateUdp ?? false,
     delayMs: opts.delayMs ?? 0,
     unref: () => {
-      udp.unref();
-      tcp.unref();
+      udpSock.unref();
+      tcpServer.unref();
     },
     close: async () => {
       closed = true;
       for (const s of tcpSockets) s.destroy();
-      await Promise.all([new Promise<void>((r) => udp.close(() => r())), new Promise<void>((r) => tcp.close(() => r()))]);
+      await Promise.all([new Promise<void>((r) => udpSock.close(() => r())), new Promise<void>((r) => tcpServer.close(() => r()))]);
     },
   };
 
-  udp.on('message', (msg, rinfo) => {
+  udpSock.on('message', (msg, rinfo) => {
     let query: DecodedPacket;
     try {
       query = packet.decode(msg);
@@ -287,7 +305,7 @@ export async function startDnsServer(opts: DnsServerOptions = {}): Promise<TestD
     if (!out) return;
     const send = (): void => {
       if (closed) return;
-      udp.send(out, rinfo.port, rinfo.address, () => {});
+      udpSock.send(out, rinfo.port, rinfo.address, () => {});
     };
     if (state.delayMs > 0) setTimeout(send, state.delayMs);
     else send();
