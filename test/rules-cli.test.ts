@@ -146,6 +146,19 @@ test('cli: the capture is bounded (two rotating files)', async () => {
   assert.ok(readFileSync(file, 'utf8').split('\n').filter(Boolean).length <= 5);
 });
 
+test('cli: the capture files of several worker processes are read together, oldest first', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mailgate-capture-'));
+  const a = new Capture({ file: join(dir, 'capture-w1.jsonl') });
+  const b = new Capture({ file: join(dir, 'capture-w2.jsonl') });
+  a.record(new FactSet([['client.ip', '192.0.2.1']]), emptyVerdict(), 'accept', 'first');
+  await new Promise((r) => setTimeout(r, 5));
+  b.record(new FactSet([['client.ip', '192.0.2.2']]), emptyVerdict(), 'accept', 'second');
+  await new Promise((r) => setTimeout(r, 5));
+  a.record(new FactSet([['client.ip', '192.0.2.3']]), emptyVerdict(), 'accept', 'third');
+  await Promise.all([a.close(), b.close()]);
+  assert.deepEqual(readCapture(join(dir, 'capture.jsonl')).entries.map((e) => e.id), ['first', 'second', 'third']);
+});
+
 test('cli: `mailgate rules` is dispatched by the main command', async () => {
   const { stdout } = await promisify(execFile)(process.execPath, [join(root, 'src/cli/main.ts'), 'rules', 'check', shipped]);
   assert.match(stdout, /OK: \d+ rules/);

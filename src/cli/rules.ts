@@ -13,7 +13,7 @@ import { knownFacts, knownSections } from '../rules/registry.ts';
 import { simulate, type SimulationResult } from '../rules/simulate.ts';
 import { decidedBy, formatFired, statusHeaderValue } from '../rules/explain.ts';
 import { formatScore } from '../rules/template.ts';
-import { readCapture } from '../rules/capture.ts';
+import { captureFiles, readCapture } from '../rules/capture.ts';
 import { offlineFacts, readSidecar, DEFAULT_TEST_IP, type Envelope } from '../rules/offline.ts';
 import type { Verdict } from '../rules/verdict.ts';
 
@@ -371,7 +371,9 @@ async function corpusInputs(dir: string): Promise<ReplayInput[]> {
 }
 
 function captureInputs(file: string, io: Io): ReplayInput[] {
-  if (!existsSync(file) && !existsSync(`${file}.1`)) throw new UsageError(`no capture at ${file} (is the gateway running with capture on? or use --corpus DIR)`);
+  if (!captureFiles(file).some((f) => existsSync(f) || existsSync(`${f}.1`))) {
+    throw new UsageError(`no capture at ${file} (is the gateway running with capture on? or use --corpus DIR)`);
+  }
   const { entries, skipped } = readCapture(file);
   if (skipped) io.err(`mailgate: ${skipped} unreadable capture lines skipped\n`);
   return entries.map((e) => {

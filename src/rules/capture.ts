@@ -1,9 +1,9 @@
 // A bounded capture of recent verdict inputs (facts, not bodies) as JSON lines, for `mailgate
 // rules diff` to replay against proposed rules. Two files rotate (FILE and FILE.1), so at most
 // `maxEntries` entries are kept and nothing is ever rewritten in place.
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { appendFile, rename } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import type { FactSet, FactValue } from '../pipeline/facts.ts';
 import type { Stage } from '../pipeline/stages.ts';
 import type { Verdict } from './verdict.ts';
@@ -133,11 +133,28 @@ export class Capture {
   }
 }
 
-/** Reads a capture (FILE.1 then FILE), oldest first, skipping unreadable lines. */
+/** The capture files of FILE: FILE itself and the per-worker FILE-w<N>.jsonl of a multi-process gateway. */
+export function captureFiles(file: string): string[] {
+  const dir = dirname(file);
+  const stem = basename(file).replace(/\.jsonl$/, '');
+  let names: string[] = [];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return [file];
+  }
+  const worker = new RegExp(`^${stem.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}-w\\d+\\.jsonl$`);
+  return [file, ...names.filter((n) => worker.test(n)).sort().map((n) => join(dir, n))];
+}
+
+/**
+ * Reads a capture — FILE.1 then FILE, and the same for each worker's file — oldest first,
+ * skipping unreadable lines.
+ */
 export function readCapture(file: string): { entries: CaptureEntry[]; skipped: number } {
   const entries: CaptureEntry[] = [];
   let skipped = 0;
-  for (const f of [`${file}.1`, file]) {
+  for (const f of captureFiles(file).flatMap((c) => [`${c}.1`, c])) {
     let text: string;
     try {
       text = readFileSync(f, 'utf8');
@@ -155,5 +172,6 @@ export function readCapture(file: string): { entries: CaptureEntry[]; skipped: n
       }
     }
   }
+  entries.sort((a, b) => (a.time < b.time ? -1 : a.time > b.time ? 1 : 0));
   return { entries, skipped };
 }

@@ -69,7 +69,11 @@ export async function loadPolicy(config: Config, checks: readonly Check[], logge
   const cs = captureSettings(config);
   let capture: Capture | undefined;
   if (cs.enabled) {
-    const opts: ConstructorParameters<typeof Capture>[0] = { file: cs.file ?? join(dirname(config.quarantine.dir), 'capture.jsonl') };
+    // Worker processes (workers > 1) each keep their own file; `rules diff` reads them all.
+    const worker = process.env.MAILGATE_WORKER;
+    const base = cs.file ?? join(dirname(config.quarantine.dir), 'capture.jsonl');
+    const file = worker ? base.replace(/(\.jsonl)?$/, `-w${worker}.jsonl`) : base;
+    const opts: ConstructorParameters<typeof Capture>[0] = { file };
     if (cs.max_entries !== undefined) opts.maxEntries = cs.max_entries;
     if (cs.exclude !== undefined) opts.exclude = cs.exclude;
     try {
