@@ -14,7 +14,7 @@ import { harakaVersion, HARAKA_VERSION } from './lib/haraka.ts';
 import { mailgateRoot } from './lib/mailgate.ts';
 import { ratios, render, targets } from './lib/report.ts';
 import type { BenchContext, BenchOptions, Row, RowProducer } from './lib/types.ts';
-import { compareRevProducer, runInterleaved, throughputProducers } from './rows/throughput.ts';
+import { compareRevProducer, runInterleaved, throughputProducers, variantProducer } from './rows/throughput.ts';
 import { idleRows, bigRows } from './rows/memory.ts';
 
 const HELP = `usage: npm run bench -- [options]     (or: node bench/run.ts [options])
@@ -25,6 +25,8 @@ const HELP = `usage: npm run bench -- [options]     (or: node bench/run.ts [opti
   --seconds S    target length of one throughput run (default 5)
   --sessions L   comma-separated session counts (default 20,1)
   --rev REV      run mailgate from git revision REV (exported to bench/work/), not the working tree
+  --variant E    also run mailgate with experiment E as target "mailgate+E" in the same
+                 interleaved runs (A/B on a noisy machine); repeatable
   --compare-rev REV
                  also run mailgate at REV as target "mailgate-rev" in the same interleaved runs
   --profile      write V8 CPU profiles of mailgate (bench/work/prof/); summarise with
@@ -85,8 +87,16 @@ function parseArgs(argv: string[]): { opts: BenchOptions; out: string | undefine
   for (const e of experiments) {
     if (!['mjs', 'yaml'].some((x) => existsSync(join(here, 'experiments', `${e}.${x}`)))) throw new Error(`--experiment: no bench/experiments/${e}.mjs or .yaml`);
   }
+  for (let v = take('--variant'); v !== undefined; v = take('--variant')) {
+    if (!['mjs', 'yaml'].some((x) => existsSync(join(here, 'experiments', `${v}.${x}`)))) throw new Error(`--variant: no bench/experiments/${v}.mjs or .yaml`);
+    producers.splice(producers.findIndex((p) => p.id === 'mailgate') + 1, 0, variantProducer(v));
+    if (only.length) only.push(`mailgate+${v}`);
+  }
   const compareRev = take('--compare-rev');
-  if (compareRev) producers.splice(producers.findIndex((p) => p.id === 'mailgate') + 1, 0, compareRevProducer(compareRev));
+  if (compareRev) {
+    producers.splice(producers.findIndex((p) => p.id === 'mailgate') + 1, 0, compareRevProducer(compareRev));
+    if (only.length) only.push('mailgate-rev');
+  }
   const out = take('--out');
   const rev = take('--rev');
   if (a.length) throw new Error(`unknown argument ${a[0]} (try --help)`);

@@ -16,6 +16,8 @@ export interface MailgateOptions {
   tag: string;
   /** Extra config keys merged over the bench config (other rows: redis, rules, ...). */
   overrides?: Record<string, unknown>;
+  /** bench/experiments/NAME.{mjs,yaml} for this start only (on top of --experiment ones). */
+  experiments?: string[];
   /** Write a V8 CPU profile per process into this directory (node --cpu-prof). */
   cpuProfDir?: string;
 }
@@ -39,10 +41,10 @@ export function mailgateAvailable(root: string): string | null {
   return existsSync(join(root, 'src', 'cli', 'main.ts')) ? null : `no ${join(root, 'src/cli/main.ts')} yet`;
 }
 
-/** Config keys from bench/experiments/NAME.yaml for each --experiment NAME (top-level merge). */
-function experimentConfig(ctx: BenchContext): Record<string, unknown> {
+/** Config keys from bench/experiments/NAME.yaml for each experiment (top-level merge). */
+function experimentConfig(ctx: BenchContext, names: readonly string[]): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  for (const e of ctx.opts.experiments) {
+  for (const e of names) {
     const f = join(ctx.dirs.bench, 'experiments', `${e}.yaml`);
     if (existsSync(f)) Object.assign(out, parse(readFileSync(f, 'utf8')) as Record<string, unknown>);
   }
@@ -68,19 +70,19 @@ export function benchConfig(ctx: BenchContext, root: string, port: number, o: Ma
     dns: { servers: [`127.0.0.1:${ctx.dns.port}`], timeout_ms: 2000 },
     limits,
     workers: o.workers,
-    ...experimentConfig(ctx),
+    ...experimentConfig(ctx, [...ctx.opts.experiments, ...(o.experiments ?? [])]),
     ...o.overrides,
     backend: { host: '127.0.0.1', port: ctx.sink.port, ...((o.overrides?.backend as Record<string, unknown> | undefined) ?? {}) },
   };
 }
 
-function gatewayEnv(ctx: BenchContext): NodeJS.ProcessEnv {
+function gatewayEnv(ctx: BenchContext, experiments: readonly string[]): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     // cluster workers inherit NODE_OPTIONS (and --cpu-prof through execArgv)
     NODE_OPTIONS: [
       `--require ${join(ctx.dirs.bench, 'lib', 'preload.cjs')}`,
-      ...ctx.opts.experiments
+      ...experiments
         .filter((e) => existsSync(join(ctx.dirs.bench, 'experiments', `${e}.mjs`)))
         .map((e) => `--import ${join(ctx.dirs.bench, 'experiments', `${e}.mjs`)}`),
     ].join(' '),
@@ -104,7 +106,7 @@ export async function startMailgate(ctx: BenchContext, root: string, o: Mailgate
   const svc = startService(`mailgate-${o.tag}`, process.execPath, [...nodeArgs, join(root, 'src', 'cli', 'main.ts'), 'serve', '--config', cfgFile], {
     cwd: root,
     logDir: ctx.dirs.logs,
-    env: gatewayEnv(ctx),
+    env: gatewayEnv(ctx, [...ctx.opts.experiments, ...(o.experiments ?? [])]),
   });
   await waitSmtp(port, 30_000, svc);
   if (o.workers > 1) {

@@ -24,6 +24,7 @@ const mem = (rows: readonly Row[], id: string): MemoryRow | undefined =>
 
 export function ratios(rows: readonly Row[], sessions: readonly number[]): Ratio[] {
   const out: Ratio[] = [];
+  const variants = [...new Set(rows.filter((r) => r.kind === 'throughput' && r.id.startsWith('mailgate+')).map((r) => r.id.replace(/-s\d+$/, '')))];
   const add = (name: string, a: string, b: string): void => {
     const x = tp(rows, a);
     const y = tp(rows, b);
@@ -36,6 +37,7 @@ export function ratios(rows: readonly Row[], sessions: readonly number[]): Ratio
     add(`mailgate 2 workers / 1 worker, ${s} session${s > 1 ? 's' : ''}`, `mailgate-w2-s${s}`, `mailgate-s${s}`);
     add(`mailgate 2 workers / limit, ${s} session${s > 1 ? 's' : ''}`, `mailgate-w2-s${s}`, `limit-s${s}`);
     add(`mailgate unpooled backend / default, ${s} session${s > 1 ? 's' : ''}`, `mailgate-nopool-s${s}`, `mailgate-s${s}`);
+    for (const v of variants) add(`${v} / mailgate, ${s} session${s > 1 ? 's' : ''}`, `${v}-s${s}`, `mailgate-s${s}`);
     add(`mailgate / mailgate-rev (the --compare-rev revision), ${s} session${s > 1 ? 's' : ''}`, `mailgate-s${s}`, `mailgate-rev-s${s}`);
     add(`mailgate 2 workers / Haraka 2 workers, ${s} session${s > 1 ? 's' : ''}`, `mailgate-w2-s${s}`, `haraka-w2-s${s}`);
   }

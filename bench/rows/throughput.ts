@@ -47,6 +47,20 @@ function mailgateTarget(id: string, workers: number, latency: boolean, rev?: str
   };
 }
 
+/** `--variant E`: mailgate with experiment E (bench/experiments/) as one more target of the same run. */
+export function variantProducer(e: string): RowProducer {
+  const t: TargetSpec = {
+    id: `mailgate+${e}`,
+    target: `mailgate+${e}`,
+    label: `mailgate, default config + experiment ${e}`,
+    latency: false,
+    missing: (ctx) => mailgateAvailable(ctx.mailgateRoot),
+    start: (ctx, tag, profile) =>
+      startMailgate(ctx, ctx.mailgateRoot, { workers: 1, tag, experiments: [e], ...(profile ? { cpuProfDir: join(ctx.dirs.work, 'prof', tag) } : {}) }),
+  };
+  return { id: t.id, describe: `smtp-source → mailgate with experiment ${e} → smtp-sink (same run, A/B)`, interleave: t, run: (ctx) => runInterleaved(ctx, [t]) };
+}
+
 /** `--compare-rev REV`: mailgate at another revision as one more target of the same run. */
 export function compareRevProducer(rev: string): RowProducer {
   const t = mailgateTarget('mailgate-rev', 1, false, rev);
