@@ -99,6 +99,24 @@ test('reload: list files outside the rules directory are watched too', async () 
   }
 });
 
+test('reload: a new broken file is noticed again once it is fixed; unrelated files do not reload', async () => {
+  const dir = makeRulesDir({ '10-a.yaml': rule(1), 'lists/block.txt': '192.0.2.1\n' });
+  const { logger, lines } = logCapture();
+  const live = new LiveRules({ dir, facts, logger, debounceMs: 50, pollMs: 100 });
+  try {
+    const loads = () => lines.filter((l) => l.msg === 'rules loaded').length;
+    writeRules(dir, { '.10-a.yaml.swp': 'editor state', 'notes.md': 'x' });
+    await new Promise((r) => setTimeout(r, 400));
+    assert.equal(loads(), 0, 'no reload for files that are not rules');
+    writeRules(dir, { '20-new.yaml': 'rules:\n  - name: NEW\n' });
+    await until('the failed reload', () => lines.some((l) => l.msg === 'rules reload failed; keeping the previous rules'));
+    writeRules(dir, { '20-new.yaml': 'rules:\n  - { name: NEW, description: d, when: { tls: true }, score: 1 }\n' });
+    await until('the fixed new file', () => live.current.rules.length === 2);
+  } finally {
+    live.close();
+  }
+});
+
 test('reload: on request (SIGHUP), and the policy object stays the same for callers', () => {
   const dir = makeRulesDir({ '10-a.yaml': rule(1), 'lists/block.txt': '192.0.2.1\n' });
   const live = new LiveRules({ dir, facts, watch: false });

@@ -29,24 +29,32 @@ export interface LiveRulesOptions {
 
 export type ReloadResult = { ok: true; rules: number } | { ok: false; error: string };
 
-/** A fingerprint of the files a load read, so the poll notices edits, new files and removals. */
+function stamp(f: string): string {
+  try {
+    const s = statSync(f);
+    return `${f}:${s.ino}:${s.size}:${s.mtimeMs}:${s.ctimeMs}`;
+  } catch {
+    return `${f}:-`;
+  }
+}
+
+/**
+ * A fingerprint of every rules file (loaded or not: a new, still broken file must be noticed
+ * when it is fixed) and of the list files the rules in force use.
+ */
 function fingerprint(dir: string, loaded: LoadedRules | undefined): string {
   const parts: string[] = [];
   for (const d of [dir, join(dir, LOCAL_DIR)]) {
+    let names: string[];
     try {
-      parts.push(`${d}:${readdirSync(d).filter((n) => /\.ya?ml$/.test(n)).sort().join(',')}`);
+      names = readdirSync(d).filter((n) => /\.ya?ml$/.test(n)).sort();
     } catch {
       parts.push(`${d}:-`);
+      continue;
     }
+    for (const n of names) parts.push(stamp(join(d, n)));
   }
-  for (const f of [...(loaded?.files ?? []), ...(loaded?.listFiles ?? [])]) {
-    try {
-      const s = statSync(f);
-      parts.push(`${f}:${s.ino}:${s.size}:${s.mtimeMs}`);
-    } catch {
-      parts.push(`${f}:-`);
-    }
-  }
+  for (const f of loaded?.listFiles ?? []) parts.push(stamp(f));
   return parts.join('|');
 }
 
@@ -126,7 +134,12 @@ export class LiveRules implements Policy {
   #schedule(reason: string): void {
     if (this.#closed) return;
     clearTimeout(this.#timer);
-    this.#timer = setTimeout(() => this.reload(reason), this.#opts.debounceMs ?? 300);
+    this.#timer = setTimeout(() => {
+      // Editor swap files and the like change the directory but none of the files in use.
+      const now = fingerprint(this.#opts.dir, this.#current);
+      if (now === this.#print || now === this.#failedPrint) return;
+      this.reload(reason);
+    }, this.#opts.debounceMs ?? 300);
     this.#timer.unref();
   }
 
