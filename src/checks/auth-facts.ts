@@ -46,7 +46,7 @@ export const dkimFacts: readonly FactSpec[] = [
     type: 'records',
     fields: DKIM_SIGNATURE_FIELDS,
     description:
-      'Every DKIM-Signature, top to bottom: result, domain (d=), selector (s=), identity (i=), algorithm (a=), key_bits (null if no key), body_length_limited (l= used), body_unsigned_bytes, aligned (passes and aligns with From for DMARC), testing (key t=y), comment',
+      'Every DKIM-Signature (verified ones in header order, then unprocessable ones as neutral, then those over max_dkim_signatures as policy): result, domain (d=), selector (s=), identity (i=), algorithm (a=), key_bits (null if no key), body_length_limited (l= used), body_unsigned_bytes, aligned (passes and aligns with From for DMARC), testing (key t=y), comment',
   },
   { name: 'dkim.result', stage: 'data', type: 'string', values: DKIM_RESULTS, description: 'Best DKIM result: pass if any signature passes, else temperror, fail, policy, neutral, permerror, none (unsigned)' },
   { name: 'dkim.pass_domains', stage: 'data', type: 'string[]', description: 'd= domains of the passing signatures' },
