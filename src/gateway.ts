@@ -19,6 +19,7 @@ import { startAdmin, type AdminServer, type ReadinessProbe } from './admin/serve
 import { buildChecks, closeChecks } from './checks/index.ts';
 import { loadPolicy, type PolicyHandle } from './rules/load-policy.ts';
 import { replies } from './smtp/reply.ts';
+import { createResolver } from './dns/resolver.ts';
 
 export interface GatewayOptions {
   config: Config;
@@ -67,6 +68,8 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
   const config = opts.config;
   const logger = opts.logger ?? pino({ level: config.log.level, base: { svc: 'mailgate' } });
   const deps: Deps = { logger, now: Date.now, ...opts.deps };
+  // One resolver (one cache, one concurrency bound) for every check.
+  deps.dns ??= createResolver(config.dns);
   const checks = [...(await buildChecks(config, deps)), ...(opts.extraChecks ?? [])];
   let policyHandle: PolicyHandle | undefined;
   let policy: Policy;
