@@ -32,8 +32,9 @@ const HELP = `usage: npm run bench -- [options]     (or: node bench/run.ts [opti
   --profile      write V8 CPU profiles of mailgate (bench/work/prof/); summarise with
                  node bench/profile-summary.ts DIR
   --experiment E what-if for mailgate: bench/experiments/E.mjs is loaded with --import (a
-                 patch, e.g. no-greeting-delay), E.yaml is merged into its config (e.g.
-                 log-warn); repeatable; results never go to bench/results/latest.json
+                 patch, e.g. no-checks), E.yaml is merged into its config (e.g. log-warn),
+                 E.flags adds Node options (e.g. semi-space-4); repeatable; results never
+                 go to bench/results/latest.json
   --out FILE     JSON results file (default: bench/results/latest.json for a full run,
                  bench/work/results/<time>.json with --only/--quick)
   --list         list producers and exit
@@ -85,10 +86,10 @@ function parseArgs(argv: string[]): { opts: BenchOptions; out: string | undefine
   const experiments: string[] = [];
   for (let e = take('--experiment'); e !== undefined; e = take('--experiment')) experiments.push(e);
   for (const e of experiments) {
-    if (!['mjs', 'yaml'].some((x) => existsSync(join(here, 'experiments', `${e}.${x}`)))) throw new Error(`--experiment: no bench/experiments/${e}.mjs or .yaml`);
+    if (!['mjs', 'yaml', 'flags'].some((x) => existsSync(join(here, 'experiments', `${e}.${x}`)))) throw new Error(`--experiment: no bench/experiments/${e}.mjs or .yaml`);
   }
   for (let v = take('--variant'); v !== undefined; v = take('--variant')) {
-    if (!['mjs', 'yaml'].some((x) => existsSync(join(here, 'experiments', `${v}.${x}`)))) throw new Error(`--variant: no bench/experiments/${v}.mjs or .yaml`);
+    if (!['mjs', 'yaml', 'flags'].some((x) => existsSync(join(here, 'experiments', `${v}.${x}`)))) throw new Error(`--variant: no bench/experiments/${v}.mjs or .yaml`);
     producers.splice(producers.findIndex((p) => p.id === 'mailgate') + 1, 0, variantProducer(v));
     if (only.length) only.push(`mailgate+${v}`);
   }

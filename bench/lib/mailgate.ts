@@ -85,6 +85,10 @@ function gatewayEnv(ctx: BenchContext, experiments: readonly string[]): NodeJS.P
       ...experiments
         .filter((e) => existsSync(join(ctx.dirs.bench, 'experiments', `${e}.mjs`)))
         .map((e) => `--import ${join(ctx.dirs.bench, 'experiments', `${e}.mjs`)}`),
+      // E.flags: Node/V8 options, one line (e.g. --max-semi-space-size=4)
+      ...experiments
+        .filter((e) => existsSync(join(ctx.dirs.bench, 'experiments', `${e}.flags`)))
+        .map((e) => readFileSync(join(ctx.dirs.bench, 'experiments', `${e}.flags`), 'utf8').replace(/#.*$/gm, '').trim()),
     ].join(' '),
     BENCH_DNS_PORT: String(ctx.dns.port),
     BENCH_MEM_DIR: ctx.dirs.logs,
