@@ -9,6 +9,7 @@ import { requireBackend, startGateway, testConfig, type TestGateway } from './he
 import { settle, token, waitDelivered } from './helpers/maildir.ts';
 import { RawSmtp, sendMessage } from './helpers/smtp-client.ts';
 import { makeRulesDir, writeRules } from './helpers/rules-dir.ts';
+import { startDnsServer } from './helpers/dns-server.ts';
 
 const gateways: TestGateway[] = [];
 const clients: RawSmtp[] = [];
@@ -186,6 +187,51 @@ test('hot reload under an open connection: the next command follows the new rule
   await c.cmd('QUIT');
   c.close();
   assert.equal((await waitDelivered(tok)).length, 1);
+});
+
+test('connection checks feed rules through the real pipeline: DNSBL at connect, HELO sanity, FCrDNS', async () => {
+  const dns = await startDnsServer({
+    zone: {
+      '1.0.0.127.in-addr.arpa': { PTR: ['client.rdns.test'] },
+      'client.rdns.test': { A: ['127.0.0.1'] },
+      '1.0.0.127.bl.test': { A: ['127.0.0.2'] },
+    },
+  });
+  try {
+    const listed = makeRulesDir({
+      '10.yaml': `dnsbl: { enabled: true, skip_private: false, lists: [ { name: testbl, zone: bl.test, weight: 5 } ] }
+rules:
+  - { name: DNSBL_BLOCK, description: d, when: { dnsbl.score: { gte: 5 } }, action: reject, reply: { text: "Client [{client.ip}] blocked using {dnsbl.listed}" } }
+`,
+    });
+    const gw1 = await startGateway(testConfig({ rules: listed, dns: { servers: [dns.address], timeout_ms: 2000 } }));
+    gateways.push(gw1);
+    const c = await connect(gw1.port);
+    const greeting = await c.read();
+    assert.equal(greeting?.code, 554);
+    assert.equal(greeting?.text, '5.7.1 Client [127.0.0.1] blocked using testbl');
+
+    const sane = makeRulesDir({
+      '10.yaml': `rules:
+  - { name: HELO_NOT_FQDN, description: d, when: { helo.fqdn: false, helo.is_ip_literal: false }, action: reject }
+  - { name: RDNS_OK, description: d, when: { client.fcrdns: true }, score: 0, add_header: { X-Test-RDNS: "{client.rdns}" } }
+`,
+    });
+    const gw2 = await startGateway(testConfig({ rules: sane, dns: { servers: [dns.address], timeout_ms: 2000 } }));
+    gateways.push(gw2);
+    const c2 = await connect(gw2.port);
+    assert.equal((await c2.read())?.code, 220);
+    assert.equal((await c2.cmd('EHLO localhost'))?.code, 550);
+    assert.equal((await c2.cmd('EHLO client.example.net'))?.code, 250);
+    await c2.cmd('QUIT');
+    const tok = token('rdns');
+    const r = await sendMessage(gw2.port, { from: 'a@good.example', to: ['alice@example.test'], data: message(tok) });
+    assert.equal(r.end?.code, 250);
+    const [got] = await waitDelivered(tok);
+    assert.match(got?.content.toString('utf8') ?? '', /\nX-Test-RDNS: client\.rdns\.test\r?\n/);
+  } finally {
+    await dns.close();
+  }
 });
 
 test('an invalid rules directory stops the gateway from starting, naming file and line', async () => {
