@@ -38,6 +38,7 @@ export function parseConfig(file: string, text: string, env: NodeJS.ProcessEnv =
       l.tls.cert = abs(l.tls.cert);
     }
   }
+  if (config.capture && config.capture.file) config.capture.file = abs(config.capture.file);
   if (config.auth.arc_seal) config.auth.arc_seal.key = abs(config.auth.arc_seal.key);
   config.domains = config.domains.map((d) => d.toLowerCase().replace(/\.$/, ''));
   return { config, file: resolve(file), baseDir };

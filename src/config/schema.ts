@@ -121,6 +121,22 @@ export const configSchema = z.strictObject({
     .default({ level: 'info' }),
   /** Sender authentication (SPF, DKIM, DMARC, ARC): see docs/auth.md. */
   auth: authConfigSchema.default(authConfigSchema.parse({})),
+  /**
+   * Bounded capture of recent verdict inputs (facts, not bodies) that `mailgate rules diff`
+   * replays. Default: on, var/capture.jsonl next to the quarantine directory. `false` = off.
+   */
+  capture: z
+    .union([
+      z.literal(false),
+      z.strictObject({
+        enabled: z.boolean().default(true),
+        file: z.string().optional(),
+        max_entries: z.number().int().positive().default(10_000),
+        /** Fact names (or prefix.*) never written to the capture, e.g. message.subject. */
+        exclude: z.array(z.string()).default([]),
+      }),
+    ])
+    .optional(),
   /** Worker processes: a number, or `auto` for one per CPU core. */
   workers: z.union([z.number().int().min(1).max(64), z.literal('auto')]).default(1),
 });

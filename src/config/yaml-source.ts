@@ -37,8 +37,9 @@ export function parseYaml(file: string, text: string): YamlSource {
   if (doc.errors.length > 0) {
     throw new SourceErrors(
       doc.errors.map((e) => {
-        const pos = e.linePos?.[0];
-        return new SourceError(file, pos?.line ?? 1, '', `YAML syntax error: ${e.message.split('\n')[0]}`);
+        // linePos is only filled with prettyErrors; the offset always is.
+        const line = e.linePos?.[0]?.line ?? lines.linePos(e.pos[0]).line;
+        return new SourceError(file, line, '', `YAML syntax error: ${e.message.split('\n')[0]}`);
       }),
     );
   }
@@ -82,7 +83,8 @@ export function formatPath(path: ReadonlyArray<PropertyKey>): string {
 
 /** Validates the document against a zod schema, turning each issue into a located error. */
 export function validate<T extends z.ZodType>(src: YamlSource, schema: T, basePath: PropertyKey[] = []): z.output<T> {
-  const value = basePath.length === 0 ? src.doc.toJS() : src.doc.getIn(basePath as unknown[]);
+  const node = basePath.length === 0 ? src.doc.contents : src.doc.getIn(basePath as unknown[], true);
+  const value: unknown = isNode(node) ? node.toJS(src.doc) : node;
   const res = schema.safeParse(value ?? {});
   if (res.success) return res.data;
   const problems = res.error.issues.map((issue) => {

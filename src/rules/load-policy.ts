@@ -28,7 +28,7 @@ export const acceptAllPolicy: Policy = {
   },
 };
 
-/** Capture settings; until mailgate.yaml has a `capture:` key, the defaults below apply. */
+/** Capture settings from mailgate.yaml's `capture:` key. */
 export interface CaptureSettings {
   enabled: boolean;
   /** Default: capture.jsonl next to the quarantine directory (var/capture.jsonl). */
@@ -38,9 +38,12 @@ export interface CaptureSettings {
 }
 
 function captureSettings(config: Config): CaptureSettings {
-  const c = (config as { capture?: CaptureSettings | false }).capture;
+  const c = config.capture;
   if (c === false) return { enabled: false };
-  return c ?? { enabled: true };
+  if (!c) return { enabled: true };
+  const out: CaptureSettings = { enabled: c.enabled, max_entries: c.max_entries, exclude: c.exclude };
+  if (c.file) out.file = c.file;
+  return out;
 }
 
 /**

@@ -23,6 +23,6 @@ export interface Runtime {
   /** Header fields removed from every relayed message (besides what checks ask). */
   stripHeaders: Array<(name: string, value: string) => boolean>;
   /** Records each finished transaction's inputs and verdict (rules diff replay). */
-  capture?: (facts: FactSet, verdict: Verdict, action: string) => void;
+  capture?: (facts: FactSet, verdict: Verdict, action: string, id?: string) => void;
   draining: boolean;
 }

@@ -371,7 +371,7 @@ export class ClientSession {
       metrics.messagesTotal.inc({ action });
       metrics.messageDuration.observe(durationS);
       if (tx) {
-        rt.capture?.(tx.facts, tx.verdict, action);
+        rt.capture?.(tx.facts, tx.verdict, action, tx.qid);
         this.log.info(
           {
             qid: tx.qid,
