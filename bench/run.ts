@@ -134,7 +134,7 @@ async function main(): Promise<void> {
   findBin('smtp-source');
   findBin('smtp-sink');
 
-  const dns = await startDnsStub();
+  const dns = await startDnsStub(dirs.logs);
   const sink = await startSink(dirs.logs);
   const corpus = buildCorpus(join(work, 'corpus'));
   const rows: Row[] = [];

@@ -1,23 +1,39 @@
 // A tiny authoritative DNS server on 127.0.0.1 for the bench: the machine has no outside network,
-// and Haraka (per-connection rDNS) or any lookup mailgate still makes would otherwise wait for an
-// unreachable resolver. It answers PTR 127.0.0.1 → localhost, A localhost → 127.0.0.1, and
-// NXDOMAIN for every other name, at once — lookups cost their real CPU, never a timeout.
-import { createSocket, type Socket } from 'node:dgram';
+// and Haraka (per-connection rDNS) or mailgate's DNS checks (FCrDNS, SPF, DMARC) would otherwise
+// wait for an unreachable resolver. It answers PTR 127.0.0.1 → localhost, A localhost →
+// 127.0.0.1, and NXDOMAIN for every other name, at once — lookups cost their real CPU, never a
+// timeout. It runs as its own process, so that answering DNS never delays the bench's own latency
+// client (mailgate looks up DMARC at the end of DATA, inside the measured interval).
+// Run directly (`node bench/lib/dns-stub.ts`) it prints "port N" and serves until killed.
+import { createSocket } from 'node:dgram';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import dnsPacket from 'dns-packet';
 import type { Answer } from 'dns-packet';
+import { startService, type Service } from './service.ts';
 
 const NXDOMAIN = 3;
 
 export interface DnsStub {
   readonly port: number;
-  /** Queries answered so far. */
-  queries(): number;
-  close(): Promise<void>;
+  readonly svc: Service;
 }
 
-export async function startDnsStub(): Promise<DnsStub> {
-  const sock: Socket = createSocket('udp4');
-  let count = 0;
+/** Starts the stub as a child process and waits for its port. */
+export async function startDnsStub(logDir: string): Promise<DnsStub> {
+  const svc = startService('dns-stub', process.execPath, [fileURLToPath(import.meta.url)], { logDir });
+  const end = Date.now() + 10_000;
+  while (Date.now() < end) {
+    const m = /^port (\d+)$/m.exec(readFileSync(svc.log, 'utf8'));
+    if (m) return { port: Number(m[1]), svc };
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  await svc.stop();
+  throw new Error(`DNS stub did not start:\n${svc.logTail()}`);
+}
+
+function serve(): void {
+  const sock = createSocket('udp4');
   sock.on('message', (msg, rinfo) => {
     let q;
     try {
@@ -25,7 +41,6 @@ export async function startDnsStub(): Promise<DnsStub> {
     } catch {
       return;
     }
-    count++;
     const question = q.questions?.[0];
     const answers: Answer[] = [];
     const name = question?.name.toLowerCase() ?? '';
@@ -34,7 +49,8 @@ export async function startDnsStub(): Promise<DnsStub> {
     } else if (question?.type === 'A' && name === 'localhost') {
       answers.push({ type: 'A', name: question.name, ttl: 300, data: '127.0.0.1' });
     }
-    const known = answers.length > 0 || name === 'localhost' || name === '1.0.0.127.in-addr.arpa';
+    // a name we know but not this type: NODATA (NOERROR, no answers); any other name: NXDOMAIN
+    const known = name === 'localhost' || name === '1.0.0.127.in-addr.arpa';
     const reply = dnsPacket.encode({
       type: 'response',
       id: q.id ?? 0,
@@ -44,13 +60,7 @@ export async function startDnsStub(): Promise<DnsStub> {
     });
     sock.send(reply, rinfo.port, rinfo.address);
   });
-  await new Promise<void>((resolve, reject) => {
-    sock.once('error', reject);
-    sock.bind(0, '127.0.0.1', () => resolve());
-  });
-  return {
-    port: sock.address().port,
-    queries: () => count,
-    close: () => new Promise((resolve) => sock.close(() => resolve())),
-  };
+  sock.bind(0, '127.0.0.1', () => process.stdout.write(`port ${sock.address().port}\n`));
 }
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) serve();

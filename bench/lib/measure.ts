@@ -144,7 +144,15 @@ export async function measureAddedLatency(ctx: BenchContext, t: Target, id: stri
   await measureLatency({ port: t.port, wire, rate, count: Math.min(count, 100) });
   const direct = await measureLatency({ port: ctx.sink.port, wire, rate, count });
   await sleep(500);
+  const lab = (): number => cpuSeconds(t.pid) + cpuSeconds(ctx.sink.svc.pid) + cpuSeconds(ctx.dns.svc.pid) + cpuSeconds(process.pid);
+  const m0 = machineTicks();
+  const l0 = lab();
+  const w0 = performance.now();
   const through = await measureLatency({ port: t.port, wire, rate, count });
+  const wallS = (performance.now() - w0) / 1000;
+  const m1 = machineTicks();
+  const busy = busyPct(m0, m1);
+  const othersPct = Math.max(0, busy - (100 * (lab() - l0)) / wallS / cpus().length);
   const notes: string[] = [];
   for (const [n, r] of [['direct', direct], ['through', through]] as const) {
     if (r.errors) notes.push(`${n}: ${r.errors} errors (${r.firstError})`);
@@ -153,7 +161,7 @@ export async function measureAddedLatency(ctx: BenchContext, t: Target, id: stri
   }
   const sub = (a: number | null, b: number | null): number | null => (a === null || b === null ? null : round(a - b, 3));
   ctx.log(
-    `  ${id}: ${rate} msg/s: direct p50 ${round(direct.p50Ms, 2)} p99 ${round(direct.p99Ms, 2)} ms; through ${t.name} p50 ${round(through.p50Ms, 2)} p99 ${round(through.p99Ms, 2)} ms`,
+    `  ${id}: ${rate} msg/s: direct p50 ${round(direct.p50Ms, 2)} p99 ${round(direct.p99Ms, 2)} ms; through ${t.name} p50 ${round(through.p50Ms, 2)} p99 ${round(through.p99Ms, 2)} ms (machine ${round(busy, 0)}% busy, others ${round(othersPct, 0)}%)`,
   );
   return {
     kind: 'latency',
@@ -165,6 +173,7 @@ export async function measureAddedLatency(ctx: BenchContext, t: Target, id: stri
     direct: figures(direct),
     addedP50Ms: sub(through.p50Ms, direct.p50Ms),
     addedP99Ms: sub(through.p99Ms, direct.p99Ms),
+    machine: { busyPct: round(busy, 0) ?? 0, othersPct: round(othersPct, 0) ?? 0 },
     ok: notes.length === 0,
     notes,
   };

@@ -113,9 +113,20 @@ export function render(rows: readonly Row[], rs: readonly Ratio[], ts: readonly 
     parts.push(
       'Latency, DATA-end → 250 (ms), fixed rate, one connection per message\n' +
         table(
-          ['row', 'msg/s', 'direct p50', 'direct p99', 'through p50', 'through p99', 'added p50', 'added p99', 'ok'],
-          l.map((r) => [r.id, r.rate, r.direct.p50Ms, r.direct.p99Ms, r.through.p50Ms, r.through.p99Ms, r.addedP50Ms, r.addedP99Ms, r.ok ? 'ok' : 'PROBLEMS']),
-          [false, true, true, true, true, true, true, true, false],
+          ['row', 'msg/s', 'direct p50', 'direct p99', 'through p50', 'through p99', 'added p50', 'added p99', 'others %', 'ok'],
+          l.map((r) => [
+            r.id,
+            r.rate,
+            r.direct.p50Ms,
+            r.direct.p99Ms,
+            r.through.p50Ms,
+            r.through.p99Ms,
+            r.addedP50Ms,
+            r.addedP99Ms,
+            r.machine?.othersPct ?? null,
+            r.ok ? 'ok' : 'PROBLEMS',
+          ]),
+          [false, true, true, true, true, true, true, true, true, false],
         ),
     );
   }

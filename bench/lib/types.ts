@@ -91,6 +91,8 @@ export interface LatencyRow {
   direct: LatencyFigures; // straight to the sink, same rate, same run
   addedP50Ms: number | null;
   addedP99Ms: number | null;
+  /** How busy the machine was during the `through` measurement, and how much of it was others. */
+  machine?: { busyPct: number; othersPct: number };
   ok: boolean;
   notes: string[];
 }
