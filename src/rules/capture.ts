@@ -77,10 +77,18 @@ export class Capture {
   }
 
   /** Records one verdict. Never throws and never waits for the disk. */
+  readonly #excludedCache = new Map<string, boolean>();
+
   record(facts: FactSet, verdict: Verdict, action: string = verdict.action, id?: string): void {
     const out: Record<string, FactValue> = {};
     for (const [k, v] of facts.entries()) {
-      if (this.#exclude.some((re) => re.test(k))) continue;
+      let excluded = this.#excludedCache.get(k);
+      if (excluded === undefined) {
+        excluded = this.#exclude.some((re) => re.test(k));
+        // Fact names come from FactSpecs (bounded), but header-derived names could grow: cap it.
+        if (this.#excludedCache.size < 4096) this.#excludedCache.set(k, excluded);
+      }
+      if (excluded) continue;
       out[k] = cut(v, this.#maxValue);
     }
     const entry: CaptureEntry = {
