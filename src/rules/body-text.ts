@@ -1,7 +1,14 @@
 // The body facts rules match with regexes: decoded text and HTML of the message, read from at most
 // `body_scan_bytes` of the message and cut to `body_max_bytes`, so a 50 MB attachment costs
 // nothing. Only computed when some rule reads them (the check asks the policy).
-import { MailParser } from 'mailparser';
+import type { MailParser as MailParserType } from 'mailparser';
+
+// mailparser (~17 MiB resident) is loaded on first use: only when a rule reads the body text.
+let MailParserCtor: typeof MailParserType | undefined;
+async function mailParser(): Promise<typeof MailParserType> {
+  MailParserCtor ??= (await import('mailparser')).MailParser;
+  return MailParserCtor;
+}
 import type { Check } from '../pipeline/check.ts';
 import type { FactSpec } from '../pipeline/facts.ts';
 import type { RulesAware } from './rules-aware.ts';
@@ -60,6 +67,7 @@ export function htmlToText(html: string): string {
  * contents are drained and dropped. A malformed message yields whatever was decoded.
  */
 export async function extractBodyText(source: AsyncIterable<Buffer | string>, limits: BodyLimits): Promise<BodyText> {
+  const MailParser = await mailParser();
   const parser = new MailParser({ skipImageLinks: true, skipTextToHtml: true, skipTextLinks: true });
   let text = '';
   let html = '';

@@ -2,7 +2,17 @@
 // is one Lua script from ./lua/; several triplets or lease refreshes go in one pipeline. A call
 // never waits longer than the command timeout: no offline queue, a circuit that stays open for a
 // moment after a timeout, reconnects with capped exponential backoff in the background.
-import { Redis, Cluster, type RedisOptions, type ClusterOptions } from 'ioredis';
+import { createRequire } from 'node:module';
+import type { Redis as RedisClient, Cluster as ClusterClient, RedisOptions, ClusterOptions } from 'ioredis';
+
+// ioredis (~20 MiB resident once loaded) is only required when a `redis` is configured: the
+// embedded default (in-process store) never loads it. See bench/HISTORY.md, memory.
+type IoRedis = { Redis: typeof RedisClient; Cluster: typeof ClusterClient };
+let ioredis: IoRedis | undefined;
+function io(): IoRedis {
+  ioredis ??= createRequire(import.meta.url)('ioredis') as IoRedis;
+  return ioredis;
+}
 import type { Logger } from 'pino';
 import { metrics } from '../admin/metrics.ts';
 import { callScript, defineScripts } from './scripts.ts';
@@ -38,7 +48,7 @@ const LEVELS = ['normal', 'blocked', 'reject'] as const;
 
 export class RedisBackend implements StoreBackend {
   readonly kind = 'redis' as const;
-  readonly client: Redis | Cluster;
+  readonly client: RedisClient | ClusterClient;
   readonly #timeoutMs: number;
   readonly #log: Logger;
   /** Real time (not the injected clock) until which calls fail fast after a timeout. */
@@ -266,7 +276,7 @@ function backoff(maxMs: number): (times: number) => number {
   return (times) => Math.min(50 * 2 ** Math.min(times - 1, 20), maxMs) + Math.floor(Math.random() * 100);
 }
 
-function createClient(c: RedisConnectionConfig, o: RedisOptionsConfig): Redis | Cluster {
+function createClient(c: RedisConnectionConfig, o: RedisOptionsConfig): RedisClient | ClusterClient {
   const common: RedisOptions = {
     commandTimeout: o.command_timeout_ms,
     connectTimeout: o.connect_timeout_ms,
@@ -283,8 +293,8 @@ function createClient(c: RedisConnectionConfig, o: RedisOptionsConfig): Redis | 
     retryStrategy: backoff(o.reconnect_max_delay_ms),
   };
   if (typeof c === 'string') {
-    if (c.startsWith('unix://')) return new Redis({ ...common, path: c.slice('unix://'.length) });
-    return new Redis(c, common);
+    if (c.startsWith('unix://')) return new (io().Redis)({ ...common, path: c.slice('unix://'.length) });
+    return new (io().Redis)(c, common);
   }
   const tls = c.tls ? {} : undefined;
   const auth: RedisOptions = {};
@@ -303,7 +313,7 @@ function createClient(c: RedisConnectionConfig, o: RedisOptionsConfig): Redis | 
     };
     if (c.sentinel_username) opts.sentinelUsername = c.sentinel_username;
     if (c.sentinel_password) opts.sentinelPassword = c.sentinel_password;
-    return new Redis(opts);
+    return new (io().Redis)(opts);
   }
   if (!isCluster(c)) throw new Error('unreachable');
   const { retryStrategy: _r, enableOfflineQueue: _q, ...nodeOptions } = common;
@@ -314,5 +324,5 @@ function createClient(c: RedisConnectionConfig, o: RedisOptionsConfig): Redis | 
     clusterRetryStrategy: backoff(o.reconnect_max_delay_ms),
     slotsRefreshTimeout: o.connect_timeout_ms,
   };
-  return new Cluster(c.cluster.map(parseHostPort), clusterOptions);
+  return new (io().Cluster)(c.cluster.map(parseHostPort), clusterOptions);
 }
