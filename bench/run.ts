@@ -24,7 +24,9 @@ const HELP = `usage: npm run bench -- [options]     (or: node bench/run.ts [opti
   --runs N       runs per throughput row (default 3; median reported)
   --seconds S    target length of one throughput run (default 5)
   --sessions L   comma-separated session counts (default 20,1)
-  --rev REV      run mailgate from git revision REV (exported to bench/work/), not the working tree
+  --rev REV      run mailgate from git revision REV (exported with git archive to a temp
+                 directory), not the working tree: use --rev HEAD for runs of record, so
+                 that other work landing mid-run cannot change the code between rows
   --variant E    also run mailgate with experiment E as target "mailgate+E" in the same
                  interleaved runs (A/B on a noisy machine); repeatable
   --compare-rev REV
@@ -143,6 +145,9 @@ async function main(): Promise<void> {
   const c: BenchContext = { ...base, mailgateRoot: mgRoot };
   log(`sink 127.0.0.1:${sink.port}, DNS stub 127.0.0.1:${dns.port}, message ${corpus.smallBytes} bytes, mailgate from ${mgRoot}, logs in ${dirs.logs}`);
 
+  // the revision measured: read before the run (other work may commit while it runs)
+  const sha = sh('git', ['-C', root, 'rev-parse', '--short', rev ?? 'HEAD']);
+  const dirty = rev ? false : (sh('git', ['-C', root, 'status', '--porcelain', '--', 'src']) ?? '') !== '';
   const selected = producers.filter((p) => (opts.only.length ? opts.only.includes(p.id) : !p.optIn));
   const started = new Date().toISOString();
   // the throughput targets run as one group (interleaved runs), where the first of them is listed
@@ -165,11 +170,9 @@ async function main(): Promise<void> {
   const text = render(rows, rs, ts);
   process.stdout.write(`\n${text}\n`);
 
-  const full = !opts.only.length && !opts.quick && !opts.experiments.length && !rev;
+  const full = !opts.only.length && !opts.quick && !opts.experiments.length;
   const file = out ?? (full ? join(dirs.results, 'latest.json') : join(work, 'results', `${stamp}.json`));
   mkdirSync(dirname(file), { recursive: true });
-  const sha = sh('git', ['-C', root, 'rev-parse', '--short', rev ?? 'HEAD']);
-  const dirty = rev ? false : (sh('git', ['-C', root, 'status', '--porcelain', '--', 'src']) ?? '') !== '';
   const result = {
     started,
     finished: new Date().toISOString(),
