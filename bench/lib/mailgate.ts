@@ -85,10 +85,7 @@ function gatewayEnv(ctx: BenchContext, experiments: readonly string[]): NodeJS.P
       ...experiments
         .filter((e) => existsSync(join(ctx.dirs.bench, 'experiments', `${e}.mjs`)))
         .map((e) => `--import ${join(ctx.dirs.bench, 'experiments', `${e}.mjs`)}`),
-      // E.flags: Node/V8 options, one line (e.g. --max-semi-space-size=4)
-      ...experiments
-        .filter((e) => existsSync(join(ctx.dirs.bench, 'experiments', `${e}.flags`)))
-        .map((e) => readFileSync(join(ctx.dirs.bench, 'experiments', `${e}.flags`), 'utf8').replace(/#.*$/gm, '').trim()),
+
     ].join(' '),
     BENCH_DNS_PORT: String(ctx.dns.port),
     BENCH_MEM_DIR: ctx.dirs.logs,
@@ -102,7 +99,12 @@ export async function startMailgate(ctx: BenchContext, root: string, o: Mailgate
   const port = await freePort();
   const cfgFile = join(ctx.dirs.work, `mailgate-${o.tag}.yaml`);
   writeFileSync(cfgFile, `# written by bench/lib/mailgate.ts\n${stringify(benchConfig(ctx, root, port, o))}`);
-  const nodeArgs: string[] = [];
+  const experiments = [...ctx.opts.experiments, ...(o.experiments ?? [])];
+  // E.flags: Node/V8 options on the command line (cluster workers inherit execArgv; some, like
+  // --trace-gc, are not allowed in NODE_OPTIONS)
+  const nodeArgs: string[] = experiments
+    .filter((e) => existsSync(join(ctx.dirs.bench, 'experiments', `${e}.flags`)))
+    .flatMap((e) => readFileSync(join(ctx.dirs.bench, 'experiments', `${e}.flags`), 'utf8').replace(/#.*$/gm, '').trim().split(/\s+/).filter(Boolean));
   if (o.cpuProfDir) {
     mkdirSync(o.cpuProfDir, { recursive: true });
     nodeArgs.push('--cpu-prof', '--cpu-prof-dir', o.cpuProfDir);
@@ -110,7 +112,7 @@ export async function startMailgate(ctx: BenchContext, root: string, o: Mailgate
   const svc = startService(`mailgate-${o.tag}`, process.execPath, [...nodeArgs, join(root, 'src', 'cli', 'main.ts'), 'serve', '--config', cfgFile], {
     cwd: root,
     logDir: ctx.dirs.logs,
-    env: gatewayEnv(ctx, [...ctx.opts.experiments, ...(o.experiments ?? [])]),
+    env: gatewayEnv(ctx, experiments),
   });
   await waitSmtp(port, 30_000, svc);
   if (o.workers > 1) {
