@@ -135,7 +135,9 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     },
     async stop(graceMs = config.smtp.shutdown_grace_s * 1000) {
       runtime.draining = true;
-      await Promise.all(listeners.map((l) => l.close()));
+      // net.Server.close() resolves only once every connection is gone: stop accepting now, but
+      // do not wait for it before idle clients are told 421 and closed below.
+      const listenersClosed = Promise.all(listeners.map((l) => l.close()));
       const r = replies.shuttingDown();
       const closeIdle = () => {
         for (const { session, conn } of sessions.values()) {
@@ -146,12 +148,15 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
         }
       };
       closeIdle();
-      for (const { session } of sessions.values()) session.onIdle = closeIdle;
+      // After the reply that ended the transaction (the 250 for DATA is sent once onData's
+      // promise settles, after the session went idle), not before it.
+      for (const { session } of sessions.values()) session.onIdle = () => setImmediate(closeIdle);
       const deadline = Date.now() + graceMs;
       while ([...sessions.values()].some((e) => e.session.busy) && Date.now() < deadline) {
         await new Promise((res) => setTimeout(res, 50));
       }
       for (const { conn } of sessions.values()) conn.close();
+      await listenersClosed;
       runtime.backend.close();
       policyHandle?.close();
       await closeChecks(checks);

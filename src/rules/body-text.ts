@@ -82,9 +82,16 @@ export async function extractBodyText(source: AsyncIterable<Buffer | string>, li
       html = typeof d.html === 'string' ? d.html : '';
     }
   });
+  let failed = false;
   const done = new Promise<void>((resolve) => {
     parser.on('end', () => resolve());
-    parser.on('error', () => resolve());
+    parser.on('error', () => {
+      // e.g. mailsplit's "Max allowed child nodes exceeded" (a MIME bomb): the parser is dead and
+      // will never emit 'drain' again, so the loop below must not wait for it.
+      failed = true;
+      truncated = true;
+      resolve();
+    });
   });
   let read = 0;
   try {
@@ -93,7 +100,8 @@ export async function extractBodyText(source: AsyncIterable<Buffer | string>, li
       const room = limits.scanBytes - read;
       const part = buf.length > room ? buf.subarray(0, room) : buf;
       read += part.length;
-      if (!parser.write(part)) await new Promise((r) => parser.once('drain', r));
+      if (!parser.write(part)) await Promise.race([new Promise((r) => parser.once('drain', r)), done]);
+      if (failed) break;
       if (read >= limits.scanBytes) {
         truncated = true;
         break;
@@ -102,7 +110,7 @@ export async function extractBodyText(source: AsyncIterable<Buffer | string>, li
   } catch {
     truncated = true;
   }
-  parser.end();
+  if (!failed) parser.end();
   await done;
   if (!text && html) text = htmlToText(html);
   if (text.length > limits.maxBytes) {

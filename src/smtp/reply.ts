@@ -52,6 +52,11 @@ export const replies = {
     new SmtpReply(451, '4.4.1', `Backend mail server unavailable, try again later (${why})`),
   backendTimeout: () => new SmtpReply(451, '4.4.2', 'Backend mail server timed out, try again later'),
   shuttingDown: () => new SmtpReply(421, '4.3.2', 'Service shutting down, try again later'),
+  tooManyErrors: (n: number) => new SmtpReply(421, '4.7.0', `Too many errors on one connection (${n}), closing`),
+  tooSlow: () => new SmtpReply(421, '4.4.2', 'Too slow: command or data not completed in time, closing connection'),
+  nonAsciiAddress: () => new SmtpReply(553, '5.6.7', 'Non-ASCII address requires SMTPUTF8, or it is not valid UTF-8'),
+  unknownParameter: (names: string) => new SmtpReply(555, '5.5.4', `Unsupported parameter ${names}`),
+  clientGone: () => new SmtpReply(451, '4.4.2', 'Connection lost during DATA'),
   localError: (why: string) => new SmtpReply(451, '4.3.0', `Local error in processing, try again later (${why})`),
   checkFailed: (check: string) =>
     new SmtpReply(451, '4.7.1', `Temporary failure in message checks (${check}), try again later`),

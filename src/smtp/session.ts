@@ -62,6 +62,8 @@ export class ClientSession {
   txCount = 0;
   /** Refused MAIL/RCPT commands on this connection (dictionary attacks): see limits.max_errors. */
   errors = 0;
+  /** RCPTs refused for max_recipients (not errors up to a point, see #countingErrors). */
+  overshoot = 0;
   helo = '';
   esmtp = false;
   tls: { version?: string; cipher?: string } | undefined;
@@ -157,18 +159,22 @@ export class ClientSession {
     return this.#countingErrors(() => this.#onMail(from, args));
   }
 
-  onRcpt(to: string): Promise<SmtpReply> {
-    return this.#countingErrors(() => this.#onRcpt(to));
+  onRcpt(to: string, args: Record<string, string | true> = {}): Promise<SmtpReply> {
+    return this.#countingErrors(() => this.#onRcpt(to, args));
   }
 
   /** Counts refusals; past limits.max_errors the client gets 421 and the connection closes. */
   async #countingErrors(fn: () => Promise<SmtpReply>): Promise<SmtpReply> {
     const max = this.rt.config.limits.max_errors;
-    if (this.errors >= max) throw new SmtpError(new SmtpReply(421, '4.7.0', `Too many errors on one connection (${this.errors}), closing`));
+    if (this.errors >= max) throw new SmtpError(replies.tooManyErrors(this.errors));
     try {
       return await fn();
     } catch (err) {
-      if (err instanceof SmtpError && err.reply.code >= 400 && err.reply.code !== 421) this.errors++;
+      // Recipients past max_recipients get 452 and are retried by the client in a new
+      // transaction (RFC 5321 4.5.3.1.10); like Postfix (smtpd_recipient_overshoot_limit) they
+      // only count as errors beyond 1000.
+      const overshoot = err instanceof SmtpError && err.reply.code === 452 && err.reply.enhanced === '4.5.3' && ++this.overshoot <= 1000;
+      if (err instanceof SmtpError && err.reply.code >= 400 && err.reply.code !== 421 && !overshoot) this.errors++;
       throw err;
     }
   }
@@ -180,6 +186,10 @@ export class ClientSession {
     if (this.txCount >= rt.config.limits.max_messages_per_connection) {
       throw new SmtpError(new SmtpReply(421, '4.7.0', `Too many messages on one connection (at most ${rt.config.limits.max_messages_per_connection}), reconnect`));
     }
+    // Parameters we do not offer are refused, not silently dropped (RFC 5321 4.1.1.11).
+    const unknown = Object.keys(args).filter((k) => !MAIL_PARAMETERS.has(k.toUpperCase()));
+    if (unknown.length > 0) throw new SmtpError(replies.unknownParameter(unknown.join(' ')));
+    if (!asciiOk(from, args.SMTPUTF8 === true)) throw new SmtpError(replies.nonAsciiAddress());
     let addr = '';
     let domain = '';
     if (from !== '') {
@@ -221,8 +231,20 @@ export class ClientSession {
         this.tx = undefined;
         throw new SmtpError(refuse);
       }
-      this.link ??= rt.backend.link({ ip: this.info.ip, port: this.info.port, helo: this.helo, esmtp: this.esmtp });
-      const r = await this.#backend(() => (this.link as BackendLink).mail(addr, args));
+      if (this.closed) throw new SmtpError(replies.localError('client gone'));
+      const link = (this.link ??= rt.backend.link({ ip: this.info.ip, port: this.info.port, helo: this.helo, esmtp: this.esmtp }));
+      let r: BackendReply;
+      try {
+        r = await this.#backend(() => link.mail(addr, args));
+      } finally {
+        // The client may have left while the backend answered: onClose() found no session to
+        // release then, so release it here or the backend keeps an open transaction until its
+        // own timeout.
+        if (this.closed) {
+          link.release();
+          if (this.link === link) this.link = undefined;
+        }
+      }
       if (r.code >= 300) {
         this.tx = undefined;
         throw new SmtpError(backendToReply(r));
@@ -235,9 +257,13 @@ export class ClientSession {
 
   // --- rcpt -----------------------------------------------------------------------------------
 
-  async #onRcpt(to: string): Promise<SmtpReply> {
+  async #onRcpt(to: string, args: Record<string, string | true>): Promise<SmtpReply> {
     const tx = this.tx;
     if (!tx) throw new SmtpError(new SmtpReply(503, '5.5.1', 'Error: need MAIL command'));
+    // No RCPT parameter is offered (DSN is hidden): NOTIFY/ORCPT would be silently dropped.
+    const unknown = Object.keys(args);
+    if (unknown.length > 0) throw new SmtpError(replies.unknownParameter(unknown.join(' ')));
+    if (!asciiOk(to, tx.facts.get('mail.smtputf8') === true)) throw new SmtpError(replies.nonAsciiAddress());
     const limits = this.rt.config.limits;
     if (tx.rcpts.length >= limits.max_recipients) throw new SmtpError(replies.tooManyRecipients(limits.max_recipients));
     // The domainless postmaster (RFC 5321 4.1.1.3) goes to our first domain.
@@ -357,6 +383,10 @@ export class ClientSession {
     } catch (err) {
       if (err instanceof SmtpError) {
         reply = err.reply;
+      } else if ((err as { code?: string }).code === 'ECONNECTION' || this.closed) {
+        // The client went away mid-DATA: an ordinary outcome, nobody reads the reply.
+        reply = replies.clientGone();
+        reason = 'client disconnected during DATA';
       } else {
         this.log.error({ err: (err as Error).message, qid: tx?.qid }, 'error while processing message');
         reply = replies.localError('internal error');
@@ -463,6 +493,21 @@ export class ClientSession {
     this.tx = undefined;
     this.#setIdle();
   }
+}
+
+/** MAIL parameters mailgate offers (EHLO: SIZE, 8BITMIME, SMTPUTF8; REQUIRETLS once secure). */
+const MAIL_PARAMETERS = new Set(['SIZE', 'BODY', 'SMTPUTF8', 'REQUIRETLS']);
+
+/**
+ * RFC 6531 3.2: without SMTPUTF8 the local part must be ASCII. smtp-server decodes the command as
+ * UTF-8 (undecodable bytes become U+FFFD, which is never valid) and turns xn-- domains into
+ * Unicode itself, so only the local part is judged for ASCII.
+ */
+function asciiOk(address: string, smtputf8: boolean): boolean {
+  if (address.includes('\uFFFD')) return false;
+  if (smtputf8) return true;
+  const at = address.lastIndexOf('@');
+  return /^[\x00-\x7F]*$/.test(at < 0 ? address : address.slice(0, at));
 }
 
 // Queue ids: time-ordered and unique per process without a crypto call per message (like
