@@ -67,7 +67,10 @@ describe('relaying to the real backend', () => {
   });
 
   test('relay attempts are refused with 550 5.7.1 (tricks included), nothing reaches the backend', async () => {
-    const c = await RawSmtp.connect(gw.port);
+    // More refusals than limits.max_errors allows on one connection by default.
+    const g = await startGateway(testConfig({ limits: { max_errors: 50 } }));
+    after(() => g.stop(500));
+    const c = await RawSmtp.connect(g.port);
     await c.read();
     await c.cmd('EHLO client.example.net');
     assert.equal((await c.cmd('MAIL FROM:<s@client.example.net>'))?.code, 250);

@@ -67,11 +67,17 @@ export class RawSmtp {
     if (r) return Promise.resolve(r);
     if (this.closed) return Promise.resolve(undefined);
     return new Promise((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error(`no SMTP reply within ${timeoutMs} ms`)), timeoutMs);
-      this.#waiters.push((x) => {
+      const waiter = (x: Reply | undefined) => {
         clearTimeout(t);
         resolve(x);
-      });
+      };
+      // On timeout the waiter is withdrawn, so a late reply is kept for the next read().
+      const t = setTimeout(() => {
+        const i = this.#waiters.indexOf(waiter);
+        if (i >= 0) this.#waiters.splice(i, 1);
+        reject(new Error(`no SMTP reply within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.#waiters.push(waiter);
     });
   }
 
