@@ -487,6 +487,25 @@ describe('lifecycle', () => {
     }
   });
 
+  test('checks.disabled: a disabled check sets no facts (no SPF lookup); an unknown name is an error', async () => {
+    const { startDnsServer } = await import('./helpers/dns-server.ts');
+    const dns = await startDnsServer({ zone: {} });
+    try {
+      const g = await startGateway(testConfig({ dns: { servers: [dns.address] }, checks: { disabled: ['spf', 'dkim-arc-dmarc', 'fcrdns'] } }));
+      const r = await sendMessage(g.port, { from: 's@client.example.net', to: ['alice@example.test'], data: msg(token()) });
+      assert.equal(r.end?.code, 250);
+      await g.stop(500);
+      assert.equal(dns.queries.length, 0, 'no DNS lookups with the DNS checks disabled');
+      const g2 = await startGateway(testConfig({ dns: { servers: [dns.address] } }));
+      await sendMessage(g2.port, { from: 's@client.example.net', to: ['alice@example.test'], data: msg(token()) });
+      await g2.stop(500);
+      assert.ok(dns.queries.some((q) => q.name.includes('client.example.net')), 'SPF looked up when enabled');
+      await assert.rejects(startGateway(testConfig({ checks: { disabled: ['spff'] } })), /checks\.disabled: unknown check "spff"/);
+    } finally {
+      await dns.close();
+    }
+  });
+
   test('config errors name the file, line and key; unknown keys are errors', () => {
     const dir = mkdtempSync(join(tmpdir(), 'mg-cfg-'));
     const f = join(dir, 'bad.yaml');

@@ -21,7 +21,19 @@ export async function buildChecks(config: Config, deps: Deps): Promise<Check[]> 
   // rules files, off by default); body text for body rules, only when a rule reads it.
   checks.push(...createConnectionChecks({ dns: deps.dns, ourNames: () => [config.hostname, ...config.domains] }));
   checks.push(createBodyTextCheck());
-  return checks;
+  const disabled = new Set(config.checks.disabled);
+  const known = new Set(checks.map((c) => c.name));
+  const unknown = [...disabled].filter((n) => !known.has(n));
+  if (unknown.length > 0) {
+    for (const c of checks) await c.close?.();
+    throw new Error(`checks.disabled: unknown check ${unknown.map((n) => `"${n}"`).join(', ')} (known: ${[...known].join(', ')})`);
+  }
+  const kept: Check[] = [];
+  for (const c of checks) {
+    if (disabled.has(c.name)) await c.close?.();
+    else kept.push(c);
+  }
+  return kept;
 }
 
 /** Releases resources checks hold (connections, timers) on shutdown. */

@@ -122,6 +122,12 @@ export const configSchema = z.strictObject({
   /** Sender authentication (SPF, DKIM, DMARC, ARC): see docs/auth.md. */
   auth: authConfigSchema.default(authConfigSchema.parse({})),
   /**
+   * Checks switched off entirely (by name: spf, dkim-arc-dmarc, fcrdns, helo-sanity, dnsbl,
+   * concurrency, ratelimit, greylist, body-text). Their facts are then never set, so rules that
+   * read them never fire. For networks without DNS, or a relay-only benchmark.
+   */
+  checks: z.strictObject({ disabled: z.array(z.string()).default([]) }).default({ disabled: [] }),
+  /**
    * Bounded capture of recent verdict inputs (facts, not bodies) that `mailgate rules diff`
    * replays. Default: on, var/capture.jsonl next to the quarantine directory. `false` = off.
    */
