@@ -15,7 +15,14 @@ import { decidedBy, formatFired, statusHeaderValue } from '../rules/explain.ts';
 import { formatScore } from '../rules/template.ts';
 import { captureFiles, readCapture } from '../rules/capture.ts';
 import { offlineFacts, readSidecar, DEFAULT_TEST_IP, type Envelope } from '../rules/offline.ts';
-import type { Verdict } from '../rules/verdict.ts';
+import { emptyVerdict, type Verdict } from '../rules/verdict.ts';
+import pino from 'pino';
+import type { Spool } from '../message/spool.ts';
+import { buildChecks } from '../checks/index.ts';
+import { runStage } from '../pipeline/runner.ts';
+import { createResolver } from '../dns/resolver.ts';
+import { createSharedStore } from '../store/create-store.ts';
+import { isRulesAware } from '../rules/rules-aware.ts';
 
 const HELP = `NAME
     mailgate rules - check, test and compare rules directories
@@ -24,7 +31,7 @@ SYNOPSIS
     mailgate rules check [DIR] [--config FILE] [--verbose]
     mailgate rules test MESSAGE.eml [--ip IP] [--helo NAME] [--from ADDR] [--to ADDR]...
                         [--tls] [--fact NAME=VALUE]... [--rules DIR] [--config FILE]
-                        [--show-facts] [--json]
+                        [--offline] [--show-facts] [--json]
     mailgate rules diff NEW_DIR [--rules DIR] [--capture FILE | --corpus DIR]
                         [--config FILE] [--all] [--json]
 
@@ -40,10 +47,14 @@ DESCRIPTION
     test    Runs MESSAGE.eml through every stage (connect, helo, mail, each
             recipient, data) as the gateway would, without sending anything, and
             prints each rule that fired with its score and stage, the total and the
-            final action with the SMTP reply the client would get. Facts that need
-            the network (SPF/DKIM/DMARC results, DNSBL, rDNS, rate limits) are not
-            computed: pass them with --fact, e.g. --fact dmarc.result=fail
-            --fact dmarc.policy=reject. A sidecar MESSAGE.json (keys ip, helo, from,
+            final action with the SMTP reply the client would get. With a config
+            (--config, $MAILGATE_CONFIG or ./mailgate.yaml) the checks that need DNS
+            run for real with its dns: servers: FCrDNS and DNSBL for --ip, SPF for
+            --from/--helo, DKIM, ARC and DMARC on the message. Without a config, or
+            with --offline, they are not computed: pass their results with --fact,
+            e.g. --fact dmarc.result=fail --fact dmarc.policy=reject (--fact always
+            wins over a computed fact). Rate limits and greylisting never run (they
+            would count). A sidecar MESSAGE.json (keys ip, helo, from,
             to, tls, facts) is read when present; options override it. The rules
             that read facts which were not given are listed, so you know what the
             run could not see.
@@ -67,6 +78,7 @@ OPTIONS
     --tls             The session used TLS.
     --fact NAME=VALUE Set a fact. VALUE is JSON when it parses as JSON (true, 3,
                       ["a","b"]), else a string. Repeatable.
+    --offline         test: do not run the DNS checks even when a config is given.
     --show-facts      Also print every fact the rules saw.
     --verbose         check: list every rule with its stage and source.
     --all             diff: print unchanged messages too.
@@ -145,6 +157,30 @@ function rulesDirOf(explicit: string | undefined, cfg: LoadedConfig | undefined)
 
 function load(dir: string): LoadedRules {
   return loadRules(dir, createFactLookup(knownFacts()), knownSections());
+}
+
+/** Checks `rules test` runs for real: those that need DNS. Limits and greylisting never run (they would count). */
+const LIVE_CHECKS = new Set(['fcrdns', 'dnsbl', 'spf', 'dkim-arc-dmarc']);
+
+/** The gateway's own DNS checks, built from the config, run stage by stage on one message. */
+async function liveChecks(cfg: LoadedConfig, loaded: LoadedRules): Promise<{ run: (facts: FactSet, message: Spool) => Promise<void>; close: () => Promise<void> }> {
+  const logger = pino({ level: 'silent' });
+  const config = { ...cfg.config, checks: { disabled: [] } };
+  const dns = createResolver(config.dns);
+  const all = await buildChecks(config, { logger, now: Date.now, dns, store: createSharedStore({ logger, now: Date.now }) });
+  const checks = all.filter((c) => LIVE_CHECKS.has(c.name) && !cfg.config.checks.disabled.includes(c.name));
+  for (const c of checks) if (isRulesAware(c)) c.onRulesLoaded(loaded);
+  return {
+    run: async (facts, message) => {
+      for (const stage of STAGES) {
+        const output = { facts: new FactSet(), headers: { prepend: [], remove: [] } };
+        await runStage({ stage, checks, policy: { evaluate: () => emptyVerdict() }, facts, output, logger, message });
+      }
+    },
+    close: async () => {
+      for (const c of all) await c.close?.();
+    },
+  };
 }
 
 function parseFact(spec: string): [string, FactValue] {
@@ -244,6 +280,7 @@ async function test(args: string[], io: Io): Promise<number> {
   const tls = takeFlag(args, '--tls');
   const showFacts = takeFlag(args, '--show-facts');
   const json = takeFlag(args, '--json');
+  const offline = takeFlag(args, '--offline');
   noMoreOptions(args);
   const file = args[0];
   if (!file) throw new UsageError('test: which message? (mailgate rules test MESSAGE.eml)');
@@ -264,10 +301,19 @@ async function test(args: string[], io: Io): Promise<number> {
   if (unknown.length) throw new UsageError(`unknown fact${unknown.length > 1 ? 's' : ''} ${unknown.join(', ')} (see docs/rules.md for the list)`);
 
   const ourNames = cfg ? [cfg.config.hostname, ...cfg.config.domains] : [];
-  const msg = await offlineFacts(readFileSync(file), env, {
-    ourNames,
-    body: { maxBytes: loaded.settings.body_max_bytes, scanBytes: loaded.settings.body_scan_bytes },
-  });
+  // With a config, the checks that need DNS run for real (with its dns: servers), as the gateway
+  // would run them; --offline (or no config) uses only what the file and envelope give.
+  const live = cfg && !offline ? await liveChecks(cfg, loaded) : undefined;
+  let msg;
+  try {
+    msg = await offlineFacts(readFileSync(file), env, {
+      ourNames,
+      body: { maxBytes: loaded.settings.body_max_bytes, scanBytes: loaded.settings.body_scan_bytes },
+      ...(live ? { runChecks: live.run } : {}),
+    });
+  } finally {
+    await live?.close();
+  }
   const result = simulate(loaded.policy, { facts: msg.facts, recipients: msg.recipients });
   const missing = missingFacts(loaded, msg.facts);
   const v = result.verdict;

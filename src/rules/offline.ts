@@ -33,6 +33,11 @@ export interface OfflineOptions {
   ourNames?: readonly string[];
   body?: BodyLimits;
   maxMessageBytes?: number;
+  /**
+   * Runs real checks (SPF, DKIM/ARC/DMARC, FCrDNS, DNSBL) on the facts and the spooled message
+   * before the envelope's explicit facts are applied (so --fact still overrides what they find).
+   */
+  runChecks?: (facts: FactSet, message: Spool) => Promise<void>;
 }
 
 export interface OfflineMessage {
@@ -113,6 +118,7 @@ export async function offlineFacts(message: Buffer, env: Envelope, opts: Offline
     const to = (env.to ?? headerAddresses(facts, ['to', 'cc'])).map((a) => parseAddress(a)?.address ?? a);
     facts.set('rcpt.addresses', to);
     facts.set('rcpt.count', to.length);
+    await opts.runChecks?.(facts, spool);
     for (const [k, v] of Object.entries(env.facts ?? {})) facts.set(k, v);
     return { facts, recipients: to, envelope: { ...env, ip, from, to }, size: spool.size };
   } finally {
