@@ -4,6 +4,7 @@
 import type { Corpus } from './corpus.ts';
 import type { DnsStub } from './dns-stub.ts';
 import type { Sink } from './postfix.ts';
+import type { LatencyResult } from './latency.ts';
 
 export interface BenchOptions {
   /** Fewer runs and shorter runs: for iterating, not for the record. */
@@ -97,17 +98,8 @@ export interface LatencyRow {
   notes: string[];
 }
 
-export interface LatencyFigures {
-  sent: number;
-  ok: number;
-  errors: number;
-  skipped: number;
-  p50Ms: number | null;
-  p90Ms: number | null;
-  p99Ms: number | null;
-  maxMs: number | null;
-  achievedRate: number;
-}
+/** The latency client's figures as stored in a row (latency.ts's result without rate and error). */
+export type LatencyFigures = Omit<LatencyResult, 'rate' | 'firstError'>;
 
 export interface MemoryRow {
   kind: 'memory';
