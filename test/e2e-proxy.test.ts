@@ -4,7 +4,7 @@
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, mkdirSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, writeFileSync, existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import nodemailer from 'nodemailer';
@@ -184,6 +184,41 @@ describe('relaying to the real backend', () => {
     c.close();
     const got = await waitDelivered(tok);
     assert.deepEqual(got.map((g) => g.user), ['bob'], 'only the recipient of the second transaction');
+  });
+});
+
+describe('quarantine', () => {
+  test('quarantine action: 250 with the queue id only once .eml and .json are on disk; nothing relayed; CLI lists and shows it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mg-quar-'));
+    const rules = join(dir, 'rules');
+    mkdirSync(rules);
+    writeFileSync(join(rules, '10-test.yaml'), 'rules:\n  - name: QUARANTINE_ME\n    description: test rule\n    when: { message.subject: { glob: "*QUARANTINE-ME*" } }\n    action: quarantine\n');
+    const qdir = join(dir, 'quarantine');
+    const g = await startGateway(testConfig({ rules, quarantine: { dir: qdir } }));
+    try {
+      const tok = token();
+      const r = await sendMessage(g.port, { from: 's@client.example.net', to: ['alice@example.test'], data: msg(`${tok} QUARANTINE-ME`) });
+      assert.equal(r.end?.code, 250);
+      const id = /^2\.0\.0 Message accepted \((\w+)\)$/.exec(r.end?.text ?? '')?.[1];
+      assert.ok(id, r.end?.text);
+      // On disk when the client got 250 (written and fsync'd before the reply).
+      const day = new Date().toISOString().slice(0, 10);
+      const eml = readFileSync(join(qdir, day, `${id}.eml`), 'latin1');
+      assert.match(eml, /by mx\.example\.test \(mailgate\)/);
+      assert.ok(eml.includes(tok));
+      const meta = JSON.parse(readFileSync(join(qdir, day, `${id}.json`), 'utf8')) as { rules: string[]; rcpts: string[] };
+      assert.deepEqual(meta.rules, ['QUARANTINE_ME']);
+      assert.deepEqual(meta.rcpts, ['alice@example.test']);
+      assert.equal((await settle(tok, 800)).length, 0, 'not relayed');
+      const cfg = join(dir, 'mailgate.yaml');
+      writeFileSync(cfg, `hostname: mx.example.test\ndomains: [example.test]\nbackend: { maildir: ${dir}/md }\nquarantine: { dir: ${qdir} }\n`);
+      const list = execFileSync(process.execPath, ['src/cli/main.ts', 'quarantine', 'list', '--config', cfg]).toString();
+      assert.match(list, new RegExp(`^${id}\t.*\t127\.0\.0\.1\t<s@client\.example\.net>\talice@example\.test\t`, 'm'));
+      const shown = execFileSync(process.execPath, ['src/cli/main.ts', 'quarantine', 'show', id, '--config', cfg]).toString('latin1');
+      assert.equal(shown, eml);
+    } finally {
+      await g.stop(500);
+    }
   });
 });
 
