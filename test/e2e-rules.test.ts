@@ -37,6 +37,18 @@ async function counterValue(c: { get(): Promise<{ values: ReadonlyArray<{ value:
   return values.filter((v) => label === undefined || (v.labels as Record<string, unknown>).rule === label).reduce((n, v) => n + v.value, 0);
 }
 
+/** On an open, greeted connection: one message from an accepted sender, delivered exactly once. */
+async function deliversOn(c: RawSmtp, tok: string): Promise<void> {
+  assert.equal((await c.cmd('MAIL FROM:<ok@good.example>'))?.code, 250);
+  assert.equal((await c.cmd('RCPT TO:<alice@example.test>'))?.code, 250);
+  assert.equal((await c.cmd('DATA'))?.code, 354);
+  c.write(`${message(tok)}.\r\n`);
+  assert.equal((await c.read())?.code, 250);
+  await c.cmd('QUIT');
+  c.close();
+  assert.equal((await waitDelivered(tok)).length, 1);
+}
+
 before(requireBackend);
 after(async () => {
   for (const c of clients) c.close();
@@ -84,14 +96,7 @@ describe('a rule refuses at the stage of its facts', () => {
     assert.equal(refused?.code, 550);
     assert.equal(refused?.text, '5.7.1 Sender <spam@blocked.example> is blocked');
     assert.equal((await c.cmd('RCPT TO:<alice@example.test>'))?.code, 503, 'no transaction after a refused MAIL');
-    assert.equal((await c.cmd('MAIL FROM:<ok@good.example>'))?.code, 250);
-    assert.equal((await c.cmd('RCPT TO:<alice@example.test>'))?.code, 250);
-    assert.equal((await c.cmd('DATA'))?.code, 354);
-    c.write(`${message(tok)}.\r\n`);
-    assert.equal((await c.read())?.code, 250);
-    await c.cmd('QUIT');
-    c.close();
-    assert.equal((await waitDelivered(tok)).length, 1);
+    await deliversOn(c, tok);
   });
 
   test('rcpt: only the matching recipient is refused; the others get the message', async () => {
@@ -179,14 +184,7 @@ test('hot reload under an open connection: the next command follows the new rule
 
   // The connection survived all of it and still delivers.
   const tok = token('reload');
-  assert.equal((await c.cmd('MAIL FROM:<ok@good.example>'))?.code, 250);
-  assert.equal((await c.cmd('RCPT TO:<alice@example.test>'))?.code, 250);
-  assert.equal((await c.cmd('DATA'))?.code, 354);
-  c.write(`${message(tok)}.\r\n`);
-  assert.equal((await c.read())?.code, 250);
-  await c.cmd('QUIT');
-  c.close();
-  assert.equal((await waitDelivered(tok)).length, 1);
+  await deliversOn(c, tok);
 });
 
 test('connection checks feed rules through the real pipeline: DNSBL at connect, HELO sanity, FCrDNS', async () => {

@@ -28,41 +28,41 @@ export interface CompileEnv {
   compileCondition?: ((raw: unknown, path: PropertyKey[]) => ConditionLike | undefined) | undefined;
 }
 
+/**
+ * Compiles a limit's `when` condition; `tooLate(stage)` returns why the condition's stage is too
+ * late for the limit (or undefined). The spec is dropped (after a report) when it cannot be used.
+ */
+function withWhen<S extends { name: string; whenAt?: { raw: unknown; path: PropertyKey[] } | undefined }>(
+  spec: S,
+  env: CompileEnv,
+  tooLate: (stage: ConditionLike['stage']) => string | undefined,
+): Array<S & { when?: ConditionLike }> {
+  const w = spec.whenAt;
+  if (!w) return [spec];
+  if (!env.compileCondition) {
+    env.report(w.path, `limit ${spec.name}: "when" conditions need the rules engine`);
+    return [];
+  }
+  const when = env.compileCondition(w.raw, w.path);
+  if (!when) return [];
+  const why = tooLate(when.stage);
+  if (why) {
+    env.report(w.path, `limit ${spec.name}: "when" reads facts known only at ${when.stage}${why}`);
+    return [];
+  }
+  return [{ ...spec, when }];
+}
+
 export function compileRateLimits(list: readonly RateLimitEntry[], env: CompileEnv): RateLimitSpec[] {
-  const specs = resolveRateLimits(mergeByName(list), env.report);
-  return specs.flatMap((spec) => {
-    const w = spec.whenAt;
-    if (!w) return [spec];
-    if (!env.compileCondition) {
-      env.report(w.path, `limit ${spec.name}: "when" conditions need the rules engine`);
-      return [];
-    }
-    const when = env.compileCondition(w.raw, w.path);
-    if (!when) return [];
-    if (stageIndex(when.stage) > stageIndex(spec.stage)) {
-      env.report(w.path, `limit ${spec.name}: "when" reads facts known only at ${when.stage}, after the limit counts (${spec.stage})`);
-      return [];
-    }
-    return [{ ...spec, when }];
-  });
+  return resolveRateLimits(mergeByName(list), env.report).flatMap((spec) =>
+    withWhen(spec, env, (stage) => (stageIndex(stage) > stageIndex(spec.stage) ? `, after the limit counts (${spec.stage})` : undefined)),
+  );
 }
 
 export function compileConcurrency(list: readonly ConcurrencyEntry[], env: CompileEnv): ConcurrencySpec[] {
-  return resolveConcurrency(mergeByName(list), env.report).flatMap((spec) => {
-    const w = spec.whenAt;
-    if (!w) return [spec];
-    if (!env.compileCondition) {
-      env.report(w.path, `limit ${spec.name}: "when" conditions need the rules engine`);
-      return [];
-    }
-    const when = env.compileCondition(w.raw, w.path);
-    if (!when) return [];
-    if (when.stage !== 'connect') {
-      env.report(w.path, `limit ${spec.name}: "when" reads facts known only at ${when.stage}; connections are counted at connect`);
-      return [];
-    }
-    return [{ ...spec, when }];
-  });
+  return resolveConcurrency(mergeByName(list), env.report).flatMap((spec) =>
+    withWhen(spec, env, (stage) => (stage !== 'connect' ? '; connections are counted at connect' : undefined)),
+  );
 }
 
 export function compileGreylist(section: GreylistSection, env: CompileEnv): GreylistSpec {

@@ -163,10 +163,11 @@ export class ClientSession {
     return this.#countingErrors(() => this.#onRcpt(to, args));
   }
 
-  /** Counts refusals; past limits.max_errors the client gets 421 and the connection closes. */
+  /**
+   * Counts refusals towards limits.max_errors. The limit itself is enforced in front.ts, before
+   * smtp-server parses MAIL/RCPT/DATA, so that its own syntax refusals are covered too.
+   */
   async #countingErrors(fn: () => Promise<SmtpReply>): Promise<SmtpReply> {
-    const max = this.rt.config.limits.max_errors;
-    if (this.errors >= max) throw new SmtpError(replies.tooManyErrors(this.errors));
     try {
       return await fn();
     } catch (err) {
