@@ -41,7 +41,12 @@ export async function runStage(a: RunStageArgs): Promise<StageResult> {
     }
   }
   // What checks wrote to their output is a fact from now on: the rules of this stage see it.
-  for (const [k, v] of a.output.facts.entries()) a.facts.set(k, v);
+  // Moved, not copied: the output object lives for the whole transaction (its header edits
+  // accumulate), so facts left in it would be merged again at every later stage.
+  for (const [k, v] of [...a.output.facts.entries()]) {
+    a.facts.set(k, v);
+    a.output.facts.delete(k);
+  }
   const verdict = a.policy.evaluate(a.stage, a.facts, a.previous);
   return failure ? { verdict, failure } : { verdict };
 }
