@@ -2,6 +2,7 @@
 // two at MAIL FROM, one per RCPT, one at end of DATA), with Redis on loopback, and the Redis
 // round trips per message (target: p99 under 1 ms, at most one round trip per SMTP phase).
 // Called by bench/run.ts (`npm run bench -- --only ratelimit`) or alone: `node bench/ratelimit.ts`.
+import { detachedConnection, emptyEdits } from '../src/pipeline/check.ts';
 import { randomBytes } from 'node:crypto';
 import { connect } from 'node:net';
 import { pino } from 'pino';
@@ -50,9 +51,10 @@ function counting(store: SharedStore): Counting {
 async function runStageChecks(checks: readonly Check[], stage: Stage, facts: FactSet, recipient?: string): Promise<void> {
   const run = checks.filter((c) => c.stages.includes(stage));
   if (run.length === 0) return;
-  const out: CheckOutput = { facts: new FactSet(), headers: { prepend: [], remove: [] } };
+  const out: CheckOutput = { facts: new FactSet(), edits: emptyEdits() };
   const signal = new AbortController().signal;
-  await Promise.all(run.map((c) => c.run(recipient === undefined ? { stage, facts, signal } : { stage, facts, signal, recipient }, out)));
+  const connection = detachedConnection();
+  await Promise.all(run.map((c) => c.run(recipient === undefined ? { stage, facts, signal, connection } : { stage, facts, signal, recipient, connection }, out)));
   for (const [k, v] of out.facts.entries()) facts.set(k, v);
 }
 

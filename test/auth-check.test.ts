@@ -89,7 +89,7 @@ async function authenticate(c: { spf: Check; data: Check }, raw: Buffer, env: En
 }
 
 const sigs = (out: CheckOutput): FactRecord[] => out.facts.get('dkim.signatures') as FactRecord[];
-const arHeader = (out: CheckOutput): string => out.headers.prepend.find((h) => h.name === 'Authentication-Results')?.value ?? '';
+const arHeader = (out: CheckOutput): string => out.edits.addHeaders.find((h) => h.name === 'Authentication-Results')?.value ?? '';
 
 describe('results', () => {
   test('aligned DKIM and SPF: everything passes, Authentication-Results says so', async () => {
@@ -278,7 +278,7 @@ describe('forged results and stripped headers', () => {
     const raw = message({ extra: ['Authentication-Results: mx.mailgate.test; dmarc=pass header.from=example.com', 'X-MS-Exchange-Organization-AuthAs: Internal'] });
     const out = await authenticate(checks(), raw);
     assert.equal(out.facts.get('auth.forged_results_removed'), 1);
-    const rm = out.headers.remove[0];
+    const rm = out.edits.removeHeaders[0];
     assert.ok(rm);
     assert.equal(rm('Authentication-Results', 'mx.mailgate.test; dmarc=pass'), true);
     assert.equal(rm('x-ms-exchange-organization-authas', 'Internal'), true);
@@ -328,11 +328,11 @@ describe('ARC', () => {
     const raw = await sign(message(), 'example.com', keys.example.privateKey);
     const out = await authenticate(gw, raw);
     assert.equal(out.facts.get('arc.sealed'), true);
-    const names = out.headers.prepend.map((h) => h.name);
+    const names = out.edits.addHeaders.map((h) => h.name);
     assert.deepEqual(names, ['ARC-Seal', 'ARC-Message-Signature', 'ARC-Authentication-Results', 'Authentication-Results']);
-    assert.match(out.headers.prepend[2]?.value ?? '', /^i=1; mx\.mailgate\.test; spf=pass/);
+    assert.match(out.edits.addHeaders[2]?.value ?? '', /^i=1; mx\.mailgate\.test; spf=pass/);
     // The next hop sees our fields folded the way the relay writes them.
-    const relayed = Buffer.concat([Buffer.from(out.headers.prepend.map((h) => `${h.name}: ${h.value}\r\n`).join('')), raw]);
+    const relayed = Buffer.concat([Buffer.from(out.edits.addHeaders.map((h) => `${h.name}: ${h.value}\r\n`).join('')), raw]);
     const next = await authenticate(checks({}, dns, 'mx2.example.test'), relayed);
     assert.equal(next.facts.get('arc.result'), 'pass');
     assert.equal(next.facts.get('arc.sealer'), 'gw.example.org');

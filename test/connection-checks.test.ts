@@ -1,5 +1,6 @@
 // The connection-level checks against a real DNS server on loopback: forward-confirmed rDNS,
 // DNSBL/DNSWL weights (error answers never count, DNS trouble is a result), HELO sanity.
+import { detachedConnection, emptyEdits } from '../src/pipeline/check.ts';
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { FactSet, type FactValue } from '../src/pipeline/facts.ts';
@@ -48,8 +49,8 @@ after(async () => {
 });
 
 async function runCheck(check: Check, given: Record<string, FactValue>, ms = 5000): Promise<Record<string, FactValue>> {
-  const out: CheckOutput = { facts: new FactSet(), headers: { prepend: [], remove: [] } };
-  await check.run({ stage: check.stages[0] ?? 'connect', facts: new FactSet(Object.entries(given)), signal: AbortSignal.timeout(ms) }, out);
+  const out: CheckOutput = { facts: new FactSet(), edits: emptyEdits() };
+  await check.run({ stage: check.stages[0] ?? 'connect', connection: detachedConnection(), facts: new FactSet(Object.entries(given)), signal: AbortSignal.timeout(ms) }, out);
   return out.facts.toJSON();
 }
 

@@ -14,6 +14,7 @@ import { startRedis, uniquePrefix, type TestRedis } from './helpers/redis.ts';
 import { RawSmtp, sendMessage } from './helpers/smtp-client.ts';
 import { pino } from 'pino';
 import { FactSet } from '../src/pipeline/facts.ts';
+import { emptyEdits } from '../src/pipeline/check.ts';
 import { runStage } from '../src/pipeline/runner.ts';
 import { emptyVerdict } from '../src/rules/verdict.ts';
 
@@ -34,7 +35,8 @@ async function runnerMergesBeforeRules(): Promise<boolean> {
       },
     },
     facts: new FactSet(),
-    output: { facts: new FactSet(), headers: { prepend: [], remove: [] } },
+    output: { facts: new FactSet(), edits: emptyEdits() },
+    connection: { id: 'probe', front: 'offline', notes: new Map() },
     logger: pino({ level: 'silent' }),
   });
   return seen;

@@ -2,6 +2,7 @@
 // facts become the right SMTP replies at each stage (421/450/451/550/554), escalation, per-recipient
 // and per-message counting, bounces, concurrency, greylisting's full cycle with a controllable
 // clock, fail_closed when the store is down, and located errors for bad sections.
+import { detachedConnection, emptyEdits } from '../src/pipeline/check.ts';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -54,12 +55,13 @@ function rig(local?: string, store?: SharedStore): Rig {
 
 /** Runs one stage like the SMTP session: checks, merge their facts, then the rules. */
 async function stage(r: Rig, st: Stage, facts: FactSet, previous: Verdict, recipient?: string): Promise<Verdict> {
-  const out: CheckOutput = { facts: new FactSet(), headers: { prepend: [], remove: [] } };
+  const out: CheckOutput = { facts: new FactSet(), edits: emptyEdits() };
   const signal = new AbortController().signal;
+  const connection = detachedConnection();
   await Promise.all(
     r.checks
       .filter((c) => c.stages.includes(st))
-      .map((c) => c.run(recipient === undefined ? { stage: st, facts, signal } : { stage: st, facts, signal, recipient }, out)),
+      .map((c) => c.run(recipient === undefined ? { stage: st, facts, signal, connection } : { stage: st, facts, signal, recipient, connection }, out)),
   );
   for (const [k, v] of out.facts.entries()) facts.set(k, v);
   return r.loaded.policy.evaluate(st, facts, previous);

@@ -92,7 +92,7 @@ export function createAuthChecks(config: AuthSettings & Partial<Pick<Config, 'dn
 
       // First, before anything that can fail: forged results must go even if the rest throws.
       const forged = findForged(message.headers, ourIds);
-      out.headers.remove.push(removalPredicate(ourIds, forged, cfg.strip_headers));
+      out.edits.removeHeaders.push(removalPredicate(ourIds, forged, cfg.strip_headers));
       out.facts.set('auth.forged_results_removed', forged.authResults + forged.arcInstances.size);
 
       const scope = new DnsScope(dns);
@@ -204,11 +204,11 @@ export function createAuthChecks(config: AuthSettings & Partial<Pick<Config, 'dn
       if (sealKey) {
         const set = await createArcSet(dkim, arcRes, arValue, sealKey, new Date(now()), cfg.strict.dkim);
         if (set.fields.length > 0) {
-          out.headers.prepend.push(...set.fields);
+          out.edits.addHeaders.push(...set.fields);
           sealed = true;
         }
       }
-      out.headers.prepend.push({ name: 'Authentication-Results', value: arValue });
+      out.edits.addHeaders.push({ name: 'Authentication-Results', value: arValue });
       out.facts.set('arc.sealed', sealed);
 
       out.facts.set('auth.dns_lookups', num(f, 'spf.dns_lookups') + scope.lookups);

@@ -20,6 +20,7 @@ import pino from 'pino';
 import type { Spool } from '../message/spool.ts';
 import { buildChecks } from '../checks/index.ts';
 import { runStage } from '../pipeline/runner.ts';
+import { emptyEdits } from '../pipeline/check.ts';
 import { createResolver } from '../dns/resolver.ts';
 import { createSharedStore } from '../store/create-store.ts';
 import { isRulesAware } from '../rules/rules-aware.ts';
@@ -173,8 +174,8 @@ async function liveChecks(cfg: LoadedConfig, loaded: LoadedRules): Promise<{ run
   return {
     run: async (facts, message) => {
       for (const stage of STAGES) {
-        const output = { facts: new FactSet(), headers: { prepend: [], remove: [] } };
-        await runStage({ stage, checks, policy: { evaluate: () => emptyVerdict() }, facts, output, logger, message });
+        const output = { facts: new FactSet(), edits: emptyEdits() };
+        await runStage({ stage, connection: { id: 'rules-test', front: 'offline', notes: new Map() }, checks, policy: { evaluate: () => emptyVerdict() }, facts, output, logger, message });
       }
     },
     close: async () => {

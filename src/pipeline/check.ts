@@ -6,9 +6,24 @@ import type { Stage } from './stages.ts';
 /** What to do when a check throws or times out. `tempfail` (the default) makes the client retry. */
 export type FailureOutcome = 'tempfail' | 'continue' | 'reject';
 
+/**
+ * Connection-scoped state, alive from connect to disconnect (Haraka's `connection.notes`). A check
+ * keeps what it must remember between stages or release at disconnect under its own name in
+ * `notes`, never in module globals.
+ */
+export interface ConnectionContext {
+  /** Connection id (also in every log line of the connection). */
+  readonly id: string;
+  /** Which front the connection came through, for metrics labels. */
+  readonly front: 'smtp' | 'milter' | 'offline';
+  readonly notes: Map<string, unknown>;
+}
+
 /** What a check may read about the SMTP conversation at the moment it runs. */
 export interface CheckInput {
   stage: Stage;
+  /** The connection this stage belongs to (state a check keeps until disconnect). */
+  connection: ConnectionContext;
   /** Facts known so far (connection facts plus, within a transaction, transaction facts). */
   facts: FactSet;
   /** At `rcpt`: the recipient being checked (already normalised, lower-cased domain). */
@@ -33,17 +48,31 @@ export interface MessageView {
   bodyStream(): NodeJS.ReadableStream;
 }
 
-/** Headers a check wants added to (or removed from) the relayed message. */
-export interface HeaderEdits {
-  /** Prepended in order, above the existing headers (like trace fields). */
-  prepend: Array<{ name: string; value: string }>;
-  /** Case-insensitive header names to strip, or a predicate over (name, value). */
-  remove: Array<(name: string, value: string) => boolean>;
+/**
+ * Changes to the message and its envelope, collected from checks and rules during a transaction
+ * and applied once, after the verdict, by the finalize step (src/pipeline/finalize.ts) — before
+ * any signer runs, so a signature covers what is delivered.
+ */
+export interface Edits {
+  /** Header fields added above the existing ones, in order (trace-field position). */
+  addHeaders: Array<{ name: string; value: string }>;
+  /** Header fields removed from the delivered message: predicates over (name, value). */
+  removeHeaders: Array<(name: string, value: string) => boolean>;
+  /** Prefix for the Subject; the first one set wins. */
+  tagSubject?: string;
+  /** Envelope recipient rewrites: the address as accepted → the address the backend sees. */
+  rcptRewrites: Map<string, string>;
+  /** Envelope sender rewrite (e.g. BATV signing on the outbound listener). */
+  senderRewrite?: string;
+}
+
+export function emptyEdits(): Edits {
+  return { addHeaders: [], removeHeaders: [], rcptRewrites: new Map() };
 }
 
 export interface CheckOutput {
   facts: FactSet;
-  headers: HeaderEdits;
+  edits: Edits;
 }
 
 export interface Check {
@@ -52,6 +81,12 @@ export interface Check {
   readonly stages: readonly Stage[];
   /** Facts this check can set, for rule validation and phase inference. */
   readonly facts: readonly FactSpec[];
+  /**
+   * Facts this check reads (exact names, or `prefix.*`). The runner runs a check after every
+   * check of the same stage that produces one of them, and concurrently with the rest; a need
+   * no check of this or an earlier stage can produce is a load-time error.
+   */
+  readonly needs?: readonly string[];
   /** Per-run timeout; the runner aborts the signal and applies `onFailure` when it elapses. */
   readonly timeoutMs?: number;
   readonly onFailure?: FailureOutcome;
@@ -59,6 +94,13 @@ export interface Check {
   run(input: CheckInput, out: CheckOutput): Promise<void> | void;
   /** Optional readiness probe shown in /readyz (e.g. Redis reachable). */
   readonly readiness?: { name: string; check(): Promise<{ ok: boolean; detail: string }> };
+  /** Called once when the connection ends, whatever the outcome (release what `notes` holds). */
+  disconnect?(connection: ConnectionContext): Promise<void> | void;
   /** Optional cleanup on shutdown (close connections, timers). */
   close?(): Promise<void> | void;
+}
+
+/** A connection context for driving checks outside a front (rules test, tests, benches). */
+export function detachedConnection(id = 'offline'): ConnectionContext {
+  return { id, front: 'offline', notes: new Map() };
 }

@@ -1,7 +1,7 @@
 // Runs the checks of one stage: concurrently, each under its timeout, turning a throw or a timeout
 // into the check's configured failure outcome (tempfail by default) — never an accidental pass —
 // and then asks the policy for the stage's verdict.
-import type { Check, CheckInput, CheckOutput, FailureOutcome, MessageView } from './check.ts';
+import type { Check, CheckInput, CheckOutput, ConnectionContext, FailureOutcome, MessageView } from './check.ts';
 import type { FactSet } from './facts.ts';
 import type { Stage } from './stages.ts';
 import type { Policy, Verdict } from '../rules/verdict.ts';
@@ -16,6 +16,7 @@ export interface StageResult {
 
 export interface RunStageArgs {
   stage: Stage;
+  connection: ConnectionContext;
   checks: readonly Check[];
   policy: Policy;
   facts: FactSet;
@@ -62,7 +63,7 @@ async function runOne(
   const start = performance.now();
   let timer: NodeJS.Timeout | undefined;
   try {
-    const input: CheckInput = { stage: a.stage, facts: a.facts, signal: ac.signal };
+    const input: CheckInput = { stage: a.stage, connection: a.connection, facts: a.facts, signal: ac.signal };
     if (a.recipient !== undefined) input.recipient = a.recipient;
     if (a.message !== undefined) input.message = a.message;
     await Promise.race([

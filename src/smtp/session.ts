@@ -7,7 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Logger } from 'pino';
 import { FactSet } from '../pipeline/facts.ts';
 import type { Stage } from '../pipeline/stages.ts';
-import type { CheckOutput } from '../pipeline/check.ts';
+import { emptyEdits, type CheckOutput, type ConnectionContext } from '../pipeline/check.ts';
 import { runStage, type StageResult } from '../pipeline/runner.ts';
 import { emptyVerdict, type Verdict, type Action } from '../rules/verdict.ts';
 import { Spool } from '../message/spool.ts';
@@ -41,7 +41,7 @@ interface Transaction {
 }
 
 function newOutput(): CheckOutput {
-  return { facts: new FactSet(), headers: { prepend: [], remove: [] } };
+  return { facts: new FactSet(), edits: emptyEdits() };
 }
 
 /** A backend reply as the client gets it: the backend's code, enhanced code and text. */
@@ -71,6 +71,7 @@ export class ClientSession {
   busy = false;
   closed = false;
   readonly abort = new AbortController();
+  readonly context: ConnectionContext;
   /** Called by front.ts when a drain is pending and this session goes idle. */
   onIdle: (() => void) | undefined;
 
@@ -78,6 +79,7 @@ export class ClientSession {
     this.rt = rt;
     this.info = info;
     this.log = rt.logger.child({ cid: info.id, ip: info.ip });
+    this.context = { id: info.id, front: 'smtp', notes: new Map() };
     this.facts.set('client.ip', info.ip);
     this.facts.set('client.port', info.port);
     this.facts.set('client.local_port', info.localPort);
@@ -90,6 +92,7 @@ export class ClientSession {
   async #stage(stage: Stage, facts: FactSet, previous: Verdict, extra: { recipient?: string; output?: CheckOutput; message?: Spool } = {}): Promise<{ res: StageResult; refuse?: SmtpReply }> {
     const args: Parameters<typeof runStage>[0] = {
       stage,
+      connection: this.context,
       checks: this.rt.checks,
       policy: this.rt.policy,
       facts,
@@ -430,9 +433,9 @@ export class ClientSession {
   #outgoingHeader(tx: Transaction, spool: Spool, v: Verdict): Buffer {
     const prepend: Array<{ name: string; value: string }> = [];
     if (this.rt.config.smtp.add_received) prepend.push({ name: 'Received', value: this.#received(tx) });
-    prepend.push(...tx.output.headers.prepend);
+    prepend.push(...tx.output.edits.addHeaders);
     for (const h of v.addHeaders) prepend.push(h);
-    const remove = [...tx.output.headers.remove, ...this.rt.stripHeaders];
+    const remove = [...tx.output.edits.removeHeaders, ...this.rt.stripHeaders];
     let fields = spool.headers;
     if (v.tagSubject) {
       const tag = v.tagSubject;

@@ -1,5 +1,6 @@
 // Shared plumbing for the conformance tests: where the suites are (../shared/conformance beside
 // the repo), a Buffer-backed MessageView, running a check, and the known-failures bookkeeping.
+import { detachedConnection, emptyEdits } from '../../src/pipeline/check.ts';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -70,9 +71,9 @@ export const silentLogger = pino({ level: 'silent' });
 /** Runs one check at `stage` over `facts` (and a message at data); returns the output. */
 export async function runCheck(check: Check, stage: Stage, facts: Record<string, FactValue>, message?: MessageView): Promise<CheckOutput & { facts: FactSet }> {
   const fs = new FactSet(Object.entries(facts));
-  const out: CheckOutput = { facts: fs, headers: { prepend: [], remove: [] } };
+  const out: CheckOutput = { facts: fs, edits: emptyEdits() };
   const ac = new AbortController();
-  await check.run({ stage, facts: fs, signal: ac.signal, ...(message ? { message } : {}) }, out);
+  await check.run({ stage, connection: detachedConnection(), facts: fs, signal: ac.signal, ...(message ? { message } : {}) }, out);
   return out;
 }
 
