@@ -6,19 +6,19 @@ import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
 import type { Config } from './config/schema.ts';
 import { isMaildirBackend } from './config/schema.ts';
-import { Listener, ConnCounters } from './smtp/front.ts';
-import type { ClientSession } from './smtp/session.ts';
-import { SmtpBackend, MaildirBackend, type Backend } from './smtp/backend.ts';
+import { Listener, ConnCounters } from './fronts/smtp/listener.ts';
+import type { ClientSession } from './fronts/smtp/session.ts';
+import { SmtpBackend, MaildirBackend, type Backend } from './delivery/backend.ts';
 import { QuarantineStore } from './store/quarantine.ts';
-import { normalizeDomain } from './smtp/address.ts';
-import type { Runtime } from './smtp/runtime.ts';
+import { normalizeDomain } from './net/address.ts';
+import type { Runtime } from './fronts/smtp/runtime.ts';
 import type { Deps } from './pipeline/deps.ts';
 import type { Check } from './pipeline/check.ts';
-import type { Policy } from './rules/verdict.ts';
+import type { Policy } from './pipeline/verdict.ts';
 import { startAdmin, type AdminServer, type ReadinessProbe } from './admin/server.ts';
-import { buildChecks, closeChecks } from './checks/index.ts';
+import { buildChecks, closeChecks } from './checks/catalogue.ts';
 import { loadPolicy, type PolicyHandle } from './rules/load-policy.ts';
-import { replies } from './smtp/reply.ts';
+import { replies } from './pipeline/reply.ts';
 import { createResolver } from './dns/resolver.ts';
 
 export interface GatewayOptions {

@@ -1,8 +1,8 @@
 // Admin HTTP: /metrics (Prometheus), /healthz (process alive), /readyz (backend and shared state
 // reachable: a load balancer takes a gateway out of rotation when it cannot pass mail on).
 import http from 'node:http';
-import { registry } from './metrics.ts';
-import type { Runtime } from '../smtp/runtime.ts';
+import { registry } from '../metrics/registry.ts';
+import type { Runtime } from '../fronts/smtp/runtime.ts';
 
 export interface ReadinessProbe {
   name: string;

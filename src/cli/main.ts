@@ -153,7 +153,7 @@ async function serve(args: string[]): Promise<void> {
   if (checkOnly) {
     // Build what `serve` builds (checks, rules), without listening, so every file is validated.
     const [{ buildChecks, closeChecks }, { loadPolicy }, { default: pino }] = await Promise.all([
-      import('../checks/index.ts'),
+      import('../checks/catalogue.ts'),
       import('../rules/load-policy.ts'),
       import('pino'),
     ]);

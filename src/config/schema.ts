@@ -2,7 +2,7 @@
 // typo never silently does nothing. Keep README's configuration reference in step with this file.
 import { z } from 'zod';
 import { redisConnectionSchema, redisOptionsDefault, redisOptionsSchema } from '../store/redis-config.ts';
-import { authConfigSchema } from '../checks/auth-config.ts';
+import { authConfigSchema } from './auth-schema.ts';
 
 const hostPort = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+)(:\d{1,5})?$/, 'expected "host" or "host:port"');
 

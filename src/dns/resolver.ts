@@ -3,7 +3,7 @@
 // TTL, bounds the queries in flight, and speaks the node:dns `resolve(name, rrtype)` dialect that
 // mailauth expects. `scope()` gives a per-message view that counts lookups and DNS trouble.
 import type { Answer, RecordType } from 'dns-packet';
-import { metrics } from '../admin/metrics.ts';
+import { metrics } from '../metrics/registry.ts';
 import type { DnsLookup } from '../pipeline/deps.ts';
 import { DnsCache } from './cache.ts';
 import { DnsError, TEMPORARY_CODES, type DnsErrorCode } from './errors.ts';

@@ -3,7 +3,7 @@
 import libmime from 'libmime';
 import type { FactSet } from '../pipeline/facts.ts';
 import type { Spool } from './spool.ts';
-import { normalizeDomain } from '../smtp/address.ts';
+import { normalizeDomain } from '../net/address.ts';
 
 export function messageFacts(spool: Spool, facts: FactSet): void {
   const headers = spool.headers;

@@ -4,8 +4,8 @@
 import type { Check, CheckInput, CheckOutput, ConnectionContext, FailureOutcome, MessageView } from './check.ts';
 import type { FactSet } from './facts.ts';
 import type { Stage } from './stages.ts';
-import type { Policy, Verdict } from '../rules/verdict.ts';
-import { metrics } from '../admin/metrics.ts';
+import type { Policy, Verdict } from './verdict.ts';
+import { metrics } from '../metrics/registry.ts';
 import type { Logger } from 'pino';
 
 export interface StageResult {

@@ -6,7 +6,7 @@ import { appendFile, rename } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { FactSet, FactValue } from '../pipeline/facts.ts';
 import type { Stage } from '../pipeline/stages.ts';
-import type { Verdict } from './verdict.ts';
+import type { Verdict } from '../pipeline/verdict.ts';
 import { globToRegExp } from './patterns.ts';
 
 export interface CaptureEntry {

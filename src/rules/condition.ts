@@ -5,7 +5,7 @@ import type { FactRecord, FactSet, FactSpec, FactValue, Scalar } from '../pipeli
 import { STAGES, stageIndex, type Stage } from '../pipeline/stages.ts';
 import { formatPath, lineOf, SourceError, SourceErrors, type YamlSource } from '../config/yaml-source.ts';
 import { createFactLookup, readFact, suggestFacts, type FactLookup } from './fact-lookup.ts';
-import { IpSet, normalizeIp, parseCidr } from './ip.ts';
+import { IpSet, normalizeIp, parseCidr } from '../net/ip.ts';
 import { ListRegistry, type ListMatcher } from './lists.ts';
 import { globToRegExp, parseRegex } from './patterns.ts';
 

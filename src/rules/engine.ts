@@ -3,11 +3,11 @@
 // thresholds. Pure and synchronous: the pipeline gathers facts, this only decides.
 import type { FactSet } from '../pipeline/facts.ts';
 import type { Stage } from '../pipeline/stages.ts';
-import { replies } from '../smtp/reply.ts';
+import { replies } from '../pipeline/reply.ts';
 import type { CompiledCondition } from './condition.ts';
 import type { Template } from './template.ts';
-import type { Action, Decision, FiredRule, Policy, ReplySpec, Verdict } from './verdict.ts';
-import { emptyVerdict } from './verdict.ts';
+import type { Action, Decision, FiredRule, Policy, ReplySpec, Verdict } from '../pipeline/verdict.ts';
+import { emptyVerdict } from '../pipeline/verdict.ts';
 import { STATUS_HEADER, statusHeaderValue } from './explain.ts';
 
 export interface CompiledReply {

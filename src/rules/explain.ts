@@ -1,7 +1,7 @@
 // Explainability: the same account of a verdict for the log line, the `X-Mailgate-Status` header
 // (in the spirit of SpamAssassin's X-Spam-Status) and `mailgate rules test`: which rules fired
 // with their scores and stages, the total, the threshold, the action and what decided it.
-import type { FiredRule, Verdict } from './verdict.ts';
+import type { FiredRule, Verdict } from '../pipeline/verdict.ts';
 import { formatScore } from './template.ts';
 
 export const STATUS_HEADER = 'X-Mailgate-Status';

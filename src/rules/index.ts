@@ -10,5 +10,5 @@ export { simulate, type SimulationInput, type SimulationResult } from './simulat
 export { offlineFacts, readSidecar, type Envelope } from './offline.ts';
 export { knownFacts, knownSections } from './registry.ts';
 export { isRulesAware, type RulesAware } from './rules-aware.ts';
-export { bodyFacts, createBodyTextCheck, extractBodyText } from './body-text.ts';
-export { emptyVerdict, ACTIONS, type Action, type Policy, type Verdict, type FiredRule, type Decision } from './verdict.ts';
+export { bodyFacts, createBodyTextCheck, extractBodyText } from '../checks/content/body-text.ts';
+export { emptyVerdict, ACTIONS, type Action, type Policy, type Verdict, type FiredRule, type Decision } from '../pipeline/verdict.ts';

@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { SourceError } from '../config/yaml-source.ts';
-import { IpSet } from './ip.ts';
+import { IpSet } from '../net/ip.ts';
 import { globToRegExp, isGlob, looksLikeRegex, parseRegex } from './patterns.ts';
 
 export type ListKind = 'string' | 'ip';

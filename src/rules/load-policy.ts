@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/schema.ts';
 import type { Check } from '../pipeline/check.ts';
 import type { FactSet } from '../pipeline/facts.ts';
-import { emptyVerdict, type Policy, type Verdict } from './verdict.ts';
+import { emptyVerdict, type Policy, type Verdict } from '../pipeline/verdict.ts';
 import { LiveRules } from './watcher.ts';
 import { knownFacts, knownSections } from './registry.ts';
 import { isRulesAware, type RulesAware } from './rules-aware.ts';

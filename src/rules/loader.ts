@@ -14,7 +14,7 @@ import { parseYamlLocated, validateLocated, type Locator } from './located.ts';
 import { RulesPolicy, type CompiledReply, type CompiledRule, type Threshold, type Thresholds } from './engine.ts';
 import { actionsSchema, RULE_KEYS, ruleSchema, settingsSchema, type ActionsInput, type RuleInput, type RulesSettings } from './schema.ts';
 import { compileTemplate, type Template } from './template.ts';
-import type { Action } from './verdict.ts';
+import type { Action } from '../pipeline/verdict.ts';
 
 /** The overrides directory inside a rules directory. */
 export const LOCAL_DIR = 'local.d';

@@ -10,9 +10,9 @@ import { pipeline } from 'node:stream/promises';
 import { FactSet, type FactValue } from '../pipeline/facts.ts';
 import { Spool } from '../message/spool.ts';
 import { messageFacts } from '../message/message-facts.ts';
-import { parseAddress } from '../smtp/address.ts';
-import { heloSanity } from '../checks/helo-sanity.ts';
-import { extractBodyText, type BodyLimits } from './body-text.ts';
+import { parseAddress } from '../net/address.ts';
+import { heloSanity } from '../checks/connection/helo-sanity.ts';
+import { extractBodyText, type BodyLimits } from '../checks/content/body-text.ts';
 
 /** The SMTP envelope and connection a message arrived with (a corpus sidecar file has these keys). */
 export interface Envelope {

@@ -3,10 +3,10 @@
 // A new check module adds its facts (and its section, if it has one) here.
 import type { FactSpec } from '../pipeline/facts.ts';
 import { coreFacts } from '../pipeline/core-facts.ts';
-import { authFacts } from '../checks/auth-facts.ts';
-import { connectionFacts, dnsblSection } from '../checks/connection.ts';
-import { limitFacts, limitSectionSpecs } from '../checks/limit-sections.ts';
-import { bodyFacts } from './body-text.ts';
+import { authFacts } from '../checks/auth/auth-facts.ts';
+import { connectionFacts, dnsblSection } from '../checks/connection/connection-checks.ts';
+import { limitFacts, limitSectionSpecs } from '../checks/limits/limit-checks.ts';
+import { bodyFacts } from '../checks/content/body-text.ts';
 import type { SectionSpec } from './loader.ts';
 import { isRulesAware } from './rules-aware.ts';
 

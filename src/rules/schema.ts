@@ -2,7 +2,7 @@
 // (score thresholds), and sections other modules register. Conditions (`when`) are checked by
 // condition.ts, which knows the facts; this file only checks the surrounding structure.
 import { z } from 'zod';
-import { ACTIONS } from './verdict.ts';
+import { ACTIONS } from '../pipeline/verdict.ts';
 import { STAGES } from '../pipeline/stages.ts';
 
 /** Rule names are Rspamd/SpamAssassin-style symbols: they appear in headers and metric labels. */

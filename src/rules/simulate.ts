@@ -3,7 +3,7 @@
 // facts against current and proposed rules) and the corpus tests.
 import { FactSet } from '../pipeline/facts.ts';
 import { STAGES, stageIndex, type Stage } from '../pipeline/stages.ts';
-import { emptyVerdict, type Policy, type Verdict } from './verdict.ts';
+import { emptyVerdict, type Policy, type Verdict } from '../pipeline/verdict.ts';
 
 export interface SimulationInput {
   /** Every fact known (connection, envelope and message facts). */

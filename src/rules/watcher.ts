@@ -7,10 +7,10 @@ import type { Logger } from 'pino';
 import type { FactSet, FactSpec } from '../pipeline/facts.ts';
 import type { Stage } from '../pipeline/stages.ts';
 import { SourceErrors } from '../config/yaml-source.ts';
-import { metrics } from '../admin/metrics.ts';
+import { metrics } from '../metrics/registry.ts';
 import { createFactLookup, type FactLookup } from './fact-lookup.ts';
 import { LOCAL_DIR, loadRules, type LoadedRules, type SectionSpec } from './loader.ts';
-import type { Policy, Verdict } from './verdict.ts';
+import type { Policy, Verdict } from '../pipeline/verdict.ts';
 
 export interface LiveRulesOptions {
   dir: string;

@@ -4,7 +4,7 @@
 // fail_closed: StoreUnavailableError reaches the checks, which record it for the policy (4xx).
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import { metrics } from '../admin/metrics.ts';
+import { metrics } from '../metrics/registry.ts';
 import { MemoryBackend } from './memory-store.ts';
 import { RedisBackend } from './redis-store.ts';
 import { effectivePrefix, redisOptionsDefault, type RedisConnectionConfig, type RedisOptionsConfig } from './redis-config.ts';

@@ -14,7 +14,7 @@ function io(): IoRedis {
   return ioredis;
 }
 import type { Logger } from 'pino';
-import { metrics } from '../admin/metrics.ts';
+import { metrics } from '../metrics/registry.ts';
 import { callScript, defineScripts } from './scripts.ts';
 import {
   isCluster,

@@ -11,8 +11,8 @@ import pino from 'pino';
 import type { Check, CheckOutput, MessageView } from '../../src/pipeline/check.ts';
 import { FactSet, type FactValue } from '../../src/pipeline/facts.ts';
 import type { Stage } from '../../src/pipeline/stages.ts';
-import type { AuthConfig } from '../../src/checks/auth-config.ts';
-import { authConfigSchema } from '../../src/checks/auth-config.ts';
+import type { AuthConfig } from '../../src/config/auth-schema.ts';
+import { authConfigSchema } from '../../src/config/auth-schema.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 /** The repository root. */

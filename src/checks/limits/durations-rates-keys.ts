@@ -1,0 +1,181 @@
+// The small syntaxes shared by the `ratelimits:`, `concurrency:` and `greylist:` sections of rules
+// files: durations (`90s`, `5m`, `35d`), rates (`100/1m`, `10/s`), and the keys a limit counts by
+// (client IP, client network, HELO, sender, recipient, DMARC-aligned domain, or a combination).
+import { createHash } from 'node:crypto';
+import { z } from 'zod';
+import type { FactSet } from '../../pipeline/facts.ts';
+import type { Stage } from '../../pipeline/stages.ts';
+import { normalizeIp } from '../../net/ip.ts';
+
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
+
+/** `250ms`, `30s`, `5m`, `2h`, `35d`, `1w`; a bare number is seconds. */
+export function parseDuration(text: string): number | undefined {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$/.exec(text);
+  if (!m) return undefined;
+  const ms = Number(m[1]) * (UNIT_MS[m[2] ?? 's'] ?? 1000);
+  return Number.isFinite(ms) && ms > 0 ? Math.round(ms) : undefined;
+}
+
+/** A duration in a rules file: a string like `5m`, or a number of seconds. */
+export const durationSchema = z.union([z.string(), z.number().positive()]).transform((v, ctx) => {
+  const ms = typeof v === 'number' ? Math.round(v * 1000) : parseDuration(v);
+  if (ms === undefined) {
+    ctx.addIssue({ code: 'custom', message: `expected a duration like 30s, 5m, 2h, 35d (got ${JSON.stringify(v)})` });
+    return z.NEVER;
+  }
+  return ms;
+});
+
+/** `100/1m`, `100/m`, `5/10s`, `1000/1d`: count per period. */
+export function parseRate(text: string): { count: number; periodMs: number } | undefined {
+  const m = /^\s*(\d+)\s*\/\s*(\d+(?:\.\d+)?)?\s*(ms|s|m|h|d|w)\s*$/.exec(text);
+  if (!m) return undefined;
+  const count = Number(m[1]);
+  const periodMs = Math.round(Number(m[2] ?? '1') * (UNIT_MS[m[3] ?? 's'] ?? 1000));
+  if (!(count >= 1) || !(periodMs >= 1)) return undefined;
+  return { count, periodMs };
+}
+
+export const rateSchema = z.string().transform((v, ctx) => {
+  const r = parseRate(v);
+  if (!r) {
+    ctx.addIssue({ code: 'custom', message: `expected a rate like 100/1m, 10/s or 1000/1d (got ${JSON.stringify(v)})` });
+    return z.NEVER;
+  }
+  return r;
+});
+
+/** What a limit counts by. Several make a combined key (e.g. [client_net, sender_domain]). */
+export const KEY_PARTS = [
+  'client_ip',
+  'client_net',
+  'helo',
+  'sender',
+  'sender_domain',
+  'recipient',
+  'recipient_domain',
+  'dmarc_domain',
+] as const;
+export type KeyPart = (typeof KEY_PARTS)[number];
+
+/** The earliest stage each key part is known at. */
+export const KEY_PART_STAGE: Record<KeyPart, Stage> = {
+  client_ip: 'connect',
+  client_net: 'connect',
+  helo: 'helo',
+  sender: 'mail',
+  sender_domain: 'mail',
+  recipient: 'rcpt',
+  recipient_domain: 'rcpt',
+  dmarc_domain: 'data',
+};
+
+export const keySchema = z
+  .union([z.enum(KEY_PARTS), z.array(z.enum(KEY_PARTS)).min(1).max(4)])
+  .transform((v) => [...new Set(Array.isArray(v) ? v : [v])]);
+
+/** Network of an address: IPv4 /prefix4 (24), IPv6 /prefix6 (64), as `addr/len`. */
+export function networkOf(ip: string, prefix4 = 24, prefix6 = 64): string | undefined {
+  const a = normalizeIp(ip);
+  if (a === undefined) return undefined;
+  if (!a.includes(':')) {
+    const n = a.split('.').reduce((acc, o) => acc * 256 + Number(o), 0);
+    const masked = prefix4 === 0 ? 0 : n - (n % 2 ** (32 - prefix4));
+    const parts = [24, 16, 8, 0].map((s) => Math.floor(masked / 2 ** s) % 256);
+    return `${parts.join('.')}/${prefix4}`;
+  }
+  const groups = expandIpv6(a);
+  const out: string[] = [];
+  for (let i = 0; i < 8; i++) {
+    const bits = Math.max(0, Math.min(16, prefix6 - i * 16));
+    const g = groups[i] ?? 0;
+    out.push((bits === 0 ? 0 : g & (0xffff << (16 - bits)) & 0xffff).toString(16));
+  }
+  return `${out.join(':')}/${prefix6}`;
+}
+
+function expandIpv6(a: string): number[] {
+  const [head, tail] = a.split('::') as [string, string | undefined];
+  const h = head ? head.split(':') : [];
+  const t = tail ? tail.split(':') : [];
+  const zeros = tail === undefined ? [] : Array<string>(8 - h.length - t.length).fill('0');
+  return [...h, ...zeros, ...t].map((x) => parseInt(x, 16) || 0);
+}
+
+/**
+ * Email addresses and domains for keys: lower-cased; the null sender is `<>`. Values longer than
+ * 100 characters (client-controlled HELO names, long local parts) are replaced by a hash so keys
+ * stay short.
+ */
+export function keyValue(v: string): string {
+  const s = v.toLowerCase();
+  return s.length <= 100 ? s : `#${createHash('sha256').update(s).digest('base64url').slice(0, 22)}`;
+}
+
+export interface KeyContext {
+  facts: FactSet;
+  /** At rcpt: the recipient being checked. */
+  recipient?: string | undefined;
+  prefix4: number;
+  prefix6: number;
+}
+
+const str = (facts: FactSet, name: string): string | undefined => {
+  const v = facts.get(name);
+  return typeof v === 'string' ? v : undefined;
+};
+
+/** The value of one key part for this event, or undefined when it does not apply. */
+export function keyPartValue(part: KeyPart, c: KeyContext): string | undefined {
+  const f = c.facts;
+  switch (part) {
+    case 'client_ip': {
+      const ip = str(f, 'client.ip');
+      return ip === undefined ? undefined : (normalizeIp(ip) ?? ip);
+    }
+    case 'client_net': {
+      const ip = str(f, 'client.ip');
+      return ip === undefined ? undefined : networkOf(ip, c.prefix4, c.prefix6);
+    }
+    case 'helo': {
+      const h = str(f, 'helo.name');
+      return h === undefined ? undefined : keyValue(h.replace(/\.$/, ''));
+    }
+    case 'sender': {
+      const s = str(f, 'mail.from');
+      return s === undefined ? undefined : s === '' ? '<>' : keyValue(s);
+    }
+    case 'sender_domain': {
+      const s = str(f, 'mail.from');
+      if (s === undefined) return undefined;
+      return s === '' ? '<>' : keyValue(str(f, 'mail.from_domain') ?? s.slice(s.lastIndexOf('@') + 1));
+    }
+    case 'recipient': {
+      const r = c.recipient ?? str(f, 'rcpt.address');
+      return r === undefined ? undefined : keyValue(r);
+    }
+    case 'recipient_domain': {
+      const r = c.recipient ?? str(f, 'rcpt.address');
+      return r === undefined ? undefined : keyValue(r.slice(r.lastIndexOf('@') + 1));
+    }
+    case 'dmarc_domain': {
+      // Only an authenticated (DMARC pass: aligned SPF or DKIM) From domain; otherwise the limit
+      // does not apply to this message (an unauthenticated domain could be anyone's).
+      if (f.get('dmarc.result') !== 'pass') return undefined;
+      const d = str(f, 'dmarc.domain') ?? str(f, 'message.from_domain');
+      return d ? keyValue(d) : undefined;
+    }
+  }
+}
+
+/** "45 seconds", "3 minutes", "2 hours": a retry hint for reply texts (rounded up). */
+export function humanDuration(ms: number): string {
+  const s = Math.max(1, Math.ceil(ms / 1000));
+  if (s < 90) return `${s} second${s === 1 ? '' : 's'}`;
+  const m = Math.ceil(s / 60);
+  if (m < 90) return `${m} minutes`;
+  const h = Math.ceil(m / 60);
+  if (h < 48) return `${h} hours`;
+  return `${Math.ceil(h / 24)} days`;
+}

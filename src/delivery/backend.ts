@@ -1,0 +1,283 @@
+// Where accepted mail goes: the backend MTA over SMTP (transaction mirrored live, sessions pooled
+// when no XCLIENT ties them to one client) or, for trying mailgate out, a local Maildir.
+import { hostname as osHostname } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { BackendSession, BackendError, type BackendReply, type XclientAttrs } from './backend-client.ts';
+import { writeDurable } from '../message/durable-write.ts';
+import { metrics, codeLabel } from '../metrics/registry.ts';
+import type { BackendSmtpConfig } from '../config/schema.ts';
+
+export { BackendError, type BackendReply };
+
+/** What the backend learns about the real client (XCLIENT). */
+export interface ClientIdentity {
+  ip: string;
+  port: number;
+  helo: string;
+  esmtp: boolean;
+  rdns?: string;
+}
+
+/** One client connection's link to the backend: at most one transaction at a time. */
+export interface BackendLink {
+  mail(from: string, params: Record<string, string | true>): Promise<BackendReply>;
+  rcpt(to: string): Promise<BackendReply>;
+  /** Streams the message (CRLF, not dot-stuffed); resolves with the backend's final reply. */
+  data(parts: ReadonlyArray<Buffer | Readable>): Promise<BackendReply>;
+  /** Ends an open transaction without delivering (RSET). Never throws. */
+  abort(): Promise<void>;
+  /** The client connection ended: return the session to the pool or close it. */
+  release(): void;
+}
+
+export interface Backend {
+  link(client: ClientIdentity): BackendLink;
+  /** For /readyz: can we reach the backend now? */
+  probe(): Promise<{ ok: boolean; detail: string }>;
+  close(): void;
+  readonly description: string;
+}
+
+function ok(text: string): BackendReply {
+  return { code: 250, enhanced: '2.0.0', lines: [text] };
+}
+
+// ---------------------------------------------------------------------------------------------
+// SMTP backend
+
+export class SmtpBackend implements Backend {
+  readonly cfg: BackendSmtpConfig;
+  readonly heloName: string;
+  #idle: BackendSession[] = [];
+  #sweeper: NodeJS.Timeout;
+
+  constructor(cfg: BackendSmtpConfig, ourHostname: string) {
+    this.cfg = cfg;
+    this.heloName = cfg.helo ?? ourHostname;
+    this.#sweeper = setInterval(() => this.#sweep(), Math.min(cfg.pool_idle_ms, 10_000));
+    this.#sweeper.unref();
+  }
+
+  get description(): string {
+    return `smtp://${this.cfg.host}:${this.cfg.port}`;
+  }
+
+  async open(): Promise<BackendSession> {
+    return BackendSession.open({
+      host: this.cfg.host,
+      port: this.cfg.port,
+      helo: this.heloName,
+      connectTimeoutMs: this.cfg.connect_timeout_ms,
+      commandTimeoutMs: this.cfg.command_timeout_ms,
+      dataTimeoutMs: this.cfg.data_timeout_ms,
+    });
+  }
+
+  /** An idle pooled session if one is still alive, else a new one. */
+  async acquire(): Promise<BackendSession> {
+    while (this.#idle.length > 0) {
+      const s = this.#idle.pop() as BackendSession;
+      if (s.alive && Date.now() - s.lastUsed < this.cfg.pool_idle_ms) return s;
+      s.quit();
+    }
+    return this.open();
+  }
+
+  /** Back to the pool if reusable: alive, no XCLIENT identity, no open transaction. */
+  giveBack(s: BackendSession): void {
+    if (!s.alive) return;
+    if (s.xclientSent || s.inTransaction || this.#idle.length >= this.cfg.pool_size) {
+      s.quit();
+      return;
+    }
+    s.lastUsed = Date.now();
+    this.#idle.push(s);
+  }
+
+  #sweep(): void {
+    const now = Date.now();
+    this.#idle = this.#idle.filter((s) => {
+      if (s.alive && now - s.lastUsed < this.cfg.pool_idle_ms) return true;
+      s.quit();
+      return false;
+    });
+  }
+
+  link(client: ClientIdentity): BackendLink {
+    return new SmtpLink(this, client);
+  }
+
+  async probe(): Promise<{ ok: boolean; detail: string }> {
+    try {
+      const s = await this.open();
+      s.quit();
+      return { ok: true, detail: `${this.description} answers` };
+    } catch (err) {
+      return { ok: false, detail: `${this.description}: ${(err as Error).message}` };
+    }
+  }
+
+  close(): void {
+    clearInterval(this.#sweeper);
+    for (const s of this.#idle) s.quit();
+    this.#idle = [];
+  }
+}
+
+/** ESMTP parameters we pass through, and the EHLO keyword the backend must offer for each. */
+const PASSTHROUGH: Record<string, string> = { SIZE: 'SIZE', BODY: '8BITMIME', SMTPUTF8: 'SMTPUTF8' };
+
+class SmtpLink implements BackendLink {
+  readonly backend: SmtpBackend;
+  readonly client: ClientIdentity;
+  session: BackendSession | undefined;
+
+  constructor(backend: SmtpBackend, client: ClientIdentity) {
+    this.backend = backend;
+    this.client = client;
+  }
+
+  async #ensure(): Promise<BackendSession> {
+    if (this.session?.alive) return this.session;
+    const s = await this.backend.acquire();
+    this.session = s;
+    if (this.backend.cfg.xclient === 'auto' && s.canXclientAddr) {
+      const attrs: XclientAttrs = {
+        addr: this.client.ip,
+        port: this.client.port,
+        helo: this.client.helo,
+        proto: this.client.esmtp ? 'ESMTP' : 'SMTP',
+      };
+      if (this.client.rdns) attrs.name = this.client.rdns;
+      const r = await s.xclient(attrs, this.client.helo || this.backend.heloName);
+      if (r.code >= 300) {
+        // The backend refused to take the client's identity: relaying would make our address the
+        // client's in its logs and restrictions, which the operator asked us not to do.
+        throw new BackendError('protocol', `backend refused XCLIENT: ${r.code} ${r.lines.join(' ')}`);
+      }
+    }
+    return s;
+  }
+
+  async mail(from: string, params: Record<string, string | true>): Promise<BackendReply> {
+    const s = await this.#ensure();
+    if (s.inTransaction) await s.rset();
+    const out: string[] = [];
+    for (const [k, v] of Object.entries(params)) {
+      const need = PASSTHROUGH[k.toUpperCase()];
+      if (need && s.has(need)) out.push(v === true ? k.toUpperCase() : `${k.toUpperCase()}=${v}`);
+    }
+    const r = await s.mail(from, out);
+    metrics.backendReplies.inc({ code: codeLabel(r.code) });
+    return r;
+  }
+
+  async rcpt(to: string): Promise<BackendReply> {
+    if (!this.session?.alive) throw new BackendError('closed', 'backend connection lost');
+    const r = await this.session.rcpt(to);
+    metrics.backendReplies.inc({ code: codeLabel(r.code) });
+    return r;
+  }
+
+  async data(parts: ReadonlyArray<Buffer | Readable>): Promise<BackendReply> {
+    if (!this.session?.alive) throw new BackendError('closed', 'backend connection lost');
+    const r = await this.session.data(concatStreams(parts), () => {
+      for (const p of parts) if (!Buffer.isBuffer(p)) p.destroy();
+    });
+    metrics.backendReplies.inc({ code: codeLabel(r.code) });
+    return r;
+  }
+
+  async abort(): Promise<void> {
+    const s = this.session;
+    if (!s?.alive || !s.inTransaction) return;
+    try {
+      await s.rset();
+    } catch {
+      s.close();
+    }
+  }
+
+  release(): void {
+    const s = this.session;
+    this.session = undefined;
+    if (!s) return;
+    if (s.inTransaction) {
+      // Never pool a session mid-transaction; closing it makes the backend drop the transaction.
+      s.close();
+      return;
+    }
+    this.backend.giveBack(s);
+  }
+}
+
+/** Maildir files use LF line endings (the local mail convention); SMTP content is CRLF. */
+function crlfToLf(parts: ReadonlyArray<Buffer | Readable>): Readable {
+  return Readable.from(
+    (async function* () {
+      let pendingCR = false;
+      for await (const chunk of concatStreams(parts)) {
+        let s = chunk.toString('latin1');
+        if (pendingCR) s = (s.startsWith('\n') ? '' : '\r') + s;
+        pendingCR = s.endsWith('\r');
+        if (pendingCR) s = s.slice(0, -1);
+        yield Buffer.from(s.replace(/\r\n/g, '\n'), 'latin1');
+      }
+      if (pendingCR) yield Buffer.from('\r');
+    })(),
+  );
+}
+
+async function* concatStreams(parts: ReadonlyArray<Buffer | Readable>): AsyncGenerator<Buffer> {
+  for (const p of parts) {
+    if (Buffer.isBuffer(p)) yield p;
+    else for await (const c of p as AsyncIterable<Buffer>) yield c;
+  }
+}
+
+
+// ---------------------------------------------------------------------------------------------
+// Maildir backend
+
+/**
+ * Delivers into a Maildir (every recipient of our domains accepted), fsync'd before 250. For
+ * trying mailgate out without an MTA; a production deployment relays to its MTA.
+ */
+export class MaildirBackend implements Backend {
+  readonly dir: string;
+  #seq = 0;
+  constructor(dir: string) {
+    this.dir = dir;
+  }
+  get description(): string {
+    return `maildir:${this.dir}`;
+  }
+  link(): BackendLink {
+    let rcpts = 0;
+    return {
+      mail: async () => {
+        rcpts = 0;
+        return ok('Ok');
+      },
+      rcpt: async () => {
+        rcpts++;
+        return ok('Ok');
+      },
+      data: async (parts) => {
+        // Maildir naming (time.unique.host) and tmp/ → new/ move, durable before we say 250.
+        const name = `${Date.now()}.M${process.pid}P${++this.#seq}R${randomBytes(4).toString('hex')}.${osHostname()}`;
+        const tmp = join(this.dir, 'new', name);
+        await writeDurable(tmp, [crlfToLf(parts)]);
+        return ok(`Ok: delivered to maildir as ${name} (${rcpts} recipients)`);
+      },
+      abort: async () => undefined,
+      release: () => undefined,
+    };
+  }
+  async probe(): Promise<{ ok: boolean; detail: string }> {
+    return { ok: true, detail: this.description };
+  }
+  close(): void {}
+}

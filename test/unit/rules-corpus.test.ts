@@ -1,0 +1,41 @@
+// Corpus tests of the shipped policy (Rspamd's functional-test idea): each .eml in
+// test/fixtures/rules/corpus with its envelope sidecar (.json: ip, helo, from, to, facts the
+// network checks would have produced, and `expect`) goes through the shipped rules/ offline;
+// the fired rules and the action must be the expected ones. They document the policy too.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { loadRules } from '../../src/rules/loader.ts';
+import { knownFacts, knownSections } from '../../src/rules/registry.ts';
+import { offlineFacts, readSidecar, type Envelope } from '../../src/rules/offline.ts';
+import { simulate } from '../../src/rules/simulate.ts';
+
+const root = join(import.meta.dirname, '..', '..');
+const corpus = join(root, 'test/fixtures/rules/corpus');
+const shipped = loadRules(join(root, 'rules'), knownFacts(), knownSections());
+
+interface Expect {
+  action: string;
+  stage: string;
+  rules: string[];
+  reply?: string;
+  header?: string;
+  score?: number;
+}
+
+for (const name of readdirSync(corpus).filter((n) => n.endsWith('.eml')).sort()) {
+  test(`shipped policy: ${name}`, async () => {
+    const path = join(corpus, name);
+    const env = readSidecar(path) as Envelope & { expect: Expect };
+    const msg = await offlineFacts(readFileSync(path), env, { ourNames: ['mx.example.test', 'example.test'] });
+    const r = simulate(shipped.policy, { facts: msg.facts, recipients: msg.recipients });
+    const e = env.expect;
+    assert.deepEqual(r.verdict.fired.map((f) => f.rule), e.rules);
+    assert.equal(r.action, e.action);
+    assert.equal(r.stage, e.stage);
+    if (e.reply) assert.equal(`${r.verdict.reply?.code} ${r.verdict.reply?.enhanced} ${r.verdict.reply?.text}`, e.reply);
+    if (e.header) assert.ok(r.verdict.addHeaders.some((h) => `${h.name}: ${h.value}` === e.header), JSON.stringify(r.verdict.addHeaders));
+    if (e.score !== undefined) assert.equal(r.verdict.score, e.score);
+  });
+}
