@@ -11,12 +11,12 @@ import type { ClientSession } from './fronts/smtp/session.ts';
 import { SmtpBackend, MaildirBackend, type Backend } from './delivery/backend.ts';
 import { QuarantineStore } from './store/quarantine.ts';
 import { normalizeDomain } from './net/address.ts';
-import type { Runtime } from './fronts/smtp/runtime.ts';
+import type { Runtime } from './pipeline/runtime.ts';
 import type { Deps } from './pipeline/deps.ts';
 import type { Check } from './pipeline/check.ts';
 import type { Policy } from './pipeline/verdict.ts';
 import { startAdmin, type AdminServer, type ReadinessProbe } from './admin/server.ts';
-import { buildChecks, closeChecks } from './checks/catalogue.ts';
+import { buildChecks, closeChecks, knownFacts, knownSections } from './checks/catalogue.ts';
 import { loadPolicy, type PolicyHandle } from './rules/load-policy.ts';
 import { replies } from './pipeline/reply.ts';
 import { createResolver } from './dns/resolver.ts';
@@ -75,9 +75,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
   let policy: Policy;
   if (opts.policy) policy = opts.policy;
   else {
-    policyHandle = await loadPolicy(config, checks, logger, (p) => {
-      runtime.policy = p;
-    });
+    policyHandle = await loadPolicy(config, checks, logger, { facts: knownFacts(checks.flatMap((c) => c.facts)), sections: knownSections(checks) });
     policy = policyHandle.policy;
   }
   const runtime: Runtime = {

@@ -2,7 +2,7 @@
 // reachable: a load balancer takes a gateway out of rotation when it cannot pass mail on).
 import http from 'node:http';
 import { registry } from '../metrics/registry.ts';
-import type { Runtime } from '../fronts/smtp/runtime.ts';
+import type { Runtime } from '../pipeline/runtime.ts';
 
 export interface ReadinessProbe {
   name: string;

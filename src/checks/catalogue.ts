@@ -1,28 +1,80 @@
-// The list of checks a gateway runs, built from the config. Each check module exports a factory;
-// add new checks here. Order does not matter: checks of one stage run concurrently.
+// The one catalogue of checks: every check family with the facts it can set, the rules-file
+// sections it owns and how it is created from the config. It feeds the gateway (which checks
+// run), the CLI (`rules check|test|diff` validate against the same facts and sections) and rule
+// validation. A new check is one file plus one entry here (README: "Adding a check").
 import type { Config } from '../config/schema.ts';
 import type { Check } from '../pipeline/check.ts';
 import type { Deps } from '../pipeline/deps.ts';
+import type { FactSpec } from '../pipeline/facts.ts';
+import { coreFacts } from '../pipeline/core-facts.ts';
+import type { SectionSpec } from '../rules/loader.ts';
+import { isRulesAware } from '../rules/rules-aware.ts';
 import { createAuthChecks } from './auth/auth-checks.ts';
-import { createLimitChecks, createStoreFromConfig } from './limits/limit-checks.ts';
-import { createConnectionChecks } from './connection/connection-checks.ts';
-import { createBodyTextCheck } from './content/body-text.ts';
+import { authFacts } from './auth/auth-facts.ts';
+import { createLimitChecks, createStoreFromConfig, limitFacts, limitSectionSpecs } from './limits/limit-checks.ts';
+import { connectionFacts, createConnectionChecks, dnsblSection } from './connection/connection-checks.ts';
+import { bodyFacts, createBodyTextCheck } from './content/body-text.ts';
 
-export async function buildChecks(config: Config, deps: Deps): Promise<Check[]> {
-  const checks: Check[] = [];
+/** One family of checks: what it declares statically, and how the gateway creates it. */
+export interface CatalogueEntry {
+  /** The names of the checks it creates (for `checks.disabled`). */
+  readonly names: readonly string[];
+  readonly facts: readonly FactSpec[];
+  readonly sections: readonly SectionSpec<any, any>[];
+  create(config: Config, deps: Deps): Check[];
+}
+
+export const catalogue: readonly CatalogueEntry[] = [
   // SPF at MAIL FROM; DKIM, ARC and DMARC at end of DATA (docs/auth.md).
-  checks.push(...createAuthChecks(config, deps));
+  { names: ['spf', 'dkim-arc-dmarc'], facts: authFacts, sections: [], create: (config, deps) => createAuthChecks(config, deps) },
+  // FCrDNS at connect, HELO sanity at HELO, DNSBL/DNSWL at connect (the `dnsbl:` section, off by default).
+  {
+    names: ['fcrdns', 'helo-sanity', 'dnsbl'],
+    facts: connectionFacts,
+    sections: [dnsblSection],
+    create: (config, deps) => createConnectionChecks({ dns: deps.dns, ourNames: () => [config.hostname, ...config.domains] }),
+  },
   // Shared concurrency limit at connect, rate limits at every stage, greylisting at end of DATA;
   // settings from the rules files (docs/ratelimit.md). The store comes from deps (tests) or from
   // the `redis`/`redis_options` keys; the ratelimit check carries its /readyz probe and closes it.
-  const store = deps.store ?? createStoreFromConfig(config, deps);
-  checks.push(...createLimitChecks({ store, now: deps.now, logger: deps.logger, ownsStore: deps.store === undefined }));
-  // FCrDNS at connect, HELO sanity at HELO, DNSBL/DNSWL at connect (the `dnsbl:` section of the
-  // rules files, off by default); body text for body rules, only when a rule reads it.
-  checks.push(...createConnectionChecks({ dns: deps.dns, ourNames: () => [config.hostname, ...config.domains] }));
-  checks.push(createBodyTextCheck());
+  {
+    names: ['concurrency', 'ratelimit', 'greylist'],
+    facts: limitFacts(),
+    sections: limitSectionSpecs as unknown as SectionSpec<any, any>[],
+    create: (config, deps) => {
+      const store = deps.store ?? createStoreFromConfig(config, deps);
+      return createLimitChecks({ store, now: deps.now, logger: deps.logger, ownsStore: deps.store === undefined });
+    },
+  },
+  // Body text for body rules, only computed when a rule reads it.
+  { names: ['body-text'], facts: bodyFacts, sections: [], create: () => [createBodyTextCheck()] },
+];
+
+/** Every fact mailgate knows (the core's and every check family's) plus `extra`, one per name. */
+export function knownFacts(extra: Iterable<FactSpec> = []): FactSpec[] {
+  const byName = new Map<string, FactSpec>();
+  for (const list of [coreFacts, ...catalogue.map((e) => e.facts), [...extra]]) {
+    for (const f of list) if (!byName.has(f.name)) byName.set(f.name, f);
+  }
+  return [...byName.values()];
+}
+
+/** The rules-file sections of every check family, plus those the given (extra) checks declare. */
+export function knownSections(checks: Iterable<unknown> = []): SectionSpec<any, any>[] {
+  const byKey = new Map<string, SectionSpec<any, any>>();
+  for (const e of catalogue) for (const s of e.sections) byKey.set(s.key, s);
+  for (const c of checks) {
+    if (!isRulesAware(c)) continue;
+    for (const s of c.rulesSections ?? []) if (!byKey.has(s.key)) byKey.set(s.key, s);
+  }
+  return [...byKey.values()];
+}
+
+/** The checks the config enables, created with the injected dependencies. */
+export async function buildChecks(config: Config, deps: Deps): Promise<Check[]> {
+  const checks = catalogue.flatMap((e) => e.create(config, deps));
   const disabled = new Set(config.checks.disabled);
-  const known = new Set(checks.map((c) => c.name));
+  const known = new Set(catalogue.flatMap((e) => e.names));
   const unknown = [...disabled].filter((n) => !known.has(n));
   if (unknown.length > 0) {
     for (const c of checks) await c.close?.();

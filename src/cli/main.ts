@@ -152,7 +152,7 @@ async function serve(args: string[]): Promise<void> {
   const workers = config.workers === 'auto' ? availableParallelism() : config.workers;
   if (checkOnly) {
     // Build what `serve` builds (checks, rules), without listening, so every file is validated.
-    const [{ buildChecks, closeChecks }, { loadPolicy }, { default: pino }] = await Promise.all([
+    const [{ buildChecks, closeChecks, knownFacts, knownSections }, { loadPolicy }, { default: pino }] = await Promise.all([
       import('../checks/catalogue.ts'),
       import('../rules/load-policy.ts'),
       import('pino'),
@@ -160,7 +160,7 @@ async function serve(args: string[]): Promise<void> {
     const logger = pino({ level: 'silent' });
     try {
       const checks = await buildChecks(config, { logger, now: Date.now });
-      const handle = await loadPolicy(config, checks, logger, () => undefined);
+      const handle = await loadPolicy(config, checks, logger, { facts: knownFacts(checks.flatMap((c) => c.facts)), sections: knownSections(checks) });
       handle.close();
       await closeChecks(checks);
     } catch (err) {

@@ -9,12 +9,13 @@ import { FactSet, type FactValue } from '../pipeline/facts.ts';
 import { STAGES } from '../pipeline/stages.ts';
 import { createFactLookup } from '../rules/fact-lookup.ts';
 import { loadRules, type LoadedRules } from '../rules/loader.ts';
-import { knownFacts, knownSections } from '../rules/registry.ts';
-import { simulate, type SimulationResult } from '../rules/simulate.ts';
+import { knownFacts, knownSections } from '../checks/catalogue.ts';
 import { decidedBy, formatFired, statusHeaderValue } from '../rules/explain.ts';
 import { formatScore } from '../rules/template.ts';
 import { captureFiles, readCapture } from '../rules/capture.ts';
-import { offlineFacts, readSidecar, DEFAULT_TEST_IP, type Envelope } from '../rules/offline.ts';
+import { runOffline, offlineChecks, readSidecar, DEFAULT_TEST_IP, type Envelope, type OfflineResult } from './offline-transaction.ts';
+import type { Check } from '../pipeline/check.ts';
+import type { SmtpReply } from '../pipeline/reply.ts';
 import { emptyVerdict, type Verdict } from '../pipeline/verdict.ts';
 import pino from 'pino';
 import type { Spool } from '../message/spool.ts';
@@ -160,29 +161,6 @@ function load(dir: string): LoadedRules {
   return loadRules(dir, createFactLookup(knownFacts()), knownSections());
 }
 
-/** Checks `rules test` runs for real: those that need DNS. Limits and greylisting never run (they would count). */
-const LIVE_CHECKS = new Set(['fcrdns', 'dnsbl', 'spf', 'dkim-arc-dmarc']);
-
-/** The gateway's own DNS checks, built from the config, run stage by stage on one message. */
-async function liveChecks(cfg: LoadedConfig, loaded: LoadedRules): Promise<{ run: (facts: FactSet, message: Spool) => Promise<void>; close: () => Promise<void> }> {
-  const logger = pino({ level: 'silent' });
-  const config = { ...cfg.config, checks: { disabled: [] } };
-  const dns = createResolver(config.dns);
-  const all = await buildChecks(config, { logger, now: Date.now, dns, store: createSharedStore({ logger, now: Date.now }) });
-  const checks = all.filter((c) => LIVE_CHECKS.has(c.name) && !cfg.config.checks.disabled.includes(c.name));
-  for (const c of checks) if (isRulesAware(c)) c.onRulesLoaded(loaded);
-  return {
-    run: async (facts, message) => {
-      for (const stage of STAGES) {
-        const output = { facts: new FactSet(), edits: emptyEdits() };
-        await runStage({ stage, connection: { id: 'rules-test', front: 'offline', notes: new Map() }, checks, policy: { evaluate: () => emptyVerdict() }, facts, output, logger, message });
-      }
-    },
-    close: async () => {
-      for (const c of all) await c.close?.();
-    },
-  };
-}
 
 function parseFact(spec: string): [string, FactValue] {
   const eq = spec.indexOf('=');
@@ -250,11 +228,19 @@ function check(args: string[], io: Io): number {
 
 // --- test --------------------------------------------------------------------------------------
 
-function describeResult(r: SimulationResult): string {
-  const v = r.verdict;
+function describeResult(r: OfflineResult): string {
   if (r.action === 'incomplete') return `not decided by stage ${r.stage} (the facts stop there)`;
-  const reply = v.reply ? ` ${v.reply.code ?? ''} ${v.reply.enhanced ?? ''} ${v.reply.text ?? ''}`.trimEnd() : '';
-  return `${r.action} at ${r.stage}${reply ? `:${reply}` : ''}`;
+  const reply = refusal(r.reply);
+  return `${r.action} at ${r.stage}${reply ? `: ${reply}` : ''}`;
+}
+
+/** The reply text of a refusal (what the client reads), or "" for an acceptance. */
+function refusal(r: SmtpReply | undefined): string {
+  return r && !r.isOk ? r.toString() : '';
+}
+
+function replyJson(r: SmtpReply | undefined): { code: number; enhanced: string; text: string } | null {
+  return r && !r.isOk ? { code: r.code, enhanced: r.enhanced, text: r.text } : null;
 }
 
 /** Facts some rule reads that the run did not have (what `rules test` could not see). */
@@ -301,21 +287,16 @@ async function test(args: string[], io: Io): Promise<number> {
   const unknown = Object.keys(env.facts ?? {}).filter((f) => !lookup.get(f));
   if (unknown.length) throw new UsageError(`unknown fact${unknown.length > 1 ? 's' : ''} ${unknown.join(', ')} (see docs/rules.md for the list)`);
 
-  const ourNames = cfg ? [cfg.config.hostname, ...cfg.config.domains] : [];
   // With a config, the checks that need DNS run for real (with its dns: servers), as the gateway
-  // would run them; --offline (or no config) uses only what the file and envelope give.
-  const live = cfg && !offline ? await liveChecks(cfg, loaded) : undefined;
-  let msg;
+  // would run them; --offline (or no config) runs only the checks that need nothing outside.
+  const run = await offlineChecks(cfg?.config, loaded, cfg !== undefined && !offline);
+  let result: OfflineResult;
   try {
-    msg = await offlineFacts(readFileSync(file), env, {
-      ourNames,
-      body: { maxBytes: loaded.settings.body_max_bytes, scanBytes: loaded.settings.body_scan_bytes },
-      ...(live ? { runChecks: live.run } : {}),
-    });
+    result = await runOffline({ policy: loaded.policy, checks: run.checks, ...(cfg ? { config: cfg.config } : {}), envelope: env, message: readFileSync(file) });
   } finally {
-    await live?.close();
+    await run.close();
   }
-  const result = simulate(loaded.policy, { facts: msg.facts, recipients: msg.recipients });
+  const msg = { facts: result.facts, envelope: result.envelope, size: result.size };
   const missing = missingFacts(loaded, msg.facts);
   const v = result.verdict;
 
@@ -326,7 +307,7 @@ async function test(args: string[], io: Io): Promise<number> {
         envelope: msg.envelope,
         action: result.action,
         stage: result.stage,
-        reply: v.reply ?? null,
+        reply: replyJson(result.reply),
         score: v.score,
         required: v.required ?? null,
         decided_by: decidedBy(v),
@@ -354,8 +335,7 @@ async function test(args: string[], io: Io): Promise<number> {
   const refusedRcpts = result.recipients.filter((r) => r.action === 'reject' || r.action === 'tempfail');
   if (refusedRcpts.length && result.stage !== 'rcpt') {
     for (const r of refusedRcpts) {
-      const step = result.steps.find((s) => s.recipient === r.address);
-      io.out(`rcpt     <${r.address}> refused: ${step ? describeReply(step.verdict) : r.action}\n`);
+      io.out(`rcpt     <${r.address}> refused: ${r.reply.toString()}\n`);
     }
   }
   io.out(`\nResult:   ${describeResult(result)}\n`);
@@ -394,16 +374,14 @@ function wrap(text: string, width: number, indent: string): string {
   return `${out}${line.trimEnd()}\n`;
 }
 
-function describeReply(v: Verdict): string {
-  return v.reply ? `${v.reply.code ?? ''} ${v.reply.enhanced ?? ''} ${v.reply.text ?? ''}`.trim() : v.action;
-}
 
 // --- diff --------------------------------------------------------------------------------------
 
 interface ReplayInput {
   label: string;
-  facts: FactSet;
-  recipients?: string[];
+  envelope: Envelope;
+  message?: Buffer;
+  lastStage?: (typeof STAGES)[number];
 }
 
 async function corpusInputs(dir: string): Promise<ReplayInput[]> {
@@ -411,8 +389,7 @@ async function corpusInputs(dir: string): Promise<ReplayInput[]> {
   for (const name of readdirSync(dir).filter((n) => n.toLowerCase().endsWith('.eml')).sort()) {
     const path = join(dir, name);
     if (!statSync(path).isFile()) continue;
-    const msg = await offlineFacts(readFileSync(path), readSidecar(path) ?? {});
-    out.push({ label: name, facts: msg.facts, recipients: msg.recipients });
+    out.push({ label: name, envelope: readSidecar(path) ?? {}, message: readFileSync(path) });
   }
   return out;
 }
@@ -426,7 +403,15 @@ function captureInputs(file: string, io: Io): ReplayInput[] {
   return entries.map((e) => {
     const f = e.facts;
     const rc = Array.isArray(f['rcpt.addresses']) ? (f['rcpt.addresses'] as string[]).join(',') : '';
-    return { label: `${e.time} ${e.id ?? ''} <${String(f['mail.from'] ?? '')}> -> ${rc}`.replace(/\s+/g, ' '), facts: FactSet.fromJSON(f) };
+    // A captured transaction is replayed from its facts: they override what the (absent) message would give.
+    const str = (k: string) => (typeof f[k] === 'string' ? (f[k] as string) : undefined);
+    const envelope: Envelope = { facts: f, ip: str('client.ip') ?? DEFAULT_TEST_IP, from: str('mail.from') ?? '', to: Array.isArray(f['rcpt.addresses']) ? (f['rcpt.addresses'] as string[]) : str('rcpt.address') ? [str('rcpt.address') as string] : [] };
+    const helo = str('helo.name');
+    if (helo !== undefined) envelope.helo = helo;
+    if (f.tls === true) envelope.tls = true;
+    // rcpt.addresses is set when DATA starts: such a capture covers the whole transaction.
+    const lastStage = 'rcpt.addresses' in f || Object.keys(f).some((k) => k.startsWith('message.')) ? 'data' : 'rcpt.address' in f ? 'rcpt' : 'mail.from' in f ? 'mail' : 'helo.name' in f ? 'helo' : 'connect';
+    return { label: `${e.time} ${e.id ?? ''} <${String(f['mail.from'] ?? '')}> -> ${rc}`.replace(/\s+/g, ' '), envelope, lastStage };
   });
 }
 
@@ -467,10 +452,17 @@ async function diff(args: string[], io: Io): Promise<number> {
   const rows: Array<Record<string, unknown>> = [];
   let changed = 0;
   for (const input of inputs) {
-    const sim = (p: LoadedRules) => simulate(p.policy, input.recipients ? { facts: input.facts, recipients: input.recipients } : { facts: input.facts });
-    const a = sim(oldRules);
-    const b = sim(newRules);
-    const differs = a.action !== b.action || a.stage !== b.stage || a.verdict.reply?.code !== b.verdict.reply?.code;
+    const sim = async (p: LoadedRules) => {
+      const run = await offlineChecks(undefined, p, false);
+      try {
+        return await runOffline({ policy: p.policy, checks: input.message ? run.checks : [], ...(cfg ? { config: cfg.config } : {}), envelope: input.envelope, ...(input.message ? { message: input.message } : {}), ...(input.lastStage ? { lastStage: input.lastStage } : {}) });
+      } finally {
+        await run.close();
+      }
+    };
+    const a = await sim(oldRules);
+    const b = await sim(newRules);
+    const differs = a.action !== b.action || a.stage !== b.stage || a.reply?.code !== b.reply?.code;
     if (differs) {
       changed++;
       const t = `${a.action}→${b.action}`;
@@ -482,8 +474,8 @@ async function diff(args: string[], io: Io): Promise<number> {
       rows.push({
         message: input.label,
         changed: differs,
-        before: { action: a.action, stage: a.stage, score: a.verdict.score, decided_by: decidedBy(a.verdict), reply: a.verdict.reply ?? null },
-        after: { action: b.action, stage: b.stage, score: b.verdict.score, decided_by: decidedBy(b.verdict), reply: b.verdict.reply ?? null },
+        before: { action: a.action, stage: a.stage, score: a.verdict.score, decided_by: decidedBy(a.verdict), reply: replyJson(a.reply) },
+        after: { action: b.action, stage: b.stage, score: b.verdict.score, decided_by: decidedBy(b.verdict), reply: replyJson(b.reply) },
         rules: delta,
       });
       continue;
@@ -492,7 +484,7 @@ async function diff(args: string[], io: Io): Promise<number> {
     io.out(`    ${differs ? '' : '(unchanged) '}${a.action}@${a.stage} → ${b.action}@${b.stage}   score ${formatScore(a.verdict.score)} → ${formatScore(b.verdict.score)}\n`);
     io.out(`    now decided by ${decidedBy(b.verdict)}${differs ? ` (was ${decidedBy(a.verdict)})` : ''}\n`);
     if (delta.length) io.out(`    rules: ${delta.join(' ')}\n`);
-    if (differs && b.verdict.reply) io.out(`    reply: ${describeReply(b.verdict)}\n`);
+    if (differs && refusal(b.reply)) io.out(`    reply: ${refusal(b.reply)}\n`);
   }
   if (json) {
     io.out(`${JSON.stringify({ old: oldDir, new: newDir, replayed: inputs.length, changed, transitions: Object.fromEntries(transitions), messages: rows })}\n`);

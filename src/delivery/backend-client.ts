@@ -4,24 +4,12 @@
 // send() does MAIL, all RCPTs and DATA in one call and it has no XCLIENT), hence this file.
 import net from 'node:net';
 
-/** One SMTP reply as received: code, enhanced status (if the server sent one), text lines. */
-export interface BackendReply {
-  code: number;
-  enhanced: string;
-  lines: string[];
-}
+import { BackendError, type BackendReply } from '../pipeline/delivery.ts';
+
+export { BackendError, type BackendReply };
 
 export function replyText(r: BackendReply): string {
   return r.lines.join(' / ');
-}
-
-/** Failure of the backend leg itself (connection, timeout, protocol), not an SMTP rejection. */
-export class BackendError extends Error {
-  readonly kind: 'connect' | 'timeout' | 'closed' | 'protocol';
-  constructor(kind: BackendError['kind'], message: string) {
-    super(message);
-    this.kind = kind;
-  }
 }
 
 export interface BackendOptions {

@@ -10,35 +10,10 @@ import { metrics, codeLabel } from '../metrics/registry.ts';
 import type { BackendSmtpConfig } from '../config/schema.ts';
 
 export { BackendError, type BackendReply };
+import type { Backend, ClientIdentity, DeliveryLink as BackendLink } from '../pipeline/delivery.ts';
 
-/** What the backend learns about the real client (XCLIENT). */
-export interface ClientIdentity {
-  ip: string;
-  port: number;
-  helo: string;
-  esmtp: boolean;
-  rdns?: string;
-}
-
-/** One client connection's link to the backend: at most one transaction at a time. */
-export interface BackendLink {
-  mail(from: string, params: Record<string, string | true>): Promise<BackendReply>;
-  rcpt(to: string): Promise<BackendReply>;
-  /** Streams the message (CRLF, not dot-stuffed); resolves with the backend's final reply. */
-  data(parts: ReadonlyArray<Buffer | Readable>): Promise<BackendReply>;
-  /** Ends an open transaction without delivering (RSET). Never throws. */
-  abort(): Promise<void>;
-  /** The client connection ended: return the session to the pool or close it. */
-  release(): void;
-}
-
-export interface Backend {
-  link(client: ClientIdentity): BackendLink;
-  /** For /readyz: can we reach the backend now? */
-  probe(): Promise<{ ok: boolean; detail: string }>;
-  close(): void;
-  readonly description: string;
-}
+export type { Backend, ClientIdentity } from '../pipeline/delivery.ts';
+export type { DeliveryLink as BackendLink } from '../pipeline/delivery.ts';
 
 function ok(text: string): BackendReply {
   return { code: 250, enhanced: '2.0.0', lines: [text] };

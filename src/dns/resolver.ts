@@ -4,7 +4,7 @@
 // mailauth expects. `scope()` gives a per-message view that counts lookups and DNS trouble.
 import type { Answer, RecordType } from 'dns-packet';
 import { metrics } from '../metrics/registry.ts';
-import type { DnsLookup } from '../pipeline/deps.ts';
+import type { DnsLookup } from './lookup.ts';
 import { DnsCache } from './cache.ts';
 import { DnsError, TEMPORARY_CODES, type DnsErrorCode } from './errors.ts';
 import { Limiter } from './limiter.ts';

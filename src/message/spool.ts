@@ -6,7 +6,6 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Readable, Writable } from 'node:stream';
 import { parseHeaderBlock, type HeaderField } from './headers.ts';
-import type { MessageView } from '../pipeline/check.ts';
 
 export interface SpoolLimits {
   maxBytes: number;
@@ -27,7 +26,7 @@ const LF = 0x0a;
  * hit (the data was still drained so the client gets a proper reply), else the spool is a
  * complete message readable any number of times.
  */
-export class Spool extends Writable implements MessageView {
+export class Spool extends Writable {
   readonly limits: SpoolLimits;
   /** Bytes stored (after normalisation). */
   size = 0;

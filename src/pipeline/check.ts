@@ -64,10 +64,23 @@ export interface Edits {
   rcptRewrites: Map<string, string>;
   /** Envelope sender rewrite (e.g. BATV signing on the outbound listener). */
   senderRewrite?: string;
+  /** Signers that run last, over the final header block, in `order` (ARC seal, then DKIM). */
+  signers: Signer[];
+}
+
+/**
+ * A finalize step that signs or seals the message as delivered: it sees the header block after
+ * every edit (so a tagged Subject is covered) and returns fields to put on top of it.
+ */
+export interface Signer {
+  readonly name: string;
+  /** Lower runs first: ARC sealing (10) comes before DKIM signing (20). */
+  readonly order: number;
+  sign(finalHeader: Buffer): Promise<Array<{ name: string; value: string }>>;
 }
 
 export function emptyEdits(): Edits {
-  return { addHeaders: [], removeHeaders: [], rcptRewrites: new Map() };
+  return { addHeaders: [], removeHeaders: [], rcptRewrites: new Map(), signers: [] };
 }
 
 export interface CheckOutput {
@@ -87,6 +100,12 @@ export interface Check {
    * no check of this or an earlier stage can produce is a load-time error.
    */
   readonly needs?: readonly string[];
+  /**
+   * What running the check does besides computing facts, so `rules test` knows what it may run:
+   * `none` (pure: always), `network` (DNS lookups: with a config, unless --offline), `state`
+   * (counts or records: never offline). Default `state`.
+   */
+  readonly effects?: 'none' | 'network' | 'state';
   /** Per-run timeout; the runner aborts the signal and applies `onFailure` when it elapses. */
   readonly timeoutMs?: number;
   readonly onFailure?: FailureOutcome;

@@ -3,11 +3,9 @@
 import type { Logger } from 'pino';
 import type { SharedStore } from '../store/shared-store.ts';
 
-/** DNS lookups used by checks; implemented in src/dns/resolver.ts. */
-export interface DnsLookup {
-  /** mailauth-compatible resolver: (name, rrtype) → records, throwing errors with `code` set. */
-  resolve(name: string, rrtype: string): Promise<unknown[]>;
-}
+import type { DnsLookup } from '../dns/lookup.ts';
+
+export type { DnsLookup };
 
 export interface Deps {
   logger: Logger;

@@ -1,8 +1,9 @@
-// Runs the checks of one stage: concurrently, each under its timeout, turning a throw or a timeout
-// into the check's configured failure outcome (tempfail by default) — never an accidental pass —
-// and then asks the policy for the stage's verdict.
+// Runs the checks of one stage in the order their declared needs give (independent checks
+// concurrently), each under its timeout, turning a throw or a timeout into the check's configured
+// failure outcome (tempfail by default) — never an accidental pass — then asks the policy.
 import type { Check, CheckInput, CheckOutput, ConnectionContext, FailureOutcome, MessageView } from './check.ts';
-import type { FactSet } from './facts.ts';
+import type { FactSet, FactValue } from './facts.ts';
+import { stageLayers } from './check-order.ts';
 import type { Stage } from './stages.ts';
 import type { Policy, Verdict } from './verdict.ts';
 import { metrics } from '../metrics/registry.ts';
@@ -28,26 +29,28 @@ export interface RunStageArgs {
   /** Aborts all checks (client went away). */
   signal?: AbortSignal;
   defaultTimeoutMs?: number;
+  /** Facts that win over what checks find (`rules test --fact`, replays); applied before the rules. */
+  overrides?: ReadonlyMap<string, FactValue>;
 }
 
 export async function runStage(a: RunStageArgs): Promise<StageResult> {
-  const checks = a.checks.filter((c) => c.stages.includes(a.stage));
   let failure: StageResult['failure'];
-  if (checks.length > 0) {
-    const results = await Promise.all(checks.map((c) => runOne(c, a)));
+  for (const layer of stageLayers(a.checks, a.stage)) {
+    const results = await Promise.all(layer.map((c) => runOne(c, a)));
     for (const r of results) {
       if (r && r.outcome !== 'continue' && (!failure || (r.outcome === 'reject' && failure.outcome !== 'reject'))) {
         failure = { check: r.check, outcome: r.outcome, error: r.error };
       }
     }
+    // What checks wrote to their output is a fact from now on: later layers and the rules of
+    // this stage see it. Moved, not copied: the output object lives for the whole transaction
+    // (its edits accumulate), so facts left in it would be merged again at every later stage.
+    for (const [k, v] of [...a.output.facts.entries()]) {
+      a.facts.set(k, v);
+      a.output.facts.delete(k);
+    }
   }
-  // What checks wrote to their output is a fact from now on: the rules of this stage see it.
-  // Moved, not copied: the output object lives for the whole transaction (its header edits
-  // accumulate), so facts left in it would be merged again at every later stage.
-  for (const [k, v] of [...a.output.facts.entries()]) {
-    a.facts.set(k, v);
-    a.output.facts.delete(k);
-  }
+  if (a.overrides) for (const [k, v] of a.overrides) a.facts.set(k, v);
   const verdict = a.policy.evaluate(a.stage, a.facts, a.previous);
   return failure ? { verdict, failure } : { verdict };
 }

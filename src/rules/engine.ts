@@ -3,7 +3,6 @@
 // thresholds. Pure and synchronous: the pipeline gathers facts, this only decides.
 import type { FactSet } from '../pipeline/facts.ts';
 import type { Stage } from '../pipeline/stages.ts';
-import { replies } from '../pipeline/reply.ts';
 import type { CompiledCondition } from './condition.ts';
 import type { Template } from './template.ts';
 import type { Action, Decision, FiredRule, Policy, ReplySpec, Verdict } from '../pipeline/verdict.ts';
@@ -65,36 +64,13 @@ function stronger(a: Ranked, b: Ranked): boolean {
   return a.order < b.order;
 }
 
-const STAGE_TEXT: Record<Stage, { reject: string; tempfail: string }> = {
-  connect: { reject: 'Service unavailable: connection refused by policy', tempfail: 'Service temporarily unavailable, try again later' },
-  helo: { reject: 'HELO/EHLO rejected by policy', tempfail: 'HELO/EHLO temporarily refused, try again later' },
-  mail: { reject: 'Sender rejected by policy', tempfail: 'Sender temporarily refused by policy, try again later' },
-  rcpt: { reject: 'Recipient rejected by policy', tempfail: 'Recipient temporarily refused by policy, try again later' },
-  data: { reject: replies.rejected().text, tempfail: replies.tempfailed().text },
-};
-
-/**
- * Default reply of a reject/tempfail at `stage`. At connect RFC 5321 §3.1 has the server answer
- * 554 instead of the greeting; a temporary refusal there is 421 (the server closes).
- */
-export function defaultReply(action: 'reject' | 'tempfail', stage: Stage): Required<ReplySpec> {
-  const base = action === 'reject' ? replies.rejected(STAGE_TEXT[stage].reject) : replies.tempfailed(STAGE_TEXT[stage].tempfail);
-  let code = base.code;
-  let enhanced = base.enhanced;
-  if (stage === 'connect') {
-    code = action === 'reject' ? 554 : 421;
-    enhanced = action === 'reject' ? '5.7.1' : '4.7.0';
-  }
-  return { code, enhanced, text: base.text };
-}
-
-function renderReply(r: CompiledReply | undefined, action: 'reject' | 'tempfail', stage: Stage, facts: FactSet, score: number): ReplySpec {
-  const d = defaultReply(action, stage);
-  return {
-    code: r?.code ?? d.code,
-    enhanced: r?.enhanced ?? d.enhanced,
-    text: r?.text ? r.text.render(facts, { score }) : d.text,
-  };
+/** What a rule's `reply:` says; the defaults for what it leaves out come from the one reply mapper. */
+function renderReply(r: CompiledReply | undefined, facts: FactSet, score: number): ReplySpec {
+  const out: ReplySpec = {};
+  if (r?.code !== undefined) out.code = r.code;
+  if (r?.enhanced !== undefined) out.enhanced = r.enhanced;
+  if (r?.text) out.text = r.text.render(facts, { score });
+  return out;
 }
 
 function addHeader(v: Verdict, name: string, value: string): void {
@@ -264,7 +240,7 @@ export class RulesPolicy implements Policy {
     const d = v.decided;
     if (d && (d.action === 'reject' || d.action === 'tempfail')) {
       v.action = d.action;
-      v.reply = renderReply(this.#byName.get(d.rule)?.reply, d.action, stage, facts, v.score);
+      v.reply = renderReply(this.#byName.get(d.rule)?.reply, facts, v.score);
       return v;
     }
     if (stage !== 'data') {
@@ -278,7 +254,7 @@ export class RulesPolicy implements Policy {
       if (t) {
         v.action = t.action;
         v.threshold = { action: t.action, score: t.score };
-        if (t.action === 'reject' || t.action === 'tempfail') v.reply = renderReply(t.reply, t.action, stage, facts, v.score);
+        if (t.action === 'reject' || t.action === 'tempfail') v.reply = renderReply(t.reply, facts, v.score);
       } else v.action = 'accept';
     }
     const delivered = v.action === 'accept' || v.action === 'quarantine';

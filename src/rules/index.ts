@@ -6,9 +6,5 @@ export { compileCondition, type CompiledCondition, type ConditionOptions } from 
 export { RulesPolicy, type CompiledRule } from './engine.ts';
 export { explainLine, statusHeaderValue, verdictLogFields, formatFired, decidedBy, STATUS_HEADER } from './explain.ts';
 export { Capture, readCapture, type CaptureEntry, type CaptureOptions } from './capture.ts';
-export { simulate, type SimulationInput, type SimulationResult } from './simulate.ts';
-export { offlineFacts, readSidecar, type Envelope } from './offline.ts';
-export { knownFacts, knownSections } from './registry.ts';
 export { isRulesAware, type RulesAware } from './rules-aware.ts';
-export { bodyFacts, createBodyTextCheck, extractBodyText } from '../checks/content/body-text.ts';
 export { emptyVerdict, ACTIONS, type Action, type Policy, type Verdict, type FiredRule, type Decision } from '../pipeline/verdict.ts';

@@ -8,7 +8,8 @@ import type { Check } from '../pipeline/check.ts';
 import type { FactSet } from '../pipeline/facts.ts';
 import { emptyVerdict, type Policy, type Verdict } from '../pipeline/verdict.ts';
 import { LiveRules } from './watcher.ts';
-import { knownFacts, knownSections } from './registry.ts';
+import type { FactSpec } from '../pipeline/facts.ts';
+import type { SectionSpec } from './loader.ts';
 import { isRulesAware, type RulesAware } from './rules-aware.ts';
 import { Capture } from './capture.ts';
 
@@ -51,12 +52,19 @@ function captureSettings(config: Config): CaptureSettings {
  * and returns the live policy. `onChange` is not needed: the returned policy always evaluates
  * with the rules in force.
  */
-export async function loadPolicy(config: Config, checks: readonly Check[], logger: Logger, _onChange: (p: Policy) => void): Promise<PolicyHandle> {
+export interface PolicyInputs {
+  /** Every fact rules may read (the catalogue's, src/checks/catalogue.ts). */
+  facts: readonly FactSpec[];
+  /** Every rules-file section the checks own. */
+  sections: readonly SectionSpec<any, any>[];
+}
+
+export async function loadPolicy(config: Config, checks: readonly Check[], logger: Logger, known: PolicyInputs): Promise<PolicyHandle> {
   const aware = checks.filter((c): c is Check & RulesAware => isRulesAware(c));
   const live = new LiveRules({
     dir: config.rules,
-    facts: knownFacts(checks.flatMap((c) => c.facts)),
-    sections: knownSections(checks),
+    facts: [...known.facts],
+    sections: [...known.sections],
     logger: logger.child({ component: 'rules' }),
     onReload: (loaded) => {
       for (const c of aware) {

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import nodemailer from 'nodemailer';
 import { RawSmtp, sendMessage } from '../helpers/smtp-client.ts';
-import { startGateway, testConfig, requireBackend, closedPort, loopbackDns, type TestGateway } from '../helpers/gateway.ts';
+import { startGateway, testConfig, requireBackend, closedPort, loopbackDns, type TestGateway, BACKEND_PORT } from '../helpers/gateway.ts';
 import { token, waitDelivered, settle } from '../helpers/maildir.ts';
 
 function msg(tok: string, extraHeaders = '', body = 'Hello from the tests.\r\n'): string {
@@ -447,7 +447,7 @@ describe('lifecycle', () => {
     mkdirSync(join(dir, 'rules'));
     writeFileSync(
       cfg,
-      `hostname: mx.example.test\nlisten: [{ host: 127.0.0.1, port: ${port} }]\ndomains: [example.test]\nbackend: { host: 127.0.0.1, port: 10025 }\nadmin: false\nlog: { level: info }\nrules: ${dir}/rules\ndns: { servers: ["${await loopbackDns()}"] }\nsmtp: { shutdown_grace_s: 10 }\n`,
+      `hostname: mx.example.test\nlisten: [{ host: 127.0.0.1, port: ${port} }]\ndomains: [example.test]\nbackend: { host: 127.0.0.1, port: ${BACKEND_PORT} }\nadmin: false\nlog: { level: info }\nrules: ${dir}/rules\ndns: { servers: ["${await loopbackDns()}"] }\nsmtp: { shutdown_grace_s: 10 }\n`,
     );
     const child = spawn(process.execPath, ['src/cli/main.ts', 'serve', '--config', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
@@ -544,7 +544,7 @@ describe('lifecycle', () => {
   test('config errors name the file, line and key; unknown keys are errors', () => {
     const dir = mkdtempSync(join(tmpdir(), 'mg-cfg-'));
     const f = join(dir, 'bad.yaml');
-    writeFileSync(f, `hostname: mx.example.test\ndomains: [example.test]\nbackend: { host: 127.0.0.1, port: 10025 }\nlimits:\n  max_recipients: lots\n  max_recipents: 5\n`);
+    writeFileSync(f, `hostname: mx.example.test\ndomains: [example.test]\nbackend: { host: 127.0.0.1, port: ${BACKEND_PORT} }\nlimits:\n  max_recipients: lots\n  max_recipents: 5\n`);
     let err = '';
     try {
       execFileSync(process.execPath, ['src/cli/main.ts', 'config', 'check', f], { stdio: 'pipe' });

@@ -1,5 +1,7 @@
 // The auth checks end to end at the check level: real DKIM/ARC signing with keys generated here,
 // zone data served by the loopback test DNS server, facts and header edits checked.
+import { finalizeHeader } from '../../src/pipeline/finalize.ts';
+import { parseHeaderBlock } from '../../src/message/headers.ts';
 import assert from 'node:assert/strict';
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
@@ -328,11 +330,16 @@ describe('ARC', () => {
     const raw = await sign(message(), 'example.com', keys.example.privateKey);
     const out = await authenticate(gw, raw);
     assert.equal(out.facts.get('arc.sealed'), true);
-    const names = out.edits.addHeaders.map((h) => h.name);
-    assert.deepEqual(names, ['ARC-Seal', 'ARC-Message-Signature', 'ARC-Authentication-Results', 'Authentication-Results']);
-    assert.match(out.edits.addHeaders[2]?.value ?? '', /^i=1; mx\.mailgate\.test; spf=pass/);
-    // The next hop sees our fields folded the way the relay writes them.
-    const relayed = Buffer.concat([Buffer.from(out.edits.addHeaders.map((h) => `${h.name}: ${h.value}\r\n`).join('')), raw]);
+    assert.deepEqual(out.edits.addHeaders.map((h) => h.name), ['Authentication-Results']);
+    assert.deepEqual(out.edits.signers.map((x) => x.name), ['arc-seal']);
+    // The seal is made in the finalize step, over the header block as delivered (a subject tag too).
+    const split = raw.indexOf('\r\n\r\n') + 4;
+    out.edits.tagSubject = '[SPAM]';
+    const final = await finalizeHeader({ fields: parseHeaderBlock(raw.subarray(0, split)), headerTerminated: true, edits: out.edits, trace: [] });
+    assert.deepEqual(final.added.map((h) => h.name), ['ARC-Seal', 'ARC-Message-Signature', 'ARC-Authentication-Results', 'Authentication-Results']);
+    assert.match(final.added[2]?.value ?? '', /^i=1; mx\.mailgate\.test; spf=pass/);
+    assert.match(final.block.toString(), /\r\nSubject: \[SPAM\] /);
+    const relayed = Buffer.concat([final.block, raw.subarray(split)]);
     const next = await authenticate(checks({}, dns, 'mx2.example.test'), relayed);
     assert.equal(next.facts.get('arc.result'), 'pass');
     assert.equal(next.facts.get('arc.sealer'), 'gw.example.org');

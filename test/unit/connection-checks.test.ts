@@ -10,7 +10,7 @@ import { createFcrdnsCheck } from '../../src/checks/connection/fcrdns.ts';
 import { createDnsblCheck, dnsblSection, type DnsblConfig } from '../../src/checks/connection/dnsbl.ts';
 import { createHeloCheck, heloSanity, isFqdn } from '../../src/checks/connection/helo-sanity.ts';
 import { getSection, loadRules } from '../../src/rules/loader.ts';
-import { knownFacts } from '../../src/rules/registry.ts';
+import { knownFacts } from '../../src/checks/catalogue.ts';
 import { startDnsServer, type TestDnsServer } from '../helpers/dns-server.ts';
 import { makeRulesDir } from '../helpers/rules-dir.ts';
 

@@ -2,19 +2,19 @@
 // facts become the right SMTP replies at each stage (421/450/451/550/554), escalation, per-recipient
 // and per-message counting, bounces, concurrency, greylisting's full cycle with a controllable
 // clock, fail_closed when the store is down, and located errors for bad sections.
-import { detachedConnection, emptyEdits } from '../../src/pipeline/check.ts';
+import { detachedConnection, emptyEdits, type ConnectionContext } from '../../src/pipeline/check.ts';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { createLimitChecks, compileLimitSections, releaseConcurrency } from '../../src/checks/limits/limit-checks.ts';
+import { createLimitChecks, compileLimitSections } from '../../src/checks/limits/limit-checks.ts';
 import type { Check, CheckOutput } from '../../src/pipeline/check.ts';
 import { FactSet } from '../../src/pipeline/facts.ts';
 import type { Stage } from '../../src/pipeline/stages.ts';
 import { loadRules, type LoadedRules } from '../../src/rules/loader.ts';
-import { knownFacts, knownSections } from '../../src/rules/registry.ts';
+import { knownFacts, knownSections } from '../../src/checks/catalogue.ts';
 import type { RulesAware } from '../../src/rules/rules-aware.ts';
 import { emptyVerdict, type Verdict } from '../../src/pipeline/verdict.ts';
 import { createSharedStore } from '../../src/store/create-store.ts';
@@ -53,11 +53,32 @@ function rig(local?: string, store?: SharedStore): Rig {
   return { store: s, checks, loaded, clock, dir };
 }
 
+/** One connection context per connection FactSet (and per transaction copied from it). */
+const contexts = new WeakMap<FactSet, ConnectionContext>();
+const rigOf = new WeakMap<ConnectionContext, Rig>();
+function contextOf(r: Rig, facts: FactSet, parent?: FactSet): ConnectionContext {
+  let c = contexts.get(facts) ?? (parent ? contexts.get(parent) : undefined);
+  if (!c) {
+    c = detachedConnection();
+    rigOf.set(c, r);
+  }
+  contexts.set(facts, c);
+  return c;
+}
+
+/** The connection ended: every check's disconnect step (frees concurrency slots). */
+async function disconnect(facts: FactSet): Promise<void> {
+  const c = contexts.get(facts);
+  const r = c ? rigOf.get(c) : undefined;
+  if (!c || !r) return;
+  for (const check of r.checks) await check.disconnect?.(c);
+}
+
 /** Runs one stage like the SMTP session: checks, merge their facts, then the rules. */
-async function stage(r: Rig, st: Stage, facts: FactSet, previous: Verdict, recipient?: string): Promise<Verdict> {
+async function stage(r: Rig, st: Stage, facts: FactSet, previous: Verdict, recipient?: string, parent?: FactSet): Promise<Verdict> {
   const out: CheckOutput = { facts: new FactSet(), edits: emptyEdits() };
   const signal = new AbortController().signal;
-  const connection = detachedConnection();
+  const connection = contextOf(r, facts, parent);
   await Promise.all(
     r.checks
       .filter((c) => c.stages.includes(st))
@@ -93,7 +114,7 @@ async function deliver(r: Rig, m: Msg = {}): Promise<{ stage: Stage | 'done'; co
     tx.set('mail.from_domain', from ? from.slice(from.indexOf('@') + 1) : '');
     tx.set('mail.null_sender', from === '');
     for (const [k, val] of Object.entries(m.extra ?? {})) tx.set(k, val);
-    v = await stage(r, 'mail', tx, v);
+    v = await stage(r, 'mail', tx, v, undefined, conn);
     if (v.action === 'tempfail' || v.action === 'reject') return refused('mail', v, tx);
     const accepted: string[] = [];
     let last: Verdict | undefined;
@@ -113,7 +134,7 @@ async function deliver(r: Rig, m: Msg = {}): Promise<{ stage: Stage | 'done'; co
     if (v.action === 'tempfail' || v.action === 'reject') return { ...refused('data', v, tx), accepted };
     return { stage: 'done', facts: tx, accepted };
   } finally {
-    await releaseConcurrency(conn);
+    await disconnect(conn);
   }
 }
 
@@ -145,7 +166,7 @@ describe('shipped rules/50-ratelimits.yaml', () => {
     // 50 connections open at once from a private address: not counted.
     const open = Array.from({ length: 50 }, () => new FactSet([['client.ip', '10.1.2.3']]));
     for (const f of open) assert.equal((await stage(r, 'connect', f, emptyVerdict())).action, 'continue');
-    for (const f of open) await releaseConcurrency(f);
+    for (const f of open) await disconnect(f);
   });
 
   test('connection rate: 421 4.7.0 at the greeting with a retry hint; escalates; 554 after reject_after', async () => {
@@ -253,10 +274,10 @@ describe('shipped rules/50-ratelimits.yaml', () => {
     const vb = await stage(r, 'connect', b, emptyVerdict());
     assert.deepEqual([vb.action, vb.reply?.code, vb.reply?.enhanced], ['tempfail', 421, '4.7.0']);
     assert.match(vb.reply?.text ?? '', /Too many connections/);
-    await releaseConcurrency(a);
+    await disconnect(a);
     const c = new FactSet([['client.ip', '192.0.2.10']]);
     assert.equal((await stage(r, 'connect', c, emptyVerdict())).action, 'continue');
-    await releaseConcurrency(c);
+    await disconnect(c);
   });
 
   test('greylisting full cycle with a clock; skip conditions; auto-allow of the network', async () => {

@@ -7,12 +7,13 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadRules } from '../../src/rules/loader.ts';
-import { knownFacts, knownSections } from '../../src/rules/registry.ts';
-import { offlineFacts, readSidecar, type Envelope } from '../../src/rules/offline.ts';
-import { simulate } from '../../src/rules/simulate.ts';
+import { knownFacts, knownSections } from '../../src/checks/catalogue.ts';
+import { offlineChecks, readSidecar, runOffline, type Envelope } from '../../src/cli/offline-transaction.ts';
+import { configSchema } from '../../src/config/schema.ts';
 
 const root = join(import.meta.dirname, '..', '..');
 const corpus = join(root, 'test/fixtures/rules/corpus');
+const config = configSchema.parse({ hostname: 'mx.example.test', domains: ['example.test'], backend: { maildir: '/nonexistent' }, admin: false, capture: false });
 const shipped = loadRules(join(root, 'rules'), knownFacts(), knownSections());
 
 interface Expect {
@@ -28,13 +29,14 @@ for (const name of readdirSync(corpus).filter((n) => n.endsWith('.eml')).sort())
   test(`shipped policy: ${name}`, async () => {
     const path = join(corpus, name);
     const env = readSidecar(path) as Envelope & { expect: Expect };
-    const msg = await offlineFacts(readFileSync(path), env, { ourNames: ['mx.example.test', 'example.test'] });
-    const r = simulate(shipped.policy, { facts: msg.facts, recipients: msg.recipients });
+    // Through the transaction core with the offline checks, as `mailgate rules test` runs it.
+    const { checks, close } = await offlineChecks(config, shipped, false);
+    const r = await runOffline({ policy: shipped.policy, checks, config, envelope: env, message: readFileSync(path) }).finally(close);
     const e = env.expect;
     assert.deepEqual(r.verdict.fired.map((f) => f.rule), e.rules);
     assert.equal(r.action, e.action);
     assert.equal(r.stage, e.stage);
-    if (e.reply) assert.equal(`${r.verdict.reply?.code} ${r.verdict.reply?.enhanced} ${r.verdict.reply?.text}`, e.reply);
+    if (e.reply) assert.equal(r.reply?.toString(), e.reply);
     if (e.header) assert.ok(r.verdict.addHeaders.some((h) => `${h.name}: ${h.value}` === e.header), JSON.stringify(r.verdict.addHeaders));
     if (e.score !== undefined) assert.equal(r.verdict.score, e.score);
   });

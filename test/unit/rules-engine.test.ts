@@ -4,8 +4,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { FactSet, type FactValue } from '../../src/pipeline/facts.ts';
 import { loadRules } from '../../src/rules/loader.ts';
-import { knownFacts } from '../../src/rules/registry.ts';
-import { simulate } from '../../src/rules/simulate.ts';
+import { knownFacts } from '../../src/checks/catalogue.ts';
+import { runOffline } from '../../src/cli/offline-transaction.ts';
+import type { Policy } from '../../src/pipeline/verdict.ts';
 import { explainLine, statusHeaderValue } from '../../src/rules/explain.ts';
 import type { Verdict } from '../../src/pipeline/verdict.ts';
 import { makeRulesDir } from '../helpers/rules-dir.ts';
@@ -16,10 +17,23 @@ function policyOf(rules: string, actions = 'actions: { reject: 10, quarantine: 5
   return loadRules(makeRulesDir({ '00-actions.yaml': actions, '10-rules.yaml': `rules:\n${rules}` }), facts).policy;
 }
 
+/** One transaction through the core with these facts (nothing computed, nothing sent). */
+async function replay(policy: Policy, input: { facts: FactSet; recipients?: string[] }) {
+  const f = input.facts.toJSON();
+  const str = (k: string) => (typeof f[k] === 'string' ? (f[k] as string) : undefined);
+  const to = input.recipients ?? (Array.isArray(f['rcpt.addresses']) ? (f['rcpt.addresses'] as string[]) : []);
+  return runOffline({
+    policy,
+    checks: [],
+    envelope: { facts: f, ip: str('client.ip') ?? '192.0.2.1', from: str('mail.from') ?? '', to, ...(str('helo.name') ? { helo: str('helo.name') as string } : {}) },
+    message: Buffer.from('Subject: t\r\n\r\nbody\r\n'),
+  });
+}
+
 function run(rules: string, f: Record<string, FactValue>, recipients?: string[]) {
   const policy = policyOf(rules);
   const input = recipients ? { facts: new FactSet(Object.entries(f)), recipients } : { facts: new FactSet(Object.entries(f)) };
-  return simulate(policy, input);
+  return replay(policy, input);
 }
 
 const msg: Record<string, FactValue> = {
@@ -92,8 +106,8 @@ const cases: Case[] = [
 ];
 
 for (const c of cases) {
-  test(`engine: ${c.desc}`, () => {
-    const r = run(c.rules, { ...msg, ...(c.facts ?? {}) });
+  test(`engine: ${c.desc}`, async () => {
+    const r = await run(c.rules, { ...msg, ...(c.facts ?? {}) });
     assert.equal(r.action, c.action);
     assert.equal(r.stage, c.stage);
     if (c.score !== undefined) assert.equal(r.verdict.score, c.score);
@@ -101,24 +115,24 @@ for (const c of cases) {
   });
 }
 
-test('engine: default replies per stage (554 at connect, 550 later, 451 for tempfail)', () => {
-  const connect = run('  - { name: BL, description: d, when: { client.ip: 192.0.2.1 }, action: reject }\n', msg);
-  assert.deepEqual([connect.verdict.reply?.code, connect.verdict.reply?.enhanced], [554, '5.7.1']);
-  const mail = run('  - { name: BS, description: d, when: { mail.from: { exists: true } }, action: reject }\n', msg);
-  assert.deepEqual([mail.verdict.reply?.code, mail.verdict.reply?.text], [550, 'Sender rejected by policy']);
-  const temp = run('  - { name: T, description: d, when: { message.size: { gt: 1 } }, action: tempfail }\n', msg);
-  assert.deepEqual([temp.verdict.reply?.code, temp.verdict.reply?.enhanced], [451, '4.7.1']);
+test('engine: default replies per stage (554 at connect, 550 later, 451 for tempfail)', async () => {
+  const connect = await run('  - { name: BL, description: d, when: { client.ip: 192.0.2.1 }, action: reject }\n', msg);
+  assert.deepEqual([connect.reply?.code, connect.reply?.enhanced], [554, '5.7.1']);
+  const mail = await run('  - { name: BS, description: d, when: { mail.from: { exists: true } }, action: reject }\n', msg);
+  assert.deepEqual([mail.reply?.code, mail.reply?.text], [550, 'Sender rejected by policy']);
+  const temp = await run('  - { name: T, description: d, when: { message.size: { gt: 1 } }, action: tempfail }\n', msg);
+  assert.deepEqual([temp.reply?.code, temp.reply?.enhanced], [451, '4.7.1']);
 });
 
-test('engine: reply templates interpolate facts and the score, and cannot inject CR/LF', () => {
+test('engine: reply templates interpolate facts and the score, and cannot inject CR/LF', async () => {
   const rules = '  - { name: S, description: d, when: { helo.name: { exists: true } }, score: 2.5 }\n  - name: T\n    description: d\n    when: { mail.from: { exists: true } }\n    action: tempfail\n    reply: { code: 421, enhanced: 4.7.0, text: "slow down {helo.name} (score {score}); {{literal}}" }\n';
-  const r = run(rules, { ...msg, 'helo.name': 'evil\r\n250 OK\u00e9' });
-  assert.equal(r.verdict.reply?.code, 421);
-  assert.equal(r.verdict.reply?.text, 'slow down evil 250 OK? (score 2.5); {literal}');
+  const r = await run(rules, { ...msg, 'helo.name': 'evil\r\n250 OK\u00e9' });
+  assert.equal(r.reply?.code, 421);
+  assert.equal(r.reply?.text, 'slow down evil 250 OK? (score 2.5); {literal}');
 });
 
-test('engine: tag threshold adds headers and the subject tag to delivered mail; status header lists the rules', () => {
-  const r = run('  - { name: A, description: d, when: { client.ip: 192.0.2.1 }, score: 3.5 }\n', msg);
+test('engine: tag threshold adds headers and the subject tag to delivered mail; status header lists the rules', async () => {
+  const r = await run('  - { name: A, description: d, when: { client.ip: 192.0.2.1 }, score: 3.5 }\n', msg);
   assert.equal(r.action, 'accept');
   assert.equal(r.verdict.tagSubject, '[SPAM]');
   assert.deepEqual(r.verdict.addHeaders, [
@@ -129,17 +143,17 @@ test('engine: tag threshold adds headers and the subject tag to delivered mail; 
   assert.match(explainLine(r.verdict), /^accept score=3.5 required=10 decided_by=default rules=A\(\+3.5\)@connect$/);
 });
 
-test('engine: rule add_header and tag_subject', () => {
-  const r = run('  - { name: H, description: d, when: { message.subject: hello }, add_header: { X-Note: "from {mail.from_domain}" }, tag_subject: "[EXT]" }\n', msg);
+test('engine: rule add_header and tag_subject', async () => {
+  const r = await run('  - { name: H, description: d, when: { message.subject: hello }, add_header: { X-Note: "from {mail.from_domain}" }, tag_subject: "[EXT]" }\n', msg);
   assert.equal(r.verdict.tagSubject, '[EXT]');
   assert.deepEqual(r.verdict.addHeaders[0], { name: 'X-Note', value: 'from example.org' });
 });
 
-test('engine: recipients are judged one by one; a refused one adds nothing', () => {
+test('engine: recipients are judged one by one; a refused one adds nothing', async () => {
   const rules = `  - { name: TRAP, description: d, when: { rcpt.address: { glob: "trap@*" } }, action: reject }
   - { name: EXT, description: d, when: { rcpt.domain: example.test }, score: 2 }
 `;
-  const r = run(rules, msg, ['trap@example.test', 'bob@example.test', 'carol@example.test']);
+  const r = await run(rules, msg, ['trap@example.test', 'bob@example.test', 'carol@example.test']);
   assert.deepEqual(r.recipients.map((x) => x.action), ['reject', 'continue', 'continue']);
   assert.equal(r.action, 'accept');
   // EXT fired for two accepted recipients but counts once.
@@ -147,15 +161,15 @@ test('engine: recipients are judged one by one; a refused one adds nothing', () 
   assert.equal(r.verdict.score, 2);
 });
 
-test('engine: a per-recipient accept (postmaster) does not allow-list the whole message', () => {
+test('engine: a per-recipient accept (postmaster) does not allow-list the whole message', async () => {
   const rules = `  - { name: POSTMASTER, description: d, when: { rcpt.address: { glob: "postmaster@*" } }, action: accept }
   - { name: BAD, description: d, when: { message.subject: hello }, action: reject }
 `;
-  assert.equal(run(rules, msg, ['postmaster@example.test', 'bob@example.test']).action, 'reject');
-  assert.equal(run(rules, msg, ['postmaster@example.test']).action, 'accept');
+  assert.equal((await run(rules, msg, ['postmaster@example.test', 'bob@example.test'])).action, 'reject');
+  assert.equal((await run(rules, msg, ['postmaster@example.test'])).action, 'accept');
 });
 
-test('engine: evaluating helo again (second EHLO) replaces the first one', () => {
+test('engine: evaluating helo again (second EHLO) replaces the first one', async () => {
   const policy = policyOf('  - { name: NOT_FQDN, description: d, when: { helo.name: localhost }, score: 2 }\n');
   const f = new FactSet([['client.ip', '192.0.2.1'], ['helo.name', 'localhost']]);
   let v: Verdict = policy.evaluate('connect', f);
@@ -168,7 +182,7 @@ test('engine: evaluating helo again (second EHLO) replaces the first one', () =>
   assert.deepEqual(v.fired, []);
 });
 
-test('engine: a new EHLO after a refused one is judged afresh; MAIL after a refused HELO stays refused', () => {
+test('engine: a new EHLO after a refused one is judged afresh; MAIL after a refused HELO stays refused', async () => {
   const policy = policyOf('  - { name: BAD_HELO, description: d, when: { helo.name: localhost }, action: reject }\n');
   const f = new FactSet([['client.ip', '192.0.2.1'], ['helo.name', 'localhost']]);
   const refused = policy.evaluate('helo', f, policy.evaluate('connect', f));
@@ -180,21 +194,21 @@ test('engine: a new EHLO after a refused one is judged afresh; MAIL after a refu
   assert.deepEqual(again.fired, []);
 });
 
-test('engine: readsFact tells the pipeline which costly facts are needed', () => {
+test('engine: readsFact tells the pipeline which costly facts are needed', async () => {
   const policy = policyOf('  - { name: B, description: d, when: { message.body_text: { regex: x } }, score: 1 }\n');
   assert.equal(policy.readsFact('message.body_text'), true);
   assert.equal(policy.readsFact('message.body_html'), false);
 });
 
-test('engine: status header off, and a threshold reply with the score', () => {
+test('engine: status header off, and a threshold reply with the score', async () => {
   const dir = makeRulesDir({
     'a.yaml': 'settings: { status_header: false }\nactions: { reject: { score: 5, reply: { text: "spam score {score}" } } }\nrules:\n  - { name: A, description: d, when: { client.ip: 192.0.2.1 }, score: 7 }\n',
   });
   const policy = loadRules(dir, facts).policy;
-  const r = simulate(policy, { facts: new FactSet(Object.entries(msg)) });
+  const r = await replay(policy, { facts: new FactSet(Object.entries(msg)) });
   assert.equal(r.action, 'reject');
-  assert.deepEqual(r.verdict.reply, { code: 550, enhanced: '5.7.1', text: 'spam score 7' });
+  assert.deepEqual([r.reply?.code, r.reply?.enhanced, r.reply?.text], [550, '5.7.1', 'spam score 7']);
   assert.deepEqual(r.verdict.threshold, { action: 'reject', score: 5 });
-  const ok = simulate(loadRules(makeRulesDir({ 'a.yaml': 'settings: { status_header: false }\n' }), facts).policy, { facts: new FactSet(Object.entries(msg)) });
+  const ok = await replay(loadRules(makeRulesDir({ 'a.yaml': 'settings: { status_header: false }\n' }), facts).policy, { facts: new FactSet(Object.entries(msg)) });
   assert.deepEqual(ok.verdict.addHeaders, []);
 });

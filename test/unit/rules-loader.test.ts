@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { FactSet } from '../../src/pipeline/facts.ts';
 import { getSection, loadRules, type SectionSpec } from '../../src/rules/loader.ts';
-import { knownFacts } from '../../src/rules/registry.ts';
+import { knownFacts } from '../../src/checks/catalogue.ts';
 import type { CompiledCondition } from '../../src/rules/condition.ts';
 import { SourceErrors } from '../../src/config/yaml-source.ts';
 import { makeRulesDir } from '../helpers/rules-dir.ts';
@@ -238,7 +238,7 @@ test('sections: maps merge key by key across files; the section is absent when n
 });
 
 test('the shipped rules directory is valid against every registered fact and section', async () => {
-  const { knownSections } = await import('../../src/rules/registry.ts');
+  const { knownSections } = await import('../../src/checks/catalogue.ts');
   const loaded = loadRules(join(import.meta.dirname, '..', '..', 'rules'), facts, knownSections());
   assert.ok(loaded.rules.length > 20);
   const names = loaded.rules.map((r) => r.name);

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FactSet, type FactValue, type FactSpec } from '../../src/pipeline/facts.ts';
 import { compileCondition } from '../../src/rules/condition.ts';
-import { knownFacts } from '../../src/rules/registry.ts';
+import { knownFacts } from '../../src/checks/catalogue.ts';
 import { SourceErrors } from '../../src/config/yaml-source.ts';
 
 const extra: FactSpec[] = [{ name: 'test.records', stage: 'data', type: 'records', fields: ['result', 'domain', 'bits'], description: 'test records' }];

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { FactSet } from '../../src/pipeline/facts.ts';
 import type { Stage } from '../../src/pipeline/stages.ts';
 import { loadRules } from '../../src/rules/loader.ts';
-import { knownFacts } from '../../src/rules/registry.ts';
+import { knownFacts } from '../../src/checks/catalogue.ts';
 import { SourceErrors } from '../../src/config/yaml-source.ts';
 import { makeRulesDir } from '../helpers/rules-dir.ts';
 

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { FactSet } from '../../src/pipeline/facts.ts';
 import { LiveRules } from '../../src/rules/watcher.ts';
-import { knownFacts } from '../../src/rules/registry.ts';
+import { knownFacts } from '../../src/checks/catalogue.ts';
 import { metrics } from '../../src/metrics/registry.ts';
 import { SourceErrors } from '../../src/config/yaml-source.ts';
 import { makeRulesDir, writeRules } from '../helpers/rules-dir.ts';

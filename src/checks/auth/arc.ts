@@ -7,6 +7,7 @@ import type { ARCData, ARCResult, ARCChainEntry, DKIMVerifyResult } from 'mailau
 import type { ArcSealConfig } from '../../config/auth-schema.ts';
 import { ARC_RESULTS } from './auth-facts.ts';
 import { splitField } from './auth-results-header.ts';
+import { parseHeaders } from './mailauth-internals.ts';
 
 export type ArcResult = (typeof ARC_RESULTS)[number];
 
@@ -116,6 +117,21 @@ export function loadSealKey(cfg: ArcSealConfig): LoadedSealKey {
  * newest seal still said pass, mailauth's `shouldSeal`). Returns the fields to prepend, top first,
  * or an error text.
  */
+/** Why no ARC set can be added to this message (chain state, no body hash), or undefined. */
+export function arcSealBlocker(dkim: DKIMVerifyResult, arcRes: ARCResult): string | undefined {
+  const cv = arcRes.status.result;
+  if (!(cv === 'none' || cv === 'pass' || arcRes.status.shouldSeal)) return `chain ${cv}`;
+  const prepared = dkim.seal as (DKIMVerifyResult['seal'] & { bodyHash?: string }) | undefined;
+  if (!prepared?.bodyHash) return 'no body hash';
+  return undefined;
+}
+
+/**
+ * The ARC set for the message as delivered: `finalHeader` is the header block after every edit
+ * (our Received and Authentication-Results, a tagged Subject), so the ARC-Message-Signature covers
+ * what the next hop receives. The body hash is the one computed while verifying (the body is
+ * never edited).
+ */
 export async function createArcSet(
   dkim: DKIMVerifyResult,
   arcRes: ARCResult,
@@ -123,11 +139,12 @@ export async function createArcSet(
   key: LoadedSealKey,
   now: Date,
   strict: boolean,
+  finalHeader: Buffer,
 ): Promise<{ fields: Array<{ name: string; value: string }>; error?: string }> {
   const cv = arcRes.status.result;
-  if (!(cv === 'none' || cv === 'pass' || arcRes.status.shouldSeal)) return { fields: [], error: `chain ${cv}` };
-  const prepared = dkim.seal as (DKIMVerifyResult['seal'] & { bodyHash?: string }) | undefined;
-  if (!prepared?.bodyHash || !dkim.headers) return { fields: [], error: 'no body hash' };
+  const blocked = arcSealBlocker(dkim, arcRes);
+  if (blocked) return { fields: [], error: blocked };
+  const prepared = dkim.seal as DKIMVerifyResult['seal'] & { bodyHash: string };
   const seal: Parameters<typeof createSeal>[1]['seal'] = {
     signingDomain: key.domain,
     selector: key.selector,
@@ -138,7 +155,7 @@ export async function createArcSet(
     bodyHash: prepared.bodyHash,
   } as Parameters<typeof createSeal>[1]['seal'];
   if (key.algorithm) seal.algorithm = key.algorithm;
-  const res = await createSeal(false, { headers: dkim.headers, arc: dkim.arc, seal, strict });
+  const res = await createSeal(false, { headers: parseHeaders(finalHeader), arc: dkim.arc, seal, strict } as Parameters<typeof createSeal>[1]);
   if (res.errors.length > 0 || res.headers.length === 0) return { fields: [], error: res.errors.map((e) => e.err.message).join('; ') || 'not sealed' };
   return { fields: res.headers.map(splitField) };
 }

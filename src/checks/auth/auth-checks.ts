@@ -11,7 +11,7 @@ import type { Check, CheckInput, CheckOutput } from '../../pipeline/check.ts';
 import type { Deps, DnsLookup } from '../../pipeline/deps.ts';
 import type { FactSet } from '../../pipeline/facts.ts';
 import type { AuthConfig } from '../../config/auth-schema.ts';
-import { arcOverridesDmarc, createArcSet, loadSealKey, strictArcData, summariseArc, type LoadedSealKey } from './arc.ts';
+import { arcOverridesDmarc, arcSealBlocker, createArcSet, loadSealKey, strictArcData, summariseArc, type LoadedSealKey } from './arc.ts';
 import { bestResult, keySizeGuard, prepareDkimInput, signatureOutcomes } from './dkim.ts';
 import { checkDmarc, dmarcResinfo } from './dmarc.ts';
 import { arcFacts, authSummaryFacts, dkimFacts, dmarcFacts, spfFacts } from './auth-facts.ts';
@@ -57,6 +57,7 @@ export function createAuthChecks(config: AuthSettings & Partial<Pick<Config, 'dn
 
   const spfCheck: Check = {
     name: 'spf',
+    effects: 'network',
     stages: ['mail'],
     facts: spfFacts,
     ...common,
@@ -82,6 +83,9 @@ export function createAuthChecks(config: AuthSettings & Partial<Pick<Config, 'dn
 
   const dataCheck: Check = {
     name: 'dkim-arc-dmarc',
+    effects: 'network',
+    // DMARC aligns with the SPF result of MAIL FROM (an earlier stage).
+    needs: ['spf.*'],
     stages: ['data'],
     facts: [...dkimFacts, ...dmarcFacts, ...arcFacts, ...authSummaryFacts],
     ...common,
@@ -200,16 +204,24 @@ export function createAuthChecks(config: AuthSettings & Partial<Pick<Config, 'dn
       ];
       const arValue = authResultsValue(authservId, resinfos);
 
-      let sealed = false;
-      if (sealKey) {
-        const set = await createArcSet(dkim, arcRes, arValue, sealKey, new Date(now()), cfg.strict.dkim);
-        if (set.fields.length > 0) {
-          out.edits.addHeaders.push(...set.fields);
-          sealed = true;
-        }
+      // The seal is a signer: it runs in the finalize step, after every header edit (a rule's
+      // subject tag included), over the header block as delivered.
+      const sealable = sealKey !== undefined && arcSealBlocker(dkim, arcRes) === undefined;
+      if (sealKey && sealable) {
+        const key = sealKey;
+        const logger = deps.logger;
+        out.edits.signers.push({
+          name: 'arc-seal',
+          order: 10,
+          async sign(finalHeader) {
+            const set = await createArcSet(dkim, arcRes, arValue, key, new Date(now()), cfg.strict.dkim, finalHeader);
+            if (set.error) logger?.warn({ err: set.error }, 'ARC seal not added');
+            return set.fields;
+          },
+        });
       }
       out.edits.addHeaders.push({ name: 'Authentication-Results', value: arValue });
-      out.facts.set('arc.sealed', sealed);
+      out.facts.set('arc.sealed', sealable);
 
       out.facts.set('auth.dns_lookups', num(f, 'spf.dns_lookups') + scope.lookups);
       out.facts.set('auth.dns_temperror', scope.troubles.length > 0 || spfResult === 'temperror');

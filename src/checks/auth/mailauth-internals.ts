@@ -40,7 +40,17 @@ const tools = require('mailauth/lib/tools.js') as {
   formatAuthHeaderRow: (method: string, status: AuthStatusLike, options?: { strict?: boolean }) => string;
   formatAuthservId: (id: string, strict?: boolean) => string;
   formatDomain: (domain: string) => string;
+  parseHeaders: (buf: Buffer) => ParsedHeaders;
 };
+
+/** mailauth's parsed header block (what createSeal signs over). */
+export interface ParsedHeaders {
+  parsed: unknown[];
+  original: Buffer;
+}
+
+/** Parses a header block the way mailauth's verifiers do, for sealing the block as delivered. */
+export const parseHeaders = tools.parseHeaders;
 
 export const evaluateDmarc = dmarcModule.evaluateDmarc;
 /** One RFC 8601 resinfo, e.g. `dkim=pass header.i=@example.com header.s=s1`, values quoted as needed. */

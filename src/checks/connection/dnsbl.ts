@@ -106,6 +106,7 @@ export function createDnsblCheck(deps: { dns?: DnsLookup | undefined }, config?:
   let fromRules: DnsblConfig | undefined;
   return {
     name: 'dnsbl',
+    effects: 'network',
     rulesSections: [dnsblSection],
     onRulesLoaded(loaded) {
       fromRules = getSection(loaded, dnsblSection);

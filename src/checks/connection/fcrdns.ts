@@ -28,6 +28,7 @@ const MAX_NAMES = 10;
 export function createFcrdnsCheck(deps: { dns?: DnsLookup | undefined }, opts: { timeoutMs?: number } = {}): Check {
   return {
     name: 'fcrdns',
+    effects: 'network',
     stages: ['connect'],
     facts: fcrdnsFacts,
     timeoutMs: opts.timeoutMs ?? 5000,

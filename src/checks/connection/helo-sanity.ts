@@ -49,6 +49,7 @@ export function heloSanity(helo: string, client: string | undefined, ours: reado
 export function createHeloCheck(opts: { ourNames: () => readonly string[] }): Check {
   return {
     name: 'helo-sanity',
+    effects: 'none',
     stages: ['helo'],
     facts: heloFacts,
     timeoutMs: 1000,

@@ -140,6 +140,7 @@ export function createBodyTextCheck(opts: BodyTextCheckOptions = {}): Check & Ru
   let wanted = opts.always ?? false;
   return {
     name: 'body-text',
+    effects: 'none',
     onRulesLoaded(loaded) {
       if (!opts.limits) limits = { maxBytes: loaded.settings.body_max_bytes, scanBytes: loaded.settings.body_scan_bytes };
       wanted = opts.always || bodyFacts.some((f) => loaded.policy.readsFact(f.name));

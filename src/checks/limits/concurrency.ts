@@ -1,6 +1,6 @@
 // Shared concurrency limits (the `concurrency:` section): at connect each limit takes a slot for the
-// connection in the store; the slot is given back when the connection closes (the gateway calls
-// releaseConcurrency) or, if this instance dies, when its lease runs out. Facts: `concurrency.*`.
+// connection in the store; the slot is given back at the connection's disconnect step or, if this
+// instance dies, when its lease runs out. Facts: `concurrency.*`.
 import { metrics } from '../../metrics/registry.ts';
 import type { Check, CheckInput, CheckOutput } from '../../pipeline/check.ts';
 import type { FactSet, FactSpec } from '../../pipeline/facts.ts';
@@ -29,37 +29,13 @@ export function concurrencyFacts(): FactSpec[] {
   ];
 }
 
-/** Slots held per connection, keyed by the connection's FactSet (survives rules reloads). */
-const held = new WeakMap<FactSet, Held>();
-interface Held {
-  store: SharedStore;
-  leases: ConcurrencyLease[];
-}
-
-/**
- * Safety net for a gateway that forgets releaseConcurrency: once a connection's FactSet is
- * garbage-collected its slots are released (late, but they do not stay refreshed forever).
- */
-const collected = new FinalizationRegistry<Held>((h) => {
-  for (const l of h.leases) void h.store.releaseSlot(l).catch(() => undefined);
-});
-
-/**
- * Gives back the slots a connection holds. The gateway calls it once when a connection closes,
- * with the connection's FactSet (the one the connect stage ran with). Never throws.
- */
-export async function releaseConcurrency(connectionFacts: FactSet): Promise<void> {
-  const h = held.get(connectionFacts);
-  if (!h) return;
-  held.delete(connectionFacts);
-  collected.unregister(connectionFacts);
-  await Promise.all(h.leases.map((l) => h.store.releaseSlot(l).catch(() => undefined)));
-}
+/** Slots a connection holds, kept in its notes under this key until its disconnect step. */
+const NOTE = 'concurrency.leases';
 
 /**
  * The shared concurrency check. Its limits come from the rules' `concurrency:` section through
- * onRulesLoaded (hot reload), or from `initial`. The gateway must call releaseConcurrency when a
- * connection closes.
+ * onRulesLoaded (hot reload), or from `initial`. Slots are given back at the connection's
+ * disconnect step (or, if this instance dies, when their leases run out).
  */
 export function createConcurrencyCheck(ctx: LimitCheckContext, initial?: readonly ConcurrencySpec[]): Check & RulesAware {
   let limits: readonly ConcurrencySpec[] = initial ?? [];
@@ -76,6 +52,12 @@ export function createConcurrencyCheck(ctx: LimitCheckContext, initial?: readonl
     timeoutMs: ctx.timeoutMs ?? 2000,
     onFailure: ctx.store.failMode === 'fail_closed' ? 'tempfail' : 'continue',
     run: (input, out) => runConcurrency(limits, input, out, ctx),
+    async disconnect(connection) {
+      const leases = connection.notes.get(NOTE) as ConcurrencyLease[] | undefined;
+      if (!leases) return;
+      connection.notes.delete(NOTE);
+      await Promise.all(leases.map((l) => ctx.store.releaseSlot(l).catch(() => undefined)));
+    },
   };
 }
 
@@ -126,13 +108,10 @@ async function runConcurrency(limits: readonly ConcurrencySpec[], input: CheckIn
     // The connection will be refused: give back what it took.
     await Promise.all(leases.map((l) => ctx.store.releaseSlot(l).catch(() => undefined)));
   } else if (leases.length > 0) {
-    const prev = held.get(f);
-    if (prev) prev.leases.push(...leases);
-    else {
-      const h: Held = { store: ctx.store, leases };
-      held.set(f, h);
-      collected.register(f, h, f);
-    }
+    const notes = input.connection.notes;
+    const prev = notes.get(NOTE) as ConcurrencyLease[] | undefined;
+    if (prev) prev.push(...leases);
+    else notes.set(NOTE, leases);
   }
   set('count', count);
   if (exceeded.length === 0 && !unavailable) return;

@@ -52,6 +52,10 @@ export function createGreylistCheck(ctx: LimitCheckContext, initial?: GreylistSp
     get stages(): Stage[] {
       return spec?.enabled ? ['data'] : [];
     },
+    // The skip condition reads DKIM/DMARC facts of the same stage: greylisting runs after them.
+    get needs(): string[] {
+      return [...(spec?.skip?.facts ?? [])];
+    },
     facts: greylistFacts(),
     timeoutMs: ctx.timeoutMs ?? 2000,
     onFailure: ctx.store.failMode === 'fail_closed' ? 'tempfail' : 'continue',

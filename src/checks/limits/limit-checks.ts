@@ -8,7 +8,7 @@ import type { FactSpec } from '../../pipeline/facts.ts';
 import type { RulesAware } from '../../rules/rules-aware.ts';
 import { createSharedStore } from '../../store/create-store.ts';
 import type { SharedStore } from '../../store/shared-store.ts';
-import { concurrencyFacts, createConcurrencyCheck, releaseConcurrency } from './concurrency.ts';
+import { concurrencyFacts, createConcurrencyCheck } from './concurrency.ts';
 import { concurrencySectionSchema } from './concurrency-section.ts';
 import { createGreylistCheck, greylistFacts } from './greylist.ts';
 import { greylistSectionSchema } from './greylist-section.ts';
@@ -25,7 +25,6 @@ import {
   type LimitSections,
 } from './section-loading.ts';
 
-export { releaseConcurrency };
 export type { LimitSections };
 export const limitSectionSpecs = [rateLimitsSectionSpec, concurrencySectionSpec, greylistSectionSpec] as const;
 

@@ -79,6 +79,13 @@ export const rateLimitsSectionSchema = z.array(rateLimitEntrySchema);
 export interface ConditionLike {
   test(facts: FactSet): boolean;
   readonly stage: Stage;
+  /** The facts the condition reads: the check must run after the checks that produce them. */
+  readonly facts?: ReadonlySet<string>;
+}
+
+/** Facts a limit key reads besides the envelope (a limit keyed on dmarc_domain runs after DMARC). */
+export function keyNeeds(key: readonly string[]): string[] {
+  return key.includes('dmarc_domain') ? ['dmarc.result', 'dmarc.domain'] : [];
 }
 
 /** A limit ready to run. */

@@ -10,7 +10,7 @@ import { StoreUnavailableError, type RateLimitRequest, type SharedStore } from '
 import { humanDuration, keyPartValue } from './durations-rates-keys.ts';
 import { getSection } from '../../rules/loader.ts';
 import type { RulesAware } from '../../rules/rules-aware.ts';
-import { LIMIT_ACTIONS, type LimitAction, type RateLimitSpec } from './rate-limit-section.ts';
+import { LIMIT_ACTIONS, keyNeeds, type LimitAction, type RateLimitSpec } from './rate-limit-section.ts';
 import { rateLimitsSectionSpec } from './section-loading.ts';
 
 export interface LimitCheckContext {
@@ -51,6 +51,15 @@ export function rateLimitFacts(): FactSpec[] {
   ]);
 }
 
+function needsOf(limits: readonly RateLimitSpec[]): string[] {
+  const out = new Set<string>();
+  for (const l of limits) {
+    for (const f of l.when?.facts ?? []) out.add(f);
+    for (const f of keyNeeds(l.key)) out.add(f);
+  }
+  return [...out];
+}
+
 const ACTION_RANK: Record<LimitAction | '', number> = { '': 0, score: 1, tempfail: 2, reject: 3 };
 
 /**
@@ -61,15 +70,22 @@ const ACTION_RANK: Record<LimitAction | '', number> = { '': 0, score: 1, tempfai
 export function createRateLimitCheck(ctx: LimitCheckContext, initial?: readonly RateLimitSpec[]): Check & RulesAware {
   let byStage = groupByStage(initial ?? []);
   let stages: Stage[] = STAGES.filter((s) => byStage.has(s));
+  let needs = needsOf(initial ?? []);
   return {
     name: 'ratelimit',
     rulesSections: [rateLimitsSectionSpec],
     onRulesLoaded(loaded) {
-      byStage = groupByStage(getSection(loaded, rateLimitsSectionSpec) ?? []);
+      const limits = getSection(loaded, rateLimitsSectionSpec) ?? [];
+      byStage = groupByStage(limits);
       stages = STAGES.filter((s) => byStage.has(s));
+      needs = needsOf(limits);
     },
     get stages() {
       return stages;
+    },
+    // What the limits' conditions and keys read: a limit keyed on dmarc_domain counts after DMARC.
+    get needs() {
+      return needs;
     },
     facts: rateLimitFacts(),
     timeoutMs: ctx.timeoutMs ?? 2000,

@@ -18,35 +18,13 @@ import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 import type { Readable } from 'node:stream';
 import type { ListenConfig } from '../../config/schema.ts';
 import { ClientSession } from './session.ts';
+import { patchConnection, type Conn } from './smtp-server-patches.ts';
 import { readProxyHeader } from './proxy-protocol.ts';
 import { SmtpError, SmtpReply, replies } from '../../pipeline/reply.ts';
 import { metrics } from '../../metrics/registry.ts';
 import { ipInList } from '../../net/ip-match.ts';
-import type { Runtime } from './runtime.ts';
+import type { Runtime } from '../../pipeline/runtime.ts';
 
-/** The parts of smtp-server's (untyped) SMTPConnection we touch. */
-interface Conn {
-  id: string;
-  session: SMTPServerSession;
-  send(code: number, data: string | string[], context?: string | false): void;
-  close(): void;
-  init(): void;
-  _setListeners(cb: () => void): void;
-  connectionReady(): void;
-  on(ev: string, fn: (...a: unknown[]) => void): void;
-  handler_EHLO(command: Buffer, cb: () => void): void;
-  handler_HELO(command: Buffer, cb: () => void): void;
-  handler_MAIL(command: Buffer, cb: () => void): void;
-  handler_RCPT(command: Buffer, cb: () => void): void;
-  handler_DATA(command: Buffer, cb: () => void): void;
-  _onCommand(command: Buffer, cb?: () => void): void;
-  /** The command parser; `_remainder` is the partial line received so far. */
-  _parser: { _remainder: string; _dataMode: boolean } | false;
-  _dataStream: (Readable & { byteLength?: number }) | false | null;
-  _server: SMTPServer & { connections: Set<unknown> };
-}
-
-const ENHANCED_PREFIX = /^([245]\.\d{1,3}\.\d{1,3}) /;
 
 export class Listener {
   readonly cfg: ListenConfig;
@@ -275,132 +253,6 @@ export class Listener {
     conn._setListeners(() => conn.connectionReady());
     session.log.debug({ port, proxied: info.proxied }, 'connect');
   }
-}
-
-/**
- * smtp-server gaps worked around per connection:
- *  - replies we build carry their own enhanced status code ("5.7.1 text"): send them as is,
- *    without smtp-server adding a generic one; multi-line texts become multi-line replies;
- *  - smtp-server has no HELO/EHLO hook: wrap the handlers so the helo stage can refuse;
- *  - smtp-server pauses 100 ms before every greeting: skipped (see #accept).
- */
-function patchConnection(conn: Conn, session: ClientSession): void {
-  const send = conn.send.bind(conn);
-  /** The MAIL/RCPT/DATA handler running synchronously now (smtp-server refuses syntax there). */
-  let verb: string | undefined;
-  conn.send = (code, data, context) => {
-    const ours = typeof data === 'string' && ENHANCED_PREFIX.test(data);
-    if (!ours && code >= 400) {
-      // smtp-server's own refusals (syntax, sequence, HTTP, over-long lines): README promises a
-      // log line for bad input, and refused MAIL/RCPT/DATA count towards limits.max_errors.
-      const text = Array.isArray(data) ? data.join(' ') : data;
-      session.log.info({ reply: `${code} ${text}`, command: verb ?? (typeof context === 'string' ? context : undefined) }, 'protocol error');
-      if (verb && code !== 421) session.errors++;
-    }
-    if (typeof data === 'string') {
-      const m = ENHANCED_PREFIX.exec(data);
-      if (m) {
-        const enhanced = m[1] as string;
-        const lines = data.slice(enhanced.length + 1).split('\n');
-        send(code, lines.map((l) => `${enhanced} ${l}`), false);
-        return;
-      }
-    }
-    send(code, data, context);
-  };
-  for (const v of ['MAIL', 'RCPT', 'DATA'] as const) {
-    const key = `handler_${v}` as const;
-    const original = conn[key].bind(conn);
-    conn[key] = (command: Buffer, cb: () => void) => {
-      const max = session.rt.config.limits.max_errors;
-      if (session.errors >= max) {
-        const r = replies.tooManyErrors(session.errors);
-        conn.send(r.code, `${r.enhanced} ${r.text}`);
-        return cb();
-      }
-      verb = v;
-      try {
-        original(command, cb);
-      } finally {
-        verb = undefined;
-      }
-    };
-  }
-  watchSlowClients(conn, session);
-  for (const verb of ['EHLO', 'HELO'] as const) {
-    const key = `handler_${verb}` as const;
-    const original = conn[key].bind(conn);
-    conn[key] = (command: Buffer, cb: () => void) => {
-      const parts = command.toString().trim().split(/\s+/);
-      // smtp-server answers the syntax error (501) itself: a name it refuses must never become
-      // session.helo (Received, XCLIENT HELO, helo.name), so it is checked before the stage.
-      if (parts.length !== 2 || !isAcceptableHelo(parts[1] as string)) return original(command, cb);
-      session.onHelo(parts[1] as string, verb === 'EHLO').then(
-        (refuse) => {
-          if (refuse) {
-            conn.send(refuse.code, `${refuse.enhanced} ${refuse.text}`);
-            if (refuse.code === 421) conn.close();
-            return cb();
-          }
-          original(command, cb);
-        },
-        (err: unknown) => {
-          session.log.error({ err: (err as Error).message }, 'internal error in helo stage');
-          const r = replies.localError('internal error');
-          conn.send(r.code, `${r.enhanced} ${r.text}`);
-          cb();
-        },
-      );
-    };
-  }
-}
-
-/** Postfix's smtpd_min_data_rate default: bytes/s a DATA phase must average after idle_timeout_s. */
-const MIN_DATA_RATE = 500;
-
-/**
- * Slowloris: smtp-server's idle timer restarts on every byte, so a client trickling one byte at a
- * time would hold the session (and in DATA its backend session) forever. Like Postfix
- * (smtpd_per_record_deadline, smtpd_min_data_rate): a command line must be complete within
- * idle_timeout_s of its first byte, and DATA must average MIN_DATA_RATE bytes/s after the first
- * idle_timeout_s. Looks at the parser, so it holds after STARTTLS too.
- */
-function watchSlowClients(conn: Conn, session: ClientSession): void {
-  let partialSince = 0;
-  let dataSince = 0;
-  const onCommand = conn._onCommand.bind(conn);
-  conn._onCommand = (command, cb) => {
-    partialSince = 0;
-    onCommand(command, cb);
-  };
-  const timer = setInterval(() => {
-    if (session.closed) return clearInterval(timer);
-    const idleMs = session.rt.config.limits.idle_timeout_s * 1000;
-    const now = Date.now();
-    let late = false;
-    const data = conn._dataStream;
-    if (data && conn._parser && conn._parser._dataMode) {
-      dataSince ||= now;
-      late = now - dataSince > idleMs + ((data.byteLength ?? 0) / MIN_DATA_RATE) * 1000;
-    } else {
-      dataSince = 0;
-      const partial = conn._parser ? conn._parser._remainder.length > 0 : false;
-      if (!partial) partialSince = 0;
-      else partialSince ||= now;
-      late = partial && now - partialSince > idleMs;
-    }
-    if (late) {
-      clearInterval(timer);
-      const r = replies.tooSlow();
-      conn.send(r.code, `${r.enhanced} ${r.text}`); // 421: smtp-server closes the connection
-    }
-  }, 250);
-  timer.unref();
-}
-
-/** smtp-server's own test for a HELO/EHLO argument (smtp-connection.js isAcceptableHeloHostname). */
-function isAcceptableHelo(name: string): boolean {
-  return name.length <= 300 && !/[\x00-\x1F\x7F-\x9F]/.test(name);
 }
 
 function smtpErr(r: SmtpReply): Error & { responseCode: number } {

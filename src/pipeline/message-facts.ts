@@ -1,8 +1,8 @@
 // Facts about the message itself, computed once at end of DATA from the spooled header block:
 // size, header fields, decoded Subject, RFC 5322.From addresses and domain, Message-ID.
 import libmime from 'libmime';
-import type { FactSet } from '../pipeline/facts.ts';
-import type { Spool } from './spool.ts';
+import type { FactSet } from './facts.ts';
+import type { Spool } from '../message/spool.ts';
 import { normalizeDomain } from '../net/address.ts';
 
 export function messageFacts(spool: Spool, facts: FactSet): void {

@@ -1,0 +1,68 @@
+// Orders the checks of one stage from what they declare: a check runs after every check of the
+// same stage that produces a fact it needs, concurrently with the rest (Rspamd's symbol
+// dependencies). A need nothing can satisfy, or a cycle, is an error at load time, not a silent pass.
+import type { Check } from './check.ts';
+import type { FactSpec } from './facts.ts';
+import { stageIndex, type Stage } from './stages.ts';
+
+/** Whether the fact `name` satisfies the need `need` (`dmarc.result`, or `dmarc.*` for any dmarc fact). */
+export function satisfies(need: string, name: string): boolean {
+  if (need.endsWith('.*')) return name.startsWith(need.slice(0, -1));
+  return need === name;
+}
+
+function producesAny(c: Check, need: string): boolean {
+  return c.facts.some((f) => satisfies(need, f.name));
+}
+
+/**
+ * The checks of `stage` in layers: every check of a layer depends only on checks of earlier
+ * layers. Throws when checks of the stage need each other in a cycle.
+ */
+export function stageLayers(checks: readonly Check[], stage: Stage): Check[][] {
+  const here = checks.filter((c) => c.stages.includes(stage));
+  if (here.length <= 1) return here.length === 0 ? [] : [here];
+  const deps = new Map<Check, Set<Check>>();
+  for (const c of here) {
+    const d = new Set<Check>();
+    for (const need of c.needs ?? []) for (const o of here) if (o !== c && producesAny(o, need)) d.add(o);
+    deps.set(c, d);
+  }
+  const layers: Check[][] = [];
+  const done = new Set<Check>();
+  while (done.size < here.length) {
+    const layer = here.filter((c) => !done.has(c) && [...(deps.get(c) as Set<Check>)].every((d) => done.has(d)));
+    if (layer.length === 0) {
+      const stuck = here.filter((c) => !done.has(c)).map((c) => c.name);
+      throw new Error(`checks ${stuck.join(', ')} need each other's facts at ${stage}: no order can satisfy them`);
+    }
+    for (const c of layer) done.add(c);
+    layers.push(layer);
+  }
+  return layers;
+}
+
+/**
+ * Problems with the checks' declared needs: a need that no check at this or an earlier stage (nor
+ * the core) produces, and cycles. Empty when the set of checks can run.
+ */
+export function planProblems(checks: readonly Check[], coreFacts: readonly FactSpec[], stages: readonly Stage[]): string[] {
+  const problems: string[] = [];
+  for (const c of checks) {
+    for (const need of c.needs ?? []) {
+      const last = Math.max(...c.stages.map(stageIndex));
+      const known =
+        coreFacts.some((f) => satisfies(need, f.name) && stageIndex(f.stage) <= last) ||
+        checks.some((o) => o !== c && o.stages.some((s) => stageIndex(s) <= last) && producesAny(o, need));
+      if (!known) problems.push(`check ${c.name} needs ${need}, which no enabled check produces by stage ${c.stages[c.stages.length - 1] ?? "?"}`);
+    }
+  }
+  for (const s of stages) {
+    try {
+      stageLayers(checks, s);
+    } catch (err) {
+      problems.push((err as Error).message);
+    }
+  }
+  return problems;
+}
