@@ -1,30 +1,38 @@
-// IP addresses and CIDR blocks for `ip` facts: one canonical text form per address (so equality
-// works across spellings) and a set type backed by node:net's BlockList for CIDR matching.
+// IP addresses and CIDR blocks, in one module for the whole gateway: one canonical text form per
+// address (so equality works across spellings), networks of an address, reverse-lookup names and
+// list matching. Parsing and arithmetic come from ipaddr.js (a well-kept library already in the
+// tree through mailauth); matching uses node:net's BlockList.
 import { BlockList, isIP } from 'node:net';
+import ipaddr from 'ipaddr.js';
 
 /**
  * Canonical form of an address, or undefined when `text` is not one. Accepts SMTP address
  * literals (`[192.0.2.1]`, `[IPv6:2001:db8::1]`, RFC 5321 §4.1.3), strips an IPv6 zone id,
- * lower-cases and compresses IPv6 and unwraps IPv4-mapped IPv6 (`::ffff:192.0.2.1`).
+ * lower-cases and compresses IPv6 (RFC 5952) and unwraps IPv4-mapped IPv6 (`::ffff:192.0.2.1`).
  */
 export function normalizeIp(text: string): string | undefined {
   let v = text.trim();
   if (v.startsWith('[') && v.endsWith(']')) v = v.slice(1, -1);
-  if (/^ipv6:/i.test(v)) v = v.slice(5);
+  if (v.length > 5 && v.slice(0, 5).toLowerCase() === 'ipv6:') v = v.slice(5);
   const zone = v.indexOf('%');
   if (zone >= 0) v = v.slice(0, zone);
+  // node:net is strict about forms (no octal or short IPv4 like ipaddr.parse accepts).
   const family = isIP(v);
   if (family === 4) return v;
   if (family !== 6) return undefined;
-  // The WHATWG URL parser prints IPv6 hosts in RFC 5952 canonical form.
-  let canon = new URL(`http://[${v}]/`).hostname.slice(1, -1);
-  const mapped = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(canon);
-  if (mapped) {
-    const hi = parseInt(mapped[1] ?? '0', 16);
-    const lo = parseInt(mapped[2] ?? '0', 16);
-    canon = `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
-  }
-  return canon;
+  const a = ipaddr.IPv6.parse(v);
+  return a.isIPv4MappedAddress() ? a.toIPv4Address().toString() : a.toRFC5952String();
+}
+
+/** Network of an address: IPv4 /prefix4 (24), IPv6 /prefix6 (64), as `addr/len`. */
+export function networkOf(ip: string, prefix4 = 24, prefix6 = 64): string | undefined {
+  const a = normalizeIp(ip);
+  if (a === undefined) return undefined;
+  const addr = ipaddr.parse(a);
+  const len = addr.kind() === 'ipv4' ? prefix4 : prefix6;
+  const net = addr.kind() === 'ipv4' ? ipaddr.IPv4.networkAddressFromCIDR(`${a}/${len}`) : ipaddr.IPv6.networkAddressFromCIDR(`${a}/${len}`);
+  // Uncompressed groups (2001:db8:0:0:0:0:0:0/64): the form limit keys in Redis have always used.
+  return `${net.kind() === 'ipv6' ? (net as ipaddr.IPv6).toNormalizedString() : net.toString()}/${len}`;
 }
 
 export function ipFamily(ip: string): 4 | 6 | 0 {
@@ -103,17 +111,28 @@ export function isNonGlobalIp(ip: string): boolean {
 export function reverseName(ip: string): string | undefined {
   const n = normalizeIp(ip);
   if (n === undefined) return undefined;
-  if (ipFamily(n) === 4) return n.split('.').reverse().join('.');
-  const halves = n.split('::');
-  const left = halves[0] ? halves[0].split(':') : [];
-  const right = halves.length > 1 && halves[1] ? halves[1].split(':') : [];
-  const groups = [...left, ...Array<string>(8 - left.length - right.length).fill('0'), ...right];
-  const hex = groups.map((g) => g.padStart(4, '0')).join('');
-  return hex.split('').reverse().join('.');
+  const bytes = ipaddr.parse(n).toByteArray();
+  if (bytes.length === 4) return bytes.reverse().join('.');
+  const nibbles: string[] = [];
+  for (const b of bytes) nibbles.push((b >> 4).toString(16), (b & 15).toString(16));
+  return nibbles.reverse().join('.');
 }
 
 export function ptrName(ip: string): string | undefined {
   const r = reverseName(ip);
   if (r === undefined) return undefined;
   return `${r}.${ipFamily(normalizeIp(ip) ?? '') === 4 ? 'in-addr.arpa' : 'ip6.arpa'}`;
+}
+
+const listCache = new WeakMap<readonly string[], IpSet>();
+
+/** Whether `ip` is in a list of addresses and CIDRs (the list is compiled once per array). */
+export function ipInList(ip: string, entries: readonly string[]): boolean {
+  let set = listCache.get(entries);
+  if (!set) {
+    set = new IpSet();
+    for (const e of entries) set.add(e);
+    listCache.set(entries, set);
+  }
+  return set.has(ip);
 }

@@ -3,7 +3,8 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { normalizeSender } from '../../src/checks/limits/greylist.ts';
-import { humanDuration, keyPartValue, keyValue, networkOf, parseDuration, parseRate } from '../../src/checks/limits/durations-rates-keys.ts';
+import { humanDuration, keyPartValue, keyValue, parseDuration, parseRate } from '../../src/checks/limits/durations-rates-keys.ts';
+import { networkOf } from '../../src/net/ip.ts';
 import { FactSet } from '../../src/pipeline/facts.ts';
 
 describe('durations and rates', () => {

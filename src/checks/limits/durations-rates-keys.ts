@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import type { FactSet } from '../../pipeline/facts.ts';
 import type { Stage } from '../../pipeline/stages.ts';
-import { normalizeIp } from '../../net/ip.ts';
+import { networkOf, normalizeIp } from '../../net/ip.ts';
 
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
 
@@ -74,34 +74,6 @@ export const KEY_PART_STAGE: Record<KeyPart, Stage> = {
 export const keySchema = z
   .union([z.enum(KEY_PARTS), z.array(z.enum(KEY_PARTS)).min(1).max(4)])
   .transform((v) => [...new Set(Array.isArray(v) ? v : [v])]);
-
-/** Network of an address: IPv4 /prefix4 (24), IPv6 /prefix6 (64), as `addr/len`. */
-export function networkOf(ip: string, prefix4 = 24, prefix6 = 64): string | undefined {
-  const a = normalizeIp(ip);
-  if (a === undefined) return undefined;
-  if (!a.includes(':')) {
-    const n = a.split('.').reduce((acc, o) => acc * 256 + Number(o), 0);
-    const masked = prefix4 === 0 ? 0 : n - (n % 2 ** (32 - prefix4));
-    const parts = [24, 16, 8, 0].map((s) => Math.floor(masked / 2 ** s) % 256);
-    return `${parts.join('.')}/${prefix4}`;
-  }
-  const groups = expandIpv6(a);
-  const out: string[] = [];
-  for (let i = 0; i < 8; i++) {
-    const bits = Math.max(0, Math.min(16, prefix6 - i * 16));
-    const g = groups[i] ?? 0;
-    out.push((bits === 0 ? 0 : g & (0xffff << (16 - bits)) & 0xffff).toString(16));
-  }
-  return `${out.join(':')}/${prefix6}`;
-}
-
-function expandIpv6(a: string): number[] {
-  const [head, tail] = a.split('::') as [string, string | undefined];
-  const h = head ? head.split(':') : [];
-  const t = tail ? tail.split(':') : [];
-  const zeros = tail === undefined ? [] : Array<string>(8 - h.length - t.length).fill('0');
-  return [...h, ...zeros, ...t].map((x) => parseInt(x, 16) || 0);
-}
 
 /**
  * Email addresses and domains for keys: lower-cased; the null sender is `<>`. Values longer than

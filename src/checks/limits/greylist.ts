@@ -12,7 +12,8 @@ import { getSection } from '../../rules/loader.ts';
 import type { RulesAware } from '../../rules/rules-aware.ts';
 import type { GreylistSpec } from './greylist-section.ts';
 import { greylistSectionSpec } from './section-loading.ts';
-import { humanDuration, networkOf } from './durations-rates-keys.ts';
+import { humanDuration } from './durations-rates-keys.ts';
+import { networkOf } from '../../net/ip.ts';
 import type { LimitCheckContext } from './rate-limit.ts';
 
 export const GREYLIST_RESULTS = ['new', 'early', 'passed', 'allowed', 'skipped', 'unavailable'] as const;

@@ -22,7 +22,7 @@ import { patchConnection, type Conn } from './smtp-server-patches.ts';
 import { readProxyHeader } from './proxy-protocol.ts';
 import { SmtpError, SmtpReply, replies } from '../../pipeline/reply.ts';
 import { metrics } from '../../metrics/registry.ts';
-import { ipInList } from '../../net/ip-match.ts';
+import { ipInList } from '../../net/ip.ts';
 import type { Runtime } from '../../pipeline/runtime.ts';
 
 
