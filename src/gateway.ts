@@ -17,6 +17,9 @@ import type { Check } from './pipeline/check.ts';
 import type { Policy } from './pipeline/verdict.ts';
 import { startAdmin, type AdminServer, type ReadinessProbe } from './admin/server.ts';
 import { buildChecks, closeChecks, knownFacts, knownSections } from './checks/catalogue.ts';
+import { planProblems } from './pipeline/check-order.ts';
+import { coreFacts } from './pipeline/core-facts.ts';
+import { STAGES } from './pipeline/stages.ts';
 import { loadPolicy, type PolicyHandle } from './rules/load-policy.ts';
 import { replies } from './pipeline/reply.ts';
 import { createResolver } from './dns/resolver.ts';
@@ -77,6 +80,14 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
   else {
     policyHandle = await loadPolicy(config, checks, logger, { facts: knownFacts(checks.flatMap((c) => c.facts)), sections: knownSections(checks) });
     policy = policyHandle.policy;
+  }
+  // Checks run in the order their declared needs give; a need nothing can satisfy, or a cycle,
+  // stops the start here with the reason (never a check that silently sees no facts).
+  const problems = planProblems(checks, coreFacts, STAGES);
+  if (problems.length > 0) {
+    policyHandle?.close();
+    await closeChecks(checks);
+    throw new Error(`checks cannot be ordered: ${problems.join('; ')}`);
   }
   const runtime: Runtime = {
     config,

@@ -49,12 +49,14 @@ export function stageLayers(checks: readonly Check[], stage: Stage): Check[][] {
 export function planProblems(checks: readonly Check[], coreFacts: readonly FactSpec[], stages: readonly Stage[]): string[] {
   const problems: string[] = [];
   for (const c of checks) {
+    // A check that runs at no stage (switched off by its rules section) needs nothing.
+    if (c.stages.length === 0) continue;
     for (const need of c.needs ?? []) {
       const last = Math.max(...c.stages.map(stageIndex));
       const known =
         coreFacts.some((f) => satisfies(need, f.name) && stageIndex(f.stage) <= last) ||
         checks.some((o) => o !== c && o.stages.some((s) => stageIndex(s) <= last) && producesAny(o, need));
-      if (!known) problems.push(`check ${c.name} needs ${need}, which no enabled check produces by stage ${c.stages[c.stages.length - 1] ?? "?"}`);
+      if (!known) problems.push(`check ${c.name} needs ${need}, which no enabled check produces by stage ${c.stages[c.stages.length - 1] ?? ''}`);
     }
   }
   for (const s of stages) {

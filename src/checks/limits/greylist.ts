@@ -55,7 +55,7 @@ export function createGreylistCheck(ctx: LimitCheckContext, initial?: GreylistSp
     },
     // The skip condition reads DKIM/DMARC facts of the same stage: greylisting runs after them.
     get needs(): string[] {
-      return [...(spec?.skip?.facts ?? [])];
+      return spec?.enabled ? [...(spec.skip?.facts ?? [])] : [];
     },
     facts: greylistFacts(),
     timeoutMs: ctx.timeoutMs ?? 2000,

@@ -48,9 +48,12 @@ export function createLimitChecks(ctx: LimitCheckContext & { ownsStore?: boolean
   const store = ctx.store;
   const withProbe: Check & RulesAware = {
     ...rl,
-    // Spread copies the getter's value: keep `stages` live.
+    // Spread copies the getters' values: keep `stages` and `needs` live (they follow the rules).
     get stages() {
       return rl.stages;
+    },
+    get needs() {
+      return rl.needs;
     },
     readiness: {
       name: store.kind === 'redis' ? 'redis' : 'store',

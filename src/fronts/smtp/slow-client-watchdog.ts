@@ -1,7 +1,7 @@
 // The slow-client watchdog (slowloris): command lines and DATA must progress at a minimum rate,
 // whatever smtp-server's idle timer (which restarts on every byte) says.
 import type { ClientSession } from './session.ts';
-import type { Conn } from './smtp-server-patches.ts';
+import type { Conn } from './smtp-connection.ts';
 import { replies } from '../../pipeline/reply.ts';
 
 /** Postfix's smtpd_min_data_rate default: bytes/s a DATA phase must average after idle_timeout_s. */

@@ -2,37 +2,15 @@
 // codes, a HELO/EHLO stage hook, RSET passed on to the core (and the backend), max_errors before
 // smtp-server parses MAIL/RCPT/DATA. They reach into smtp-server internals, so they are pinned to
 // the version below; test/unit/smtp-server-patches.test.ts fails when the installed one differs.
-import type { Readable } from 'node:stream';
-import type { SMTPServer, SMTPServerSession } from 'smtp-server';
+import type { Conn } from './smtp-connection.ts';
+
+export type { Conn };
 import type { ClientSession } from './session.ts';
 import { replies } from '../../pipeline/reply.ts';
 import { watchSlowClients } from './slow-client-watchdog.ts';
 
 /** The smtp-server version these patches were written and tested against. */
 export const PATCHED_SMTP_SERVER_VERSION = '3.21.6';
-
-/** The parts of smtp-server's (untyped) SMTPConnection we touch. */
-export interface Conn {
-  id: string;
-  session: SMTPServerSession;
-  send(code: number, data: string | string[], context?: string | false): void;
-  close(): void;
-  init(): void;
-  _setListeners(cb: () => void): void;
-  connectionReady(): void;
-  on(ev: string, fn: (...a: unknown[]) => void): void;
-  handler_EHLO(command: Buffer, cb: () => void): void;
-  handler_HELO(command: Buffer, cb: () => void): void;
-  handler_MAIL(command: Buffer, cb: () => void): void;
-  handler_RCPT(command: Buffer, cb: () => void): void;
-  handler_DATA(command: Buffer, cb: () => void): void;
-  handler_RSET(command: Buffer, cb: () => void): void;
-  _onCommand(command: Buffer, cb?: () => void): void;
-  /** The command parser; `_remainder` is the partial line received so far. */
-  _parser: { _remainder: string; _dataMode: boolean } | false;
-  _dataStream: (Readable & { byteLength?: number }) | false | null;
-  _server: SMTPServer & { connections: Set<unknown> };
-}
 
 const ENHANCED_PREFIX = /^([245]\.\d{1,3}\.\d{1,3}) /;
 
