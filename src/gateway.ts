@@ -20,6 +20,7 @@ import { buildChecks, closeChecks } from './checks/index.ts';
 import { loadPolicy, type PolicyHandle } from './rules/load-policy.ts';
 import { replies } from './smtp/reply.ts';
 import { createResolver } from './dns/resolver.ts';
+import { startGatewayOutbound } from './checks/backscatter/create-backscatter.ts';
 
 export interface GatewayOptions {
   config: Config;
@@ -102,6 +103,8 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
   const listeners = config.listen.map((l) => new Listener(runtime, l, sessions as never, counters));
   const ports: number[] = [];
   for (const l of listeners) ports.push(await l.listen());
+  // Backscatter: the listener for mail leaving the site (BATV signing), when configured.
+  const outbound = await startGatewayOutbound(runtime, deps, checks);
   logger.info({ ports, backend: runtime.backend.description, domains: config.domains }, 'mailgate listening');
 
   const probes: ReadinessProbe[] = [
@@ -157,6 +160,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
       }
       for (const { conn } of sessions.values()) conn.close();
       await listenersClosed;
+      await outbound?.close();
       runtime.backend.close();
       policyHandle?.close();
       await closeChecks(checks);

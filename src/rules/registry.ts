@@ -7,13 +7,14 @@ import { authFacts } from '../checks/auth-facts.ts';
 import { connectionFacts, dnsblSection } from '../checks/connection.ts';
 import { limitFacts, limitSectionSpecs } from '../checks/limit-sections.ts';
 import { bodyFacts } from './body-text.ts';
+import { backscatterFactSpecs } from '../checks/backscatter/backscatter-facts.ts';
 import type { SectionSpec } from './loader.ts';
 import { isRulesAware } from './rules-aware.ts';
 
 /** The declared facts plus `extra` (e.g. the facts of the checks a gateway runs), one per name. */
 export function knownFacts(extra: Iterable<FactSpec> = []): FactSpec[] {
   const byName = new Map<string, FactSpec>();
-  for (const list of [coreFacts, authFacts, connectionFacts, bodyFacts, limitFacts(), [...extra]]) {
+  for (const list of [coreFacts, authFacts, connectionFacts, bodyFacts, limitFacts(), backscatterFactSpecs, [...extra]]) {
     for (const f of list) if (!byName.has(f.name)) byName.set(f.name, f);
   }
   return [...byName.values()];

@@ -109,6 +109,11 @@ function parseBlock(text: string, start: number, end: number): Block {
   return { fields, bodyStart: end };
 }
 
+/** The first `name` field (case-insensitive) of a header block, unfolded; undefined if absent. */
+export function headerValue(headerBlock: string, name: string): string | undefined {
+  return get(parseBlock(headerBlock, 0, Math.min(headerBlock.length, DSN_MAX_INPUT)).fields, name.toLowerCase());
+}
+
 function get(fields: readonly Field[], name: string): string | undefined {
   for (const f of fields) if (f.name === name) return f.value;
   return undefined;
