@@ -51,7 +51,10 @@ export const backscatterSchema = z
     /** BATV mode for bounces to our domains: off | tag-only | strict. */
     mode: modeSchema.default('off'),
     /** Per-domain BATV mode, overriding `mode` (e.g. `{ example.com: strict }`). */
-    domains: z.record(z.string().min(1), modeSchema).default({}),
+    domains: z
+      .record(z.string().min(1), modeSchema)
+      .default({})
+      .transform((r) => Object.fromEntries(Object.entries(r).map(([d, m]) => [d.toLowerCase().replace(/\.$/, ''), m]))),
     batv: z
       .strictObject({
         /** Keys tags are verified with; several for rotation. */

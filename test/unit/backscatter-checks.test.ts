@@ -39,6 +39,7 @@ const batvCases: Array<{ desc: string; cfg: Record<string, unknown>; from: strin
   { desc: 'strict, ordinary mail untagged: not judged', cfg: { mode: 'strict' }, from: 'bob@remote.test', rcpt: 'alice@example.test', result: 'none', reject: false },
   { desc: 'tag-only, untagged bounce: scored, not refused', cfg: { mode: 'tag-only' }, from: '', rcpt: 'alice@example.test', result: 'missing', reject: false },
   { desc: 'per-domain strict overrides mode off', cfg: { mode: 'off', domains: { 'example.test': 'strict' } }, from: '', rcpt: 'alice@example.test', result: 'missing', reject: true },
+  { desc: 'per-domain keys are case-insensitive, trailing dot ignored', cfg: { mode: 'off', domains: { 'EXAMPLE.test.': 'strict' } }, from: '', rcpt: 'alice@example.test', result: 'missing', reject: true },
   { desc: 'per-domain off overrides strict', cfg: { mode: 'strict', domains: { 'example.test': 'off' } }, from: '', rcpt: 'alice@example.test', result: 'none', reject: false },
   { desc: 'off, valid tag: still stripped', cfg: { mode: 'off' }, from: '', rcpt: tagged, result: 'valid', reject: false, rewrite: 'alice@example.test' },
   { desc: 'reply to a tagged return path (non-null sender): stripped', cfg: { mode: 'strict' }, from: 'bob@remote.test', rcpt: tagged, result: 'valid', reject: false, rewrite: 'alice@example.test' },

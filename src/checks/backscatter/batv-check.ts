@@ -46,7 +46,7 @@ export function keyringOf(cfg: BackscatterConfig): BatvKeyring | undefined {
 }
 
 export function modeFor(cfg: BackscatterConfig, domain: string): BatvMode {
-  return cfg.domains[domain] ?? cfg.domains[domain.toLowerCase()] ?? cfg.mode;
+  return cfg.domains[domain.toLowerCase()] ?? cfg.mode;
 }
 
 function domainOf(address: string): string {
