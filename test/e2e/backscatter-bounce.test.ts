@@ -274,3 +274,27 @@ test('the outbound listener relays before-queue: the MTA gets the next hop\'s ow
   await c.cmd('QUIT').catch(() => undefined);
   c.close();
 });
+
+test('the outbound listener relays the message unchanged with a signed MAIL FROM, and records its Message-ID', { skip }, async () => {
+  const tok = token();
+  const content = `From: Alice <alice@example.test>\r\nTo: carol@remote.test\r\nDate: ${new Date().toUTCString()}\r\nSubject: ${tok}\r\nMessage-ID: <${tok}@mua.example.net>\r\nX-Odd:   spacing kept\r\n\r\nline one\r\n.leading dot\r\n\r\nlast line\r\n`;
+  // sendMessage writes raw DATA: dot-stuff it (RFC 5321 4.5.2) as an MTA would.
+  const r = await sendMessage(outPort, { from: 'alice@example.test', to: ['carol@remote.test'], data: content.replace(/\r\n\./g, '\r\n..') });
+  assert.equal(r.mail?.code, 250);
+  assert.equal(r.end?.code, 250);
+  assert.match(r.end?.text ?? '', /queued as/, "the next hop's own 250");
+  const dir = join(nextHop!.mailBase, 'carol', 'new');
+  const raw = await waitFor('delivery at the next hop', () => {
+    if (!existsSync(dir)) return undefined;
+    return readdirSync(dir)
+      .map((f) => readFileSync(join(dir, f), 'latin1'))
+      .find((m) => m.includes(tok));
+  });
+  assert.match(raw, /^Return-Path: <prvs=3\d{3}[0-9a-f]{6}=alice@example\.test>/);
+  // Everything from our From line on is byte-identical (Postfix stores LF line endings).
+  const expected = content.replace(/\r\n/g, '\n');
+  assert.equal(raw.slice(raw.indexOf('From: Alice')), expected, 'content unchanged');
+  const check = gw!.runtime.checks.find((c) => c.name === 'backscatter') as unknown as { record: { seen(id: string, now: number): Promise<string> } };
+  assert.equal(await check.record.seen(`${tok}@mua.example.net`, Date.now()), 'seen');
+  assert.equal(await check.record.seen(`other-${tok}@mua.example.net`, Date.now()), 'unseen');
+});

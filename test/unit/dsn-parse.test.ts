@@ -237,6 +237,15 @@ test('sisimai corpus: real bounces are bounces, the auto-reply is one, the non-b
     else if (f.startsWith('not-bounce--is-not-bounce') && r.isBounce) wrong.push(`${f}: ${r.kind}`);
   }
   assert.deepEqual(wrong, []);
+  const kind = (f: string) => parseDsn(readFileSync(new URL(f, CORPUS))).kind;
+  assert.equal(kind('lhost-exchange2007-01.eml'), 'exchange');
+  assert.equal(kind('lhost-office365-01.eml'), 'exchange');
+  assert.equal(kind('lhost-postfix-03.eml'), 'postfix');
+  assert.equal(kind('lhost-qmail-01.eml'), 'qmail');
+  assert.equal(kind('rfc3834-01.eml'), 'auto-reply');
+  const sendmail = parseDsn(readFileSync(new URL('lhost-sendmail-01.eml', CORPUS)));
+  assert.equal(sendmail.original?.messageId, 'E1C50F1B-1C83-4820-BC36-AC6FBFBE8568@example.org');
+  assert.equal(sendmail.status, '5.1.1');
 });
 
 test('readCapped stops at the cap and reports truncation', async () => {
