@@ -223,7 +223,8 @@ test('helpers: d= of a DKIM-Signature, From address', () => {
   assert.equal(fromAddress('undisclosed'), '');
 });
 
-const CORPUS = new URL('../../../shared/conformance/mime/dsn-sisimai/', import.meta.url);
+// ../shared/conformance beside the repository (one level further up from a worktree in /work/wt/).
+const CORPUS = [new URL('../../../shared/conformance/mime/dsn-sisimai/', import.meta.url), new URL('../../../../shared/conformance/mime/dsn-sisimai/', import.meta.url)].find((u) => existsSync(u)) ?? new URL('../../../shared/conformance/mime/dsn-sisimai/', import.meta.url);
 test('sisimai corpus: real bounces are bounces, the auto-reply is one, the non-bounces are not', { skip: !existsSync(CORPUS) && 'no ../shared/conformance' }, () => {
   const files = readdirSync(CORPUS).filter((f) => f.endsWith('.eml'));
   assert.ok(files.length > 20);
