@@ -23,6 +23,7 @@ import { STAGES } from './pipeline/stages.ts';
 import { loadPolicy, type PolicyHandle } from './rules/load-policy.ts';
 import { replies } from './pipeline/reply.ts';
 import { createResolver } from './dns/resolver.ts';
+import { startGatewayOutbound } from './fronts/outbound/outbound-listener.ts';
 
 export interface GatewayOptions {
   config: Config;
@@ -70,7 +71,9 @@ function makeBackend(config: Config): Backend {
 export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
   const config = opts.config;
   const logger = opts.logger ?? pino({ level: config.log.level, base: { svc: 'mailgate' } });
-  const deps: Deps = { logger, now: Date.now, ...opts.deps };
+  // Checks that follow SIGHUP reloads read the config in force through deps.config.
+  let current = config;
+  const deps: Deps = { logger, now: Date.now, config: () => current, ...opts.deps };
   // One resolver (one cache, one concurrency bound) for every check.
   deps.dns ??= createResolver(config.dns);
   const checks = [...(await buildChecks(config, deps)), ...(opts.extraChecks ?? [])];
@@ -111,6 +114,8 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
   const listeners = config.listen.map((l) => new Listener(runtime, l, sessions as never, counters));
   const ports: number[] = [];
   for (const l of listeners) ports.push(await l.listen());
+  // Backscatter: the listener for mail leaving the site (BATV signing), when configured.
+  const outbound = await startGatewayOutbound(runtime, deps, checks);
   logger.info({ ports, backend: runtime.backend.description, domains: config.domains }, 'mailgate listening');
 
   const probes: ReadinessProbe[] = [
@@ -129,6 +134,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     async reload(next?: Config) {
       if (next) {
         runtime.config = next;
+        current = next;
         runtime.domains = new Set(next.domains.map(normalizeDomain));
         runtime.stripHeaders = buildStripHeaders(next.smtp.strip_headers);
       }
@@ -166,6 +172,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
       }
       for (const { conn } of sessions.values()) conn.close();
       await listenersClosed;
+      await outbound?.close();
       runtime.backend.close();
       policyHandle?.close();
       await closeChecks(checks);

@@ -14,6 +14,10 @@ import { authFacts } from './auth/auth-facts.ts';
 import { createLimitChecks, createStoreFromConfig, limitFacts, limitSectionSpecs } from './limits/limit-checks.ts';
 import { connectionFacts, createConnectionChecks, dnsblSection } from './connection/connection-checks.ts';
 import { bodyFacts, createBodyTextCheck } from './content/body-text.ts';
+import { createBackscatterChecks } from './backscatter/create-backscatter.ts';
+import { backscatterFactSpecs } from './backscatter/backscatter-facts.ts';
+import type { SharedStore } from '../store/shared-store.ts';
+import { normalizeDomain } from '../net/address.ts';
 
 /** One family of checks: what it declares statically, and how the gateway creates it. */
 export interface CatalogueEntry {
@@ -21,7 +25,8 @@ export interface CatalogueEntry {
   readonly names: readonly string[];
   readonly facts: readonly FactSpec[];
   readonly sections: readonly SectionSpec<any, any>[];
-  create(config: Config, deps: Deps): Check[];
+  /** `deps.store` is always set here; `owned.store` says whether buildChecks created it. */
+  create(config: Config, deps: Deps, owned: { store: boolean }): Check[];
 }
 
 export const catalogue: readonly CatalogueEntry[] = [
@@ -35,15 +40,22 @@ export const catalogue: readonly CatalogueEntry[] = [
     create: (config, deps) => createConnectionChecks({ dns: deps.dns, ourNames: () => [config.hostname, ...config.domains] }),
   },
   // Shared concurrency limit at connect, rate limits at every stage, greylisting at end of DATA;
-  // settings from the rules files (docs/ratelimit.md). The store comes from deps (tests) or from
-  // the `redis`/`redis_options` keys; the ratelimit check carries its /readyz probe and closes it.
+  // settings from the rules files (docs/ratelimit.md). The ratelimit check carries the shared
+  // store's /readyz probe and closes the store when buildChecks created it.
   {
     names: ['concurrency', 'ratelimit', 'greylist'],
     facts: limitFacts(),
     sections: limitSectionSpecs as unknown as SectionSpec<any, any>[],
+    create: (_config, deps, owned) => createLimitChecks({ store: deps.store as SharedStore, now: deps.now, logger: deps.logger, ownsStore: owned.store }),
+  },
+  // Backscatter: BATV at RCPT for bounces, DSN/auto-reply heuristics at end of DATA (docs/backscatter.md).
+  {
+    names: ['batv', 'backscatter'],
+    facts: backscatterFactSpecs,
+    sections: [],
     create: (config, deps) => {
-      const store = deps.store ?? createStoreFromConfig(config, deps);
-      return createLimitChecks({ store, now: deps.now, logger: deps.logger, ownsStore: deps.store === undefined });
+      const current = deps.config ?? (() => config);
+      return createBackscatterChecks({ config: () => current().backscatter, domains: () => new Set(current().domains.map(normalizeDomain)), store: deps.store, now: deps.now }).checks;
     },
   },
   // Body text for body rules, only computed when a rule reads it.
@@ -72,7 +84,11 @@ export function knownSections(checks: Iterable<unknown> = []): SectionSpec<any, 
 
 /** The checks the config enables, created with the injected dependencies. */
 export async function buildChecks(config: Config, deps: Deps): Promise<Check[]> {
-  const checks = catalogue.flatMap((e) => e.create(config, deps));
+  // One shared store for every check that keeps state (limits, greylisting, bounce rates): from
+  // deps (tests) or from mailgate.yaml's `redis`/`redis_options` keys (else in process).
+  const owned = { store: deps.store === undefined };
+  const withStore: Deps = { ...deps, store: deps.store ?? createStoreFromConfig(config, deps) };
+  const checks = catalogue.flatMap((e) => e.create(config, withStore, owned));
   const disabled = new Set(config.checks.disabled);
   const known = new Set(catalogue.flatMap((e) => e.names));
   const unknown = [...disabled].filter((n) => !known.has(n));

@@ -2,6 +2,7 @@
 // pass real servers (a DNS server on loopback, a real Redis) without patching modules.
 import type { Logger } from 'pino';
 import type { SharedStore } from '../store/shared-store.ts';
+import type { Config } from '../config/schema.ts';
 
 import type { DnsLookup } from '../dns/lookup.ts';
 
@@ -14,4 +15,6 @@ export interface Deps {
   dns?: DnsLookup;
   /** Shared state for rate limits, concurrency limits and greylisting (src/store/create-store.ts). */
   store?: SharedStore;
+  /** The config in force (it changes on SIGHUP): checks that follow reloads read it through this. */
+  config?: () => Config;
 }

@@ -21,6 +21,8 @@ export interface FactSpec {
   fields?: readonly string[];
   /** For enumerated strings: the values the fact can take, so a typo in a rule is an error. */
   values?: readonly string[];
+  /** Put on the per-message log line when set (what decided, e.g. `backscatter.reason`). */
+  log?: boolean;
 }
 
 /**

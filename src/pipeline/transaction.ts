@@ -6,8 +6,8 @@
 // translate their protocol into these calls and the replies back.
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import { emptyEdits, type CheckOutput, type ConnectionContext } from './check.ts';
-import { FactSet } from './facts.ts';
+import { emptyEdits, type Check, type CheckOutput, type ConnectionContext } from './check.ts';
+import { FactSet, type FactValue } from './facts.ts';
 import type { Stage } from './stages.ts';
 import { runStage, type StageResult } from './runner.ts';
 import { emptyVerdict, type Action, type Verdict } from './verdict.ts';
@@ -406,6 +406,7 @@ export class ConnectionCore {
             backend: backendReply || undefined,
             reply: result.reply.toString(),
             duration_ms: Math.round(durationS * 1000 * 10) / 10,
+            ...loggedFacts(rt.checks, tx.facts),
           },
           'message',
         );
@@ -482,6 +483,23 @@ export class ConnectionCore {
       }
     }
   }
+}
+
+const logNames = new WeakMap<readonly Check[], string[]>();
+
+/** The facts checks asked to have on the per-message log line (FactSpec.log), when set. */
+function loggedFacts(checks: readonly Check[], facts: FactSet): Record<string, FactValue> {
+  let names = logNames.get(checks);
+  if (!names) {
+    names = checks.flatMap((c) => c.facts.filter((f) => f.log).map((f) => f.name));
+    logNames.set(checks, names);
+  }
+  const out: Record<string, FactValue> = {};
+  for (const n of names) {
+    const v = facts.get(n);
+    if (v !== undefined && v !== '') out[n] = v;
+  }
+  return out;
 }
 
 function authResults(final: FinalizedHeader): string | undefined {

@@ -9,6 +9,8 @@ export const SCRIPTS = {
   concurrencyAcquire: 'concurrency-acquire-1.lua',
   concurrencyRefresh: 'concurrency-refresh-1.lua',
   concurrencyRelease: 'concurrency-release-1.lua',
+  outboundRecord: 'outbound-record-1.lua',
+  outboundSeen: 'outbound-seen-1.lua',
 } as const;
 
 export type ScriptName = keyof typeof SCRIPTS;
