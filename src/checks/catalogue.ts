@@ -7,7 +7,7 @@ import type { Check } from '../pipeline/check.ts';
 import type { Deps } from '../pipeline/deps.ts';
 import type { FactSpec } from '../pipeline/facts.ts';
 import { coreFacts } from '../pipeline/core-facts.ts';
-import type { SectionSpec } from '../rules/loader.ts';
+import type { AnySectionSpec } from '../rules/loader.ts';
 import { isRulesAware } from '../rules/rules-aware.ts';
 import { createAuthChecks } from './auth/auth-checks.ts';
 import { authFacts } from './auth/auth-facts.ts';
@@ -24,7 +24,7 @@ export interface CatalogueEntry {
   /** The names of the checks it creates (for `checks.disabled`). */
   readonly names: readonly string[];
   readonly facts: readonly FactSpec[];
-  readonly sections: readonly SectionSpec<any, any>[];
+  readonly sections: readonly AnySectionSpec[];
   /** `deps.store` is always set here; `owned.store` says whether buildChecks created it. */
   create(config: Config, deps: Deps, owned: { store: boolean }): Check[];
 }
@@ -45,7 +45,7 @@ export const catalogue: readonly CatalogueEntry[] = [
   {
     names: ['concurrency', 'ratelimit', 'greylist'],
     facts: limitFacts(),
-    sections: limitSectionSpecs as unknown as SectionSpec<any, any>[],
+    sections: limitSectionSpecs as unknown as AnySectionSpec[],
     create: (_config, deps, owned) => createLimitChecks({ store: deps.store as SharedStore, now: deps.now, logger: deps.logger, ownsStore: owned.store }),
   },
   // Backscatter: BATV at RCPT for bounces, DSN/auto-reply heuristics at end of DATA (docs/backscatter.md).
@@ -72,8 +72,8 @@ export function knownFacts(extra: Iterable<FactSpec> = []): FactSpec[] {
 }
 
 /** The rules-file sections of every check family, plus those the given (extra) checks declare. */
-export function knownSections(checks: Iterable<unknown> = []): SectionSpec<any, any>[] {
-  const byKey = new Map<string, SectionSpec<any, any>>();
+export function knownSections(checks: Iterable<unknown> = []): AnySectionSpec[] {
+  const byKey = new Map<string, AnySectionSpec>();
   for (const e of catalogue) for (const s of e.sections) byKey.set(s.key, s);
   for (const c of checks) {
     if (!isRulesAware(c)) continue;

@@ -5,7 +5,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { loadConfig, type LoadedConfig } from '../config/load.ts';
 import { SourceErrors } from '../config/yaml-source.ts';
-import { FactSet, type FactValue } from '../pipeline/facts.ts';
+import type { FactSet, FactValue } from '../pipeline/facts.ts';
 import { STAGES } from '../pipeline/stages.ts';
 import { createFactLookup } from '../rules/fact-lookup.ts';
 import { loadRules, type LoadedRules } from '../rules/loader.ts';
@@ -14,17 +14,8 @@ import { decidedBy, formatFired, statusHeaderValue } from '../rules/explain.ts';
 import { formatScore } from '../rules/template.ts';
 import { captureFiles, readCapture } from '../rules/capture.ts';
 import { runOffline, offlineChecks, readSidecar, DEFAULT_TEST_IP, type Envelope, type OfflineResult } from './offline-transaction.ts';
-import type { Check } from '../pipeline/check.ts';
 import type { SmtpReply } from '../pipeline/reply.ts';
-import { emptyVerdict, type Verdict } from '../pipeline/verdict.ts';
-import pino from 'pino';
-import type { Spool } from '../message/spool.ts';
-import { buildChecks } from '../checks/catalogue.ts';
-import { runStage } from '../pipeline/runner.ts';
-import { emptyEdits } from '../pipeline/check.ts';
-import { createResolver } from '../dns/resolver.ts';
-import { createSharedStore } from '../store/create-store.ts';
-import { isRulesAware } from '../rules/rules-aware.ts';
+import type { Verdict } from '../pipeline/verdict.ts';
 
 const HELP = `NAME
     mailgate rules - check, test and compare rules directories

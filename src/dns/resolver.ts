@@ -175,7 +175,7 @@ export class Resolver implements DnsLookup {
         return { ok: true, records };
       }
       const cname = type === 'CNAME' ? undefined : own.find((a) => a.type === 'CNAME');
-      if (!cname || cname.type !== 'CNAME') break;
+      if (cname?.type !== 'CNAME') break;
       ttl = Math.min(ttl, ttlOf(cname));
       seen.add(owner);
       owner = cname.data.toLowerCase().replace(/\.$/, '');
@@ -199,7 +199,7 @@ export class Resolver implements DnsLookup {
   /** RFC 2308 section 5: the negative TTL is min(SOA TTL, SOA MINIMUM) of the authority SOA. */
   #negativeTtlOf(reply: Reply): number {
     const soa = (reply.authorities ?? []).find((a) => a.type === 'SOA');
-    if (!soa || soa.type !== 'SOA') return Math.min(this.#negativeTtl, this.#maxNegativeTtl);
+    if (soa?.type !== 'SOA') return Math.min(this.#negativeTtl, this.#maxNegativeTtl);
     return Math.min(ttlOf(soa), soa.data.minimum ?? this.#negativeTtl, this.#maxNegativeTtl);
   }
 

@@ -56,7 +56,10 @@ export class Spool extends Writable {
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
     try {
       this.received += chunk.length;
-      if (this.problem === 'too-big' || this.problem === 'bare-newline') return cb();
+      if (this.problem === 'too-big' || this.problem === 'bare-newline') {
+        cb();
+        return;
+      }
       const data = this.#scan(chunk);
       if (data && !this.problem) this.#store(data);
       cb();

@@ -36,7 +36,7 @@ export function extractAddresses(value: string): string[] {
   for (const part of cleaned.split(',')) {
     const angle = /<([^<>]*)>/.exec(part);
     const addr = angle ? angle[1] : (/[^\s<>:;]+@[^\s<>;]+/.exec(part)?.[0] ?? '');
-    if (addr && addr.includes('@')) out.push(addr.trim().toLowerCase());
+    if (addr?.includes('@')) out.push(addr.trim().toLowerCase());
   }
   return out;
 }

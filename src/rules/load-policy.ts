@@ -9,7 +9,7 @@ import type { FactSet } from '../pipeline/facts.ts';
 import { emptyVerdict, type Policy, type Verdict } from '../pipeline/verdict.ts';
 import { LiveRules } from './watcher.ts';
 import type { FactSpec } from '../pipeline/facts.ts';
-import type { SectionSpec } from './loader.ts';
+import type { AnySectionSpec } from './loader.ts';
 import { isRulesAware, type RulesAware } from './rules-aware.ts';
 import { Capture } from './capture.ts';
 
@@ -56,7 +56,7 @@ export interface PolicyInputs {
   /** Every fact rules may read (the catalogue's, src/checks/catalogue.ts). */
   facts: readonly FactSpec[];
   /** Every rules-file section the checks own. */
-  sections: readonly SectionSpec<any, any>[];
+  sections: readonly AnySectionSpec[];
 }
 
 export async function loadPolicy(config: Config, checks: readonly Check[], logger: Logger, known: PolicyInputs): Promise<PolicyHandle> {

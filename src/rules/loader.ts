@@ -42,6 +42,13 @@ export interface SectionContext {
  * when every occurrence is a list, else merge), then the result is validated with `schema` and,
  * if given, passed through `compile`.
  */
+/**
+ * A section spec of any type: the loader holds sections of different owners side by side, each
+ * validated by its own schema and read back typed through getSection.
+ */
+// biome-ignore lint/suspicious/noExplicitAny: heterogeneous sections, each typed by its own spec
+export type AnySectionSpec = SectionSpec<any, any>;
+
 export interface SectionSpec<T = unknown, C = T> {
   key: string;
   schema: z.ZodType<T>;
@@ -280,7 +287,7 @@ const actionsSection: SectionSpec<ActionsInput, Thresholds> = {
 export function loadRules(
   dir: string,
   factSpecs: readonly FactSpec[] | FactLookup,
-  sections: readonly SectionSpec<any, any>[] = [],
+  sections: readonly AnySectionSpec[] = [],
 ): LoadedRules {
   const lookup = Array.isArray(factSpecs) ? createFactLookup(factSpecs as readonly FactSpec[]) : (factSpecs as FactLookup);
   const loader = new Loader(dir, lookup);

@@ -1,11 +1,11 @@
 // How a check learns about the rules in force: a check object may also implement RulesAware, and
 // the gateway's policy loader calls `onRulesLoaded` after every successful (re)load — so a check
 // reads its own section of the rules files (`dnsbl:`, `ratelimits:`) and reloads with them.
-import type { LoadedRules, SectionSpec } from './loader.ts';
+import type { LoadedRules, AnySectionSpec } from './loader.ts';
 
 export interface RulesAware {
   /** Sections this check owns in the rules files, validated by the rules loader. */
-  readonly rulesSections?: readonly SectionSpec<any, any>[];
+  readonly rulesSections?: readonly AnySectionSpec[];
   /** Called with the rules in force, at start and after each successful reload. */
   onRulesLoaded(loaded: LoadedRules): void;
 }

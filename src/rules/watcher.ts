@@ -9,13 +9,13 @@ import type { Stage } from '../pipeline/stages.ts';
 import { SourceErrors } from '../config/yaml-source.ts';
 import { metrics } from '../metrics/registry.ts';
 import { createFactLookup, type FactLookup } from './fact-lookup.ts';
-import { LOCAL_DIR, loadRules, type LoadedRules, type SectionSpec } from './loader.ts';
+import { LOCAL_DIR, loadRules, type LoadedRules, type AnySectionSpec } from './loader.ts';
 import type { Policy, Verdict } from '../pipeline/verdict.ts';
 
 export interface LiveRulesOptions {
   dir: string;
   facts: readonly FactSpec[] | FactLookup;
-  sections?: readonly SectionSpec<any, any>[];
+  sections?: readonly AnySectionSpec[];
   logger?: Logger;
   /** Quiet period after the last change before reloading (editors write in several steps). */
   debounceMs?: number;

@@ -123,7 +123,7 @@ export class MemoryBackend implements StoreBackend {
       } else if (!s.ok) {
         s.strikes += 1;
         if (e.after > 0 && s.strikes >= e.after) {
-          const penalty = Math.min(e.blockMs * Math.pow(2, s.strikes - e.after), e.maxBlockMs);
+          const penalty = Math.min(e.blockMs * 2 ** (s.strikes - e.after), e.maxBlockMs);
           if (now + penalty > s.block) s.block = now + penalty;
           if (s.block - now > s.retry) s.retry = s.block - now;
           level = 'blocked';

@@ -80,7 +80,6 @@ before(async () => {
       },
     },
   });
-  const domains = new Set(config.domains);
   // The backscatter checks come from the catalogue, built from config.backscatter like in serve.
   gw = await startGateway(config);
 });

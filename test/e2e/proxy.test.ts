@@ -213,7 +213,7 @@ describe('quarantine', () => {
       const cfg = join(dir, 'mailgate.yaml');
       writeFileSync(cfg, `hostname: mx.example.test\ndomains: [example.test]\nbackend: { maildir: ${dir}/md }\nquarantine: { dir: ${qdir} }\n`);
       const list = execFileSync(process.execPath, ['src/cli/main.ts', 'quarantine', 'list', '--config', cfg]).toString();
-      assert.match(list, new RegExp(`^${id}\t.*\t127\.0\.0\.1\t<s@client\.example\.net>\talice@example\.test\t`, 'm'));
+      assert.match(list, new RegExp(`^${id}\t.*\t127.0.0.1\t<s@client.example.net>\talice@example.test\t`, 'm'));
       const shown = execFileSync(process.execPath, ['src/cli/main.ts', 'quarantine', 'show', id, '--config', cfg]).toString('latin1');
       assert.equal(shown, eml);
     } finally {
@@ -468,7 +468,7 @@ describe('lifecycle', () => {
       child.kill('SIGTERM');
       await new Promise((r) => setTimeout(r, 300));
       // New connections are refused while draining.
-      await assert.rejects(RawSmtp.connect(port).then((x) => x.read(1000)).then((x) => { if (!x || x.code !== 220) throw new Error('refused'); }));
+      await assert.rejects(RawSmtp.connect(port).then((x) => x.read(1000)).then((x) => { if (x?.code !== 220) throw new Error('refused'); }));
       c.write(`${msg(tok).slice(40)}.\r\n`);
       const end = await c.read();
       assert.equal(end?.code, 250, `${end?.code} ${end?.text}`);

@@ -9,7 +9,7 @@ import { createBatvCheck, keyringOf } from '../../src/checks/backscatter/batv-ch
 import { createBackscatterChecks } from '../../src/checks/backscatter/create-backscatter.ts';
 import { MemoryOutboundRecord, RedisOutboundRecord } from '../../src/checks/backscatter/outbound-record.ts';
 import { batvSign } from '../../src/checks/backscatter/batv.ts';
-import { detachedConnection, emptyEdits, type CheckOutput, type ConnectionContext, type MessageView } from '../../src/pipeline/check.ts';
+import { detachedConnection, emptyEdits, type CheckOutput, type MessageView } from '../../src/pipeline/check.ts';
 import { FactSet } from '../../src/pipeline/facts.ts';
 import { createSharedStore } from '../../src/store/create-store.ts';
 import { startRedis, uniquePrefix } from '../helpers/redis.ts';

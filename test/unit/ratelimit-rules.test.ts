@@ -3,7 +3,7 @@
 // and per-message counting, bounces, concurrency, greylisting's full cycle with a controllable
 // clock, fail_closed when the store is down, and located errors for bad sections.
 import { detachedConnection, emptyEdits, type ConnectionContext } from '../../src/pipeline/check.ts';
-import { after, before, describe, test } from 'node:test';
+import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { FactSet } from '../../src/pipeline/facts.ts';
-import { getSection, loadRules, type SectionSpec } from '../../src/rules/loader.ts';
+import { getSection, loadRules, type AnySectionSpec, type SectionSpec } from '../../src/rules/loader.ts';
 import { knownFacts } from '../../src/checks/catalogue.ts';
 import type { CompiledCondition } from '../../src/rules/condition.ts';
 import { SourceErrors } from '../../src/config/yaml-source.ts';
@@ -13,7 +13,7 @@ import { makeRulesDir } from '../helpers/rules-dir.ts';
 
 const facts = knownFacts();
 
-function errorsOf(files: Record<string, string>, sections: SectionSpec<any, any>[] = []): string[] {
+function errorsOf(files: Record<string, string>, sections: AnySectionSpec[] = []): string[] {
   const dir = makeRulesDir(files);
   try {
     loadRules(dir, facts, sections);

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { createSeal, getARChain } from 'mailauth';
 import type { ARCData, ARCResult, ARCChainEntry, DKIMVerifyResult } from 'mailauth';
 import type { ArcSealConfig } from '../../config/auth-schema.ts';
-import { ARC_RESULTS } from './auth-facts.ts';
+import type { ARC_RESULTS } from './auth-facts.ts';
 import { splitField } from './auth-results-header.ts';
 import { parseHeaders } from './mailauth-internals.ts';
 

@@ -2,7 +2,7 @@
 // for the Author Domain and returns the facts, including an explicit reason when the message has
 // no single Author Domain (mailauth then gives no result at all; we never let that read as a pass).
 import type { ARCResult, DMARCResult } from 'mailauth';
-import { DMARC_POLICIES, DMARC_REASONS, DMARC_RESULTS } from './auth-facts.ts';
+import { DMARC_POLICIES, type DMARC_REASONS, DMARC_RESULTS } from './auth-facts.ts';
 import { evaluateDmarc, formatAuthHeaderRow, type AuthStatusLike } from './mailauth-internals.ts';
 
 export type DmarcResult = (typeof DMARC_RESULTS)[number];

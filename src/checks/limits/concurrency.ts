@@ -3,8 +3,8 @@
 // instance dies, when its lease runs out. Facts: `concurrency.*`.
 import { metrics } from '../../metrics/registry.ts';
 import type { Check, CheckInput, CheckOutput } from '../../pipeline/check.ts';
-import type { FactSet, FactSpec } from '../../pipeline/facts.ts';
-import { StoreUnavailableError, type ConcurrencyLease, type SharedStore } from '../../store/shared-store.ts';
+import type { FactSpec } from '../../pipeline/facts.ts';
+import { StoreUnavailableError, type ConcurrencyLease, } from '../../store/shared-store.ts';
 import type { Stage } from '../../pipeline/stages.ts';
 import { getSection } from '../../rules/loader.ts';
 import type { RulesAware } from '../../rules/rules-aware.ts';

@@ -84,7 +84,7 @@ async function runGreylist(
   const recipients = recipientsOf(input);
   const ip = f.get('client.ip');
   const net = typeof ip === 'string' ? networkOf(ip, spec.prefix4, spec.prefix6) : undefined;
-  if (recipients.length === 0 || net === undefined || (spec.skip && spec.skip.test(f))) {
+  if (recipients.length === 0 || net === undefined || (spec.skip?.test(f))) {
     finish('skipped', recipients.length);
     return;
   }

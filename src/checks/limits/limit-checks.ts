@@ -1,7 +1,7 @@
 // Entry point of the limit checks for the gateway: the shared store from mailgate.yaml, the three
 // RulesAware checks (concurrency, ratelimit, greylist) that read their sections of the rules files,
 // every fact they set, and compileLimitSections for use without the rules loader (tests, bench).
-import { z } from 'zod';
+import type { z } from 'zod';
 import type { Config } from '../../config/schema.ts';
 import type { Check } from '../../pipeline/check.ts';
 import type { FactSpec } from '../../pipeline/facts.ts';
