@@ -87,12 +87,14 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     checks,
     policy,
     backend: makeBackend(config),
-    quarantine: new QuarantineStore(config.quarantine.dir),
+    quarantine: new QuarantineStore({ config: config.quarantine, logger }),
     spoolDir: join(tmpdir(), 'mailgate-spool'),
     stripHeaders: buildStripHeaders(config.smtp.strip_headers),
     draining: false,
   };
   if (policyHandle?.capture) runtime.capture = policyHandle.capture;
+  // Reconcile the quarantine index with its files, then expire periodically (docs/quarantine.md).
+  await runtime.quarantine.start();
   // Give shared state (Redis) a moment to connect before the first client arrives, so a fresh
   // gateway does not answer its first connections "unavailable". Bounded: a Redis that is down
   // at start is handled like any outage (fail_open / fail_closed).
@@ -161,6 +163,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
       policyHandle?.close();
       await closeChecks(checks);
       await admin?.close();
+      await runtime.quarantine.close();
       logger.info('mailgate stopped');
     },
   };

@@ -3,6 +3,8 @@
 import { z } from 'zod';
 import { redisConnectionSchema, redisOptionsDefault, redisOptionsSchema } from '../store/redis-config.ts';
 import { authConfigSchema } from '../checks/auth-config.ts';
+import { quarantineSchema } from '../delivery/quarantine/quarantine-config.ts';
+import { adminSchema } from '../admin/admin-config.ts';
 
 const hostPort = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+)(:\d{1,5})?$/, 'expected "host" or "host:port"');
 
@@ -107,13 +109,10 @@ export const configSchema = z.strictObject({
     })
     .default({ timeout_ms: 2000 }),
   rules: z.string().default('rules/'),
-  quarantine: z.strictObject({ dir: z.string().default('var/quarantine') }).default({ dir: 'var/quarantine' }),
-  admin: z
-    .union([
-      z.strictObject({ host: z.string().default('127.0.0.1'), port: z.number().int().min(0).max(65535).default(9025) }),
-      z.literal(false),
-    ])
-    .default({ host: '127.0.0.1', port: 9025 }),
+  /** Held messages: files, index, retention, quota, digests (docs/quarantine.md). */
+  quarantine: quarantineSchema.default(quarantineSchema.parse({})),
+  /** Admin listener: /metrics /healthz /readyz, the quarantine API and console (docs/quarantine.md). */
+  admin: z.union([adminSchema, z.literal(false)]).default(adminSchema.parse({})),
   limits: limitsSchema.default(limitsSchema.parse({})),
   smtp: smtpSchema.default(smtpSchema.parse({})),
   log: z
