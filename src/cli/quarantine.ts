@@ -87,7 +87,7 @@ export function parseArgs(args: readonly string[], spec: Spec): { opts: Map<stri
     } else if (eq > 0) v = a.slice(eq + 1);
     else {
       const next = args[i + 1];
-      if (next === undefined) throw new UsageError(`${name} needs a value`);
+      if (next === undefined || (next.startsWith('-') && next.length > 1)) throw new UsageError(`${name} needs a value`);
       v = next;
       i++;
     }
