@@ -7,8 +7,6 @@ export const adminUserSchema = z.strictObject({
   name: z.string().min(1).max(64),
   /** `scrypt$N$r$p$salt$hash` (base64), made by `mailgate quarantine hash-password`. */
   password: z.string().startsWith('scrypt$', 'expected a hash made by `mailgate quarantine hash-password`'),
-  /** Restrict this user to recipients of these domains (`@example.test`) or addresses; default all. */
-  recipients: z.array(z.string()).optional(),
 });
 
 export const adminAuthSchema = z.strictObject({
