@@ -1,17 +1,15 @@
 // The quarantine web console: login/logout, the filtered list, one message (safe text view),
 // release and delete — plain HTML forms, no script. Behind requireAuth except login and CSS.
 import type { Hono } from 'hono';
-import { randomBytes } from 'node:crypto';
 import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
 import { releaseEntry } from '../delivery/release.ts';
 import { SESSION_COOKIE, sameOrigin } from './auth.ts';
 import { clientIp, field, type AdminContext, type AdminCtx, type AdminEnv } from './admin-context.ts';
-import { CONSOLE_CSS, listPage, loginPage, messagePage, resultPage } from './console-views.ts';
+import { CONSOLE_CSS, listPage, messagePage, resultPage } from './console-views.ts';
 import { FilterError, filterFromQuery, recipientsOf, releaseStatus } from './quarantine-api.ts';
-import { requireAuth } from './guard.ts';
+import { LOGIN_COOKIE, requireAuth, showLogin } from './guard.ts';
 import { viewMessage } from './message-view.ts';
 
-const LOGIN_COOKIE = 'mg_login';
 
 function csrfOf(ctx: AdminContext, c: AdminCtx): string {
   const p = c.get('principal');
@@ -21,30 +19,25 @@ function csrfOf(ctx: AdminContext, c: AdminCtx): string {
 export function consoleRoutes(app: Hono<AdminEnv>, ctx: AdminContext): void {
   app.get('/quarantine/console.css', (c) => c.body(CONSOLE_CSS, 200, { 'content-type': 'text/css; charset=utf-8' }));
 
-  const showLogin = (c: AdminCtx, status: 200 | 401 | 403 | 429, error?: string) => {
-    // Login CSRF: the form's token is bound to a random pre-login cookie.
-    const nonce = randomBytes(16).toString('base64url');
-    setCookie(c, LOGIN_COOKIE, nonce, { httpOnly: true, sameSite: 'Strict', path: '/quarantine' });
-    return c.html(loginPage(ctx.auth.loginCsrf(nonce), error), status);
-  };
-  app.get('/quarantine/login', (c) => showLogin(c, 200));
+  const login = (c: AdminCtx, status: 200 | 401 | 403 | 429, error?: string) => showLogin(ctx, c, status, error);
+  app.get('/quarantine/login', (c) => login(c, 200));
   app.post('/quarantine/login', async (c) => {
     const ip = clientIp(c);
     const wait = ctx.logins.blocked(ip);
     if (wait) {
       c.header('Retry-After', String(wait));
-      return showLogin(c, 429, 'Too many failed logins; try again later.');
+      return login(c, 429, 'Too many failed logins; try again later.');
     }
     const nonce = getCookie(c, LOGIN_COOKIE);
     const csrf = await field(c, 'csrf');
     if (!sameOrigin(c.req.header('origin'), c.req.header('referer'), c.req.header('host')) || !nonce || csrf !== ctx.auth.loginCsrf(nonce)) {
-      return showLogin(c, 403, 'The login form expired; please try again.');
+      return login(c, 403, 'The login form expired; please try again.');
     }
     const session = await ctx.auth.login((await field(c, 'user')) ?? '', (await field(c, 'password')) ?? '');
     if (!session) {
       ctx.logins.hit(ip);
       ctx.logger.warn({ ip }, 'admin: failed console login');
-      return showLogin(c, 401, 'Wrong user or password.');
+      return login(c, 401, 'Wrong user or password.');
     }
     deleteCookie(c, LOGIN_COOKIE, { path: '/quarantine' });
     setCookie(c, SESSION_COOKIE, session, {

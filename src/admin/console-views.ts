@@ -55,7 +55,7 @@ function page(title: string, body: Html, csrf?: string): Html {
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="referrer" content="no-referrer">
+<meta name="referrer" content="same-origin">
 <title>${title} · mailgate</title>
 <link rel="stylesheet" href="/quarantine/console.css">
 </head>
@@ -111,11 +111,12 @@ export function listPage(o: { rows: IndexRow[]; total: number; query: Record<str
 <label>&nbsp;<button type="submit">Filter</button></label>
 </form>
 <table class="list">
-<thead><tr><th>Received</th><th>From</th><th>To</th><th>Score</th><th>Reason</th><th>Status</th></tr></thead>
+<thead><tr><th>Received</th><th>Subject</th><th>From</th><th>To</th><th>Score</th><th>Reason</th><th>Status</th></tr></thead>
 <tbody>
 ${o.rows.map(
   (r) => html`<tr>
-<td data-label="Received"><a href="/quarantine/m/${r.id}">${r.received.slice(0, 16).replace('T', ' ')}</a></td>
+<td data-label="Received">${r.received.slice(0, 16).replace('T', ' ')}</td>
+<td data-label="Subject"><a href="/quarantine/m/${r.id}">${r.subject || '(no subject)'}</a></td>
 <td data-label="From">${r.from || '<>'}</td>
 <td data-label="To">${r.rcpts.join(', ')}</td>
 <td data-label="Score">${r.score.toFixed(1)}</td>

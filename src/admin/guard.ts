@@ -3,10 +3,20 @@
 // call a same-origin check and the session's CSRF token (bearer calls are exempt: a browser
 // never adds that header on its own).
 import type { MiddlewareHandler } from 'hono';
-import { getCookie } from 'hono/cookie';
+import { randomBytes } from 'node:crypto';
+import { getCookie, setCookie } from 'hono/cookie';
 import { SESSION_COOKIE, sameOrigin } from './auth.ts';
-import { clientIp, field, type AdminContext, type AdminEnv } from './admin-context.ts';
+import { clientIp, field, type AdminContext, type AdminCtx, type AdminEnv } from './admin-context.ts';
 import { loginPage } from './console-views.ts';
+
+export const LOGIN_COOKIE = 'mg_login';
+
+/** The login form; its CSRF token is bound to a random pre-login cookie (login CSRF). */
+export function showLogin(ctx: AdminContext, c: AdminCtx, status: 200 | 401 | 403 | 429, error?: string): Response | Promise<Response> {
+  const nonce = randomBytes(16).toString('base64url');
+  setCookie(c, LOGIN_COOKIE, nonce, { httpOnly: true, sameSite: 'Strict', path: '/quarantine' });
+  return c.html(loginPage(ctx.auth.loginCsrf(nonce), error), status);
+}
 
 export function rateLimit(ctx: AdminContext): MiddlewareHandler<AdminEnv> {
   return async (c, next) => {
@@ -28,7 +38,7 @@ export function requireAuth(ctx: AdminContext, kind: 'api' | 'console'): Middlew
         const why = ctx.auth.enabled ? 'authentication required' : 'quarantine API disabled: configure admin.auth (docs/quarantine.md)';
         return c.json({ error: why }, 401);
       }
-      return c.html(loginPage(''), 401);
+      return showLogin(ctx, c, 401, ctx.auth.enabled ? undefined : 'The console is disabled: configure admin.auth.');
     }
     const m = c.req.method;
     if (m !== 'GET' && m !== 'HEAD') {

@@ -38,6 +38,67 @@ export function headerFields(bytes: Buffer): Array<{ name: string; value: string
   return out;
 }
 
+const BLOCK = new Set(['p', 'div', 'br', 'tr', 'li', 'h1', 'h2', 'h3', 'h4', 'h5', 'h6', 'table', 'blockquote', 'hr', 'pre']);
+const DROP = new Set(['script', 'style', 'head', 'title', 'noscript', 'template', 'svg', 'object', 'iframe']);
+const ENTITIES: Record<string, string> = { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'", nbsp: ' ' };
+
+/**
+ * HTML → plain text for display when a message has no text part (mailparser leaves `text` empty
+ * for an HTML-only multipart/alternative). One pass over the input, no regex, no DOM: tags are
+ * dropped, block tags become line breaks, script/style contents are skipped, entities decoded.
+ */
+export function htmlToPlain(htmlText: string, max = MAX_TEXT): string {
+  let out = '';
+  let i = 0;
+  const n = htmlText.length;
+  let skipUntil: string | undefined;
+  while (i < n && out.length < max) {
+    const c = htmlText[i] as string;
+    if (c === '<') {
+      const close = htmlText.indexOf('>', i + 1);
+      if (close < 0) break;
+      const inner = htmlText.slice(i + 1, Math.min(close, i + 200)).trim().toLowerCase();
+      const endTag = inner.startsWith('/');
+      let j = endTag ? 1 : 0;
+      let name = '';
+      while (j < inner.length) {
+        const ch = inner[j] as string;
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9'))) break;
+        name += ch;
+        j++;
+      }
+      i = close + 1;
+      if (skipUntil) {
+        if (endTag && name === skipUntil) skipUntil = undefined;
+        continue;
+      }
+      if (!endTag && DROP.has(name) && !inner.endsWith('/')) skipUntil = name;
+      else if (BLOCK.has(name) && !out.endsWith('\n')) out += '\n';
+      continue;
+    }
+    i++;
+    if (skipUntil) continue;
+    if (c === '&') {
+      const semi = htmlText.indexOf(';', i);
+      if (semi > i && semi - i <= 8) {
+        const ent = htmlText.slice(i, semi).toLowerCase();
+        let rep = ENTITIES[ent];
+        if (rep === undefined && ent.startsWith('#')) {
+          const code = ent.startsWith('#x') ? parseInt(ent.slice(2), 16) : parseInt(ent.slice(1), 10);
+          if (Number.isInteger(code) && code > 0 && code <= 0x10ffff) rep = String.fromCodePoint(code);
+        }
+        if (rep !== undefined) {
+          out += rep;
+          i = semi + 1;
+          continue;
+        }
+      }
+    }
+    out += c === '\r' ? '' : c === '\t' ? ' ' : c;
+  }
+  return out.trim();
+}
+
 export async function viewMessage(bytes: Buffer): Promise<MessageView> {
   const parsed = await simpleParser(bytes.length > MAX_PARSE ? bytes.subarray(0, MAX_PARSE) : bytes, {
     skipHtmlToText: false,
@@ -45,13 +106,14 @@ export async function viewMessage(bytes: Buffer): Promise<MessageView> {
     skipTextToHtml: true,
     skipTextLinks: true,
   });
-  const text = parsed.text ?? '';
+  const html = typeof parsed.html === 'string' ? parsed.html : '';
+  const text = parsed.text?.trim() ? parsed.text : html ? htmlToPlain(html) : '';
   return {
     headers: headerFields(bytes),
     subject: parsed.subject ?? '',
     text: text.length > MAX_TEXT ? text.slice(0, MAX_TEXT) : text,
     textTruncated: text.length > MAX_TEXT || bytes.length > MAX_PARSE,
-    hadHtml: typeof parsed.html === 'string' && parsed.html.length > 0,
+    hadHtml: html.length > 0,
     attachments: parsed.attachments.map((a) => ({ filename: a.filename ?? '(unnamed)', contentType: a.contentType, size: a.size })),
   };
 }

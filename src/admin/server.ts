@@ -28,7 +28,7 @@ export interface AdminServer {
 
 /**
  * Every response: nothing may load but our own stylesheet, no scripts at all, no framing, no
- * sniffing, no referrer, no caching. Message content stays inert even if escaping failed.
+ * sniffing, no referrer to other sites, no caching. Message content stays inert even if escaping failed.
  */
 export const CSP = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
@@ -57,7 +57,9 @@ export function createAdminApp(rt: Runtime, probes: readonly ReadinessProbe[], c
     c.header('Content-Security-Policy', CSP);
     c.header('X-Content-Type-Options', 'nosniff');
     c.header('X-Frame-Options', 'DENY');
-    c.header('Referrer-Policy', 'no-referrer');
+    // same-origin, not no-referrer: with no-referrer browsers send `Origin: null` on our own form
+    // POSTs, and the same-origin check needs the real Origin.
+    c.header('Referrer-Policy', 'same-origin');
     c.header('Cross-Origin-Resource-Policy', 'same-origin');
     if (!c.res.headers.has('cache-control')) c.header('Cache-Control', 'no-store');
   });

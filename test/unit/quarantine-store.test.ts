@@ -81,9 +81,9 @@ for (const b of backends) {
       const s = store();
       const ix = await s.index();
       const rows: IndexRow[] = [
-        { id: 'F1', received: '2026-11-01T00:00:00.000Z', from: 'a@x.example', rcpts: ['Alice@Example.test'], rules: ['R1'], size: 1, score: 3, reason: 'rule R1', clientIp: '192.0.2.1', helo: 'h' },
-        { id: 'F2', received: '2026-11-02T00:00:00.000Z', from: 'b@y.example', rcpts: ['bob@example.test', 'carol@other.test'], rules: ['R1', 'R2'], size: 1, score: 8, reason: 'score 8', clientIp: '192.0.2.1', helo: 'h' },
-        { id: 'F3', received: '2026-11-03T00:00:00.000Z', from: 'A@X.example', rcpts: ['carol@other.test'], rules: ['R3'], size: 1, score: 15, reason: 'virus 100%_match', clientIp: '192.0.2.1', helo: 'h' },
+        { id: 'F1', received: '2026-11-01T00:00:00.000Z', from: 'a@x.example', rcpts: ['Alice@Example.test'], rules: ['R1'], size: 1, score: 3, reason: 'rule R1', subject: 'x', clientIp: '192.0.2.1', helo: 'h' },
+        { id: 'F2', received: '2026-11-02T00:00:00.000Z', from: 'b@y.example', rcpts: ['bob@example.test', 'carol@other.test'], rules: ['R1', 'R2'], size: 1, score: 8, reason: 'score 8', subject: 'x', clientIp: '192.0.2.1', helo: 'h' },
+        { id: 'F3', received: '2026-11-03T00:00:00.000Z', from: 'A@X.example', rcpts: ['carol@other.test'], rules: ['R3'], size: 1, score: 15, reason: 'virus 100%_match', subject: 'x', clientIp: '192.0.2.1', helo: 'h' },
       ];
       await ix.insert(rows);
       const cases: Array<{ desc: string; filter: Parameters<QuarantineStore['list']>[0]; expected: string[] }> = [
@@ -126,7 +126,7 @@ for (const b of backends) {
           size: 1000,
           score: i % 30,
           reason: `score ${i % 30}`,
-          clientIp: '192.0.2.9',
+          subject: 'x', clientIp: '192.0.2.9',
           helo: 'bulk',
         });
       }

@@ -15,6 +15,8 @@ export interface QuarantineMeta {
   reason: string;
   score: number;
   rules: string[];
+  /** Decoded Subject (default: the `message.subject` fact). */
+  subject?: string;
   /** SPF/DKIM/DMARC/ARC results (the Authentication-Results values), when the checks ran. */
   auth?: Record<string, string>;
   facts?: Record<string, unknown>;
@@ -30,6 +32,7 @@ export interface IndexRow {
   size: number;
   score: number;
   reason: string;
+  subject: string;
   clientIp: string;
   helo: string;
   /** Set once released (idempotence: a second release reports this). */
@@ -66,9 +69,15 @@ export function rowOf(meta: QuarantineMeta): IndexRow {
     size: meta.size,
     score: meta.score,
     reason: meta.reason,
+    subject: subjectOf(meta),
     clientIp: meta.client.ip,
     helo: meta.client.helo,
   };
+}
+
+function subjectOf(meta: QuarantineMeta): string {
+  const s = meta.subject ?? meta.facts?.['message.subject'];
+  return typeof s === 'string' ? s.slice(0, 500) : '';
 }
 
 /** Queue ids are what the session makes: letters and digits only; anything else never reaches a path. */

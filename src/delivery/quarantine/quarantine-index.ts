@@ -38,7 +38,7 @@ export interface SqlDriver {
 const SCHEMA = [
   `CREATE TABLE IF NOT EXISTS q_entries (
     id TEXT PRIMARY KEY, received TEXT NOT NULL, sender TEXT NOT NULL, sender_key TEXT NOT NULL,
-    sender_domain TEXT NOT NULL, size BIGINT NOT NULL, score DOUBLE PRECISION NOT NULL, reason TEXT NOT NULL,
+    sender_domain TEXT NOT NULL, size BIGINT NOT NULL, score DOUBLE PRECISION NOT NULL, reason TEXT NOT NULL, subject TEXT NOT NULL,
     client_ip TEXT NOT NULL, helo TEXT NOT NULL, rcpts TEXT NOT NULL, rules TEXT NOT NULL,
     released_at TEXT, released_by TEXT, release_reply TEXT, claim_at TEXT)`,
   `CREATE INDEX IF NOT EXISTS q_entries_received ON q_entries (received, id)`,
@@ -77,6 +77,7 @@ function toRow(r: Record<string, unknown>): IndexRow {
     size: Number(r.size),
     score: Number(r.score),
     reason: String(r.reason),
+    subject: String(r.subject ?? ''),
     clientIp: String(r.client_ip),
     helo: String(r.helo),
   };
@@ -109,13 +110,13 @@ export class SqlIndex implements QuarantineIndex {
         const uv: unknown[] = [];
         for (const r of batch) {
           const from = r.from.toLowerCase();
-          ev.push(r.id, r.received, r.from, from, domainOf(from), r.size, r.score, r.reason, r.clientIp, r.helo, JSON.stringify(r.rcpts), JSON.stringify(r.rules));
+          ev.push(r.id, r.received, r.from, from, domainOf(from), r.size, r.score, r.reason, r.subject ?? '', r.clientIp, r.helo, JSON.stringify(r.rcpts), JSON.stringify(r.rules));
           for (const a of new Set(r.rcpts.map((x) => x.toLowerCase()))) rv.push(r.id, a, domainOf(a));
           for (const u of new Set(r.rules)) uv.push(r.id, u);
         }
         const values = (n: number, cols: number) => Array.from({ length: n }, () => `(${Array(cols).fill('?').join(',')})`).join(',');
         await d.run(
-          `INSERT INTO q_entries (id, received, sender, sender_key, sender_domain, size, score, reason, client_ip, helo, rcpts, rules) VALUES ${values(batch.length, 12)} ON CONFLICT (id) DO NOTHING`,
+          `INSERT INTO q_entries (id, received, sender, sender_key, sender_domain, size, score, reason, subject, client_ip, helo, rcpts, rules) VALUES ${values(batch.length, 13)} ON CONFLICT (id) DO NOTHING`,
           ev,
         );
         if (rv.length) await d.run(`INSERT INTO q_rcpts (id, rcpt, domain) VALUES ${values(rv.length / 3, 3)} ON CONFLICT DO NOTHING`, rv);
