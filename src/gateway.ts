@@ -10,6 +10,7 @@ import { Listener, ConnCounters } from './smtp/front.ts';
 import type { ClientSession } from './smtp/session.ts';
 import { SmtpBackend, MaildirBackend, type Backend } from './smtp/backend.ts';
 import { QuarantineStore } from './store/quarantine.ts';
+import { scheduleDigests } from './delivery/quarantine/digest.ts';
 import { normalizeDomain } from './smtp/address.ts';
 import type { Runtime } from './smtp/runtime.ts';
 import type { Deps } from './pipeline/deps.ts';
@@ -95,6 +96,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
   if (policyHandle?.capture) runtime.capture = policyHandle.capture;
   // Reconcile the quarantine index with its files, then expire periodically (docs/quarantine.md).
   await runtime.quarantine.start();
+  const stopDigests = scheduleDigests({ store: runtime.quarantine, backend: runtime.backend, config, logger });
   // Give shared state (Redis) a moment to connect before the first client arrives, so a fresh
   // gateway does not answer its first connections "unavailable". Bounded: a Redis that is down
   // at start is handled like any outage (fail_open / fail_closed).
@@ -163,6 +165,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
       policyHandle?.close();
       await closeChecks(checks);
       await admin?.close();
+      stopDigests();
       await runtime.quarantine.close();
       logger.info('mailgate stopped');
     },

@@ -129,3 +129,21 @@ export async function sendDigests(o: DigestOptions): Promise<DigestResult[]> {
   }
   return out;
 }
+
+/**
+ * For `serve`: sends digests every `quarantine.digest.interval` (when enabled and non-zero).
+ * Returns a stop function. Several instances sharing one index would each send: run digests on
+ * one instance, or from cron with `mailgate quarantine digest` and `interval: 0`.
+ */
+export function scheduleDigests(o: Omit<DigestOptions, 'dryRun'> & { logger?: { info(o: object, m: string): void; error(o: object, m: string): void } }): () => void {
+  const cfg = o.config.quarantine.digest;
+  if (!cfg.enabled || cfg.interval === 0) return () => undefined;
+  const t = setInterval(() => {
+    sendDigests(o).then(
+      (r) => o.logger?.info({ digests: r.length, failed: r.filter((x) => x.result.startsWith('failed')).length }, 'quarantine digests sent'),
+      (err: Error) => o.logger?.error({ err: err.message }, 'quarantine digests failed'),
+    );
+  }, cfg.interval);
+  t.unref();
+  return () => clearInterval(t);
+}
