@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { redisConnectionSchema, redisOptionsDefault, redisOptionsSchema } from '../store/redis-config.ts';
 import { authConfigSchema } from '../checks/auth-config.ts';
 import { quarantineSchema } from '../delivery/quarantine/quarantine-config.ts';
-import { adminSchema } from '../admin/admin-config.ts';
+import { adminKeySchema } from '../admin/admin-config.ts';
 
 const hostPort = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+)(:\d{1,5})?$/, 'expected "host" or "host:port"');
 
@@ -112,7 +112,7 @@ export const configSchema = z.strictObject({
   /** Held messages: files, index, retention, quota, digests (docs/quarantine.md). */
   quarantine: quarantineSchema.default(quarantineSchema.parse({})),
   /** Admin listener: /metrics /healthz /readyz, the quarantine API and console (docs/quarantine.md). */
-  admin: z.union([adminSchema, z.literal(false)]).default(adminSchema.parse({})),
+  admin: adminKeySchema,
   limits: limitsSchema.default(limitsSchema.parse({})),
   smtp: smtpSchema.default(smtpSchema.parse({})),
   log: z
