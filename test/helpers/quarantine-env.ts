@@ -21,7 +21,7 @@ export interface QuarantineEnv {
   qdir: string;
   configFile: string;
   /** Sends a message the rules quarantine; returns its id (from the 250 reply) and the raw data. */
-  quarantine(o?: { subject?: string; body?: string; headers?: string; to?: string[] }): Promise<{ id: string; tok: string; code: number | undefined }>;
+  quarantine(o?: { subject?: string; body?: string; headers?: string; to?: string[] }): Promise<{ id: string; tok: string; code: number | undefined; text: string }>;
   /** Messages delivered to a Postfix user whose content includes `needle`. */
   delivered(user: string, needle: string): Buffer[];
   waitDelivered(user: string, needle: string, count?: number, ms?: number): Promise<Buffer[]>;
@@ -68,7 +68,7 @@ export async function startQuarantineEnv(o: { quarantine?: Record<string, unknow
         `Message-ID: <${tok}@client.example.net>\r\nDate: ${new Date().toUTCString()}\r\n${m.headers ?? ''}\r\n${m.body ?? `Hello ${tok}.\r\n`}`;
       const r = await sendMessage(gw.port, { from: 'sender@client.example.net', to: m.to ?? ['alice@example.test'], data });
       const id = /\((\w+)\)$/.exec(r.end?.text ?? '')?.[1] ?? '';
-      return { id, tok, code: r.end?.code };
+      return { id, tok, code: r.end?.code, text: r.end?.text ?? '' };
     },
     delivered: find,
     async waitDelivered(user, needle, count = 1, ms = 15_000) {
