@@ -22,6 +22,11 @@ export interface ReleaseResult {
   releasedBy?: string;
 }
 
+function isAscii(s: string): boolean {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 127) return false;
+  return true;
+}
+
 function fmt(r: BackendReply): string {
   return `${r.code} ${r.enhanced} ${r.lines.join(' ')}`.replace(/\s+/g, ' ').trim();
 }
@@ -57,7 +62,11 @@ export async function releaseEntry(store: QuarantineStore, backend: Backend, id:
   });
   let outcome: ReleaseResult | undefined;
   try {
-    const m = await link.mail(meta.from, {});
+    // The original MAIL parameters are not stored; SIZE and SMTPUTF8 (RFC 6531 §3.4, needed
+    // for non-ASCII addresses) are derived. The link passes on only what the backend offers.
+    const params: Record<string, string | true> = { SIZE: String(meta.bytes + 200) };
+    if ([meta.from, ...targets].some((a) => !isAscii(a))) params.SMTPUTF8 = true;
+    const m = await link.mail(meta.from, params);
     if (m.code >= 300) {
       outcome = { id, status: 'failed', reply: fmt(m) };
     } else {

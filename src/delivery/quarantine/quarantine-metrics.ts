@@ -8,8 +8,12 @@ export type QuarantineAction = 'quarantine' | 'release' | 'delete' | 'expire' | 
 /** The store whose totals the gauges report (the running gateway's; last one opened wins). */
 let source: (() => Promise<{ messages: number; bytes: number }>) | undefined;
 
-export function reportTotalsFrom(fn: (() => Promise<{ messages: number; bytes: number }>) | undefined): void {
+/** Makes the gauges read `fn`; the returned function undoes it (if nobody replaced it since). */
+export function reportTotalsFrom(fn: () => Promise<{ messages: number; bytes: number }>): () => void {
   source = fn;
+  return () => {
+    if (source === fn) source = undefined;
+  };
 }
 
 async function totals(): Promise<{ messages: number; bytes: number } | undefined> {

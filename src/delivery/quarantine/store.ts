@@ -50,6 +50,7 @@ export class QuarantineStore {
   #totals: { messages: number; bytes: number; at: number } | undefined;
   #timer: NodeJS.Timeout | undefined;
   #needsReconcile = false;
+  #stopReporting: (() => void) | undefined;
 
   /** A directory (the old `quarantine: { dir }` form), a `quarantine:` config, or full options. */
   constructor(opts: string | QuarantineConfig | StoreOptions) {
@@ -237,7 +238,7 @@ export class QuarantineStore {
 
   /** For `serve`: reconcile now, then expire (and reconcile after index trouble) periodically. */
   async start(): Promise<void> {
-    reportTotalsFrom(async () => (await this.index()).totals());
+    this.#stopReporting = reportTotalsFrom(async () => (await this.index()).totals());
     const r = await this.reconcile();
     if (r.added || r.removed) this.#opts.logger?.info(r, 'quarantine index reconciled with the files');
     await this.expire();
@@ -253,6 +254,8 @@ export class QuarantineStore {
   async close(): Promise<void> {
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = undefined;
+    this.#stopReporting?.();
+    this.#stopReporting = undefined;
     const ix = this.#index;
     this.#index = undefined;
     if (ix) await (await ix).close();
