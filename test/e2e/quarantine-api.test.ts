@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { addedHeaders, startQuarantineEnv, type QuarantineEnv } from '../helpers/quarantine-env.ts';
 import { postgresAvailable, startPostgres, type TestPostgres } from '../helpers/postgres.ts';
+import { startGateway, testConfig } from '../helpers/gateway.ts';
 
 const TOKEN = 'test-token-0123456789abcdef0123456789abcdef';
 let pg: TestPostgres | undefined;
@@ -99,6 +100,31 @@ for (const backend of ['sqlite', 'postgres'] as const) {
       assert.equal((await api(`/api/quarantine/${q2.id}`)).status, 404);
       assert.equal((await api(`/api/quarantine/${q2.id}/release`, { method: 'POST' })).status, 404);
     });
+
+    if (backend === 'postgres') {
+      test('a second instance sharing the index and volume lists and releases what the first held', async () => {
+        const q = await env.quarantine({ subject: 'QUARANTINE-ME shared' });
+        const cfg = env.gw.runtime.config;
+        const other = await startGateway(
+          testConfig({ backend: cfg.backend, quarantine: { dir: env.qdir, index: { backend: 'postgres', url: (pg as TestPostgres).url, schema: 'api_e2e' } }, admin: { host: '127.0.0.1', port: 0, auth: { tokens: [TOKEN] } } }),
+        );
+        try {
+          const b = `http://127.0.0.1:${other.adminPort}`;
+          const auth = { authorization: `Bearer ${TOKEN}` };
+          const list = (await (await fetch(`${b}/api/quarantine?rule=QUARANTINE_ME&limit=500`, { headers: auth })).json()) as { rows: Array<{ id: string }> };
+          assert.ok(list.rows.some((r) => r.id === q.id), 'listed by the other instance');
+          const [r1, r2] = await Promise.all([
+            fetch(`${b}/api/quarantine/${q.id}/release`, { method: 'POST', headers: auth }),
+            api(`/api/quarantine/${q.id}/release`, { method: 'POST' }),
+          ]);
+          assert.deepEqual([r1.status, r2.status].sort(), [200, 409], 'exactly one instance releases');
+          await new Promise((r) => setTimeout(r, 800));
+          assert.equal((await env.waitDelivered('alice', q.tok)).length, 1);
+        } finally {
+          await other.stop(500);
+        }
+      });
+    }
 
     test('release to chosen recipients (JSON body)', async () => {
       const q = await env.quarantine();

@@ -6,7 +6,8 @@ import assert from 'node:assert/strict';
 import { simpleParser } from 'mailparser';
 import { freePort } from '../helpers/postfix.ts';
 import { startQuarantineEnv, type QuarantineEnv } from '../helpers/quarantine-env.ts';
-import { sendDigests } from '../../src/delivery/quarantine/digest.ts';
+import { domainSettings, sendDigests } from '../../src/delivery/quarantine/digest.ts';
+import { digestSchema } from '../../src/delivery/quarantine/quarantine-config.ts';
 import { signToken, verifyToken } from '../../src/delivery/quarantine/digest-token.ts';
 
 const KEY = 'digest-key-for-tests-0123456789abcdef';
@@ -100,4 +101,19 @@ test('digest signing (table): verify accepts only the exact token before expiry'
     const r = verifyToken(KEY, c.token, c.at);
     assert.equal(r.ok ? 'ok' : r.why, c.expected, c.desc);
   }
+});
+
+test('digest settings per domain (table): off by default, listed domains, "*", disabled entries', () => {
+  const on = digestSchema.parse({ enabled: true, hmac_key: KEY, domains: { 'example.test': {}, 'example.org': { from: 'pm@example.org' }, 'legacy.example': { enabled: false } } });
+  const star = digestSchema.parse({ enabled: true, hmac_key: KEY, domains: { '*': {}, 'quiet.example': { enabled: false } } });
+  const cases = [
+    { desc: 'default config: off', cfg: digestSchema.parse({}), rcpt: 'a@example.test', expected: undefined },
+    { desc: 'listed domain', cfg: on, rcpt: 'a@Example.TEST', expected: 'postmaster' },
+    { desc: 'domain with its own sender', cfg: on, rcpt: 'b@example.org', expected: 'pm@example.org' },
+    { desc: 'listed but disabled', cfg: on, rcpt: 'c@legacy.example', expected: undefined },
+    { desc: 'not listed', cfg: on, rcpt: 'd@other.example', expected: undefined },
+    { desc: 'wildcard', cfg: star, rcpt: 'e@anything.example', expected: 'postmaster' },
+    { desc: 'wildcard, domain disabled', cfg: star, rcpt: 'f@quiet.example', expected: undefined },
+  ];
+  for (const c of cases) assert.equal(domainSettings(c.cfg, c.rcpt)?.from, c.expected, c.desc);
 });
