@@ -41,6 +41,9 @@ test('quarantined via SMTP (250), then CLI list, show, release delivers it byte-
   assert.match(show.out, /^Rules: +QUARANTINE_ME$/m);
   assert.match(show.out, /^Client: +127\.0\.0\.1 \(HELO client\.example\.net/m);
   assert.match(show.out, /^Status: +held$/m);
+  // Authentication results and TLS come from the transaction's facts.
+  assert.match(show.out, /^Auth: +spf=none; dkim=none; dmarc=none/m);
+  assert.match(show.out, /^TLS: +none$/m);
   assert.match(show.out, new RegExp(`^Subject: QUARANTINE-ME ${q.tok}$`, 'm'));
   const raw = await env.cli(['show', q.id, '--raw']);
   assert.equal(Buffer.from(raw.out, 'latin1').compare(stored), 0, 'show --raw prints the stored bytes');

@@ -75,6 +75,35 @@ export function rowOf(meta: QuarantineMeta): IndexRow {
   };
 }
 
+/**
+ * Fills TLS, authentication results and rDNS from the transaction's facts when the caller did
+ * not pass them explicitly (today's session passes the facts only).
+ */
+export function enrichMeta(meta: QuarantineMeta): QuarantineMeta {
+  const f = meta.facts ?? {};
+  const str = (k: string) => (typeof f[k] === 'string' && (f[k] as string).length > 0 ? (f[k] as string) : undefined);
+  const out: QuarantineMeta = { ...meta, client: { ...meta.client } };
+  if (!out.tls && (str('tls.version') || str('tls.cipher'))) {
+    out.tls = {};
+    const v = str('tls.version');
+    const c = str('tls.cipher');
+    if (v) out.tls.protocol = v;
+    if (c) out.tls.cipher = c;
+  }
+  if (!out.auth) {
+    const auth: Record<string, string> = {};
+    for (const k of ['spf', 'dkim', 'dmarc', 'arc']) {
+      const v = str(`${k}.result`);
+      if (v) auth[k] = v;
+    }
+    if (Object.keys(auth).length) out.auth = auth;
+  }
+  const rdns = str('client.rdns');
+  if (!out.client.rdns && rdns) out.client.rdns = rdns;
+  if (out.subject === undefined && str('message.subject')) out.subject = str('message.subject') as string;
+  return out;
+}
+
 function subjectOf(meta: QuarantineMeta): string {
   const s = meta.subject ?? meta.facts?.['message.subject'];
   return typeof s === 'string' ? s.slice(0, 500) : '';

@@ -5,7 +5,7 @@ import { isAbsolute, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { FileLayout, type FaultHook, type StoredMeta } from './file-layout.ts';
-import { rowOf, validId, type IndexRow, type ListFilter, type QuarantineMeta } from './entry.ts';
+import { enrichMeta, rowOf, validId, type IndexRow, type ListFilter, type QuarantineMeta } from './entry.ts';
 import type { QuarantineIndex } from './quarantine-index.ts';
 import { quarantineSchema, type QuarantineConfig } from './quarantine-config.ts';
 import { countAction, reportTotalsFrom } from './quarantine-metrics.ts';
@@ -75,7 +75,8 @@ export class QuarantineStore {
    * Stores the message durably; resolves only once the bytes and metadata are fsync'd (and
    * indexed). Throws QuarantineFullError when the quota is reached and the outcome is not eviction.
    */
-  async put(meta: QuarantineMeta, parts: ReadonlyArray<Buffer | Readable>): Promise<void> {
+  async put(given: QuarantineMeta, parts: ReadonlyArray<Buffer | Readable>): Promise<void> {
+    const meta = enrichMeta(given);
     if (!validId(meta.id)) throw new Error(`invalid quarantine id ${JSON.stringify(meta.id)}`);
     const index = await this.index();
     await this.#enforceQuota(meta.size);
