@@ -8,7 +8,7 @@ import { clientIp, field, type AdminContext, type AdminCtx, type AdminEnv } from
 import { CONSOLE_CSS, listPage, messagePage, resultPage } from './console-views.ts';
 import { FilterError, filterFromQuery, recipientsOf, releaseStatus } from './quarantine-api.ts';
 import { LOGIN_COOKIE, requireAuth, showLogin } from './guard.ts';
-import { viewMessage } from './message-view.ts';
+import { MAX_PARSE, viewMessage } from './message-view.ts';
 
 
 function csrfOf(ctx: AdminContext, c: AdminCtx): string {
@@ -74,7 +74,7 @@ export function consoleRoutes(app: Hono<AdminEnv>, ctx: AdminContext): void {
   app.get('/quarantine/m/:id', async (c) => {
     const e = await ctx.store.get(c.req.param('id'));
     if (!e) return c.html(resultPage({ title: 'Not found', message: 'No such message (expired or deleted).', ok: false, back: '/quarantine', csrf: csrfOf(ctx, c) }), 404);
-    const view = await viewMessage(await ctx.store.bytes(e.row));
+    const view = await viewMessage(await ctx.store.head(e.row, MAX_PARSE), e.meta.bytes);
     return c.html(messagePage({ row: e.row, meta: e.meta, view, csrf: csrfOf(ctx, c) }));
   });
 

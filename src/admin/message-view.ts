@@ -13,7 +13,8 @@ export interface MessageView {
   attachments: Array<{ filename: string; contentType: string; size: number }>;
 }
 
-const MAX_PARSE = 10 * 1024 * 1024;
+/** Views parse at most this much of a message (read with store.head()). */
+export const MAX_PARSE = 10 * 1024 * 1024;
 const MAX_TEXT = 200_000;
 const MAX_HEADER = 256 * 1024;
 const MAX_FIELDS = 500;
@@ -99,7 +100,8 @@ export function htmlToPlain(htmlText: string, max = MAX_TEXT): string {
   return out.trim();
 }
 
-export async function viewMessage(bytes: Buffer): Promise<MessageView> {
+/** `bytes` may be a prefix of the message (`size` is the whole message's length). */
+export async function viewMessage(bytes: Buffer, size = bytes.length): Promise<MessageView> {
   const parsed = await simpleParser(bytes.length > MAX_PARSE ? bytes.subarray(0, MAX_PARSE) : bytes, {
     skipHtmlToText: false,
     skipImageLinks: true,
@@ -112,7 +114,7 @@ export async function viewMessage(bytes: Buffer): Promise<MessageView> {
     headers: headerFields(bytes),
     subject: parsed.subject ?? '',
     text: text.length > MAX_TEXT ? text.slice(0, MAX_TEXT) : text,
-    textTruncated: text.length > MAX_TEXT || bytes.length > MAX_PARSE,
+    textTruncated: text.length > MAX_TEXT || size > bytes.length || bytes.length > MAX_PARSE,
     hadHtml: html.length > 0,
     attachments: parsed.attachments.map((a) => ({ filename: a.filename ?? '(unnamed)', contentType: a.contentType, size: a.size })),
   };

@@ -1,11 +1,12 @@
 // The quarantine JSON API on the admin listener: list with filters and paging, one entry (with
 // a safe text view), its raw bytes as a download, release and delete. Behind requireAuth.
+import { Readable } from 'node:stream';
 import type { Hono } from 'hono';
 import type { ListFilter } from '../delivery/quarantine/entry.ts';
 import { releaseEntry, type ReleaseResult } from '../delivery/release.ts';
 import { parseDuration } from '../checks/limit-syntax.ts';
 import { field, type AdminContext, type AdminEnv } from './admin-context.ts';
-import { viewMessage } from './message-view.ts';
+import { MAX_PARSE, viewMessage } from './message-view.ts';
 
 export class FilterError extends Error {}
 
@@ -80,16 +81,17 @@ export function quarantineApi(app: Hono<AdminEnv>, ctx: AdminContext): void {
   app.get('/api/quarantine/:id', async (c) => {
     const e = await ctx.store.get(c.req.param('id'));
     if (!e) return c.json({ error: 'no such message' }, 404);
-    const view = await viewMessage(await ctx.store.bytes(e.row));
+    const view = await viewMessage(await ctx.store.head(e.row, MAX_PARSE), e.meta.bytes);
     return c.json({ row: e.row, meta: e.meta, view });
   });
   app.get('/api/quarantine/:id/raw', async (c) => {
     const e = await ctx.store.get(c.req.param('id'));
     if (!e) return c.json({ error: 'no such message' }, 404);
     // A download, never rendered: octet-stream + attachment + nosniff (set globally).
-    return c.body(new Uint8Array(await ctx.store.bytes(e.row)), 200, {
+    return c.body(Readable.toWeb(ctx.store.stream(e.row)) as ReadableStream<Uint8Array>, 200, {
       'content-type': 'application/octet-stream',
       'content-disposition': `attachment; filename="${e.row.id}.eml"`,
+      'content-length': String(e.meta.bytes),
     });
   });
   app.post('/api/quarantine/:id/release', async (c) => {

@@ -105,6 +105,7 @@ function one(o: Map<string, string[]>, name: string): string | undefined {
 
 /** An ISO date/time, or an age like `7d` meaning that long before now. */
 export function parseWhen(v: string, now = Date.now()): string {
+  if (v.length > 64) throw new UsageError('a date or age is at most 64 characters');
   const age = parseDuration(v);
   if (age !== undefined && !v.includes('-')) return new Date(now - age).toISOString();
   const t = Date.parse(v);

@@ -73,6 +73,23 @@ export class FileLayout {
     return readFile(this.paths(id, received).eml);
   }
 
+  /** At most the first `max` bytes (views parse a bounded prefix of huge messages). */
+  async readHead(id: string, received: string, max: number): Promise<Buffer> {
+    const fh = await open(this.paths(id, received).eml, 'r');
+    try {
+      const buf = Buffer.alloc(Math.min(max, (await fh.stat()).size));
+      let off = 0;
+      while (off < buf.length) {
+        const { bytesRead } = await fh.read(buf, off, buf.length - off, off);
+        if (bytesRead === 0) break;
+        off += bytesRead;
+      }
+      return buf.subarray(0, off);
+    } finally {
+      await fh.close();
+    }
+  }
+
   /** Removes the .json first (the entry stops existing), then the .eml. */
   async remove(id: string, received: string): Promise<void> {
     const p = this.paths(id, received);

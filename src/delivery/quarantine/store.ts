@@ -157,6 +157,11 @@ export class QuarantineStore {
     return this.files.readBytes(row.id, row.received);
   }
 
+  /** The first `max` bytes of the message (for bounded views). */
+  head(row: IndexRow, max: number): Promise<Buffer> {
+    return this.files.readHead(row.id, row.received, max);
+  }
+
   stream(row: IndexRow): Readable {
     return this.files.stream(row.id, row.received);
   }
