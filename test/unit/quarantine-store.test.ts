@@ -165,6 +165,20 @@ for (const b of backends) {
       assert.equal((await s.list({ status: 'all' })).total, 0);
     });
 
+    test('expiry runs at start and then periodically (expiry_interval)', async () => {
+      const s = store(cfg({ retention: '1h', expiry_interval: '100ms' }));
+      const old = () => new Date(Date.now() - 2 * 3_600_000).toISOString();
+      await s.put(meta('E1', { received: old() }), [Buffer.from('1\r\n')]);
+      await s.put(meta('E2', { received: new Date().toISOString() }), [Buffer.from('2\r\n')]);
+      await s.start();
+      assert.deepEqual((await s.list({ status: 'all' })).rows.map((r) => r.id), ['E2'], 'expired at start');
+      await s.put(meta('E3', { received: old() }), [Buffer.from('3\r\n')]);
+      const deadline = Date.now() + 5000;
+      while ((await s.get('E3')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      assert.equal(await s.get('E3'), undefined, 'expired by the timer');
+      assert.ok(await s.get('E2'));
+    });
+
     test('quota: tempfail by default (452 4.3.1, nothing written), reject, or evict the oldest', async () => {
       const cases = [
         { outcome: 'tempfail', code: 452, kept: ['Q2', 'Q1'] },
