@@ -255,6 +255,10 @@ for (const b of backends) {
       assert.equal(existsSync(join(day, 'K5.eml')), false);
       mkdirSync(join(s.dir, 'not-a-day'), { recursive: true });
       assert.deepEqual(await s.reconcile(), { added: 0, removed: 0, cleaned: 0 });
+      // A missing (unmounted) directory never empties the index.
+      rmSync(day, { recursive: true });
+      assert.deepEqual(await s.reconcile(), { added: 0, removed: 0, cleaned: 0 });
+      assert.equal((await s.list()).total, 2);
     });
 
     test('fault between any two write steps: never a half entry listed; after reconcile, complete or absent', async () => {

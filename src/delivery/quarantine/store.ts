@@ -79,11 +79,12 @@ export class QuarantineStore {
     const meta = enrichMeta(given);
     if (!validId(meta.id)) throw new Error(`invalid quarantine id ${JSON.stringify(meta.id)}`);
     const index = await this.index();
-    await this.#enforceQuota(meta.size);
     let stored: StoredMeta;
     try {
+      await this.#enforceQuota(meta.size);
       stored = await this.files.write(meta, parts);
     } catch (err) {
+      // Unread spool streams hold file descriptors: release them on every failure path.
       for (const p of parts) if (!Buffer.isBuffer(p)) p.destroy();
       throw err;
     }
@@ -222,7 +223,13 @@ export class QuarantineStore {
     const known = await index.ids();
     const scan = await this.files.scan(ORPHAN_MS, known);
     if (scan.found.length) await index.insert(scan.found.map((m) => ({ ...rowOf(m), size: m.bytes })));
-    const gone = [...known].filter((id) => !scan.ids.has(id));
+    let gone = [...known].filter((id) => !scan.ids.has(id));
+    if (gone.length && scan.ids.size === 0) {
+      // No entry files at all but an index full of rows: more likely an unmounted shared volume
+      // than a quarantine emptied by hand. Keep the rows; `mailgate quarantine purge` clears them.
+      this.#opts.logger?.warn({ dir: this.dir, rows: gone.length }, 'quarantine directory has no entries but the index has; not dropping rows');
+      gone = [];
+    }
     if (gone.length) await index.remove(gone);
     this.#totals = undefined;
     this.#needsReconcile = false;
