@@ -9,7 +9,8 @@ import { isMaildirBackend } from './config/schema.ts';
 import { Listener, ConnCounters } from './fronts/smtp/listener.ts';
 import type { ClientSession } from './fronts/smtp/session.ts';
 import { SmtpBackend, MaildirBackend, type Backend } from './delivery/backend.ts';
-import { QuarantineStore } from './store/quarantine.ts';
+import { QuarantineStore } from './delivery/quarantine/store.ts';
+import { scheduleDigests } from './delivery/quarantine/digest.ts';
 import { normalizeDomain } from './net/address.ts';
 import type { Runtime } from './pipeline/runtime.ts';
 import type { Deps } from './pipeline/deps.ts';
@@ -40,6 +41,8 @@ export interface GatewayOptions {
 
 export interface Gateway {
   readonly runtime: Runtime;
+  /** The quarantine store (index, files, release), shared with the admin API and digests. */
+  readonly quarantine: QuarantineStore;
   /** Bound SMTP ports, in `config.listen` order (useful with port 0). */
   readonly ports: number[];
   readonly adminPort: number | undefined;
@@ -92,6 +95,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     await closeChecks(checks);
     throw new Error(`checks cannot be ordered: ${problems.join('; ')}`);
   }
+  const quarantine = new QuarantineStore({ config: config.quarantine, logger });
   const runtime: Runtime = {
     config,
     logger,
@@ -99,12 +103,15 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     checks,
     policy,
     backend: makeBackend(config),
-    quarantine: new QuarantineStore(config.quarantine.dir),
+    quarantine,
     spoolDir: join(tmpdir(), 'mailgate-spool'),
     stripHeaders: buildStripHeaders(config.smtp.strip_headers),
     draining: false,
   };
   if (policyHandle?.capture) runtime.capture = policyHandle.capture;
+  // Reconcile the quarantine index with its files, then expire periodically (docs/quarantine.md).
+  await quarantine.start();
+  const stopDigests = scheduleDigests({ store: quarantine, backend: runtime.backend, config, logger });
   // Give shared state (Redis) a moment to connect before the first client arrives, so a fresh
   // gateway does not answer its first connections "unavailable". Bounded: a Redis that is down
   // at start is handled like any outage (fail_open / fail_closed).
@@ -124,11 +131,12 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
   ];
   let admin: AdminServer | undefined;
   if ((opts.admin ?? true) && config.admin !== false) {
-    admin = await startAdmin(config.admin, runtime, probes);
+    admin = await startAdmin(config.admin, runtime, probes, quarantine);
   }
 
   const gw: Gateway = {
     runtime,
+    quarantine,
     ports,
     adminPort: admin?.port,
     async reload(next?: Config) {
@@ -177,6 +185,8 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
       policyHandle?.close();
       await closeChecks(checks);
       await admin?.close();
+      stopDigests();
+      await quarantine.close();
       logger.info('mailgate stopped');
     },
   };

@@ -6,7 +6,6 @@ import { availableParallelism } from 'node:os';
 import { loadConfig } from '../config/load.ts';
 import { SourceErrors } from '../config/yaml-source.ts';
 import type { Gateway } from '../gateway.ts';
-import { QuarantineStore } from '../store/quarantine.ts';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -17,7 +16,7 @@ SYNOPSIS
     mailgate serve [--config FILE]
     mailgate config check [FILE]
     mailgate rules check|test|diff ...
-    mailgate quarantine list|show|delete ...
+    mailgate quarantine list|show|release|delete|purge ...
     mailgate --version | --help
 
 DESCRIPTION
@@ -31,7 +30,7 @@ COMMANDS
     serve            Run the gateway (see 'mailgate serve --help').
     config check     Validate a configuration file and print problems with line numbers.
     rules            Check, test and compare rules directories ('mailgate rules --help').
-    quarantine       List, show and delete quarantined messages.
+    quarantine       List, show, release and delete quarantined messages ('mailgate quarantine --help').
 
 ENVIRONMENT
     MAILGATE_CONFIG     Config file when --config is not given (default ./mailgate.yaml).
@@ -82,19 +81,6 @@ DESCRIPTION
     the file is valid, 1 otherwise.
 `;
 
-const HELP_QUARANTINE = `NAME
-    mailgate quarantine - inspect the quarantine
-
-SYNOPSIS
-    mailgate quarantine list [--config FILE]
-    mailgate quarantine show ID [--config FILE]
-    mailgate quarantine delete ID [--config FILE]
-
-DESCRIPTION
-    list prints one line per message: id, date, client, sender, recipients, score, rules.
-    show prints the stored message (as it would have been relayed) on stdout.
-    delete removes it.
-`;
 
 function takeOpt(args: string[], ...names: string[]): string | undefined {
   for (const n of names) {
@@ -264,22 +250,22 @@ function configCommand(args: string[]): void {
 }
 
 async function quarantineCommand(args: string[]): Promise<void> {
-  if (args.length === 0 || takeFlag(args, '-h', '--help')) return void process.stdout.write(HELP_QUARANTINE);
-  const file = takeOpt(args, '-c', '--config') ?? defaultConfigPath();
-  const store = new QuarantineStore(loadOrExit(file).config.quarantine.dir);
-  const [sub, id] = args;
-  if (sub === 'list') {
-    for (const m of await store.list()) {
-      process.stdout.write(`${m.id}\t${m.received}\t${m.client.ip}\t<${m.from}>\t${m.rcpts.join(',')}\t${m.score}\t${m.rules.join(',')}\n`);
-    }
-  } else if (sub === 'show' && id) {
-    const m = await store.get(id);
-    if (!m) usage(`quarantine: no message ${id}`);
-    process.stdout.write(m.eml);
-  } else if (sub === 'delete' && id) {
-    if (!(await store.delete(id))) usage(`quarantine: no message ${id}`);
-    process.stdout.write(`deleted ${id}\n`);
-  } else usage('quarantine: expected list, show ID or delete ID');
+  // Lives in src/cli/quarantine.ts; loaded lazily so `serve` does not pay for it.
+  const { runQuarantineCommand, UsageError } = await import('./quarantine.ts');
+  try {
+    process.exitCode = await runQuarantineCommand(args, (f) => loadOrExit(f ?? defaultConfigPath()).config, {
+      out: (s) => void process.stdout.write(s),
+      err: (s) => void process.stderr.write(s),
+      stdin: async () => {
+        const chunks: Buffer[] = [];
+        for await (const c of process.stdin) chunks.push(c as Buffer);
+        return Buffer.concat(chunks).toString('utf8');
+      },
+    });
+  } catch (err) {
+    if (err instanceof UsageError) usage(`quarantine: ${err.message}`);
+    throw err;
+  }
 }
 
 async function rulesCommand(args: string[]): Promise<void> {

@@ -4,6 +4,8 @@ import { z } from 'zod';
 import { redisConnectionSchema, redisOptionsDefault, redisOptionsSchema } from '../store/redis-config.ts';
 import { authConfigSchema } from './auth-schema.ts';
 import { backscatterSchema } from './backscatter-schema.ts';
+import { quarantineSchema } from './quarantine-schema.ts';
+import { adminKeySchema } from './admin-schema.ts';
 
 const hostPort = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+)(:\d{1,5})?$/, 'expected "host" or "host:port"');
 
@@ -108,13 +110,10 @@ export const configSchema = z.strictObject({
     })
     .default({ timeout_ms: 2000 }),
   rules: z.string().default('rules/'),
-  quarantine: z.strictObject({ dir: z.string().default('var/quarantine') }).default({ dir: 'var/quarantine' }),
-  admin: z
-    .union([
-      z.strictObject({ host: z.string().default('127.0.0.1'), port: z.number().int().min(0).max(65535).default(9025) }),
-      z.literal(false),
-    ])
-    .default({ host: '127.0.0.1', port: 9025 }),
+  /** Held messages: files, index, retention, quota, digests (docs/quarantine.md). */
+  quarantine: quarantineSchema.default(quarantineSchema.parse({})),
+  /** Admin listener: /metrics /healthz /readyz, the quarantine API and console (docs/quarantine.md). */
+  admin: adminKeySchema,
   limits: limitsSchema.default(limitsSchema.parse({})),
   smtp: smtpSchema.default(smtpSchema.parse({})),
   log: z

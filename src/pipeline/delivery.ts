@@ -53,23 +53,25 @@ export class BackendError extends Error {
 export interface QuarantineRecord {
   id: string;
   received: string;
-  client: { ip: string; helo: string; rdns?: string };
-  tls?: { version?: string; cipher?: string };
+  client: { ip: string; helo: string; port?: number; rdns?: string };
+  /** TLS of the client connection, if any. */
+  tls?: { protocol?: string; cipher?: string };
   from: string;
   rcpts: string[];
   size: number;
   reason: string;
   score: number;
   rules: string[];
-  /** Authentication-Results value mailgate computed, if any. */
-  auth?: string;
+  /** Decoded Subject. */
+  subject?: string;
   facts?: Record<string, unknown>;
 }
 
-/** Where held mail goes. `put` resolves only once the entry is durable (fsync'd). */
+/**
+ * Where held mail goes. `put` resolves only once the entry is durable (fsync'd). A sink that
+ * cannot take the message (quota reached) throws an SmtpError with the reply to give (452 4.3.1
+ * by default, `replies.quarantineFull`); any other failure is a 451 — never a 250.
+ */
 export interface QuarantineSink {
   put(meta: QuarantineRecord, message: ReadonlyArray<Buffer | Readable>): Promise<void>;
 }
-
-/** A quarantine that cannot take more (quota reached, disk full): the core answers 4xx. */
-export class QuarantineFullError extends Error {}

@@ -67,7 +67,8 @@ export const replies = {
   policyTempfailed: (stage: Stage) => POLICY[stage].tempfail,
   quarantined: (id: string) => new SmtpReply(250, '2.0.0', `Message accepted (${id})`),
   discarded: (id: string) => new SmtpReply(250, '2.0.0', `Message accepted (${id})`),
-  quarantineFull: () => new SmtpReply(452, '4.3.1', 'Insufficient system storage for this message, try again later'),
+  quarantineFull: () => new SmtpReply(452, '4.3.1', 'Insufficient system storage: quarantine full, try again later'),
+  quarantineFullReject: () => new SmtpReply(552, '5.3.4', 'Message cannot be held: quarantine full'),
   needMail: () => new SmtpReply(503, '5.5.1', 'Error: need MAIL command'),
   tooManyMessages: (max: number) => new SmtpReply(421, '4.7.0', `Too many messages on one connection (at most ${max}), reconnect`),
   /** The accepting reply when nothing downstream answers (milter front, rules test). */

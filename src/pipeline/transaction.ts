@@ -11,10 +11,10 @@ import { FactSet, type FactValue } from './facts.ts';
 import type { Stage } from './stages.ts';
 import { runStage, type StageResult } from './runner.ts';
 import { emptyVerdict, type Action, type Verdict } from './verdict.ts';
-import { SmtpReply, replies } from './reply.ts';
+import { SmtpError, SmtpReply, replies } from './reply.ts';
 import { refusalFor } from './outcome.ts';
 import { finalizeHeader, mergeEdits, type FinalizedHeader } from './finalize.ts';
-import { BackendError, QuarantineFullError, type BackendReply, type DeliveryLink } from './delivery.ts';
+import { BackendError, type BackendReply, type DeliveryLink } from './delivery.ts';
 import { messageFacts } from './message-facts.ts';
 import type { Runtime } from './runtime.ts';
 import type { Spool } from '../message/spool.ts';
@@ -350,15 +350,15 @@ export class ConnectionCore {
           {
             id: tx.qid,
             received: new Date().toISOString(),
-            client: { ip: this.info.ip, helo: this.helo, ...(this.info.rdns ? { rdns: this.info.rdns } : {}) },
-            ...(this.tls ? { tls: this.tls } : {}),
+            client: { ip: this.info.ip, port: this.info.port, helo: this.helo, ...(this.info.rdns ? { rdns: this.info.rdns } : {}) },
+            ...(this.tls ? { tls: { ...(this.tls.version ? { protocol: this.tls.version } : {}), ...(this.tls.cipher ? { cipher: this.tls.cipher } : {}) } } : {}),
             from: tx.from,
             rcpts: tx.rcpts,
             size: spool.size,
             reason: reason || 'policy',
             score: v.score,
             rules: v.fired.map((f) => f.rule),
-            ...(authResults(final) ? { auth: authResults(final) as string } : {}),
+            ...(typeof facts.get('message.subject') === 'string' ? { subject: facts.get('message.subject') as string } : {}),
             facts: facts.toJSON(),
           },
           [final.block, spool.bodyStream()],
@@ -366,8 +366,8 @@ export class ConnectionCore {
       } catch (err) {
         // Never 250 without a durable copy: a full or failing quarantine is a 4xx.
         this.log.error({ err: (err as Error).message, qid: tx.qid }, 'quarantine write failed');
-        result.reply = err instanceof QuarantineFullError ? replies.quarantineFull() : replies.localError('quarantine unavailable');
-        result.action = 'tempfail';
+        result.reply = err instanceof SmtpError ? err.reply : replies.localError('quarantine unavailable');
+        result.action = result.reply.isPerm ? 'reject' : 'tempfail';
         reason = `quarantine: ${(err as Error).message}`;
         return result;
       }
@@ -502,9 +502,6 @@ function loggedFacts(checks: readonly Check[], facts: FactSet): Record<string, F
   return out;
 }
 
-function authResults(final: FinalizedHeader): string | undefined {
-  return final.added.find((h) => h.name.toLowerCase() === 'authentication-results')?.value;
-}
 
 /** MAIL parameters mailgate offers (EHLO: SIZE, 8BITMIME, SMTPUTF8; REQUIRETLS once secure). */
 const MAIL_PARAMETERS = new Set(['SIZE', 'BODY', 'SMTPUTF8', 'REQUIRETLS']);
