@@ -79,6 +79,9 @@ const cases: Case[] = [
   { desc: 'v1 TCP4 with a host name instead of an address', input: ascii('PROXY TCP4 evil.example 198.51.100.1 1 25\r\n'), expected: 'error', todo: FIXED },
   { desc: 'v1 TCP4 with an IPv6 address', input: ascii('PROXY TCP4 2001:db8::1 198.51.100.1 1 25\r\n'), expected: 'error', todo: FIXED },
   { desc: 'v1 TCP6 with an IPv4 address', input: ascii('PROXY TCP6 192.0.2.10 2001:db8::2 1 25\r\n'), expected: 'error', todo: FIXED },
+  { desc: 'v1 a protocol word that only starts with UNKNOWN', input: ascii('PROXY UNKNOWNX\r\n'), expected: 'error' },
+  { desc: 'v1 TCP6 with an invalid IPv6 address', input: ascii('PROXY TCP6 2001:db8:::1 2001:db8::2 1 25\r\n'), expected: 'error', todo: FIXED },
+  { desc: 'v1 NUL byte inside a field', input: ascii('PROXY TCP4 192.0.2.10\x00 198.51.100.1 1 25\r\n'), expected: 'error', todo: FIXED },
   // --- garbage ---
   { desc: 'an SMTP command instead of a header', input: ascii('EHLO client.example\r\n'), expected: 'error' },
   { desc: 'a TLS ClientHello instead of a header', input: Buffer.from([0x16, 0x03, 0x01, 0x00, 0xa5, 0x01]), expected: 'error' },

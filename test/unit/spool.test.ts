@@ -3,7 +3,7 @@
 // split at every possible chunk boundary, since the client decides where TCP segments end.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -164,7 +164,6 @@ test('storage: temp files are private to mailgate (mode 0600)', async () => {
   const s = await spoolOf([big], true, { memoryBytes: 10, tmpDir: dir });
   const [name] = readdirSync(dir);
   assert.ok(name);
-  const { statSync } = await import('node:fs');
   assert.equal(statSync(join(dir, name)).mode & 0o777, 0o600);
   s.release();
 });
