@@ -348,9 +348,16 @@ export class BackendSession {
   }
 }
 
-/** RFC 1891 xtext for XCLIENT attribute values: "+", "=" and non-printables as +XX. */
+/**
+ * RFC 3461 4 xtext for XCLIENT attribute values: "+", "=" and non-printables as +XX. xtext encodes
+ * octets, so a non-ASCII value (a UTF-8 HELO name) is encoded byte by byte, never as "+FC" or "+20AC".
+ */
 function xtext(v: string): string {
-  return v.replace(/[^!-*,-<>-~]/g, (c) => '+' + c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0'));
+  let out = '';
+  for (const b of Buffer.from(v, 'utf8')) {
+    out += b >= 0x21 && b <= 0x7e && b !== 0x2b && b !== 0x3d ? String.fromCharCode(b) : '+' + b.toString(16).toUpperCase().padStart(2, '0');
+  }
+  return out;
 }
 
 /**

@@ -42,8 +42,11 @@ export async function finalizeHeader(input: FinalizeInput): Promise<FinalizedHea
     }
     if (lname === 'subject' && index === 1 && edits.tagSubject !== undefined && !f.value.startsWith(edits.tagSubject)) {
       // Keep the original bytes after the colon (folding, encoded words) and put the tag first.
+      // After the colon itself, not name.length + 1: "Subject : x" (RFC 5322 4.5.8) has WSP before
+      // it; "Subject:x" has none after it, so the tag needs its own space there.
       subject = `${edits.tagSubject} ${f.value}`;
-      body += `${f.name}: ${edits.tagSubject}${f.raw.slice(f.name.length + 1)}`;
+      const after = f.raw.slice(f.raw.indexOf(':') + 1);
+      body += `${f.name}: ${edits.tagSubject}${/^[ \t\r]/.test(after) ? '' : ' '}${after}`;
       continue;
     }
     body += f.raw;
