@@ -3,6 +3,7 @@
 import { z } from 'zod';
 import { redisConnectionSchema, redisOptionsDefault, redisOptionsSchema } from '../store/redis-config.ts';
 import { authConfigSchema } from '../checks/auth-config.ts';
+import { contentConfigSchema } from './content-schema.ts';
 
 const hostPort = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+)(:\d{1,5})?$/, 'expected "host" or "host:port"');
 
@@ -121,6 +122,8 @@ export const configSchema = z.strictObject({
     .default({ level: 'info' }),
   /** Sender authentication (SPF, DKIM, DMARC, ARC): see docs/auth.md. */
   auth: authConfigSchema.default(authConfigSchema.parse({})),
+  /** Content inspection: MIME walk and archive limits, clamd, Rspamd, spamd, HTTP hooks (docs/content.md). */
+  content: contentConfigSchema.default(contentConfigSchema.parse({})),
   /**
    * Checks switched off entirely (by name: spf, dkim-arc-dmarc, fcrdns, helo-sanity, dnsbl,
    * concurrency, ratelimit, greylist, body-text). Their facts are then never set, so rules that
