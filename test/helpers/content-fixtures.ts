@@ -31,7 +31,11 @@ export function fakeExe(): Buffer {
   return b;
 }
 
-/** A zip with stored (uncompressed) members; `encrypted` sets general-purpose bit 0. */
+/**
+ * A zip with stored (uncompressed) members. `encrypted` sets general-purpose bit 0 and puts the
+ * 12-byte ZipCrypto header before the data (APPNOTE 6.1.3), as an encrypted entry has; the bytes
+ * themselves are not really encrypted — the flag is what the gateway sees.
+ */
 export function makeZip(files: Array<{ name: string; data: Buffer; encrypted?: boolean }>): Buffer {
   const locals: Buffer[] = [];
   const centrals: Buffer[] = [];
@@ -39,6 +43,7 @@ export function makeZip(files: Array<{ name: string; data: Buffer; encrypted?: b
   for (const f of files) {
     const name = Buffer.from(f.name, 'utf8');
     const crc = crc32(f.data);
+    const stored = f.encrypted ? Buffer.concat([Buffer.alloc(12, 0x5a), f.data]) : f.data;
     const flags = (f.encrypted ? 0x1 : 0) | 0x800;
     const lh = Buffer.alloc(30);
     lh.writeUInt32LE(0x04034b50, 0);
@@ -46,22 +51,22 @@ export function makeZip(files: Array<{ name: string; data: Buffer; encrypted?: b
     lh.writeUInt16LE(flags, 6);
     lh.writeUInt16LE(0, 8); // stored
     lh.writeUInt32LE(crc, 14);
-    lh.writeUInt32LE(f.data.length, 18);
+    lh.writeUInt32LE(stored.length, 18);
     lh.writeUInt32LE(f.data.length, 22);
     lh.writeUInt16LE(name.length, 26);
-    locals.push(lh, name, f.data);
+    locals.push(lh, name, stored);
     const ch = Buffer.alloc(46);
     ch.writeUInt32LE(0x02014b50, 0);
     ch.writeUInt16LE(20, 4);
     ch.writeUInt16LE(20, 6);
     ch.writeUInt16LE(flags, 8);
     ch.writeUInt32LE(crc, 16);
-    ch.writeUInt32LE(f.data.length, 20);
+    ch.writeUInt32LE(stored.length, 20);
     ch.writeUInt32LE(f.data.length, 24);
     ch.writeUInt16LE(name.length, 28);
     ch.writeUInt32LE(offset, 42);
     centrals.push(ch, name);
-    offset += 30 + name.length + f.data.length;
+    offset += 30 + name.length + stored.length;
   }
   const cd = Buffer.concat(centrals);
   const end = Buffer.alloc(22);

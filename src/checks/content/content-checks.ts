@@ -1,0 +1,34 @@
+// The content checks in their order, built from mailgate.yaml's `content:` section, and every
+// fact they can set (for the rules registry). What the catalogue (src/checks/index.ts) adds.
+import type { Check } from '../../pipeline/check.ts';
+import type { FactSpec } from '../../pipeline/facts.ts';
+import type { ContentConfig } from '../../config/content-schema.ts';
+import { createMimeWalkCheck, mimeFacts } from './mime-walk-check.ts';
+import { createAttachmentsCheck, attachmentFacts } from './attachments.ts';
+import { createAvCheck, avFacts } from './av-check.ts';
+import { walkLimitsFrom } from './walk-result.ts';
+import type { ArchiveLimits } from './archive-inspect.ts';
+
+/** Every fact of the content checks (the scanners' facts are declared even when they are off). */
+export const contentFacts: readonly FactSpec[] = [...mimeFacts, ...attachmentFacts, ...avFacts];
+
+export function archiveLimitsFrom(a: ContentConfig['archives']): ArchiveLimits {
+  return { maxDepth: a.max_depth, maxEntries: a.max_entries, maxMemberBytes: a.max_member_bytes, maxTotalBytes: a.max_total_bytes, maxRatio: a.max_ratio };
+}
+
+/**
+ * A check that only declares facts of a scanner that is switched off, so the shipped rules that
+ * read them load (and never fire) whatever is configured. Redundant once the registry lists
+ * contentFacts.
+ */
+function declaredOnly(name: string, facts: readonly FactSpec[]): Check {
+  return { name, stages: ['data'], facts, run() {} };
+}
+
+/** mime-walk and attachments always; antivirus when `content.clamav.enabled`. */
+export function createContentChecks(content: ContentConfig): Check[] {
+  const walk = walkLimitsFrom(content.mime);
+  const checks: Check[] = [createMimeWalkCheck(walk), createAttachmentsCheck(walk, archiveLimitsFrom(content.archives))];
+  checks.push(content.clamav.enabled ? createAvCheck({ config: content.clamav, walkLimits: walk }) : declaredOnly('antivirus', avFacts));
+  return checks;
+}
