@@ -433,7 +433,7 @@ function scanUuencode(text: string, parent: WalkPart, st: WalkState): void {
  * Walks a message from a stream of its bytes. Never throws for bad MIME (that is `malformed`);
  * stops early when `signal` aborts (the result then has textTruncated set).
  */
-export async function walkMime(source: AsyncIterable<Buffer | string>, limits: WalkLimits = DEFAULT_WALK_LIMITS, signal?: AbortSignal): Promise<MimeWalk> {
+export async function walkMime(source: AsyncIterable<Buffer | string> | Iterable<Buffer>, limits: WalkLimits = DEFAULT_WALK_LIMITS, signal?: AbortSignal): Promise<MimeWalk> {
   const result: MimeWalk = {
     parts: [],
     contentTypes: [],

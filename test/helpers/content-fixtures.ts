@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import net from 'node:net';
-import { crc32 } from 'node:zlib';
+import { crc32, deflateRawSync } from 'node:zlib';
 import type { MessageView } from '../../src/pipeline/check.ts';
 
 const repo = resolve(import.meta.dirname, '../..');
@@ -36,20 +36,22 @@ export function fakeExe(): Buffer {
  * 12-byte ZipCrypto header before the data (APPNOTE 6.1.3), as an encrypted entry has; the bytes
  * themselves are not really encrypted — the flag is what the gateway sees.
  */
-export function makeZip(files: Array<{ name: string; data: Buffer; encrypted?: boolean }>): Buffer {
+export function makeZip(files: Array<{ name: string; data: Buffer; encrypted?: boolean; deflate?: boolean }>): Buffer {
   const locals: Buffer[] = [];
   const centrals: Buffer[] = [];
   let offset = 0;
   for (const f of files) {
     const name = Buffer.from(f.name, 'utf8');
     const crc = crc32(f.data);
-    const stored = f.encrypted ? Buffer.concat([Buffer.alloc(12, 0x5a), f.data]) : f.data;
+    const packed = f.deflate ? deflateRawSync(f.data) : f.data;
+    const stored = f.encrypted ? Buffer.concat([Buffer.alloc(12, 0x5a), packed]) : packed;
+    const method = f.deflate ? 8 : 0;
     const flags = (f.encrypted ? 0x1 : 0) | 0x800;
     const lh = Buffer.alloc(30);
     lh.writeUInt32LE(0x04034b50, 0);
     lh.writeUInt16LE(20, 4);
     lh.writeUInt16LE(flags, 6);
-    lh.writeUInt16LE(0, 8); // stored
+    lh.writeUInt16LE(method, 8);
     lh.writeUInt32LE(crc, 14);
     lh.writeUInt32LE(stored.length, 18);
     lh.writeUInt32LE(f.data.length, 22);
@@ -60,6 +62,7 @@ export function makeZip(files: Array<{ name: string; data: Buffer; encrypted?: b
     ch.writeUInt16LE(20, 4);
     ch.writeUInt16LE(20, 6);
     ch.writeUInt16LE(flags, 8);
+    ch.writeUInt16LE(method, 10);
     ch.writeUInt32LE(crc, 16);
     ch.writeUInt32LE(stored.length, 20);
     ch.writeUInt32LE(f.data.length, 24);

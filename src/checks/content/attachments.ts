@@ -6,7 +6,7 @@ import type { FactRecord, FactSpec } from '../../pipeline/facts.ts';
 import type { MimeWalk, WalkLimits } from '../../message/mime-walk.ts';
 import { normalizeFileName } from './file-name.ts';
 import { sniff, typeMismatch } from './file-sniff.ts';
-import { DEFAULT_ARCHIVE_LIMITS, listArchive, type ArchiveBudget, type ArchiveLimits } from './archive-inspect.ts';
+import { archiveFormat, DEFAULT_ARCHIVE_LIMITS, listArchive, type ArchiveBudget, type ArchiveLimits } from './archive-inspect.ts';
 import { inspectOle, inspectPdf, isOle, isPdf, isVbaMember } from './document-inspect.ts';
 import { derivedOf, walkOf } from './walk-result.ts';
 
@@ -125,8 +125,8 @@ async function inspect(item: Item, report: AttachmentReport, limits: ArchiveLimi
     info.pdfOpenAction = pdf.openAction || pdf.launch;
   }
   if (UNSUPPORTED_ARCHIVES.has(s.ext) && !report.unsupported.includes(s.ext)) report.unsupported.push(s.ext);
-  const format = s.ext === 'zip' || s.ext === 'gz' || s.ext === 'tar' || s.mime.startsWith('application/vnd.openxmlformats') || s.ext === 'docx' || s.ext === 'xlsx' || s.ext === 'pptx' || s.ext === 'jar';
-  if (!format && !(item.head.length >= 4 && item.head[0] === 0x50 && item.head[1] === 0x4b)) return;
+  // By magic number, not by file-type's name for it (OOXML, JAR and .tar.gz are archives too).
+  if (archiveFormat(item.head) === '') return;
   if (!data) {
     report.incomplete = true;
     return;
