@@ -6,11 +6,13 @@ import type { ContentConfig } from '../../config/content-schema.ts';
 import { createMimeWalkCheck, mimeFacts } from './mime-walk-check.ts';
 import { createAttachmentsCheck, attachmentFacts } from './attachments.ts';
 import { createAvCheck, avFacts } from './av-check.ts';
+import { createUrlCheck, urlFacts } from './url-check.ts';
 import { walkLimitsFrom } from './walk-result.ts';
+import type { Deps } from '../../pipeline/deps.ts';
 import type { ArchiveLimits } from './archive-inspect.ts';
 
 /** Every fact of the content checks (the scanners' facts are declared even when they are off). */
-export const contentFacts: readonly FactSpec[] = [...mimeFacts, ...attachmentFacts, ...avFacts];
+export const contentFacts: readonly FactSpec[] = [...mimeFacts, ...attachmentFacts, ...urlFacts, ...avFacts];
 
 export function archiveLimitsFrom(a: ContentConfig['archives']): ArchiveLimits {
   return { maxDepth: a.max_depth, maxEntries: a.max_entries, maxMemberBytes: a.max_member_bytes, maxTotalBytes: a.max_total_bytes, maxRatio: a.max_ratio };
@@ -25,10 +27,14 @@ function declaredOnly(name: string, facts: readonly FactSpec[]): Check {
   return { name, stages: ['data'], facts, run() {} };
 }
 
-/** mime-walk and attachments always; antivirus when `content.clamav.enabled`. */
-export function createContentChecks(content: ContentConfig): Check[] {
+/** mime-walk, attachments and urls always; the scanners when enabled. `deps.dns` for URI blocklists. */
+export function createContentChecks(content: ContentConfig, deps: Partial<Pick<Deps, 'dns'>> = {}): Check[] {
   const walk = walkLimitsFrom(content.mime);
-  const checks: Check[] = [createMimeWalkCheck(walk), createAttachmentsCheck(walk, archiveLimitsFrom(content.archives))];
+  const checks: Check[] = [
+    createMimeWalkCheck(walk),
+    createAttachmentsCheck(walk, archiveLimitsFrom(content.archives)),
+    createUrlCheck({ settings: content.urls, walkLimits: walk, ...(deps.dns ? { deps: { dns: deps.dns } } : {}) }),
+  ];
   checks.push(content.clamav.enabled ? createAvCheck({ config: content.clamav, walkLimits: walk }) : declaredOnly('antivirus', avFacts));
   return checks;
 }
