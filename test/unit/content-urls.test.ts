@@ -86,3 +86,22 @@ test('check: URI blocklist through the shared resolver (listed, unlisted, error 
   assert.deepEqual(f.get('url.dnsbl_errors'), ['dbl']);
   assert.ok(dns.queries.length <= 8, `${dns.queries.length} queries`);
 });
+
+test('body text from the walk: text part, HTML fallback, caps', async () => {
+  const { createWalkBodyTextCheck } = await import('../../src/checks/content/body-text-walk.ts');
+  const cases = [
+    { desc: 'text/plain wins', msg: mimeMessage({ text: 'Plain words', html: '<p>Html words</p>' }), text: 'Plain words', html: '<p>Html words</p>', truncated: false, max: 1000 },
+    { desc: 'capped', msg: mimeMessage({ text: 'abcdefghij' }), text: 'abcd', html: '', truncated: true, max: 4 },
+  ];
+  for (const c of cases) {
+    const out: CheckOutput = { facts: new FactSet(), edits: emptyEdits() };
+    await createWalkBodyTextCheck({ always: true, maxBytes: c.max }).run({ stage: 'data', connection: detachedConnection(), facts: new FactSet(), message: messageView(c.msg), signal: new AbortController().signal }, out);
+    assert.equal(out.facts.get('message.body_text'), c.text, c.desc);
+    assert.equal(out.facts.get('message.body_html'), c.html, c.desc);
+    assert.equal(out.facts.get('message.body_truncated'), c.truncated, c.desc);
+  }
+  const htmlOnly = Buffer.from('Content-Type: text/html\r\n\r\n<html><body><p>YOU HAVE WON</p></body></html>\r\n');
+  const out: CheckOutput = { facts: new FactSet(), edits: emptyEdits() };
+  await createWalkBodyTextCheck({ always: true }).run({ stage: 'data', connection: detachedConnection(), facts: new FactSet(), message: messageView(htmlOnly), signal: new AbortController().signal }, out);
+  assert.equal(out.facts.get('message.body_text'), 'YOU HAVE WON');
+});
