@@ -220,6 +220,19 @@ class Walker {
     this.#splitter.end();
   }
 
+  /** Calls `fn` once the splitter can take more (or has finished/failed). */
+  onDrain(fn: () => void): void {
+    let called = false;
+    const once = () => {
+      if (called) return;
+      called = true;
+      this.#splitter.off('drain', once);
+      fn();
+    };
+    this.#splitter.once('drain', once);
+    void this.done.then(once);
+  }
+
   #depthOf(node: SplitNode): number {
     let d = 0;
     for (let p = node.parentNode; p; p = p.parentNode) d++;
@@ -307,6 +320,17 @@ class Walker {
     const r = st.result;
     const part = leaf.part;
     part.size += bytes.length;
+    // An attached message's bytes are counted by the parts of its own walk, not twice.
+    if (leaf.nested && !leaf.nested.failed) {
+      this.#keepHead(leaf, bytes);
+      if (!leaf.nested.write(bytes)) {
+        // Back-pressure from the inner walk to the outer one (and so to the spool stream): a
+        // big forwarded message is never buffered whole.
+        this.#splitter.pause();
+        leaf.nested.onDrain(() => this.#splitter.resume());
+      }
+      return;
+    }
     if (r.decodedBytes + bytes.length > st.limits.maxDecodedBytes) {
       addMalformed(r, 'decoded-limit');
       r.textTruncated = true;
@@ -314,11 +338,7 @@ class Walker {
       return;
     }
     r.decodedBytes += bytes.length;
-    if (leaf.headLen < SNIFF_BYTES) {
-      const take = bytes.subarray(0, SNIFF_BYTES - leaf.headLen);
-      leaf.headChunks.push(Buffer.from(take));
-      leaf.headLen += take.length;
-    }
+    this.#keepHead(leaf, bytes);
     if (leaf.chunks) {
       if (part.size > st.limits.maxKeepBytes || st.kept + bytes.length > st.limits.maxKeepTotalBytes) {
         st.kept -= part.size - bytes.length;
@@ -337,7 +357,13 @@ class Walker {
       }
       if (bytes.length > room) r.textTruncated = true;
     }
-    if (leaf.nested && !leaf.nested.failed) leaf.nested.write(bytes);
+  }
+
+  #keepHead(leaf: Leaf, bytes: Buffer): void {
+    if (leaf.headLen >= SNIFF_BYTES) return;
+    const take = bytes.subarray(0, SNIFF_BYTES - leaf.headLen);
+    leaf.headChunks.push(Buffer.from(take));
+    leaf.headLen += take.length;
   }
 
   #data(chunk: SplitChunk): void {

@@ -111,3 +111,17 @@ test('every sample of ../shared/conformance/mime is walked: no crash, no hang, b
   const grew = (process.memoryUsage().rss - rss0) / 1024 / 1024;
   assert.ok(grew < 200, `RSS grew ${grew.toFixed(0)} MiB`);
 });
+
+test('walk: an attached message is walked with back-pressure and its bytes counted once', async () => {
+  const inner = mimeMessage({ attachments: [{ filename: 'big.bin', type: 'application/octet-stream', data: Buffer.alloc(5 * 1024 * 1024, 3) }] });
+  const outer = forwardAsRfc822(inner);
+  const chunks = function* () {
+    for (let i = 0; i < outer.length; i += 65536) yield outer.subarray(i, i + 65536);
+  };
+  const w = await walkMime(chunks(), { ...DEFAULT_WALK_LIMITS, maxDecodedBytes: 8 * 1024 * 1024 });
+  assert.deepEqual(w.malformed, []);
+  const big = w.parts.find((p) => p.filename === 'big.bin');
+  assert.equal(big?.size, 5 * 1024 * 1024);
+  assert.equal(big?.inMessage, true);
+  assert.ok(w.decodedBytes < 6 * 1024 * 1024, `decoded ${w.decodedBytes}`);
+});

@@ -62,7 +62,8 @@ export function createAvCheck(opts: AvCheckOptions): Check {
       if (c.scan_attachments) {
         const walk = await walkOf(msg, opts.walkLimits);
         for (const p of walk.parts) {
-          if (!p.attachment) continue;
+          // An attached message is walked: its own parts are scanned, not the message again.
+          if (!p.attachment || p.contentType.startsWith('message/')) continue;
           if (!p.data) {
             results.push({ result: 'unscanned', reason: `attachment ${p.index} too large to keep for scanning` });
             continue;
