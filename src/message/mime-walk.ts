@@ -132,6 +132,9 @@ function decodeText(bytes: Buffer, charset: string): string {
   }
 }
 
+/** Longest run without a line end held back before it is written anyway. */
+const MAX_PENDING = 1024 * 1024;
+
 /** Shared counters of one walk, across nested message/rfc822 walkers. */
 interface WalkState {
   limits: WalkLimits;
@@ -164,6 +167,8 @@ class Walker {
   readonly #splitter: SplitterStream;
   #leaf: Leaf | undefined;
   #failed = false;
+  #pending: Buffer[] = [];
+  #pendingLen = 0;
   /** Open multipart boundaries of this walker, with whether their close line was seen. */
   readonly #open = new Map<SplitNode, { close: Buffer; closed: boolean }>();
   readonly done: Promise<void>;
@@ -206,17 +211,42 @@ class Walker {
     return this.#failed;
   }
 
-  /** Writes raw message bytes; false: wait for 'drain' (see writeAsync). */
+  /**
+   * Writes raw message bytes; false: wait for 'drain' (see writeAsync). Writes are cut at line
+   * ends: mailsplit 5.4.6 drops body bytes when a chunk ends between CR and LF and the next one is
+   * short (found by this project's tests), so the splitter only ever sees whole lines — the tail
+   * waits for the next chunk (or is written as-is past MAX_PENDING without a line end).
+   */
   write(chunk: Buffer): boolean {
-    return this.#splitter.write(chunk);
+    const lf = chunk.lastIndexOf(0x0a);
+    if (lf < 0) {
+      this.#pending.push(chunk);
+      this.#pendingLen += chunk.length;
+      if (this.#pendingLen < MAX_PENDING) return true;
+      return this.#flush();
+    }
+    const head = chunk.subarray(0, lf + 1);
+    const out = this.#pendingLen ? Buffer.concat([...this.#pending, head]) : head;
+    this.#pending = lf + 1 < chunk.length ? [chunk.subarray(lf + 1)] : [];
+    this.#pendingLen = chunk.length - lf - 1;
+    return this.#splitter.write(out);
+  }
+
+  #flush(): boolean {
+    if (this.#pendingLen === 0) return true;
+    const out = Buffer.concat(this.#pending);
+    this.#pending = [];
+    this.#pendingLen = 0;
+    return this.#splitter.write(out);
   }
 
   async writeAsync(chunk: Buffer): Promise<void> {
-    if (this.#splitter.write(chunk)) return;
+    if (this.write(chunk)) return;
     await Promise.race([new Promise((r) => this.#splitter.once('drain', r)), this.done]);
   }
 
   end(): void {
+    this.#flush();
     this.#splitter.end();
   }
 
