@@ -122,6 +122,28 @@ function countParam(value: string, name: string): number {
   return n;
 }
 
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * mailsplit reads header bytes as latin1, so a raw UTF-8 file name (RFC 6532, sent by many
+ * clients without encoded-words) arrives as mojibake — and an RTLO in it would go unseen.
+ * A value made only of byte-range characters that is valid UTF-8 is decoded as UTF-8.
+ */
+function rawUtf8(s: string): string {
+  let high = false;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c > 0xff) return s;
+    if (c >= 0x80) high = true;
+  }
+  if (!high) return s;
+  try {
+    return utf8.decode(Buffer.from(s, 'latin1'));
+  } catch {
+    return s;
+  }
+}
+
 function decodeText(bytes: Buffer, charset: string): string {
   const label = charset.trim().toLowerCase() || 'utf-8';
   try {
@@ -296,7 +318,7 @@ class Walker {
     const encoding = (node.encoding || '').toLowerCase();
     if (!(KNOWN_ENCODINGS as readonly string[]).includes(encoding)) addMalformed(r, 'unknown-encoding');
     const disposition = node.disposition || '';
-    const filename = node.filename || '';
+    const filename = rawUtf8(node.filename || '');
     const textKind = ctype === 'text/plain' ? 'plain' : ctype === 'text/html' ? 'html' : undefined;
     const attachment =
       filename !== '' || disposition === 'attachment' || !(ctype.startsWith('text/') || ctype.startsWith('message/') || ctype.startsWith('multipart/'));

@@ -137,3 +137,8 @@ test('walk: a chunk ending between CR and LF followed by a short chunk loses not
   const w = await walkMime([msg.subarray(0, pos), msg.subarray(pos, pos + 57), msg.subarray(pos + 57)]);
   assert.ok(w.parts.find((p) => p.filename === 'a.bin')?.data?.equals(data));
 });
+
+test('walk: a raw UTF-8 file name (RFC 6532) is decoded, so an RTLO in it is seen', async () => {
+  const w = await walkMime([mimeMessage({ attachments: [{ filename: 'report\u202ecod.doc', type: 'application/msword', data: Buffer.from('x') }, { filename: 'café.pdf', type: 'application/pdf', data: Buffer.from('%PDF') }] })]);
+  assert.deepEqual(w.parts.filter((p) => p.filename).map((p) => p.filename), ['report\u202ecod.doc', 'café.pdf']);
+});
