@@ -107,7 +107,7 @@ const factName = z.string().regex(/^[a-z][a-z0-9_]{0,39}$/, 'expected a lower-ca
 
 export const hookSchema = z.strictObject({
   /** hook.<name>.* facts; lower case. */
-  name: z.string().regex(/^[a-z][a-z0-9_-]{0,39}$/, 'expected a lower-case name such as phishcheck'),
+  name: z.string().regex(/^[a-z][a-z0-9_]{0,39}$/, 'expected a lower-case name such as phishcheck (letters, digits, _)'),
   url: z.string().url(),
   timeout_ms: z.number().int().positive().default(10_000),
   /** Messages larger than this are not sent (hook.<name>.skipped). */

@@ -2,7 +2,7 @@
 // private Postfix: an exe is refused with 554 5.7.1 naming the type, also in a zip; an encrypted
 // zip is quarantined on disk; a clean message with attachments arrives byte-identical apart from
 // the headers mailgate adds; malformed MIME is quarantined.
-import { test, before, after } from 'node:test';
+import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,7 +11,8 @@ import { startPostfix, type PostfixInstance } from '../helpers/postfix.ts';
 import { startGateway, testConfig, type TestGateway } from '../helpers/gateway.ts';
 import { sendMessage } from '../helpers/smtp-client.ts';
 import { token } from '../helpers/maildir.ts';
-import { fakeExe, makeZip, mimeMessage, SHARED } from '../helpers/content-fixtures.ts';
+import net from 'node:net';
+import { eicar, fakeExe, makeZip, mimeMessage, startClamd, SHARED, type TestClamd } from '../helpers/content-fixtures.ts';
 import { createContentChecks } from '../../src/checks/content/content-checks.ts';
 import { contentConfigSchema } from '../../src/config/content-schema.ts';
 
@@ -127,4 +128,71 @@ test('a clean message with attachments arrives byte-identical apart from the add
   for (const line of added.split('\r\n').filter((l) => l && !/^\s/.test(l))) {
     assert.match(line, /^(Return-Path|Delivered-To|Received|X-Mailgate-Status|X-Original-To):/, `unexpected added header ${line}`);
   }
+});
+
+describe('with clamd', () => {
+  let clamd: TestClamd;
+  let hung: net.Server;
+  let hungPort = 0;
+  const gws: TestGateway[] = [];
+  before(async () => {
+    clamd = await startClamd();
+    hung = net.createServer({ allowHalfOpen: true }, (c) => c.on('data', () => undefined));
+    await new Promise<void>((r) => hung.listen(0, '127.0.0.1', () => r()));
+    hungPort = (hung.address() as net.AddressInfo).port;
+  });
+  after(async () => {
+    for (const g of gws) await g.stop(1000);
+    await clamd?.stop();
+    hung?.close();
+  });
+
+  async function gatewayWith(clamav: Record<string, unknown>): Promise<TestGateway> {
+    const dir = mkdtempSync(join(tmpdir(), 'mailgate-content-av-'));
+    const rules = join(dir, 'rules');
+    cpSync(join(repo, 'rules'), rules, { recursive: true });
+    const g = await startGateway(
+      testConfig({ backend: { host: '127.0.0.1', port: pf.port }, rules, quarantine: { dir: join(dir, 'q') }, checks: { disabled: ['spf', 'dkim-arc-dmarc', 'fcrdns', 'dnsbl', 'greylist'] } }),
+      { extraChecks: createContentChecks(contentConfigSchema.parse({ clamav: { enabled: true, ...clamav } })) },
+    );
+    gws.push(g);
+    return g;
+  }
+
+  test('EICAR (zipped, so no executable rule fires) → 554 5.7.1 naming the signature', async () => {
+    const g = await gatewayWith({ socket: clamd.socket });
+    const tok = token('eicar');
+    const msg = mimeMessage({ subject: tok, attachments: [{ filename: 'e.zip', type: 'application/zip', data: makeZip([{ name: 'eicar.txt', data: eicar() }]) }] });
+    const r = await sendMessage(g.port, { from: 'sender@example.org', to: ['alice@example.test'], data: msg });
+    assert.equal(r.end?.code, 554, r.end?.text);
+    assert.match(r.end?.text ?? '', /^5\.7\.1 Message contains malware \(Gateway\.Test\.EICAR/);
+    await new Promise((res) => setTimeout(res, 300));
+    assert.equal(delivered(tok).length, 0);
+  });
+
+  test('clean mail passes clamd and is delivered', async () => {
+    const g = await gatewayWith({ host: '127.0.0.1', port: clamd.port });
+    const tok = token('avclean');
+    const r = await sendMessage(g.port, { from: 'sender@example.org', to: ['alice@example.test'], data: mimeMessage({ subject: tok }) });
+    assert.equal(r.end?.code, 250, r.end?.text);
+    assert.equal((await waitFor(tok)).length, 1);
+  });
+
+  test('clamd down → 451 (tempfail), nothing delivered', async () => {
+    const g = await gatewayWith({ socket: join(clamd.dir, 'gone.sock') });
+    const tok = token('avdown');
+    const r = await sendMessage(g.port, { from: 'sender@example.org', to: ['alice@example.test'], data: mimeMessage({ subject: tok }) });
+    assert.equal(r.end?.code, 451, r.end?.text);
+    await new Promise((res) => setTimeout(res, 300));
+    assert.equal(delivered(tok).length, 0);
+  });
+
+  test('clamd hung → 451 within the timeout', async () => {
+    const g = await gatewayWith({ host: '127.0.0.1', port: hungPort, timeout_ms: 800 });
+    const tok = token('avhung');
+    const t0 = Date.now();
+    const r = await sendMessage(g.port, { from: 'sender@example.org', to: ['alice@example.test'], data: mimeMessage({ subject: tok }) });
+    assert.equal(r.end?.code, 451, r.end?.text);
+    assert.ok(Date.now() - t0 < 5000, `${Date.now() - t0} ms`);
+  });
 });
