@@ -63,6 +63,7 @@ const cases: Array<{ desc: string; msg: () => Buffer; facts?: Record<string, Fac
   { desc: 'two boundary= parameters (crafted sample): never delivered', msg: () => readFileSync(join(SHARED, 'conformance', 'mime', 'crafted', 'duplicate-boundary-param.eml')), action: 'reject', rules: ['MIME_PARSE_LIMIT', 'ATTACHMENT_EXECUTABLE'] },
   { desc: '120 nesting levels (crafted sample): quarantined', msg: () => readFileSync(join(SHARED, 'conformance', 'mime', 'crafted', 'deep-nesting-120.eml')), action: 'quarantine', rules: ['MIME_PARSE_LIMIT'] },
   { desc: 'uuencoded exe in the text (crafted sample): refused', msg: () => readFileSync(join(SHARED, 'conformance', 'mime', 'crafted', 'uuencoded-in-plain-body.eml')), action: 'reject', rules: ['ATTACHMENT_EXECUTABLE'] },
+  { desc: 'a shortened link and an IP link', msg: () => mimeMessage({ html: '<a href="https://bit.ly/x1">YOU HAVE WON</a> <a href="http://192.0.2.7/login">login</a>' }), action: 'accept', rules: ['URL_SHORTENER', 'URL_IP_HOST'] },
   { desc: 'a PDF with JavaScript', msg: () => mimeMessage({ attachments: [att('p.pdf', 'application/pdf', Buffer.from('%PDF-1.4\n<< /OpenAction << /S /JavaScript /JS (app.alert(1)) >> >>'))] }), action: 'accept', rules: ['PDF_JAVASCRIPT', 'PDF_OPEN_ACTION'] },
 ];
 
