@@ -13,7 +13,9 @@ import { createAuthChecks } from './auth/auth-checks.ts';
 import { authFacts } from './auth/auth-facts.ts';
 import { createLimitChecks, createStoreFromConfig, limitFacts, limitSectionSpecs } from './limits/limit-checks.ts';
 import { connectionFacts, createConnectionChecks, dnsblSection } from './connection/connection-checks.ts';
-import { bodyFacts, createBodyTextCheck } from './content/body-text.ts';
+import { bodyFacts } from './content/body-text.ts';
+import { createWalkBodyTextCheck } from './content/body-text-walk.ts';
+import { contentFacts, createContentChecks } from './content/content-checks.ts';
 import { createBackscatterChecks } from './backscatter/create-backscatter.ts';
 import { backscatterFactSpecs } from './backscatter/backscatter-facts.ts';
 import type { SharedStore } from '../store/shared-store.ts';
@@ -58,8 +60,16 @@ export const catalogue: readonly CatalogueEntry[] = [
       return createBackscatterChecks({ config: () => current().backscatter, domains: () => new Set(current().domains.map(normalizeDomain)), store: deps.store, now: deps.now }).checks;
     },
   },
-  // Body text for body rules, only computed when a rule reads it.
-  { names: ['body-text'], facts: bodyFacts, sections: [], create: () => [createBodyTextCheck()] },
+  // Content: one streaming MIME walk per message shared by attachments, URLs, body text and the
+  // scanners (clamd, Rspamd, spamd, HTTP hooks), which need its facts (docs/content.md).
+  {
+    names: ['mime-walk', 'attachments', 'urls', 'antivirus', 'rspamd', 'spamassassin'],
+    facts: contentFacts,
+    sections: [],
+    create: (config, deps) => createContentChecks(config.content, deps.dns ? { dns: deps.dns } : {}),
+  },
+  // Body text for body rules, from the shared walk, only computed when a rule reads it.
+  { names: ['body-text'], facts: bodyFacts, sections: [], create: () => [createWalkBodyTextCheck()] },
 ];
 
 /** Every fact mailgate knows (the core's and every check family's) plus `extra`, one per name. */
@@ -90,7 +100,8 @@ export async function buildChecks(config: Config, deps: Deps): Promise<Check[]> 
   const withStore: Deps = { ...deps, store: deps.store ?? createStoreFromConfig(config, deps) };
   const checks = catalogue.flatMap((e) => e.create(config, withStore, owned));
   const disabled = new Set(config.checks.disabled);
-  const known = new Set(catalogue.flatMap((e) => e.names));
+  // Names the config creates on its own (HTTP hooks: hook-<name>) count as known too.
+  const known = new Set([...catalogue.flatMap((e) => e.names), ...checks.map((c) => c.name)]);
   const unknown = [...disabled].filter((n) => !known.has(n));
   if (unknown.length > 0) {
     for (const c of checks) await c.close?.();

@@ -6,6 +6,7 @@ import { authConfigSchema } from './auth-schema.ts';
 import { backscatterSchema } from './backscatter-schema.ts';
 import { quarantineSchema } from './quarantine-schema.ts';
 import { adminKeySchema } from './admin-schema.ts';
+import { contentConfigSchema } from './content-schema.ts';
 
 const hostPort = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+)(:\d{1,5})?$/, 'expected "host" or "host:port"');
 
@@ -123,6 +124,8 @@ export const configSchema = z.strictObject({
   auth: authConfigSchema.default(authConfigSchema.parse({})),
   /** DSN backscatter protection: BATV, the outbound signing listener, heuristics (docs/backscatter.md). */
   backscatter: backscatterSchema.default(backscatterSchema.parse({})),
+  /** Content inspection: MIME walk and archive limits, clamd, Rspamd, spamd, HTTP hooks (docs/content.md). */
+  content: contentConfigSchema.default(contentConfigSchema.parse({})),
   /**
    * Checks switched off entirely (by name: spf, dkim-arc-dmarc, fcrdns, helo-sanity, dnsbl,
    * concurrency, ratelimit, greylist, body-text). Their facts are then never set, so rules that

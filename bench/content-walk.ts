@@ -1,0 +1,56 @@
+// Quick measurement of the content checks' cost (docs/content.md quotes it): CPU per bench
+// message (~5 KB, 3 small attachments) for the MIME walk + attachment facts, the same for the
+// mailparser streaming parser, and RSS growth walking a 50 MB message with a 40 MB attachment.
+// Run: node bench/content-walk.ts [iterations]   (a few seconds; not part of bench/run.ts yet)
+import { createReadStream } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { MailParser } from 'mailparser';
+import { smallMessage, bigMessage } from './lib/corpus.ts';
+import { walkMime } from '../src/message/mime-walk.ts';
+import { analyseAttachments } from '../src/checks/content/attachments.ts';
+
+const n = Number(process.argv[2] ?? 2000);
+const small = Buffer.from(smallMessage().replace(/\n/g, '\r\n'));
+
+async function cpuPer(label: string, f: () => Promise<unknown>): Promise<void> {
+  for (let i = 0; i < Math.min(200, n); i++) await f();
+  const c0 = process.cpuUsage();
+  for (let i = 0; i < n; i++) await f();
+  const c = process.cpuUsage(c0);
+  console.log(`${label}: ${((c.user + c.system) / 1000 / n).toFixed(3)} ms CPU per message (${small.length} bytes, n=${n})`);
+}
+
+async function parseWithMailparser(buf: Buffer): Promise<void> {
+  const p = new MailParser({ skipImageLinks: true, skipTextToHtml: true, skipTextLinks: true });
+  p.on('data', (d: { type: string; content?: NodeJS.ReadableStream; release?: () => void }) => {
+    if (d.type === 'attachment') {
+      d.content?.on('data', () => undefined);
+      d.content?.on('end', () => d.release?.());
+    }
+  });
+  const done = new Promise((r) => p.on('end', r));
+  p.end(buf);
+  await done;
+}
+
+await cpuPer('mime walk only', () => walkMime([small]));
+await cpuPer('mime walk + attachment facts', async () => analyseAttachments(await walkMime([small])));
+await cpuPer('mailparser streaming (for comparison)', () => parseWithMailparser(small));
+
+const file = await bigMessage(mkdtempSync(join(tmpdir(), 'mailgate-bench-content-')), 50 * 1024 * 1024);
+globalThis.gc?.();
+const rss0 = process.memoryUsage().rss;
+let peak = rss0;
+const timer = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 5);
+const c0 = process.cpuUsage();
+const w = await walkMime(createReadStream(file, { highWaterMark: 64 * 1024 }) as Readable);
+const r = await analyseAttachments(w);
+const c = process.cpuUsage(c0);
+clearInterval(timer);
+peak = Math.max(peak, process.memoryUsage().rss);
+console.log(
+  `50 MB message, 40 MB attachment: RSS growth ${((peak - rss0) / 1024 / 1024).toFixed(1)} MiB, CPU ${((c.user + c.system) / 1000).toFixed(0)} ms, parts ${w.parts.length}, attachment ${r.files[0]?.name} ${r.files[0]?.size} bytes`,
+);

@@ -1,0 +1,165 @@
+// Incremental Content-Transfer-Encoding decoders (RFC 2045 §6.7 quoted-printable, §6.8 base64) for
+// the MIME walk: synchronous, one pass over each input line, no regexes, and they count the
+// junk they skip so the walk can report "base64 with garbage" as malformed MIME.
+
+export interface TransferDecoder {
+  /** Decodes one chunk of encoded body bytes; returns the decoded bytes so far. */
+  write(chunk: Buffer): Buffer;
+  /** Flushes what is pending at the end of the part. */
+  end(): Buffer;
+  /** Bytes that are not part of the encoding's alphabet (base64 junk, bad `=XY` escapes). */
+  readonly junk: number;
+}
+
+const B64 = new Int16Array(256).fill(-1);
+for (const [i, c] of [...'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'].entries()) B64[c.charCodeAt(0)] = i;
+// URL-safe alphabet seen in broken senders: accept it too.
+B64['-'.charCodeAt(0)] = 62;
+B64['_'.charCodeAt(0)] = 63;
+
+function isSpace(b: number): boolean {
+  return b === 0x0d || b === 0x0a || b === 0x20 || b === 0x09;
+}
+
+export class Base64Decoder implements TransferDecoder {
+  junk = 0;
+  #acc = 0;
+  #bits = 0;
+  #ended = false;
+
+  write(chunk: Buffer): Buffer {
+    const out = Buffer.allocUnsafe(Math.ceil((chunk.length * 3) / 4) + 3);
+    let n = 0;
+    for (let i = 0; i < chunk.length; i++) {
+      const b = chunk[i] as number;
+      const v = B64[b] as number;
+      if (v < 0) {
+        // '=' padding ends a quantum; anything else but whitespace is junk (counted, skipped).
+        if (b === 0x3d) {
+          this.#acc = 0;
+          this.#bits = 0;
+          this.#ended = true;
+        } else if (!isSpace(b)) this.junk++;
+        continue;
+      }
+      if (this.#ended) {
+        // Data after padding: concatenated base64 (seen in the wild); keep decoding, count it.
+        this.#ended = false;
+        this.junk++;
+      }
+      this.#acc = (this.#acc << 6) | v;
+      this.#bits += 6;
+      if (this.#bits >= 8) {
+        this.#bits -= 8;
+        out[n++] = (this.#acc >> this.#bits) & 0xff;
+        this.#acc &= (1 << this.#bits) - 1;
+      }
+    }
+    return out.subarray(0, n);
+  }
+
+  end(): Buffer {
+    return Buffer.alloc(0);
+  }
+}
+
+function hexVal(b: number): number {
+  if (b >= 0x30 && b <= 0x39) return b - 0x30;
+  if (b >= 0x41 && b <= 0x46) return b - 0x37;
+  if (b >= 0x61 && b <= 0x66) return b - 0x57;
+  return -1;
+}
+
+/** Quoted-printable; input arrives in arbitrary chunks, so a split `=X` escape is carried over. */
+export class QuotedPrintableDecoder implements TransferDecoder {
+  junk = 0;
+  #pending: number[] = [];
+
+  write(chunk: Buffer): Buffer {
+    const data = this.#pending.length ? Buffer.concat([Buffer.from(this.#pending), chunk]) : chunk;
+    this.#pending = [];
+    const out = Buffer.allocUnsafe(data.length);
+    let n = 0;
+    let i = 0;
+    while (i < data.length) {
+      const b = data[i] as number;
+      if (b !== 0x3d) {
+        out[n++] = b;
+        i++;
+        continue;
+      }
+      if (i + 2 >= data.length) {
+        // Incomplete escape at the end of the chunk: wait for more.
+        for (let k = i; k < data.length; k++) this.#pending.push(data[k] as number);
+        break;
+      }
+      const c1 = data[i + 1] as number;
+      const c2 = data[i + 2] as number;
+      if (c1 === 0x0d && c2 === 0x0a) {
+        i += 3; // soft line break
+        continue;
+      }
+      if (c1 === 0x0a) {
+        i += 2; // soft line break with a bare LF
+        continue;
+      }
+      const h = hexVal(c1);
+      const l = hexVal(c2);
+      if (h >= 0 && l >= 0) {
+        out[n++] = (h << 4) | l;
+        i += 3;
+      } else {
+        this.junk++;
+        out[n++] = b;
+        i++;
+      }
+    }
+    return out.subarray(0, n);
+  }
+
+  end(): Buffer {
+    const rest = this.#pending;
+    this.#pending = [];
+    // "=" then the end of the part (soft break) is dropped; a lone "=X" is kept as written.
+    if (rest.length === 0 || (rest.length === 1 && rest[0] === 0x3d)) return Buffer.alloc(0);
+    this.junk++;
+    return Buffer.from(rest);
+  }
+}
+
+export class IdentityDecoder implements TransferDecoder {
+  readonly junk = 0;
+  write(chunk: Buffer): Buffer {
+    return chunk;
+  }
+  end(): Buffer {
+    return Buffer.alloc(0);
+  }
+}
+
+/** Known encodings (RFC 2045 §6.1); anything else is decoded as identity and reported. */
+export const KNOWN_ENCODINGS = ['', '7bit', '8bit', 'binary', 'base64', 'quoted-printable'] as const;
+
+export function decoderFor(encoding: string): TransferDecoder {
+  if (encoding === 'base64') return new Base64Decoder();
+  if (encoding === 'quoted-printable') return new QuotedPrintableDecoder();
+  return new IdentityDecoder();
+}
+
+/**
+ * Decodes uuencoded lines (`begin 644 name` … `end`, as old clients put in text/plain bodies).
+ * Returns the bytes of one line; malformed lines decode to nothing.
+ */
+export function uudecodeLine(line: string): Buffer {
+  if (line.length === 0) return Buffer.alloc(0);
+  const len = (line.charCodeAt(0) - 32) & 0x3f;
+  if (len === 0) return Buffer.alloc(0);
+  const out = Buffer.alloc(len);
+  let n = 0;
+  for (let i = 1; i + 3 < line.length + 1 && n < len; i += 4) {
+    const c = [0, 1, 2, 3].map((k) => ((line.charCodeAt(i + k) || 32) - 32) & 0x3f) as [number, number, number, number];
+    const bytes = [(c[0] << 2) | (c[1] >> 4), ((c[1] & 0xf) << 4) | (c[2] >> 2), ((c[2] & 0x3) << 6) | c[3]];
+    for (const b of bytes) if (n < len) out[n++] = b & 0xff;
+  }
+  return out.subarray(0, n);
+}
