@@ -20,6 +20,8 @@ import { buildChecks, closeChecks } from './checks/index.ts';
 import { loadPolicy, type PolicyHandle } from './rules/load-policy.ts';
 import { replies } from './smtp/reply.ts';
 import { createResolver } from './dns/resolver.ts';
+import { createMilterFront } from './fronts/milter/milter-front.ts';
+import { noBackend } from './fronts/milter/no-backend.ts';
 
 export interface GatewayOptions {
   config: Config;
@@ -39,6 +41,8 @@ export interface Gateway {
   /** Bound SMTP ports, in `config.listen` order (useful with port 0). */
   readonly ports: number[];
   readonly adminPort: number | undefined;
+  /** Bound milter port (`milter.listen` inet; 0 for a unix socket; undefined without `milter:`). */
+  readonly milterPort: number | undefined;
   /** Applies a new config's live-changeable parts (domains, limits, TLS certificates, rules). */
   reload(config?: Config): Promise<void>;
   /** Stops accepting, lets transactions in flight finish within `graceMs`, closes everything. */
@@ -61,6 +65,7 @@ async function waitReady(probe: { check(): Promise<{ ok: boolean }> }, ms: numbe
 }
 
 function makeBackend(config: Config): Backend {
+  if (!config.backend) return noBackend;
   return isMaildirBackend(config.backend) ? new MaildirBackend(config.backend.maildir) : new SmtpBackend(config.backend, config.hostname);
 }
 
@@ -102,6 +107,9 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
   const listeners = config.listen.map((l) => new Listener(runtime, l, sessions as never, counters));
   const ports: number[] = [];
   for (const l of listeners) ports.push(await l.listen());
+  const milter = config.milter ? createMilterFront(runtime, config.milter) : undefined;
+  const milterPort = milter ? await milter.listen() : undefined;
+  if (milter) logger.info({ milter: milter.description, port: milterPort }, 'mailgate milter listening');
   logger.info({ ports, backend: runtime.backend.description, domains: config.domains }, 'mailgate listening');
 
   const probes: ReadinessProbe[] = [
@@ -117,6 +125,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     runtime,
     ports,
     adminPort: admin?.port,
+    milterPort,
     async reload(next?: Config) {
       if (next) {
         runtime.config = next;
@@ -157,6 +166,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
       }
       for (const { conn } of sessions.values()) conn.close();
       await listenersClosed;
+      await milter?.close(Math.max(0, deadline - Date.now()));
       runtime.backend.close();
       policyHandle?.close();
       await closeChecks(checks);
