@@ -50,6 +50,14 @@ export function tlsFacts(m: Macros): Map<string, FactValue> {
   return f;
 }
 
+/** Facts at the start of the message: the MTA's queue id (Postfix assigns it after the first RCPT). */
+export function dataMacroFacts(m: Macros): Map<string, FactValue> {
+  const f = new Map<string, FactValue>();
+  const qid = get(m, 'i');
+  if (qid !== undefined) f.set('milter.queue_id', qid);
+  return f;
+}
+
 /** Facts only a milter learns: the MTA's queue id and SASL login (SMTP AUTH happens in Postfix). */
 export function mailMacroFacts(m: Macros): Map<string, FactValue> {
   const f = new Map<string, FactValue>();
@@ -86,7 +94,7 @@ export const milterFacts: readonly FactSpec[] = [
   { name: 'milter.client_name', stage: 'connect', type: 'string', description: 'Milter front: the client name Postfix verified ({client_name}); "" when unknown' },
   { name: 'milter.daemon_name', stage: 'connect', type: 'string', description: 'Milter front: Postfix service name ({daemon_name}), e.g. smtpd' },
   { name: 'milter.mta_hostname', stage: 'connect', type: 'string', description: "Milter front: the MTA's hostname (macro j)" },
-  { name: 'milter.queue_id', stage: 'mail', type: 'string', description: "Milter front: the MTA's queue id (macro i)" },
+  { name: 'milter.queue_id', stage: 'data', type: 'string', description: "Milter front: the MTA's queue id (macro i; Postfix assigns it after the first RCPT)" },
   { name: 'milter.authenticated', stage: 'mail', type: 'boolean', description: 'Milter front: the client logged in with SMTP AUTH in Postfix ({auth_authen} set)' },
   { name: 'milter.auth_user', stage: 'mail', type: 'string', description: 'Milter front: the SASL login name ({auth_authen})' },
 ];

@@ -42,9 +42,10 @@ export interface MilterPipeline {
   rcpt(to: string, args: Record<string, string | true>): Promise<Outcome>;
   /**
    * The message as it arrives (header fields, empty line, body, CRLF line endings), ended at end
-   * of message. The pipeline always drains it (it may be destroyed on abort).
+   * of message. The pipeline always drains it (it may be destroyed on abort). `facts`: from the
+   * macros known when the message starts (milter.queue_id: Postfix assigns it after MAIL).
    */
-  data(message: Readable): Promise<Outcome>;
+  data(message: Readable, facts: ReadonlyMap<string, FactValue>): Promise<Outcome>;
   /** The MTA aborted the transaction (RSET, client gone, another milter rejected): forget it. */
   abort(): void;
   /** The connection is over: release connection state (concurrency slots, notes). */

@@ -5,7 +5,7 @@
 import { PassThrough } from 'node:stream';
 import type { Logger } from 'pino';
 import { Cmd, decodeCommand, encode, MILTER_VERSION, MilterProtocolError, PacketReader, Step, WANTED_ACTIONS, WANTED_STEPS, type Command } from './protocol.ts';
-import { connectionFacts, esmtpArgs, mailMacroFacts, tlsFacts } from './macros.ts';
+import { connectionFacts, dataMacroFacts, esmtpArgs, mailMacroFacts, tlsFacts } from './macros.ts';
 import { eomReplies, stageReply, type SeenHeader } from './reply-map.ts';
 import type { MilterPipeline, MilterPipelineFactory, Outcome } from './milter-pipeline.ts';
 import { milterMetrics } from './milter-metrics.ts';
@@ -297,7 +297,7 @@ export class MilterSession {
     if (!this.#inTx) throw new MilterProtocolError('malformed', 'message content outside a transaction');
     if (!this.#data) {
       const stream = new PassThrough({ highWaterMark: 64 * 1024 });
-      const result = this.#pipeline.data(stream);
+      const result = this.#pipeline.data(stream, dataMacroFacts(new Map([...this.#connMacros, ...this.#txMacros])));
       // Settles even if nobody awaits it (abort): never an unhandled rejection.
       result.catch(() => undefined);
       this.#data = { stream, result, sawEoh: false };

@@ -127,7 +127,7 @@ class RuntimePipeline implements MilterPipeline {
     return CONTINUE;
   }
 
-  async data(message: Readable): Promise<Outcome> {
+  async data(message: Readable, extra: ReadonlyMap<string, FactValue>): Promise<Outcome> {
     const rt = this.#rt;
     const lim = rt.config.limits;
     const spool = new Spool(
@@ -154,6 +154,7 @@ class RuntimePipeline implements MilterPipeline {
         ));
       }
       const facts = tx.facts;
+      for (const [k, v] of extra) facts.set(k, v);
       facts.delete('rcpt.address');
       facts.delete('rcpt.domain');
       facts.set('rcpt.addresses', tx.rcpts);
