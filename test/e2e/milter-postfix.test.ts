@@ -1,0 +1,190 @@
+// mailgate as a Postfix milter, end to end: a private Postfix with smtpd_milters pointing at the
+// milter listener of a gateway started through createGateway (no SMTP listener, no backend).
+// An SMTP client talks to Postfix; the test asserts what the client is told and what Postfix
+// delivers or holds: DMARC p=reject refused with mailgate's text, Authentication-Results added,
+// forged ones removed, quarantine → HOLD queue, a rate limit defers, mailgate down → tempfail.
+import assert from 'node:assert/strict';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { startDnsServer, type TestDnsServer, type Zone } from '../helpers/dns-server.ts';
+import { startGateway, testConfig, type TestGateway } from '../helpers/gateway.ts';
+import { postfixAvailable, startPostfix, type PostfixInstance } from '../helpers/postfix.ts';
+import { token } from '../helpers/maildir.ts';
+import { sendMessage } from '../helpers/smtp-client.ts';
+
+const avail = postfixAvailable();
+const SKIP = avail.ok ? false : avail.why;
+
+const zone: Zone = {
+  // The client connects to Postfix from 127.0.0.1; Postfix hands that address to mailgate.
+  'sender.example': { TXT: ['v=spf1 ip4:127.0.0.1 -all'] },
+  '_dmarc.sender.example': { TXT: ['v=DMARC1; p=none'] },
+  'bank.example': { TXT: ['v=spf1 ip4:192.0.2.1 -all'] },
+  '_dmarc.bank.example': { TXT: ['v=DMARC1; p=reject'] },
+};
+
+/** The shipped rules plus a quarantine rule and a tight per-recipient rate limit for one sender. */
+const LOCAL = `
+ratelimits:
+  - name: milter_test_recipient
+    description: test limit, only for limited@sender.example
+    key: recipient
+    phase: recipient
+    rate: 2/1h
+    burst: 2
+    escalate: false
+    when: { mail.from: limited@sender.example }
+rules:
+  - name: TEST_QUARANTINE
+    description: test rule, quarantines on a subject word
+    when: { message.subject: { contains: quarantine-me } }
+    action: quarantine
+`;
+
+let dns: TestDnsServer;
+let gw: TestGateway;
+let pf: PostfixInstance;
+let rulesDir: string;
+
+before(async () => {
+  if (!avail.ok) return;
+  dns = await startDnsServer({ zone });
+  rulesDir = mkdtempSync(join(tmpdir(), 'mailgate-milter-rules-'));
+  cpSync(new URL('../../rules/', import.meta.url), rulesDir, { recursive: true });
+  mkdirSync(join(rulesDir, 'local.d'), { recursive: true });
+  writeFileSync(join(rulesDir, 'local.d', 'zz-milter-test.yaml'), LOCAL);
+  gw = await startGateway(
+    testConfig({ listen: [], backend: undefined, milter: { listen: 'inet:0@127.0.0.1' }, rules: rulesDir, dns: { servers: [dns.address], timeout_ms: 1000 } }),
+  );
+  assert.ok(gw.milterPort && gw.milterPort > 0);
+  pf = await startPostfix({ main: { smtpd_milters: `inet:127.0.0.1:${gw.milterPort}`, milter_protocol: '6', milter_default_action: 'tempfail' } });
+});
+after(async () => {
+  await gw?.stop(1000).catch(() => undefined);
+  pf?.destroy();
+  await dns?.close();
+  if (rulesDir) rmSync(rulesDir, { recursive: true, force: true });
+});
+
+function message(tok: string, from: string, extra = '', subject = tok): string {
+  return `${extra}From: ${from}\r\nTo: alice@example.test\r\nSubject: ${subject}\r\nDate: Mon, 30 Nov 2026 10:00:00 +0000\r\nMessage-ID: <${tok}@sender.example>\r\n\r\nHello Alice,\r\nthis is ${tok}.\r\n`;
+}
+
+/** Messages Postfix delivered into the private instance's Maildirs that contain `needle`. */
+async function delivered(needle: string, timeoutMs = 15_000): Promise<string[]> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const found: string[] = [];
+    for (const u of existsSync(pf.mailBase) ? readdirSync(pf.mailBase) : []) {
+      const dir = join(pf.mailBase, u, 'new');
+      if (!existsSync(dir)) continue;
+      for (const f of readdirSync(dir)) {
+        const text = readFileSync(join(dir, f), 'latin1');
+        if (text.includes(needle)) found.push(text);
+      }
+    }
+    if (found.length > 0 || Date.now() > deadline) return found;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Header fields of a delivered message (Postfix stores LF), unfolded. */
+function fields(text: string): Array<{ name: string; value: string }> {
+  const head = text.slice(0, text.indexOf('\n\n'));
+  return head.split(/\n(?![ \t])/).map((f) => {
+    const i = f.indexOf(':');
+    return { name: f.slice(0, i), value: f.slice(i + 1).replace(/\n[ \t]+/g, ' ').trim() };
+  });
+}
+
+describe('mailgate as a Postfix milter', { skip: SKIP }, () => {
+  test('clean mail arrives with mailgate Authentication-Results on top and the status header', async () => {
+    const tok = token('milter-clean');
+    const r = await sendMessage(pf.port, { from: 'alice@sender.example', to: ['alice@example.test'], data: message(tok, 'Alice <alice@sender.example>'), helo: 'mail.sender.example' });
+    assert.equal(r.mail?.code, 250, r.mail?.text);
+    assert.equal(r.end?.code, 250, r.end?.text);
+    const [got] = await delivered(tok);
+    assert.ok(got, 'delivered by Postfix');
+    const f = fields(got);
+    const ars = f.filter((h) => h.name.toLowerCase() === 'authentication-results');
+    assert.equal(ars.length, 1, JSON.stringify(f));
+    assert.match(ars[0]?.value ?? '', /^mx\.example\.test; spf=pass .*smtp\.mailfrom=alice@sender\.example/);
+    assert.match(ars[0]?.value ?? '', /dmarc=pass/);
+    // Our results come before the sender's own header fields (inserted at index 0).
+    const names = f.map((h) => h.name.toLowerCase());
+    assert.ok(names.indexOf('authentication-results') < names.indexOf('from'));
+    assert.ok(f.some((h) => h.name === 'X-Mailgate-Status' && h.value.startsWith('accept')), 'status header');
+  });
+
+  test('a forged Authentication-Results with our authserv-id is removed, foreign ones are kept', async () => {
+    const tok = token('milter-forged');
+    const forged =
+      'Authentication-Results: mx.example.test; dkim=pass header.d=bank.example; dmarc=pass header.from=bank.example\r\n' +
+      'Authentication-Results: upstream.example; spf=pass smtp.mailfrom=x@upstream.example\r\n';
+    const r = await sendMessage(pf.port, { from: 'bob@sender.example', to: ['alice@example.test'], data: message(tok, 'bob@sender.example', forged) });
+    assert.equal(r.end?.code, 250, r.end?.text);
+    const [got] = await delivered(tok);
+    assert.ok(got);
+    const ars = fields(got).filter((h) => h.name.toLowerCase() === 'authentication-results').map((h) => h.value);
+    assert.equal(ars.filter((v) => v.startsWith('mx.example.test')).length, 1, ars.join('\n'));
+    assert.ok(!ars.some((v) => v.includes('header.d=bank.example')), 'the forged one is gone');
+    assert.ok(ars.some((v) => v.startsWith('upstream.example')), 'a foreign one is kept');
+  });
+
+  test('a DMARC p=reject spoof is refused in the SMTP session with mailgate reply text', async () => {
+    const tok = token('milter-spoof');
+    const r = await sendMessage(pf.port, { from: 'ceo@bank.example', to: ['alice@example.test'], data: message(tok, 'CEO <ceo@bank.example>') });
+    assert.equal(r.mail?.code, 250);
+    assert.equal(r.end?.code, 550, r.end?.text);
+    assert.equal(r.end?.text, '5.7.1 Message rejected: it fails DMARC authentication and the DMARC policy of bank.example is reject');
+    assert.equal((await delivered(tok, 1500)).length, 0);
+  });
+
+  test('a quarantined message lands in Postfix HOLD queue', async () => {
+    const tok = token('milter-hold');
+    const r = await sendMessage(pf.port, { from: 'carol@sender.example', to: ['alice@example.test'], data: message(tok, 'carol@sender.example', '', `${tok} quarantine-me`) });
+    assert.equal(r.end?.code, 250, r.end?.text);
+    let held: Array<Record<string, unknown>> = [];
+    const deadline = Date.now() + 10_000;
+    while (Date.now() < deadline) {
+      held = pf.queue().filter((q) => q.queue_name === 'hold');
+      if (held.length > 0) break;
+      await new Promise((res) => setTimeout(res, 200));
+    }
+    assert.equal(held.length, 1, JSON.stringify(pf.queue()));
+    assert.equal(held[0]?.sender, 'carol@sender.example');
+    assert.equal((await delivered(tok, 1000)).length, 0, 'held, not delivered');
+    // postsuper -H releases it (docs/milter.md), and then it is delivered.
+    pf.tool('postsuper', ['-H', String(held[0]?.queue_id)]);
+    pf.tool('postqueue', ['-f']);
+    const [got] = await delivered(tok);
+    assert.ok(got, 'delivered after release');
+  });
+
+  test('a rate limit defers the recipient with mailgate reply', async () => {
+    const tok = token('milter-rl');
+    const results: Array<number | undefined> = [];
+    let last = '';
+    for (let i = 0; i < 3; i++) {
+      const r = await sendMessage(pf.port, { from: 'limited@sender.example', to: ['bob@example.test'], data: message(`${tok}-${i}`, 'limited@sender.example') });
+      results.push(r.rcpts[0]?.code);
+      last = r.rcpts[0]?.text ?? '';
+    }
+    assert.deepEqual(results, [250, 250, 450]);
+    assert.match(last, /^4\.7\.1 Rate limit exceeded \(milter_test_recipient\)/);
+  });
+
+  test('with mailgate stopped, Postfix tempfails (milter_default_action = tempfail)', async () => {
+    await gw.stop(1000);
+    const tok = token('milter-down');
+    const r = await sendMessage(pf.port, { from: 'alice@sender.example', to: ['alice@example.test'], data: message(tok, 'alice@sender.example') });
+    // Postfix answers the first command the milter would have seen with 451 4.7.1; what follows
+    // in the same session is sequence errors (503), never an acceptance.
+    const first = [r.mail, ...r.rcpts, r.data, r.end].find((x) => x !== undefined && x.code >= 400);
+    assert.equal(first?.code, 451, `${first?.code} ${first?.text}`);
+    assert.match(first?.text ?? '', /^4\.7\.1 /);
+    assert.notEqual(r.end?.code, 250, 'not accepted');
+  });
+});
