@@ -37,7 +37,7 @@ const MAX_HEADERS = 10_000;
 export class MilterSession {
   readonly #o: MilterSessionOptions;
   readonly #reader: PacketReader;
-  #queue: Array<{ c: Command; size: number }> = [];
+  #queue: Array<{ c: Command | { cmd: 'violation'; err: unknown }; size: number }> = [];
   #queuedBytes = 0;
   #running = false;
   #closed = false;
@@ -80,15 +80,19 @@ export class MilterSession {
       return this.#violation(err);
     }
     for (const p of packets) {
-      let c: Command;
+      let c: Command | { cmd: 'violation'; err: unknown };
       try {
         c = decodeCommand(p.cmd, p.payload);
       } catch (err) {
-        return this.#violation(err);
+        // Commands before the bad one are still answered, in order; then the connection closes.
+        c = { cmd: 'violation', err };
       }
       this.#queue.push({ c, size: p.payload.length + 5 });
       this.#queuedBytes += p.payload.length + 5;
+      if (c.cmd === 'violation') break;
     }
+    const failed = this.#reader.failed;
+    if (failed && this.#queue.at(-1)?.c.cmd !== 'violation') this.#queue.push({ c: { cmd: 'violation', err: failed }, size: 0 });
     // Bounded buffering: Postfix streams headers and body without waiting (NR_* steps), so
     // stop reading while the pipeline is behind.
     if (this.#queuedBytes > 4 * this.#o.maxPacketBytes) this.#o.pause?.();
@@ -145,6 +149,10 @@ export class MilterSession {
         if (!next) break;
         const c = next.c;
         this.#queuedBytes -= next.size;
+        if (c.cmd === 'violation') {
+          this.#running = false;
+          return this.#violation(c.err);
+        }
         try {
           await this.#handle(c);
         } catch (err) {

@@ -132,6 +132,7 @@ export class PacketReader {
   #headLen = 0;
   #body: Buffer | undefined;
   #bodyLen = 0;
+  #failed: MilterProtocolError | undefined;
 
   constructor(maxPacketBytes = DEFAULT_MAX_PACKET_BYTES) {
     this.maxPacketBytes = maxPacketBytes;
@@ -139,12 +140,35 @@ export class PacketReader {
 
   /** True when no partial packet is pending (a clean place for the stream to end). */
   get idle(): boolean {
-    return this.#headLen === 0 && this.#body === undefined;
+    return this.#headLen === 0 && this.#body === undefined && this.#failed === undefined;
   }
 
-  /** Feeds bytes; returns the complete packets (command byte + payload) they finish. Throws MilterProtocolError. */
+  /**
+   * The framing error that ended the stream, once packets completed before it were returned
+   * (they are valid and are answered before the connection is closed).
+   */
+  get failed(): MilterProtocolError | undefined {
+    return this.#failed;
+  }
+
+  /**
+   * Feeds bytes; returns the complete packets (command byte + payload) they finish. A framing
+   * error throws MilterProtocolError — or, when packets completed earlier in the same chunk,
+   * returns them and sets `failed`; every later push throws it.
+   */
   push(chunk: Buffer): Array<{ cmd: number; payload: Buffer }> {
+    if (this.#failed) throw this.#failed;
     const out: Array<{ cmd: number; payload: Buffer }> = [];
+    try {
+      this.#frame(chunk, out);
+    } catch (err) {
+      if (!(err instanceof MilterProtocolError) || out.length === 0) throw err;
+      this.#failed = err;
+    }
+    return out;
+  }
+
+  #frame(chunk: Buffer, out: Array<{ cmd: number; payload: Buffer }>): void {
     let pos = 0;
     while (pos < chunk.length) {
       if (this.#body === undefined) {
@@ -171,7 +195,6 @@ export class PacketReader {
         this.#headLen = 0;
       }
     }
-    return out;
   }
 }
 
