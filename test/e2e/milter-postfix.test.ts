@@ -13,6 +13,8 @@ import { startGateway, testConfig, type TestGateway } from '../helpers/gateway.t
 import { postfixAvailable, startPostfix, type PostfixInstance } from '../helpers/postfix.ts';
 import { token } from '../helpers/maildir.ts';
 import { sendMessage } from '../helpers/smtp-client.ts';
+import { Writable } from 'node:stream';
+import pino from 'pino';
 
 const avail = postfixAvailable();
 const SKIP = avail.ok ? false : avail.why;
@@ -41,10 +43,20 @@ rules:
     description: test rule, quarantines on a subject word
     when: { message.subject: { contains: quarantine-me } }
     action: quarantine
+  - name: TEST_TAG
+    description: test rule, tags the subject
+    when: { message.subject: { contains: tag-me } }
+    tag_subject: "[EXT]"
 `;
 
 let dns: TestDnsServer;
 let gw: TestGateway;
+/** The same rules behind the SMTP front (delivering into a Maildir), for the two-front comparison. */
+let smtpGw: TestGateway;
+let smtpMaildir: string;
+const logs = { milter: [] as Array<Record<string, unknown>>, smtp: [] as Array<Record<string, unknown>> };
+const capture = (into: Array<Record<string, unknown>>) =>
+  pino({ level: 'info' }, new Writable({ write: (c, _e, cb) => (into.push(JSON.parse(String(c)) as Record<string, unknown>), cb()) }));
 let pf: PostfixInstance;
 let rulesDir: string;
 
@@ -57,12 +69,17 @@ before(async () => {
   writeFileSync(join(rulesDir, 'local.d', 'zz-milter-test.yaml'), LOCAL);
   gw = await startGateway(
     testConfig({ listen: [], backend: undefined, milter: { listen: 'inet:0@127.0.0.1' }, rules: rulesDir, dns: { servers: [dns.address], timeout_ms: 1000 } }),
+    { logger: capture(logs.milter) },
   );
+  smtpMaildir = mkdtempSync(join(tmpdir(), 'mailgate-milter-cmp-'));
+  smtpGw = await startGateway(testConfig({ backend: { maildir: smtpMaildir }, rules: rulesDir, dns: { servers: [dns.address], timeout_ms: 1000 } }), { logger: capture(logs.smtp) });
   assert.ok(gw.milterPort && gw.milterPort > 0);
   pf = await startPostfix({ main: { smtpd_milters: `inet:127.0.0.1:${gw.milterPort}`, milter_protocol: '6', milter_default_action: 'tempfail' } });
 });
 after(async () => {
   await gw?.stop(1000).catch(() => undefined);
+  await smtpGw?.stop(1000).catch(() => undefined);
+  if (smtpMaildir) rmSync(smtpMaildir, { recursive: true, force: true });
   pf?.destroy();
   await dns?.close();
   if (rulesDir) rmSync(rulesDir, { recursive: true, force: true });
@@ -174,6 +191,42 @@ describe('mailgate as a Postfix milter', { skip: SKIP }, () => {
     }
     assert.deepEqual(results, [250, 250, 450]);
     assert.match(last, /^4\.7\.1 Rate limit exceeded \(milter_test_recipient\)/);
+  });
+
+  test('the subject tag of a rule is applied with CHGHEADER', async () => {
+    const tok = token('milter-tag');
+    const r = await sendMessage(pf.port, { from: 'dave@sender.example', to: ['alice@example.test'], data: message(tok, 'dave@sender.example', '', `${tok} tag-me`) });
+    assert.equal(r.end?.code, 250, r.end?.text);
+    const [got] = await delivered(tok);
+    assert.ok(got);
+    const subjects = fields(got).filter((h) => h.name.toLowerCase() === 'subject');
+    assert.deepEqual(subjects.map((h) => h.value), [`[EXT] ${tok} tag-me`]);
+  });
+
+  test('one corpus through both fronts: the same action, score, rules and refusal text', async () => {
+    const corpus = [
+      { name: 'clean', from: 'erin@sender.example', header: 'Erin <erin@sender.example>', subject: 'hello' },
+      { name: 'dmarc-spoof', from: 'cfo@bank.example', header: 'CFO <cfo@bank.example>', subject: 'wire transfer' },
+      { name: 'quarantine', from: 'frank@sender.example', header: 'frank@sender.example', subject: 'quarantine-me please' },
+      { name: 'tagged', from: 'gina@sender.example', header: 'gina@sender.example', subject: 'tag-me please' },
+      { name: 'null-sender', from: '', header: 'MAILER-DAEMON@sender.example', subject: 'bounce' },
+    ];
+    for (const c of corpus) {
+      const tok = token(`cmp-${c.name}`);
+      const data = message(tok, c.header, '', `${c.subject} ${tok}`);
+      const viaSmtp = await sendMessage(smtpGw.port, { from: c.from, to: ['alice@example.test'], data, helo: 'mail.sender.example' });
+      const viaMilter = await sendMessage(pf.port, { from: c.from, to: ['alice@example.test'], data, helo: 'mail.sender.example' });
+      assert.equal(viaMilter.end?.code, viaSmtp.end?.code, `${c.name}: end-of-data code`);
+      if ((viaSmtp.end?.code ?? 0) >= 400) assert.equal(viaMilter.end?.text, viaSmtp.end?.text, `${c.name}: refusal text`);
+      // Log lines carry the verdict: wait for both (the milter one may trail the SMTP reply).
+      const pick = (lines: Array<Record<string, unknown>>) => lines.filter((l) => l.msg === 'message' && l.from === c.from).at(-1);
+      const deadline = Date.now() + 5000;
+      while ((!pick(logs.smtp) || !pick(logs.milter)) && Date.now() < deadline) await new Promise((res) => setTimeout(res, 50));
+      const a = pick(logs.smtp);
+      const b = pick(logs.milter);
+      assert.ok(a && b, `${c.name}: both fronts logged the message`);
+      assert.deepEqual({ action: b.action, score: b.score, rules: b.rules }, { action: a.action, score: a.score, rules: a.rules }, c.name);
+    }
   });
 
   test('with mailgate stopped, Postfix tempfails (milter_default_action = tempfail)', async () => {
