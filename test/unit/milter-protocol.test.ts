@@ -314,6 +314,14 @@ describe('reply map at end of message (table)', () => {
   ];
   for (const c of cases) test(c.desc, () => assert.deepEqual(decode(eomReplies(c.outcome, headers, { leadingSpace: true })), c.expected));
 
+  test('non-ASCII header bytes are sent back unchanged, our UTF-8 tag encoded as UTF-8', () => {
+    const raw = Buffer.from(' Grüße', 'utf8').toString('latin1');
+    const edits = { ...noEdits(), tagSubject: '[ÄUSSERE]' };
+    const [chg] = eomReplies({ kind: 'deliver', edits }, [{ name: 'Subject', value: raw }], { leadingSpace: true });
+    const p = new PacketReader().push(chg as Buffer)[0] as { payload: Buffer };
+    assert.deepEqual(p.payload.subarray(4), Buffer.from('Subject\0 [ÄUSSERE] Grüße\0', 'utf8'));
+  });
+
   test('long values are folded with LF + tab; without HDR_LEADSPC the leading space goes', () => {
     const v = wireValue('Authentication-Results', `mx.example.test; ${'dkim=pass header.d=example.com; '.repeat(4)}`.trim(), { leadingSpace: true });
     assert.ok(v.startsWith(' mx.example.test;') && v.includes('\n\t') && !v.includes('\r'));

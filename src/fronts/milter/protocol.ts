@@ -198,15 +198,18 @@ export class PacketReader {
   }
 }
 
-/** Splits NUL-terminated strings; the last one must be terminated too (when `strict`). */
-function cstrings(p: Buffer, what: string): string[] {
+/**
+ * Splits NUL-terminated strings (every one must be terminated). Header fields are decoded as
+ * latin1, one char per byte, so they are re-sent byte for byte; names and addresses as UTF-8,
+ * as the SMTP front's parser gives them (SMTPUTF8).
+ */
+function cstrings(p: Buffer, what: string, encoding: 'latin1' | 'utf8' = 'utf8'): string[] {
   const out: string[] = [];
   let start = 0;
   while (start < p.length) {
     const nul = p.indexOf(0, start);
     if (nul < 0) throw new MilterProtocolError('malformed', `${what}: string not NUL-terminated`);
-    // latin1 keeps every byte; addresses and header values are re-encoded where needed.
-    out.push(p.toString('latin1', start, nul));
+    out.push(p.toString(encoding, start, nul));
     start = nul + 1;
   }
   return out;
@@ -233,7 +236,7 @@ export function decodeCommand(cmd: number, p: Buffer): Command {
     case Cmd.CONNECT: {
       const nul = p.indexOf(0);
       if (nul < 0) throw new MilterProtocolError('malformed', 'CONNECT: hostname not NUL-terminated');
-      const hostname = p.toString('latin1', 0, nul);
+      const hostname = p.toString('utf8', 0, nul);
       need(p, nul + 2, 'CONNECT');
       const fam = p[nul + 1] as number;
       // 'U' (unknown) carries neither port nor address (Postfix for a non-socket client).
@@ -262,7 +265,7 @@ export function decodeCommand(cmd: number, p: Buffer): Command {
       return cmd === Cmd.MAIL ? { cmd: 'mail', from: addr, args: s.slice(1) } : { cmd: 'rcpt', to: addr, args: s.slice(1) };
     }
     case Cmd.HEADER: {
-      const s = cstrings(p, 'HEADER');
+      const s = cstrings(p, 'HEADER', 'latin1');
       if (s.length !== 2) throw new MilterProtocolError('malformed', 'HEADER: expected name and value');
       return { cmd: 'header', name: s[0] as string, value: s[1] as string };
     }
@@ -312,6 +315,13 @@ function packet(code: number, payload?: Buffer): Buffer {
 }
 
 const cstr = (s: string): Buffer => Buffer.concat([Buffer.from(s, 'utf8'), Buffer.from([0])]);
+/** Header names and values are byte strings (latin1, as decoded): see `headerText`. */
+const hstr = (s: string): Buffer => Buffer.concat([Buffer.from(s, 'latin1'), Buffer.from([0])]);
+
+/** Our own (UTF-8) text as a header byte string, for the header actions below. */
+export function headerText(s: string): string {
+  return Buffer.from(s, 'utf8').toString('latin1');
+}
 
 function u32(n: number): Buffer {
   const b = Buffer.alloc(4);
@@ -331,11 +341,13 @@ export const encode = {
   /** "550 5.7.1 text": the MTA sends exactly this reply to its client (RFC 5321 4.2, RFC 3463). */
   replycode: (code: number, enhanced: string, text: string) => packet(Reply.REPLYCODE, cstr(formatReply(code, enhanced, text))),
   quarantine: (reason: string) => packet(Reply.QUARANTINE, cstr(reason)),
-  addHeader: (name: string, value: string) => packet(Reply.ADDHEADER, Buffer.concat([cstr(name), cstr(value)])),
-  /** Inserts at `index` (0 = above every header field). */
-  insHeader: (index: number, name: string, value: string) => packet(Reply.INSHEADER, Buffer.concat([u32(index), cstr(name), cstr(value)])),
-  /** Changes the `index`th (from 1) field of that name; an empty value deletes it. */
-  chgHeader: (index: number, name: string, value: string) => packet(Reply.CHGHEADER, Buffer.concat([u32(index), cstr(name), cstr(value)])),
+  // Header actions take byte strings (latin1): the MTA's own values come back unchanged; pass
+  // our own text through headerText().
+  addHeader: (name: string, value: string) => packet(Reply.ADDHEADER, Buffer.concat([hstr(name), hstr(value)])),
+  /** Inserts at `index` (0 = above every header field, Postfix's Received included). */
+  insHeader: (index: number, name: string, value: string) => packet(Reply.INSHEADER, Buffer.concat([u32(index), hstr(name), hstr(value)])),
+  /** Changes the `index`th (from 1, counted in the header as the milter saw it) field of that name; an empty value deletes it. */
+  chgHeader: (index: number, name: string, value: string) => packet(Reply.CHGHEADER, Buffer.concat([u32(index), hstr(name), hstr(value)])),
   addRcpt: (rcpt: string) => packet(Reply.ADDRCPT, cstr(`<${rcpt}>`)),
   delRcpt: (rcpt: string) => packet(Reply.DELRCPT, cstr(`<${rcpt}>`)),
   chgFrom: (from: string) => packet(Reply.CHGFROM, cstr(`<${from}>`)),

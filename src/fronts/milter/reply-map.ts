@@ -3,7 +3,7 @@
 // actions (INSHEADER at the top, CHGHEADER with an empty value to delete, DELRCPT/ADDRCPT), then
 // QUARANTINE (Postfix's HOLD queue), DISCARD or CONTINUE.
 import { foldHeader } from '../../message/headers.ts';
-import { encode } from './protocol.ts';
+import { encode, headerText } from './protocol.ts';
 import type { FinalEdits, Outcome } from './milter-pipeline.ts';
 
 /** A header field as the MTA sent it in SMFIC_HEADER (value with its leading space when negotiated). */
@@ -54,10 +54,10 @@ export function unfoldValue(raw: string): string {
   return Buffer.from(out.trim(), 'latin1').toString('utf8');
 }
 
-/** Our header value on the wire: folded with "\n" + WSP (libmilter's convention), leading space per options. */
+/** Our header value on the wire: folded with "\n" + WSP (libmilter's convention), leading space per options, as a byte string. */
 export function wireValue(name: string, value: string, opts: EomOptions): string {
   const folded = foldHeader(name, value);
-  const v = folded.slice(name.length + 1, folded.length - 2).replace(/\r\n/g, '\n');
+  const v = headerText(folded.slice(name.length + 1, folded.length - 2).replace(/\r\n/g, '\n'));
   return opts.leadingSpace ? v : v.replace(/^ /, '');
 }
 
@@ -80,7 +80,8 @@ export function editPackets(edits: FinalEdits, headers: readonly SeenHeader[], o
     const subj = indexed.find((h) => h.name.toLowerCase() === 'subject' && !removed.includes(h));
     if (subj && !subj.plain.startsWith(tag)) {
       const lead = subj.value.startsWith(' ') ? '' : ' ';
-      const v = opts.leadingSpace ? ` ${tag}${lead}${subj.value}` : `${tag} ${subj.value}`;
+      const t = headerText(tag);
+      const v = opts.leadingSpace ? ` ${t}${lead}${subj.value}` : `${t} ${subj.value}`;
       out.push(encode.chgHeader(subj.index, subj.name, v));
     }
   }
@@ -89,7 +90,7 @@ export function editPackets(edits: FinalEdits, headers: readonly SeenHeader[], o
   const top = [...edits.addHeaders, ...edits.appendHeaders];
   for (let i = top.length - 1; i >= 0; i--) {
     const h = top[i] as { name: string; value: string };
-    out.push(encode.insHeader(0, h.name, wireValue(h.name, h.value, opts)));
+    out.push(encode.insHeader(0, headerText(h.name), wireValue(h.name, h.value, opts)));
   }
   for (const [from, to] of edits.rcptRewrites) {
     if (from === to) continue;
