@@ -2,6 +2,7 @@
 // connection limit, and a malformed or oversized packet closing the connection with a log line
 // (and a metric), while other connections go on.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync, existsSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -88,6 +89,26 @@ describe('milter listener', () => {
     assert.deepEqual(r.replies, [0x4f], 'OPTNEG answered over the socket');
     await l.close();
     assert.equal(existsSync(path), false);
+  });
+
+  test('unix socket: a stale socket file is replaced, a live one is left alone', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mailgate-milter-sock-'));
+    dirs.push(dir);
+    const path = join(dir, 'milter.sock');
+    const opts = { address: { kind: 'unix' as const, path }, maxConnections: 10, maxPacketBytes: 65_536, idleTimeoutMs: 10_000, pipeline, logger };
+    // A socket file nobody listens on, as a killed process leaves it (Node unlinks on close, so
+    // another process binds it and exits).
+    execFileSync('python3', ['-c', 'import socket,sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])', path]);
+    assert.ok(existsSync(path), 'stale socket file present');
+    const a = new MilterListener(opts);
+    listeners.push(a);
+    await a.listen();
+    assert.deepEqual((await talk({ path }, optneg(), 300)).replies, [0x4f]);
+    const b = new MilterListener(opts);
+    listeners.push(b);
+    await assert.rejects(b.listen(), /EADDRINUSE/);
+    assert.deepEqual((await talk({ path }, optneg(), 300)).replies, [0x4f], 'the live one still serves');
+    await a.close();
   });
 
   test('an oversized packet closes that connection with a log line; the listener keeps serving', async () => {

@@ -1,6 +1,7 @@
 // The milter listener: a TCP (`inet:port@host`) or Unix-socket (`unix:/path`, with mode and
 // owner) server the MTA connects to, one MilterSession per connection, with the same connection
 // limit as the SMTP front. Malformed or oversized packets close the connection with a log line.
+import cluster from 'node:cluster';
 import net from 'node:net';
 import { chmodSync, chownSync, lstatSync, readFileSync, unlinkSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
@@ -57,7 +58,7 @@ export class MilterListener {
   /** Starts listening; resolves with the bound port (0 for a Unix socket). */
   async listen(): Promise<number> {
     const a = this.#o.address;
-    if (a.kind === 'unix') removeStaleSocket(a.path);
+    if (a.kind === 'unix') await removeStaleSocket(a.path);
     await new Promise<void>((resolve, reject) => {
       this.#server.once('error', reject);
       const done = () => {
@@ -92,7 +93,9 @@ export class MilterListener {
     }
     await Promise.all(ends);
     await closed;
-    if (this.#o.address.kind === 'unix') removeStaleSocket(this.#o.address.path);
+    // With workers, the primary owns the shared socket: the last worker out must not pull it
+    // from under the others; the next start clears it (removeStaleSocket).
+    if (this.#o.address.kind === 'unix' && !cluster.isWorker) unlinkQuietly(this.#o.address.path);
   }
 
   #accept(socket: net.Socket): void {
@@ -138,12 +141,32 @@ function describe(a: MilterAddress): string {
   return a.kind === 'unix' ? `unix:${a.path}` : `inet:${a.port}@${a.host}`;
 }
 
-/** A socket file left by a previous run would make listen() fail with EADDRINUSE; other files are never touched. */
-function removeStaleSocket(path: string): void {
+/**
+ * A socket file left by a previous run makes listen() fail with EADDRINUSE: remove it when
+ * nobody answers on it. A live socket (another instance, or a sibling worker sharing it through
+ * the cluster primary) and files that are not sockets are never touched.
+ */
+async function removeStaleSocket(path: string): Promise<void> {
+  try {
+    if (!lstatSync(path).isSocket()) return;
+  } catch {
+    return; // not there
+  }
+  const live = await new Promise<boolean>((resolve) => {
+    const c = net.connect(path, () => {
+      c.destroy();
+      resolve(true);
+    });
+    c.on('error', () => resolve(false));
+  });
+  if (!live) unlinkQuietly(path);
+}
+
+function unlinkQuietly(path: string): void {
   try {
     if (lstatSync(path).isSocket()) unlinkSync(path);
   } catch {
-    // not there
+    // already gone
   }
 }
 
