@@ -12,7 +12,7 @@ import { startDnsServer, type TestDnsServer, type Zone } from '../helpers/dns-se
 import { startGateway, testConfig, type TestGateway } from '../helpers/gateway.ts';
 import { postfixAvailable, startPostfix, type PostfixInstance } from '../helpers/postfix.ts';
 import { token } from '../helpers/maildir.ts';
-import { sendMessage } from '../helpers/smtp-client.ts';
+import { RawSmtp, sendMessage } from '../helpers/smtp-client.ts';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 
@@ -116,6 +116,35 @@ function fields(text: string): Array<{ name: string; value: string }> {
   });
 }
 
+describe('quarantine: store (mailgate quarantine, Postfix discards)', { skip: SKIP }, () => {
+  test('the copy is in mailgate quarantine with our headers; Postfix neither delivers nor holds it', async () => {
+    const qdir = mkdtempSync(join(tmpdir(), 'mailgate-milter-q-'));
+    const g = await startGateway(
+      testConfig({ listen: [], backend: undefined, milter: { listen: 'inet:0@127.0.0.1', quarantine: 'store' }, rules: rulesDir, quarantine: { dir: qdir }, dns: { servers: [dns.address], timeout_ms: 1000 } }),
+    );
+    const p = await startPostfix({ main: { smtpd_milters: `inet:127.0.0.1:${g.milterPort}`, milter_protocol: '6', milter_default_action: 'tempfail' } });
+    try {
+      const tok = token('milter-store');
+      const r = await sendMessage(p.port, { from: 'hank@sender.example', to: ['alice@example.test'], data: message(tok, 'hank@sender.example', '', `${tok} quarantine-me`) });
+      assert.equal(r.end?.code, 250, r.end?.text);
+      const list = await g.runtime.quarantine.list();
+      assert.equal(list.length, 1);
+      assert.equal(list[0]?.from, 'hank@sender.example');
+      assert.ok(list[0]?.rules.includes('TEST_QUARANTINE'));
+      const copy = await g.runtime.quarantine.get(list[0]?.id ?? '');
+      assert.ok(copy, 'an .eml copy');
+      const text = copy.eml.toString('latin1');
+      assert.ok(text.includes(tok) && /^Authentication-Results: mx\.example\.test;/m.test(text), 'copy has our results');
+      await new Promise((res) => setTimeout(res, 1000));
+      assert.deepEqual(p.queue(), [], 'nothing queued or held');
+    } finally {
+      await g.stop(1000);
+      p.destroy();
+      rmSync(qdir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('mailgate as a Postfix milter', { skip: SKIP }, () => {
   test('clean mail arrives with mailgate Authentication-Results on top and the status header', async () => {
     const tok = token('milter-clean');
@@ -191,6 +220,34 @@ describe('mailgate as a Postfix milter', { skip: SKIP }, () => {
     }
     assert.deepEqual(results, [250, 250, 450]);
     assert.match(last, /^4\.7\.1 Rate limit exceeded \(milter_test_recipient\)/);
+  });
+
+  test('RSET in the middle of a transaction: the next one on the same connection starts clean', async () => {
+    const tok = token('milter-rset');
+    const c = await RawSmtp.connect(pf.port);
+    try {
+      await c.read();
+      await c.cmd('EHLO mail.sender.example');
+      assert.equal((await c.cmd('MAIL FROM:<ceo@bank.example>'))?.code, 250);
+      assert.equal((await c.cmd('RCPT TO:<carol@example.test>'))?.code, 250);
+      assert.equal((await c.cmd('RSET'))?.code, 250);
+      assert.equal((await c.cmd('MAIL FROM:<alice@sender.example>'))?.code, 250);
+      assert.equal((await c.cmd('RCPT TO:<alice@example.test>'))?.code, 250);
+      assert.equal((await c.cmd('DATA'))?.code, 354);
+      c.write(`${message(tok, 'alice@sender.example')}.\r\n`);
+      assert.equal((await c.read())?.code, 250);
+      await c.cmd('QUIT');
+    } finally {
+      c.close();
+    }
+    const [got] = await delivered(tok);
+    assert.ok(got);
+    // The aborted transaction left nothing behind: one recipient, results for the new sender.
+    const f = fields(got);
+    assert.equal(f.find((h) => h.name === 'Delivered-To')?.value, 'alice@example.test');
+    assert.match(f.find((h) => h.name === 'Authentication-Results')?.value ?? '', /smtp\.mailfrom=alice@sender\.example/);
+    const line = logs.milter.filter((l) => l.msg === 'message' && l.from === 'alice@sender.example').at(-1);
+    assert.deepEqual(line?.rcpts, ['alice@example.test']);
   });
 
   test('the subject tag of a rule is applied with CHGHEADER', async () => {
