@@ -120,7 +120,11 @@ export class MilterListener {
       write: (b) => {
         if (!socket.destroyed) socket.write(b);
       },
-      close: () => socket.end(),
+      close: () => {
+        // Flush what we answered, then make sure a peer that keeps the socket open lets go.
+        socket.end();
+        setTimeout(() => socket.destroy(), 2000).unref();
+      },
       pause: () => socket.pause(),
       resume: () => socket.resume(),
     });

@@ -17,7 +17,9 @@ export function createMilterFront(rt: Runtime, cfg: MilterConfig): MilterListene
     ...(cfg.owner !== undefined ? { owner: cfg.owner } : {}),
     maxConnections: lim.max_connections,
     maxPacketBytes: cfg.max_packet_bytes,
-    idleTimeoutMs: lim.idle_timeout_s * 1000,
+    // Postfix keeps the milter connection open, silent, while its SMTP client idles (up to
+    // smtpd_timeout): give it a minute more than our own SMTP idle limit before closing it.
+    idleTimeoutMs: lim.idle_timeout_s * 1000 + 60_000,
     pipeline: runtimePipelineFactory(rt, { quarantine: cfg.quarantine }),
     logger: rt.logger,
   });
