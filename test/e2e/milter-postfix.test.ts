@@ -4,7 +4,7 @@
 // delivers or holds: DMARC p=reject refused with mailgate's text, Authentication-Results added,
 // forged ones removed, quarantine → HOLD queue, a rate limit defers, mailgate down → tempfail.
 import assert from 'node:assert/strict';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, statSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -115,6 +115,40 @@ function fields(text: string): Array<{ name: string; value: string }> {
     return { name: f.slice(0, i), value: f.slice(i + 1).replace(/\n[ \t]+/g, ' ').trim() };
   });
 }
+
+describe('over a unix socket', { skip: SKIP }, () => {
+  test('Postfix reaches mailgate through unix:/path with the configured mode and owner', async () => {
+    const sdir = mkdtempSync(join(tmpdir(), 'mailgate-milter-unix-'));
+    chmodSync(sdir, 0o755);
+    const path = join(sdir, 'milter.sock');
+    const g = await startGateway(
+      testConfig({ listen: [], backend: undefined, milter: { listen: `unix:${path}`, mode: '0660', owner: 'postfix:postfix' }, rules: rulesDir, dns: { servers: [dns.address], timeout_ms: 1000 } }),
+    );
+    const p = await startPostfix({ main: { smtpd_milters: `unix:${path}`, milter_protocol: '6', milter_default_action: 'tempfail' } });
+    try {
+      const st = statSync(path);
+      assert.equal(st.mode & 0o777, 0o660);
+      const tok = token('milter-unix');
+      const r = await sendMessage(p.port, { from: 'ivan@sender.example', to: ['alice@example.test'], data: message(tok, 'ivan@sender.example') });
+      assert.equal(r.end?.code, 250, r.end?.text);
+      const deadline = Date.now() + 15_000;
+      let text = '';
+      while (!text && Date.now() < deadline) {
+        const dir = join(p.mailBase, 'alice', 'new');
+        for (const f of existsSync(dir) ? readdirSync(dir) : []) {
+          const t = readFileSync(join(dir, f), 'latin1');
+          if (t.includes(tok)) text = t;
+        }
+        if (!text) await new Promise((res) => setTimeout(res, 100));
+      }
+      assert.match(text, /^Authentication-Results: mx\.example\.test; spf=pass/m);
+    } finally {
+      await g.stop(1000);
+      p.destroy();
+      rmSync(sdir, { recursive: true, force: true });
+    }
+  });
+});
 
 describe('quarantine: store (mailgate quarantine, Postfix discards)', { skip: SKIP }, () => {
   test('the copy is in mailgate quarantine with our headers; Postfix neither delivers nor holds it', async () => {

@@ -213,6 +213,36 @@ describe('the session over recorded Postfix bytes', () => {
   });
 });
 
+describe('backpressure', () => {
+  test('a pipeline that does not read pauses the MTA; buffered bytes stay bounded; resumes after', async () => {
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((r) => (release = r));
+    const { factory } = scriptedPipeline();
+    const slow: MilterPipelineFactory = (ctx) => {
+      const p = factory(ctx);
+      return { ...p, data: async (m, f) => (await gate, p.data(m, f)) };
+    };
+    let paused = 0;
+    let resumed = 0;
+    const s = new MilterSession({ id: 't', log, pipeline: slow, maxPacketBytes: 65_536, write: () => undefined, close: () => undefined, pause: () => paused++, resume: () => resumed++ });
+    const pk = rawPackets(captured('message-two-recipients'));
+    const upToEoh = pk.slice(0, pk.findIndex((b) => b[4] === Cmd.EOH) + 1);
+    s.feed(Buffer.concat(upToEoh));
+    const chunk = Buffer.alloc(60_000, 0x61);
+    const body = Buffer.concat([Buffer.from([0, 0, 0xea, 0x61, Cmd.BODY]), chunk]);
+    for (let i = 0; i < 40; i++) {
+      s.feed(body);
+      await new Promise((r) => setImmediate(r));
+    }
+    assert.ok(paused > 0, 'paused the MTA');
+    release();
+    for (let k = 0; k < 200 && resumed === 0; k++) await new Promise((r) => setTimeout(r, 5));
+    assert.ok(resumed > 0, 'resumed once the pipeline reads');
+    await s.end();
+    assert.equal(s.inTransaction, false);
+  });
+});
+
 describe('encoding replies (table)', () => {
   const cases: Array<{ desc: string; got: Buffer; hex: string }> = [
     { desc: 'CONTINUE', got: encode.continue(), hex: '0000000163' },
