@@ -368,6 +368,7 @@ describe('macros → the SMTP front facts (table)', () => {
       got: connectionFacts({ address: '::ffff:10.0.0.1', port: 1 }, new Map([['client_addr', '::ffff:198.51.100.2'], ['client_port', '2525'], ['client_name', 'unknown'], ['daemon_name', 'smtpd'], ['j', 'mx.example.test']])),
       expected: { 'client.ip': '198.51.100.2', 'client.port': 2525, 'client.proxied': false, 'milter.client_name': '', 'milter.daemon_name': 'smtpd', 'milter.mta_hostname': 'mx.example.test' },
     },
+    { desc: 'a unix-socket client counts as local', got: connectionFacts({ address: '/run/x.sock', port: 0 }, new Map()), expected: { 'client.ip': '127.0.0.1', 'client.port': 0, 'client.proxied': false } },
     { desc: 'no TLS', got: tlsFacts(new Map()), expected: { tls: false } },
     { desc: 'TLS', got: tlsFacts(new Map([['tls_version', 'TLSv1.3'], ['cipher', 'TLS_AES_256_GCM_SHA384']])), expected: { tls: true, 'tls.version': 'TLSv1.3', 'tls.cipher': 'TLS_AES_256_GCM_SHA384' } },
     { desc: 'SASL login and queue id', got: mailMacroFacts(new Map([['auth_authen', 'alice'], ['i', 'ABC123']])), expected: { 'milter.queue_id': 'ABC123', 'milter.authenticated': true, 'milter.auth_user': 'alice' } },

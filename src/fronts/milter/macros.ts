@@ -1,6 +1,7 @@
 // Maps the macros Postfix sends to a milter ({client_addr}, {tls_version}, i, {auth_authen} …) to
 // the facts the SMTP front records for the same thing, so one rules file reads the same facts
 // whichever front a message came through (names: src/pipeline/core-facts.ts).
+import { isIP } from 'node:net';
 import type { FactSpec, FactValue } from '../../pipeline/facts.ts';
 
 /** Macros as Postfix defines them (postconf milter_*_macros), braces stripped. */
@@ -22,7 +23,10 @@ function get(m: Macros, name: string): string | undefined {
  */
 export function connectionFacts(packet: { address: string; port: number }, m: Macros): Map<string, FactValue> {
   const f = new Map<string, FactValue>();
-  f.set('client.ip', normalizeIp(get(m, 'client_addr') ?? packet.address));
+  const ip = normalizeIp(get(m, 'client_addr') ?? packet.address);
+  // A client without an IP (a unix-socket client; Postfix reports local submission as
+  // 127.0.0.1 already) is local: `client.ip` is an ip-typed fact, so never a path or "".
+  f.set('client.ip', isIP(ip) !== 0 ? ip : '127.0.0.1');
   const port = Number(get(m, 'client_port') ?? packet.port);
   f.set('client.port', Number.isInteger(port) && port >= 0 && port <= 65535 ? port : 0);
   const localPort = Number(get(m, 'daemon_port') ?? '');
