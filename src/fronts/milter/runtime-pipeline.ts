@@ -112,8 +112,10 @@ class RuntimePipeline implements MilterPipeline {
     const tx = this.#tx;
     if (!tx) return refuse(new SmtpReply(503, '5.5.1', 'Error: need MAIL command'));
     // Relay control is Postfix's job in milter mode (smtpd_relay_restrictions): only the syntax
-    // is ours to judge. The domainless postmaster stays as Postfix resolved it.
-    const p = parseAddress(to);
+    // is ours to judge. The domainless postmaster (RFC 5321 4.1.1.3) is never refused: it is
+    // judged as postmaster@ our first domain, as the SMTP front does.
+    const target = to.toLowerCase() === 'postmaster' ? `postmaster@${this.#rt.domains.values().next().value ?? 'localhost'}` : to;
+    const p = parseAddress(target);
     if (!p) return refuse(replies.badRecipientSyntax('expected user@domain'));
     const limits = this.#rt.config.limits;
     if (tx.rcpts.length >= limits.max_recipients) return refuse(replies.tooManyRecipients(limits.max_recipients));
