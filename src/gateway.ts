@@ -147,6 +147,8 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
       // net.Server.close() resolves only once every connection is gone: stop accepting now, but
       // do not wait for it before idle clients are told 421 and closed below.
       const listenersClosed = Promise.all(listeners.map((l) => l.close()));
+      // The milter front stops accepting now too and drains its own transactions within graceMs.
+      const milterClosed = milter?.close(graceMs);
       const r = replies.shuttingDown();
       const closeIdle = () => {
         for (const { session, conn } of sessions.values()) {
@@ -166,7 +168,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
       }
       for (const { conn } of sessions.values()) conn.close();
       await listenersClosed;
-      await milter?.close(Math.max(0, deadline - Date.now()));
+      await milterClosed;
       runtime.backend.close();
       policyHandle?.close();
       await closeChecks(checks);
