@@ -65,6 +65,31 @@ function talk(addr: { port: number } | { path: string }, bytes: Buffer, ms = 150
   });
 }
 
+/** A complete milter session: negotiation, one message, QUIT. */
+function messageBytes(): Buffer {
+    const pkt = (cmd: string, payload: Buffer) => {
+      const b = Buffer.alloc(5);
+      b.writeUInt32BE(payload.length + 1);
+      b[4] = cmd.charCodeAt(0);
+      return Buffer.concat([b, payload]);
+    };
+    const z = (s: string) => Buffer.from(`${s}\0`);
+    const port16 = Buffer.alloc(2);
+    port16.writeUInt16BE(2525);
+    return Buffer.concat([
+      optneg(),
+      pkt('C', Buffer.concat([z('client.example'), Buffer.from('4'), port16, z('192.0.2.1')])),
+      pkt('H', z('client.example')),
+      pkt('M', z('<a@example.net>')),
+      pkt('R', z('<b@example.test>')),
+      pkt('L', Buffer.concat([z('Subject'), z(' hi')])),
+      pkt('N', Buffer.alloc(0)),
+      pkt('B', Buffer.from('body\r\n')),
+      pkt('E', Buffer.alloc(0)),
+      pkt('Q', Buffer.alloc(0)),
+    ]);
+}
+
 function counter(name: string, reason: string): Promise<number> {
   return registry.getSingleMetricAsString(name).then((t) => {
     const m = t.split('\n').find((l) => l.includes(`reason="${reason}"`));
@@ -147,31 +172,30 @@ describe('milter listener', () => {
     await l.close();
   });
 
+  test('close(grace) lets a transaction in flight finish, refuses new connections meanwhile', async () => {
+    const slow: MilterPipelineFactory = (ctx) => {
+      const p = pipeline(ctx);
+      return { ...p, data: async (m, f) => (await new Promise((r) => setTimeout(r, 400)), p.data(m, f)) };
+    };
+    const l = new MilterListener({ address: { kind: 'inet', host: '127.0.0.1', port: 0 }, maxConnections: 10, maxPacketBytes: 65_536, idleTimeoutMs: 10_000, pipeline: slow, logger });
+    listeners.push(l);
+    const port = await l.listen();
+    const inflight = talk({ port }, messageBytes(), 3000);
+    await new Promise((r) => setTimeout(r, 150));
+    assert.equal(l.busy, 1, 'one transaction in flight');
+    const closing = l.close(2000);
+    const late = await talk({ port }, optneg(), 300);
+    assert.deepEqual(late.replies, [], 'no new connection served while draining');
+    const r = await inflight;
+    assert.equal(r.replies.at(-1), Reply.DISCARD, 'the message got its verdict');
+    await closing;
+  });
+
   test('a message through the socket: DISCARD at end of message', async () => {
     const l = new MilterListener({ address: { kind: 'inet', host: '127.0.0.1', port: 0 }, maxConnections: 10, maxPacketBytes: 65_536, idleTimeoutMs: 10_000, pipeline, logger });
     listeners.push(l);
     const port = await l.listen();
-    const pkt = (cmd: string, payload: Buffer) => {
-      const b = Buffer.alloc(5);
-      b.writeUInt32BE(payload.length + 1);
-      b[4] = cmd.charCodeAt(0);
-      return Buffer.concat([b, payload]);
-    };
-    const z = (s: string) => Buffer.from(`${s}\0`);
-    const port16 = Buffer.alloc(2);
-    port16.writeUInt16BE(2525);
-    const bytes = Buffer.concat([
-      optneg(),
-      pkt('C', Buffer.concat([z('client.example'), Buffer.from('4'), port16, z('192.0.2.1')])),
-      pkt('H', z('client.example')),
-      pkt('M', z('<a@example.net>')),
-      pkt('R', z('<b@example.test>')),
-      pkt('L', Buffer.concat([z('Subject'), z(' hi')])),
-      pkt('N', Buffer.alloc(0)),
-      pkt('B', Buffer.from('body\r\n')),
-      pkt('E', Buffer.alloc(0)),
-      pkt('Q', Buffer.alloc(0)),
-    ]);
+    const bytes = messageBytes();
     const r = await talk({ port }, bytes);
     assert.deepEqual(r.replies, [0x4f, Reply.CONTINUE, Reply.CONTINUE, Reply.CONTINUE, Reply.CONTINUE, Reply.DISCARD]);
     assert.equal(r.closed, true, 'QUIT closes');
