@@ -67,27 +67,27 @@ function talk(addr: { port: number } | { path: string }, bytes: Buffer, ms = 150
 
 /** A complete milter session: negotiation, one message, QUIT. */
 function messageBytes(): Buffer {
-    const pkt = (cmd: string, payload: Buffer) => {
-      const b = Buffer.alloc(5);
-      b.writeUInt32BE(payload.length + 1);
-      b[4] = cmd.charCodeAt(0);
-      return Buffer.concat([b, payload]);
-    };
-    const z = (s: string) => Buffer.from(`${s}\0`);
-    const port16 = Buffer.alloc(2);
-    port16.writeUInt16BE(2525);
-    return Buffer.concat([
-      optneg(),
-      pkt('C', Buffer.concat([z('client.example'), Buffer.from('4'), port16, z('192.0.2.1')])),
-      pkt('H', z('client.example')),
-      pkt('M', z('<a@example.net>')),
-      pkt('R', z('<b@example.test>')),
-      pkt('L', Buffer.concat([z('Subject'), z(' hi')])),
-      pkt('N', Buffer.alloc(0)),
-      pkt('B', Buffer.from('body\r\n')),
-      pkt('E', Buffer.alloc(0)),
-      pkt('Q', Buffer.alloc(0)),
-    ]);
+  const pkt = (cmd: string, payload: Buffer) => {
+    const b = Buffer.alloc(5);
+    b.writeUInt32BE(payload.length + 1);
+    b[4] = cmd.charCodeAt(0);
+    return Buffer.concat([b, payload]);
+  };
+  const z = (s: string) => Buffer.from(`${s}\0`);
+  const port16 = Buffer.alloc(2);
+  port16.writeUInt16BE(2525);
+  return Buffer.concat([
+    optneg(),
+    pkt('C', Buffer.concat([z('client.example'), Buffer.from('4'), port16, z('192.0.2.1')])),
+    pkt('H', z('client.example')),
+    pkt('M', z('<a@example.net>')),
+    pkt('R', z('<b@example.test>')),
+    pkt('L', Buffer.concat([z('Subject'), z(' hi')])),
+    pkt('N', Buffer.alloc(0)),
+    pkt('B', Buffer.from('body\r\n')),
+    pkt('E', Buffer.alloc(0)),
+    pkt('Q', Buffer.alloc(0)),
+  ]);
 }
 
 function counter(name: string, reason: string): Promise<number> {
