@@ -15,6 +15,7 @@ import { token } from '../helpers/maildir.ts';
 import { RawSmtp, sendMessage } from '../helpers/smtp-client.ts';
 import { Writable } from 'node:stream';
 import pino from 'pino';
+import type { Check } from '../../src/pipeline/check.ts';
 
 const avail = postfixAvailable();
 const SKIP = avail.ok ? false : avail.why;
@@ -49,6 +50,16 @@ rules:
     tag_subject: "[EXT]"
 `;
 
+/** A check that fails for one sender: its failure outcome (tempfail) must apply as in proxy mode. */
+const boomCheck: Check = {
+  name: 'test-boom',
+  stages: ['mail'],
+  facts: [],
+  run(input) {
+    if (input.facts.get('mail.from') === 'boom@sender.example') throw new Error('boom');
+  },
+};
+
 let dns: TestDnsServer;
 let gw: TestGateway;
 /** The same rules behind the SMTP front (delivering into a Maildir), for the two-front comparison. */
@@ -69,7 +80,7 @@ before(async () => {
   writeFileSync(join(rulesDir, 'local.d', 'zz-milter-test.yaml'), LOCAL);
   gw = await startGateway(
     testConfig({ listen: [], backend: undefined, milter: { listen: 'inet:0@127.0.0.1' }, rules: rulesDir, dns: { servers: [dns.address], timeout_ms: 1000 } }),
-    { logger: capture(logs.milter) },
+    { logger: capture(logs.milter), extraChecks: [boomCheck] },
   );
   smtpMaildir = mkdtempSync(join(tmpdir(), 'mailgate-milter-cmp-'));
   smtpGw = await startGateway(testConfig({ backend: { maildir: smtpMaildir }, rules: rulesDir, dns: { servers: [dns.address], timeout_ms: 1000 } }), { logger: capture(logs.smtp) });
@@ -282,6 +293,13 @@ describe('mailgate as a Postfix milter', { skip: SKIP }, () => {
     assert.match(f.find((h) => h.name === 'Authentication-Results')?.value ?? '', /smtp\.mailfrom=alice@sender\.example/);
     const line = logs.milter.filter((l) => l.msg === 'message' && l.from === 'alice@sender.example').at(-1);
     assert.deepEqual(line?.rcpts, ['alice@example.test']);
+  });
+
+  test("a failing check's outcome (tempfail) applies as in proxy mode, with the same reply", async () => {
+    const tok = token('milter-boom');
+    const r = await sendMessage(pf.port, { from: 'boom@sender.example', to: ['alice@example.test'], data: message(tok, 'boom@sender.example') });
+    assert.equal(r.mail?.code, 451);
+    assert.equal(r.mail?.text, '4.7.1 Temporary failure in message checks (test-boom), try again later');
   });
 
   test('the subject tag of a rule is applied with CHGHEADER', async () => {
