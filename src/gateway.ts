@@ -20,7 +20,7 @@ import { buildChecks, closeChecks } from './checks/index.ts';
 import { loadPolicy, type PolicyHandle } from './rules/load-policy.ts';
 import { replies } from './smtp/reply.ts';
 import { createResolver } from './dns/resolver.ts';
-import { createMilterFront } from './fronts/milter/milter-front.ts';
+import { createMilterFront, milterFactsCheck } from './fronts/milter/milter-front.ts';
 import { noBackend } from './fronts/milter/no-backend.ts';
 
 export interface GatewayOptions {
@@ -75,7 +75,8 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
   const deps: Deps = { logger, now: Date.now, ...opts.deps };
   // One resolver (one cache, one concurrency bound) for every check.
   deps.dns ??= createResolver(config.dns);
-  const checks = [...(await buildChecks(config, deps)), ...(opts.extraChecks ?? [])];
+  // milterFactsCheck: the milter-only facts are known to every rules file (never set without a milter front).
+  const checks = [...(await buildChecks(config, deps)), milterFactsCheck, ...(opts.extraChecks ?? [])];
   let policyHandle: PolicyHandle | undefined;
   let policy: Policy;
   if (opts.policy) policy = opts.policy;

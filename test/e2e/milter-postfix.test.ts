@@ -44,6 +44,10 @@ rules:
     description: test rule, quarantines on a subject word
     when: { message.subject: { contains: quarantine-me } }
     action: quarantine
+  - name: TEST_MILTER_FACT
+    description: test rule reading a milter-only fact (the MTA's hostname, macro j)
+    when: { milter.mta_hostname: backend.example.test }
+    add_header: { X-Test-MTA: "{milter.mta_hostname}" }
   - name: TEST_TAG
     description: test rule, tags the subject
     when: { message.subject: { contains: tag-me } }
@@ -207,6 +211,7 @@ describe('mailgate as a Postfix milter', { skip: SKIP }, () => {
     const names = f.map((h) => h.name.toLowerCase());
     assert.ok(names.indexOf('authentication-results') < names.indexOf('from'));
     assert.ok(f.some((h) => h.name === 'X-Mailgate-Status' && h.value.startsWith('accept')), 'status header');
+    assert.ok(f.some((h) => h.name === 'X-Test-MTA' && h.value === 'backend.example.test'), 'a rule read a milter-only fact');
   });
 
   test('a forged Authentication-Results with our authserv-id is removed, foreign ones are kept', async () => {
@@ -334,7 +339,9 @@ describe('mailgate as a Postfix milter', { skip: SKIP }, () => {
       const a = pick(logs.smtp);
       const b = pick(logs.milter);
       assert.ok(a && b, `${c.name}: both fronts logged the message`);
-      assert.deepEqual({ action: b.action, score: b.score, rules: b.rules }, { action: a.action, score: a.score, rules: a.rules }, c.name);
+      // TEST_MILTER_FACT reads a fact only the milter front has (score 0): the one expected difference.
+      const rules = (b.rules as string[]).filter((r) => !r.startsWith('TEST_MILTER_FACT('));
+      assert.deepEqual({ action: b.action, score: b.score, rules }, { action: a.action, score: a.score, rules: a.rules }, c.name);
     }
   });
 

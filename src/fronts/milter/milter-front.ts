@@ -5,6 +5,8 @@ import type { Runtime } from '../../smtp/runtime.ts';
 import { MilterListener } from './listener.ts';
 import { parseMilterAddress } from './milter-address.ts';
 import { runtimePipelineFactory } from './runtime-pipeline.ts';
+import { milterFacts } from './macros.ts';
+import type { Check } from '../../pipeline/check.ts';
 
 export function createMilterFront(rt: Runtime, cfg: MilterConfig): MilterListener {
   const address = parseMilterAddress(cfg.listen);
@@ -24,3 +26,14 @@ export function createMilterFront(rt: Runtime, cfg: MilterConfig): MilterListene
     logger: rt.logger,
   });
 }
+
+/**
+ * Declares the facts only the milter front sets, so rules may read them: a check that runs at
+ * no stage. Interim until the fact registry (src/rules/registry.ts) lists `milterFacts` itself.
+ */
+export const milterFactsCheck: Check = {
+  name: 'milter-front',
+  stages: [],
+  facts: milterFacts,
+  run: () => undefined,
+};
