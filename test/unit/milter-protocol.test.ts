@@ -411,6 +411,20 @@ describe('properties (fast-check)', () => {
     );
   });
 
+  test('any command byte with any payload decodes or throws MilterProtocolError, nothing else', () => {
+    const cmds = Object.values(Cmd) as number[];
+    fc.assert(
+      fc.property(fc.oneof(fc.constantFrom(...cmds), fc.integer({ min: 0, max: 255 })), fc.uint8Array({ maxLength: 64 }), (cmd, payload) => {
+        try {
+          decodeCommand(cmd, Buffer.from(payload));
+        } catch (e) {
+          assert.ok(e instanceof MilterProtocolError, String(e));
+        }
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
   test('a length prefix over the limit is refused before its body arrives (no allocation by claimed length)', () => {
     fc.assert(
       fc.property(fc.integer({ min: 65_537, max: 0xffffffff }), (n) => {
