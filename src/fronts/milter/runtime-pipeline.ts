@@ -43,7 +43,7 @@ export function runtimePipelineFactory(rt: Runtime, opts: RuntimePipelineOptions
 class RuntimePipeline implements MilterPipeline {
   readonly #rt: Runtime;
   readonly #opts: RuntimePipelineOptions;
-  readonly #log: Logger;
+  #log: Logger;
   readonly #context: ConnectionContext;
   readonly #facts = new FactSet();
   readonly #abort = new AbortController();
@@ -61,6 +61,8 @@ class RuntimePipeline implements MilterPipeline {
 
   async connect(info: MilterConnectInfo): Promise<Outcome> {
     for (const [k, v] of info.facts) this.#facts.set(k, v);
+    // Every later line of this connection names the client, as the SMTP front's do.
+    this.#log = this.#log.child({ ip: this.#facts.get('client.ip') });
     // The SMTP front's connect facts that have no milter source get their neutral values.
     if (!this.#facts.has('client.local_port')) this.#facts.set('client.local_port', 0);
     const r = await this.#stage('connect', this.#facts, emptyVerdict(), newOutput());
