@@ -6,7 +6,7 @@ import { createReadStream } from 'node:fs';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { MailParser } from 'mailparser';
 import { smallMessage, bigMessage } from './lib/corpus.ts';
 import { walkMime } from '../src/message/mime-walk.ts';

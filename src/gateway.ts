@@ -5,10 +5,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
 import type { Config } from './config/schema.ts';
-import { isMaildirBackend } from './config/schema.ts';
 import { Listener, ConnCounters } from './fronts/smtp/listener.ts';
 import type { ClientSession } from './fronts/smtp/session.ts';
-import { SmtpBackend, MaildirBackend, type Backend } from './delivery/backend.ts';
+import { backendFromConfig, type Backend } from './delivery/backend.ts';
 import { QuarantineStore } from './delivery/quarantine/store.ts';
 import { scheduleDigests } from './delivery/quarantine/digest.ts';
 import { normalizeDomain } from './net/address.ts';
@@ -25,6 +24,8 @@ import { loadPolicy, type PolicyHandle } from './rules/load-policy.ts';
 import { replies } from './pipeline/reply.ts';
 import { createResolver } from './dns/resolver.ts';
 import { startGatewayOutbound } from './fronts/outbound/outbound-listener.ts';
+import { createMilterFront } from './fronts/milter/milter-front.ts';
+import { passThroughBackend } from './delivery/pass-through.ts';
 
 export interface GatewayOptions {
   config: Config;
@@ -46,6 +47,8 @@ export interface Gateway {
   /** Bound SMTP ports, in `config.listen` order (useful with port 0). */
   readonly ports: number[];
   readonly adminPort: number | undefined;
+  /** Bound milter port (`milter.listen` inet; 0 for a unix socket; undefined without `milter:`). */
+  readonly milterPort: number | undefined;
   /** Applies a new config's live-changeable parts (domains, limits, TLS certificates, rules). */
   reload(config?: Config): Promise<void>;
   /** Stops accepting, lets transactions in flight finish within `graceMs`, closes everything. */
@@ -68,7 +71,8 @@ async function waitReady(probe: { check(): Promise<{ ok: boolean }> }, ms: numbe
 }
 
 function makeBackend(config: Config): Backend {
-  return isMaildirBackend(config.backend) ? new MaildirBackend(config.backend.maildir) : new SmtpBackend(config.backend, config.hostname);
+  // Milter only (no SMTP listeners): the MTA delivers; nothing relays through the gateway.
+  return backendFromConfig(config) ?? passThroughBackend('none (milter only: the MTA delivers)');
 }
 
 export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
@@ -123,6 +127,9 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
   for (const l of listeners) ports.push(await l.listen());
   // Backscatter: the listener for mail leaving the site (BATV signing), when configured.
   const outbound = await startGatewayOutbound(runtime, deps, checks);
+  const milter = config.milter ? createMilterFront(runtime, config.milter) : undefined;
+  const milterPort = milter ? await milter.listen() : undefined;
+  if (milter) logger.info({ milter: milter.description, port: milterPort }, 'mailgate milter listening');
   logger.info({ ports, backend: runtime.backend.description, domains: config.domains }, 'mailgate listening');
 
   const probes: ReadinessProbe[] = [
@@ -139,6 +146,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     quarantine,
     ports,
     adminPort: admin?.port,
+    milterPort,
     async reload(next?: Config) {
       if (next) {
         runtime.config = next;
@@ -161,6 +169,8 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
       // net.Server.close() resolves only once every connection is gone: stop accepting now, but
       // do not wait for it before idle clients are told 421 and closed below.
       const listenersClosed = Promise.all(listeners.map((l) => l.close()));
+      // The milter front stops accepting now too and drains its own transactions within graceMs.
+      const milterClosed = milter?.close(graceMs);
       const r = replies.shuttingDown();
       const closeIdle = () => {
         for (const { session, conn } of sessions.values()) {
@@ -181,6 +191,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
       for (const { conn } of sessions.values()) conn.close();
       await listenersClosed;
       await outbound?.close();
+      await milterClosed;
       runtime.backend.close();
       policyHandle?.close();
       await closeChecks(checks);

@@ -6,7 +6,7 @@ import type { Config } from '../config/schema.ts';
 import type { Check } from '../pipeline/check.ts';
 import type { Deps } from '../pipeline/deps.ts';
 import type { FactSpec } from '../pipeline/facts.ts';
-import { coreFacts } from '../pipeline/core-facts.ts';
+import { coreFacts, milterFacts } from '../pipeline/core-facts.ts';
 import type { AnySectionSpec } from '../rules/loader.ts';
 import { isRulesAware } from '../rules/rules-aware.ts';
 import { createAuthChecks } from './auth/auth-checks.ts';
@@ -75,7 +75,7 @@ export const catalogue: readonly CatalogueEntry[] = [
 /** Every fact mailgate knows (the core's and every check family's) plus `extra`, one per name. */
 export function knownFacts(extra: Iterable<FactSpec> = []): FactSpec[] {
   const byName = new Map<string, FactSpec>();
-  for (const list of [coreFacts, ...catalogue.map((e) => e.facts), [...extra]]) {
+  for (const list of [coreFacts, milterFacts, ...catalogue.map((e) => e.facts), [...extra]]) {
     for (const f of list) if (!byName.has(f.name)) byName.set(f.name, f);
   }
   return [...byName.values()];

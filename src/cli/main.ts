@@ -246,7 +246,8 @@ function configCommand(args: string[]): void {
   if (takeFlag(args, '-h', '--help')) return void process.stdout.write(HELP_CONFIG);
   const file = args[0] ?? defaultConfigPath();
   const loaded = loadOrExit(file);
-  process.stdout.write(`${loaded.file}: OK (${loaded.config.domains.length} domains, ${loaded.config.listen.length} listeners)\n`);
+  const milter = loaded.config.milter ? `, milter ${loaded.config.milter.listen}` : '';
+  process.stdout.write(`${loaded.file}: OK (${loaded.config.domains.length} domains, ${loaded.config.listen.length} listeners${milter})\n`);
 }
 
 async function quarantineCommand(args: string[]): Promise<void> {

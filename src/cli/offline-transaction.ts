@@ -15,7 +15,7 @@ import { FactSet, type FactValue } from '../pipeline/facts.ts';
 import type { Stage } from '../pipeline/stages.ts';
 import { stageIndex } from '../pipeline/stages.ts';
 import { emptyVerdict, type Action, type Policy, type Verdict } from '../pipeline/verdict.ts';
-import type { Backend, BackendReply } from '../pipeline/delivery.ts';
+import { passThroughBackend } from '../delivery/pass-through.ts';
 import type { Runtime } from '../pipeline/runtime.ts';
 import { ConnectionCore } from '../pipeline/transaction.ts';
 import type { SmtpReply } from '../pipeline/reply.ts';
@@ -89,25 +89,8 @@ export interface OfflineRun {
   lastStage?: Stage;
 }
 
-/** A next hop that accepts everything and reads nothing (nothing is sent anywhere). */
-const acceptingBackend: Backend = {
-  description: 'offline (nothing is sent)',
-  probe: async () => ({ ok: true, detail: 'offline' }),
-  close: () => undefined,
-  link: () => {
-    const ok = (text: string): BackendReply => ({ code: 250, enhanced: '2.0.0', lines: [text] });
-    return {
-      mail: async () => ok('Ok'),
-      rcpt: async () => ok('Ok'),
-      data: async (parts) => {
-        for (const p of parts) if (p instanceof Readable) p.resume();
-        return ok('Ok: accepted (offline run, nothing sent)');
-      },
-      abort: async () => undefined,
-      release: () => undefined,
-    };
-  },
-};
+/** A next hop that accepts everything and sends nothing. */
+const acceptingBackend = passThroughBackend('offline (nothing is sent)', 'Ok: accepted (offline run, nothing sent)');
 
 function headerAddresses(raw: Buffer, names: readonly string[]): string[] {
   // Only the header block; a linear scan for user@domain tokens (no backtracking regex).

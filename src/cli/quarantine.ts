@@ -3,11 +3,10 @@
 // errors; output is an aligned table with a header, or JSON with --json.
 import { parseDuration } from '../config/durations.ts';
 import type { Config } from '../config/schema.ts';
-import { isMaildirBackend } from '../config/schema.ts';
 import { QuarantineStore } from '../delivery/quarantine/store.ts';
 import type { IndexRow, ListFilter } from '../delivery/quarantine/entry.ts';
 import { releaseEntry } from '../delivery/release.ts';
-import { SmtpBackend, MaildirBackend, type Backend } from '../delivery/backend.ts';
+import { backendFromConfig, type Backend } from '../delivery/backend.ts';
 import { formatTable } from './table.ts';
 
 export const HELP_QUARANTINE = `NAME
@@ -120,8 +119,11 @@ function num(v: string | undefined, name: string): number | undefined {
   return n;
 }
 
+/** Where a release delivers: the configured backend (a milter-only gateway has none to release to). */
 export function makeBackend(config: Config): Backend {
-  return isMaildirBackend(config.backend) ? new MaildirBackend(config.backend.maildir) : new SmtpBackend(config.backend, config.hostname);
+  const b = backendFromConfig(config);
+  if (!b) throw new UsageError('release needs a backend: this config has no backend: (milter only); release from Postfix\'s hold queue with postsuper -H');
+  return b;
 }
 
 function statusOf(r: IndexRow): string {

@@ -7,6 +7,7 @@ import { backscatterSchema } from './backscatter-schema.ts';
 import { quarantineSchema } from './quarantine-schema.ts';
 import { adminKeySchema } from './admin-schema.ts';
 import { contentConfigSchema } from './content-schema.ts';
+import { parseMilterAddress } from '../fronts/milter/milter-address.ts';
 
 const hostPort = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+)(:\d{1,5})?$/, 'expected "host" or "host:port"');
 
@@ -94,11 +95,28 @@ export const smtpSchema = z.strictObject({
   add_received: z.boolean().default(true),
 });
 
+/** The milter front (docs/milter.md): mailgate beside an existing Postfix (smtpd_milters). */
+export const milterSchema = z.strictObject({
+  /** `inet:PORT@HOST` or `unix:/PATH` (Postfix's own notation for smtpd_milters). */
+  listen: z.string().refine((s) => typeof parseMilterAddress(s) !== 'string', { message: 'expected "inet:PORT@HOST" or "unix:/PATH"' }),
+  /** Unix socket file mode, octal as a string ("0660"). */
+  mode: z.string().regex(/^0?[0-7]{3}$/, 'expected an octal mode like "0660"').optional(),
+  /** Unix socket owner: "user", "user:group" (e.g. postfix:postfix). */
+  owner: z.string().min(1).optional(),
+  /** Quarantine verdicts: `hold` = Postfix's HOLD queue (postsuper -H releases); `store` = mailgate's quarantine, discarded by Postfix. */
+  quarantine: z.enum(['hold', 'store']).default('hold'),
+  /** Largest milter packet accepted; bigger ones close the connection before any allocation. */
+  max_packet_bytes: z.number().int().min(65_536).max(67_108_864).default(1_048_576),
+});
+
 export const configSchema = z.strictObject({
   hostname: z.string().min(1),
-  listen: z.array(listenSchema).min(1).default([{ host: '0.0.0.0', port: 25, proxy_protocol: false }]),
+  /** SMTP listeners; `[]` for a milter-only gateway. */
+  listen: z.array(listenSchema).default([{ host: '0.0.0.0', port: 25, proxy_protocol: false }]),
   domains: z.array(z.string().min(1)).min(1),
-  backend: z.union([backendSmtpSchema, backendMaildirSchema]),
+  /** Required with SMTP listeners; a milter-only gateway has none (Postfix delivers). */
+  backend: z.union([backendSmtpSchema, backendMaildirSchema]).optional(),
+  milter: milterSchema.optional(),
   /** Shared state (rate limits, greylisting): a URL, Sentinel or Cluster. Without it: in-process store. */
   redis: redisConnectionSchema.optional(),
   /** Timeouts, key prefix, fail_open / fail_closed (src/store/redis-config.ts, docs/ratelimit.md). */
@@ -150,14 +168,22 @@ export const configSchema = z.strictObject({
     .optional(),
   /** Worker processes: a number, or `auto` for one per CPU core. */
   workers: z.union([z.number().int().min(1).max(64), z.literal('auto')]).default(1),
+}).superRefine((c, ctx) => {
+  if (c.listen.length > 0 && !c.backend) {
+    ctx.addIssue({ code: 'custom', path: ['backend'], message: 'required: SMTP listeners (listen) relay to a backend; for a milter-only gateway set `listen: []` and `milter:`' });
+  }
+  if (c.listen.length === 0 && !c.milter) {
+    ctx.addIssue({ code: 'custom', path: ['listen'], message: 'no listener: give at least one SMTP listener, or a `milter:` listener' });
+  }
 });
 
 export type Config = z.output<typeof configSchema>;
 export type ListenConfig = z.output<typeof listenSchema>;
 export type BackendSmtpConfig = z.output<typeof backendSmtpSchema>;
 export type BackendMaildirConfig = z.output<typeof backendMaildirSchema>;
+export type MilterConfig = z.output<typeof milterSchema>;
 export type LimitsConfig = z.output<typeof limitsSchema>;
 
 export function isMaildirBackend(b: Config['backend']): b is BackendMaildirConfig {
-  return 'maildir' in b;
+  return b !== undefined && 'maildir' in b;
 }

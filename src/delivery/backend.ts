@@ -7,7 +7,8 @@ import { Readable } from 'node:stream';
 import { BackendSession, BackendError, type BackendReply, type XclientAttrs } from './backend-client.ts';
 import { writeDurable } from '../message/durable-write.ts';
 import { metrics, codeLabel } from '../metrics/registry.ts';
-import type { BackendSmtpConfig } from '../config/schema.ts';
+import type { BackendSmtpConfig, Config } from '../config/schema.ts';
+import { isMaildirBackend } from '../config/schema.ts';
 
 export { BackendError, type BackendReply };
 import type { Backend, ClientIdentity, DeliveryLink as BackendLink } from '../pipeline/delivery.ts';
@@ -255,4 +256,10 @@ export class MaildirBackend implements Backend {
     return { ok: true, detail: this.description };
   }
   close(): void {}
+}
+
+/** The next hop `backend:` in mailgate.yaml names (SMTP relay or Maildir); undefined when absent (milter only). */
+export function backendFromConfig(config: Pick<Config, 'backend' | 'hostname'>): Backend | undefined {
+  if (!config.backend) return undefined;
+  return isMaildirBackend(config.backend) ? new MaildirBackend(config.backend.maildir) : new SmtpBackend(config.backend, config.hostname);
 }

@@ -32,3 +32,13 @@ export const coreFacts: readonly FactSpec[] = [
   { name: 'message.message_id', stage: 'data', type: 'string', description: 'Message-ID header' },
   { name: 'message.bare_newlines', stage: 'data', type: 'boolean', description: 'DATA contained bare CR or LF (normalised to CRLF)' },
 ];
+
+/** Facts only the milter front sets (from Postfix's macros); declared here so every rules file may read them. */
+export const milterFacts: readonly FactSpec[] = [
+  { name: 'milter.client_name', stage: 'connect', type: 'string', description: 'Milter front: the client name Postfix verified ({client_name}); "" when unknown' },
+  { name: 'milter.daemon_name', stage: 'connect', type: 'string', description: 'Milter front: Postfix service name ({daemon_name}), e.g. smtpd' },
+  { name: 'milter.mta_hostname', stage: 'connect', type: 'string', description: "Milter front: the MTA's hostname (macro j)" },
+  { name: 'milter.queue_id', stage: 'data', type: 'string', description: "Milter front: the MTA's queue id (macro i; Postfix assigns it after the first RCPT)" },
+  { name: 'milter.authenticated', stage: 'mail', type: 'boolean', description: 'Milter front: the client logged in with SMTP AUTH in Postfix ({auth_authen} set)' },
+  { name: 'milter.auth_user', stage: 'mail', type: 'string', description: 'Milter front: the SASL login name ({auth_authen})' },
+];

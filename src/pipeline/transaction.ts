@@ -6,7 +6,7 @@
 // translate their protocol into these calls and the replies back.
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import { emptyEdits, type Check, type CheckOutput, type ConnectionContext } from './check.ts';
+import { emptyEdits, type Check, type CheckOutput, type ConnectionContext, type Edits } from './check.ts';
 import { FactSet, type FactValue } from './facts.ts';
 import type { Stage } from './stages.ts';
 import { runStage, type StageResult } from './runner.ts';
@@ -14,7 +14,7 @@ import { emptyVerdict, type Action, type Verdict } from './verdict.ts';
 import { SmtpError, SmtpReply, replies } from './reply.ts';
 import { refusalFor } from './outcome.ts';
 import { finalizeHeader, mergeEdits, type FinalizedHeader } from './finalize.ts';
-import { BackendError, type BackendReply, type DeliveryLink } from './delivery.ts';
+import { BackendError, type Backend, type BackendReply, type DeliveryLink, type QuarantineSink } from './delivery.ts';
 import { messageFacts } from './message-facts.ts';
 import type { Runtime } from './runtime.ts';
 import type { Spool } from '../message/spool.ts';
@@ -55,6 +55,10 @@ export interface DataResult {
   action: Action | 'error';
   /** The finalized header (edits applied, signers run), when the message was delivered or held. */
   final?: FinalizedHeader;
+  /** The merged edits behind `final` (for fronts that edit in place: removals, tag, envelope). */
+  edits?: Edits;
+  /** The transaction's queue id. */
+  qid?: string;
   /** Envelope as delivered (after rewrites). */
   envelope?: { from: string; rcpts: string[] };
   verdict?: Verdict;
@@ -67,6 +71,21 @@ export type SpoolProblem = 'too-big' | 'header-too-big' | 'line-too-long' | 'bar
 export function backendToReply(r: BackendReply): SmtpReply {
   const enhanced = r.enhanced || `${String(r.code)[0]}.0.0`;
   return new SmtpReply(r.code, enhanced, r.lines.join('\n') || 'Ok');
+}
+
+/** How a front differs: where mail goes and what the front's own MTA already does. */
+export interface CoreOptions {
+  front?: ConnectionContext['front'];
+  /** Next hop instead of the runtime's (the milter's MTA delivers itself: a pass-through). */
+  backend?: Backend;
+  /** Where held mail goes; `null` = the front holds it (milter → Postfix HOLD). Default the runtime's. */
+  quarantine?: QuarantineSink | null;
+  /** Refuse recipients outside our domains (default true; the milter's MTA does relay control). */
+  relayControl?: boolean;
+  /** Add our Received trace field when smtp.add_received (default true; the milter's MTA adds its own). */
+  trace?: boolean;
+  /** Apply limits.max_messages_per_connection (default true). */
+  messageLimit?: boolean;
 }
 
 export class ConnectionCore {
@@ -90,10 +109,14 @@ export class ConnectionCore {
   /** Called when a drain is pending and this connection goes idle. */
   onIdle: (() => void) | undefined;
 
-  constructor(rt: Runtime, info: ConnectionInfo, front: ConnectionContext['front'] = 'smtp') {
+  readonly #opts: CoreOptions;
+
+  constructor(rt: Runtime, info: ConnectionInfo, opts: CoreOptions | ConnectionContext['front'] = 'smtp') {
     this.rt = rt;
     this.info = info;
-    this.log = rt.logger.child({ cid: info.id, ip: info.ip });
+    this.#opts = typeof opts === 'string' ? { front: opts } : opts;
+    const front = this.#opts.front ?? 'smtp';
+    this.log = rt.logger.child({ cid: info.id, ip: info.ip, ...(front === 'smtp' ? {} : { front }) });
     this.context = { id: info.id, front, notes: new Map() };
     this.facts.set('client.ip', info.ip);
     this.facts.set('client.port', info.port);
@@ -149,12 +172,12 @@ export class ConnectionCore {
   // --- mail -----------------------------------------------------------------------------------
 
   /** MAIL FROM. Returns the reply: 2xx to go on, else the refusal (the transaction is gone). */
-  async mail(from: string, params: Record<string, string | true>): Promise<SmtpReply> {
+  async mail(from: string, params: Record<string, string | true>, extra?: ReadonlyMap<string, FactValue>): Promise<SmtpReply> {
     const rt = this.rt;
     if (rt.draining) return replies.shuttingDown();
     await this.reset();
     const max = rt.config.limits.max_messages_per_connection;
-    if (this.txCount >= max) return replies.tooManyMessages(max);
+    if (this.#opts.messageLimit !== false && this.txCount >= max) return replies.tooManyMessages(max);
     // Parameters we do not offer are refused, not silently dropped (RFC 5321 4.1.1.11).
     const unknown = Object.keys(params).filter((k) => !MAIL_PARAMETERS.has(k.toUpperCase()));
     if (unknown.length > 0) return replies.unknownParameter(unknown.join(' '));
@@ -179,6 +202,8 @@ export class ConnectionCore {
     facts.set('mail.body', typeof params.BODY === 'string' ? params.BODY.toUpperCase() : '');
     facts.set('mail.smtputf8', params.SMTPUTF8 === true);
     facts.set('mail.transaction', this.txCount);
+    // Facts the front knows and the core cannot (milter macros: TLS of Postfix's session, queue id).
+    if (extra) for (const [k, v] of extra) facts.set(k, v);
     const tx: Transaction = { qid: newQueueId(), facts, verdict: this.connVerdict, from: addr, rcpts: [], output: { facts: new FactSet(), edits: emptyEdits() }, startedAt: performance.now() };
     this.tx = tx;
     this.busy = true;
@@ -193,7 +218,7 @@ export class ConnectionCore {
         this.tx = undefined;
         return replies.localError('client gone');
       }
-      const link = (this.link ??= rt.backend.link({ ip: this.info.ip, port: this.info.port, helo: this.helo, esmtp: this.esmtp, ...(this.info.rdns ? { rdns: this.info.rdns } : {}) }));
+      const link = (this.link ??= (this.#opts.backend ?? rt.backend).link({ ip: this.info.ip, port: this.info.port, helo: this.helo, esmtp: this.esmtp, ...(this.info.rdns ? { rdns: this.info.rdns } : {}) }));
       const sender = tx.output.edits.senderRewrite ?? addr;
       let r: BackendReply;
       try {
@@ -230,7 +255,7 @@ export class ConnectionCore {
     if (tx.rcpts.length >= limits.max_recipients) return replies.tooManyRecipients(limits.max_recipients);
     // The domainless postmaster (RFC 5321 4.1.1.3) goes to our first domain.
     const target = to.toLowerCase() === 'postmaster' ? `postmaster@${this.rt.domains.values().next().value}` : to;
-    const rv = checkRecipient(target, this.rt.domains);
+    const rv = this.#opts.relayControl === false ? syntaxOnly(target) : checkRecipient(target, this.rt.domains);
     if (!rv.ok) {
       this.log.info({ qid: tx.qid, rcpt: to, why: rv.why }, 'recipient refused');
       return rv.kind === 'syntax' ? replies.badRecipientSyntax(rv.why) : replies.relayDenied(rv.domain || to);
@@ -260,7 +285,7 @@ export class ConnectionCore {
    * End of DATA: the front has spooled the message (with `problem` set when a limit was hit).
    * Runs the data stage, then finalize and delivery; returns the reply and what was done.
    */
-  async data(spool: Spool, problem?: SpoolProblem): Promise<DataResult> {
+  async data(spool: Spool, problem?: SpoolProblem, extra?: ReadonlyMap<string, FactValue>): Promise<DataResult> {
     const tx = this.tx;
     const rt = this.rt;
     const lim = rt.config.limits;
@@ -291,6 +316,8 @@ export class ConnectionCore {
         return result;
       }
       const facts = tx.facts;
+      result.qid = tx.qid;
+      if (extra) for (const [k, v] of extra) facts.set(k, v);
       facts.delete('rcpt.address');
       facts.delete('rcpt.domain');
       facts.set('rcpt.addresses', tx.rcpts);
@@ -317,8 +344,9 @@ export class ConnectionCore {
         result.reply = replies.discarded(tx.qid);
         return result;
       }
-      const final = await this.#finalize(tx, spool, v);
+      const { final, edits } = await this.#finalize(tx, spool, v);
       result.final = final;
+      result.edits = edits;
       result.envelope = { from: tx.output.edits.senderRewrite ?? tx.from, rcpts: tx.rcpts.map((r) => tx.output.edits.rcptRewrites.get(r) ?? r) };
       if (action === 'accept') {
         let r: BackendReply;
@@ -340,13 +368,14 @@ export class ConnectionCore {
       }
       // quarantine
       await this.link.abort();
-      if (!rt.quarantine) {
+      const sink = this.#opts.quarantine === null ? undefined : (this.#opts.quarantine ?? rt.quarantine);
+      if (!sink) {
         // The front holds the message itself (milter: Postfix's hold queue).
         result.reply = replies.quarantined(tx.qid);
         return result;
       }
       try {
-        await rt.quarantine.put(
+        await sink.put(
           {
             id: tx.qid,
             received: new Date().toISOString(),
@@ -411,19 +440,21 @@ export class ConnectionCore {
           'message',
         );
       }
-      this.tx = undefined;
+      // Only this transaction's: a front may have started the next one already (milter abort).
+      if (this.tx === tx) this.tx = undefined;
       this.#setIdle();
     }
   }
 
   /** Applies every edit once (checks' then the rules'), then the signers, over the header block. */
-  async #finalize(tx: Transaction, spool: Spool, v: Verdict): Promise<FinalizedHeader> {
+  async #finalize(tx: Transaction, spool: Spool, v: Verdict): Promise<{ final: FinalizedHeader; edits: Edits }> {
     const edits = emptyEdits();
     mergeEdits(edits, { removeHeaders: [...this.rt.stripHeaders] });
     mergeEdits(edits, tx.output.edits);
     mergeEdits(edits, { addHeaders: v.addHeaders, ...(v.tagSubject !== undefined ? { tagSubject: v.tagSubject } : {}) });
-    const trace = this.rt.config.smtp.add_received ? [{ name: 'Received', value: this.#received(tx) }] : [];
-    return finalizeHeader({ fields: spool.headers, headerTerminated: spool.headerTerminated, edits, trace });
+    const trace = this.#opts.trace !== false && this.rt.config.smtp.add_received ? [{ name: 'Received', value: this.#received(tx) }] : [];
+    const final = await finalizeHeader({ fields: spool.headers, headerTerminated: spool.headerTerminated, edits, trace });
+    return { final, edits };
   }
 
   #received(tx: Transaction): string {
@@ -502,6 +533,12 @@ function loggedFacts(checks: readonly Check[], facts: FactSet): Record<string, F
   return out;
 }
 
+
+/** Recipient syntax only (the front's MTA does relay control): same shape as checkRecipient's answer. */
+function syntaxOnly(addr: string): ReturnType<typeof checkRecipient> {
+  const p = parseAddress(addr);
+  return p ? { ok: true, parsed: p } : { ok: false, kind: 'syntax', why: 'expected user@domain', domain: '' };
+}
 
 /** MAIL parameters mailgate offers (EHLO: SIZE, 8BITMIME, SMTPUTF8; REQUIRETLS once secure). */
 const MAIL_PARAMETERS = new Set(['SIZE', 'BODY', 'SMTPUTF8', 'REQUIRETLS']);
