@@ -2,7 +2,7 @@
 // the facts the SMTP front records for the same thing, so one rules file reads the same facts
 // whichever front a message came through (names: src/pipeline/core-facts.ts).
 import { isIP } from 'node:net';
-import type { FactSpec, FactValue } from '../../pipeline/facts.ts';
+import type { FactValue } from '../../pipeline/facts.ts';
 
 /** Macros as Postfix defines them (postconf milter_*_macros), braces stripped. */
 export type Macros = ReadonlyMap<string, string>;

@@ -77,7 +77,8 @@ export class MilterSession {
     try {
       packets = this.#reader.push(chunk);
     } catch (err) {
-      return this.#violation(err);
+      this.#violation(err);
+      return;
     }
     for (const p of packets) {
       let c: Command | { cmd: 'violation'; err: unknown };
