@@ -7,7 +7,7 @@ import { backscatterSchema } from './backscatter-schema.ts';
 import { quarantineSchema } from './quarantine-schema.ts';
 import { adminKeySchema } from './admin-schema.ts';
 import { contentConfigSchema } from './content-schema.ts';
-import { parseMilterAddress } from '../fronts/milter/milter-address.ts';
+import { parseMilterAddress } from '../net/milter-address.ts';
 
 const hostPort = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+)(:\d{1,5})?$/, 'expected "host" or "host:port"');
 

@@ -13,7 +13,7 @@ import { Cmd, decodeCommand, encode, formatReply, MilterProtocolError, PacketRea
 import { MilterSession } from '../../src/fronts/milter/milter-session.ts';
 import { connectionFacts, esmtpArgs, mailMacroFacts, tlsFacts } from '../../src/fronts/milter/macros.ts';
 import { eomReplies, unfoldValue, wireValue } from '../../src/fronts/milter/reply-map.ts';
-import { parseMilterAddress } from '../../src/fronts/milter/milter-address.ts';
+import { parseMilterAddress } from '../../src/net/milter-address.ts';
 import type { FinalEdits, MilterPipeline, MilterPipelineFactory, Outcome } from '../../src/fronts/milter/milter-pipeline.ts';
 import type { FactValue } from '../../src/pipeline/facts.ts';
 

@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import { MilterSession } from './milter-session.ts';
 import { milterMetrics } from './milter-metrics.ts';
 import type { MilterPipelineFactory } from './milter-pipeline.ts';
-import type { MilterAddress } from './milter-address.ts';
+import type { MilterAddress } from '../../net/milter-address.ts';
 
 export interface MilterListenerOptions {
   address: MilterAddress;

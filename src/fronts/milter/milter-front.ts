@@ -3,7 +3,7 @@
 import type { MilterConfig } from '../../config/schema.ts';
 import type { Runtime } from '../../pipeline/runtime.ts';
 import { MilterListener } from './listener.ts';
-import { parseMilterAddress } from './milter-address.ts';
+import { parseMilterAddress } from '../../net/milter-address.ts';
 import { corePipelineFactory } from './core-pipeline.ts';
 
 export function createMilterFront(rt: Runtime, cfg: MilterConfig): MilterListener {

@@ -1,5 +1,5 @@
 // Milter socket addresses in Postfix's and Sendmail's notation (inet:PORT@HOST, unix:/PATH).
-// Dependency-free, so the config schema can validate them without importing the front.
+// Dependency-free, in net/ so the config schema validates them without importing the front.
 
 export type MilterAddress = { kind: 'inet'; host: string; port: number } | { kind: 'unix'; path: string };
 
