@@ -26,20 +26,21 @@ export const metrics = {
   }),
   messagesTotal: new Counter({
     name: 'mailgate_messages_total',
-    help: 'Messages (DATA transactions) by final action',
-    labelNames: ['action'] as const,
+    help: 'Messages (DATA transactions) by final action and front (smtp, milter)',
+    labelNames: ['action', 'front'] as const,
     registers: r,
   }),
   messageDuration: new Histogram({
     name: 'mailgate_message_duration_seconds',
-    help: 'From end of DATA to the reply sent to the client',
+    help: 'From end of DATA to the reply sent to the client, by front (smtp, milter)',
+    labelNames: ['front'] as const,
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
     registers: r,
   }),
   refusals: new Counter({
     name: 'mailgate_refusals_total',
-    help: 'Commands refused by policy or checks, by SMTP stage and reply class',
-    labelNames: ['stage', 'class'] as const,
+    help: 'Commands refused by policy or checks, by SMTP stage, reply class and front (smtp, milter)',
+    labelNames: ['stage', 'class', 'front'] as const,
     registers: r,
   }),
   backendReplies: new Counter({

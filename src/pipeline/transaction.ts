@@ -417,8 +417,8 @@ export class ConnectionCore {
       return result;
     } finally {
       const durationS = (performance.now() - started) / 1000;
-      metrics.messagesTotal.inc({ action: result.action });
-      metrics.messageDuration.observe(durationS);
+      metrics.messagesTotal.inc({ action: result.action, front: this.context.front });
+      metrics.messageDuration.observe({ front: this.context.front }, durationS);
       if (tx) {
         rt.capture?.(tx.facts, tx.verdict, result.action, tx.qid);
         this.log.info(
@@ -492,7 +492,7 @@ export class ConnectionCore {
   }
 
   #countRefusal(stage: Stage, v: Verdict, reply: SmtpReply): void {
-    metrics.refusals.inc({ stage, class: reply.isTemp ? '4xx' : '5xx' });
+    metrics.refusals.inc({ stage, class: reply.isTemp ? '4xx' : '5xx', front: this.context.front });
     this.log.info({ stage, reply: reply.toString(), score: v.score, rules: v.fired.map((f) => `${f.rule}(${f.score})`) }, 'refused');
   }
 

@@ -38,7 +38,7 @@ test('workers: 2 — both workers take connections, metrics aggregated, SIGTERM 
     const pids = new Set(readdirSync(join(dir, 'md', 'new')).map((f) => /\.M(\d+)P/.exec(f)?.[1]));
     assert.equal(pids.size, 2, `messages handled by both workers: ${[...pids].join(',')}`);
     const metrics = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
-    assert.match(metrics, /^mailgate_messages_total\{action="accept"\} 8$/m);
+    assert.match(metrics, /^mailgate_messages_total\{action="accept",front="smtp"\} 8$/m);
     child.kill('SIGTERM');
     assert.equal(await exited, 0);
   } finally {
