@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import nodemailer from 'nodemailer';
 import { RawSmtp, sendMessage } from './helpers/smtp-client.ts';
-import { startGateway, testConfig, requireBackend, closedPort, loopbackDns, type TestGateway } from './helpers/gateway.ts';
+import { startGateway, testConfig, requireBackend, closedPort, loopbackDns, BACKEND_PORT, type TestGateway } from './helpers/gateway.ts';
 import { token, waitDelivered, settle } from './helpers/maildir.ts';
 
 function msg(tok: string, extraHeaders = '', body = 'Hello from the tests.\r\n'): string {
@@ -98,7 +98,8 @@ describe('relaying to the real backend', () => {
     // Our domain in another case is ours.
     assert.equal((await c.cmd('RCPT TO:<Alice@EXAMPLE.test>'))?.code, 250);
     c.close();
-    const queue = execFileSync('postqueue', ['-j']).toString();
+    // MAIL_CONFIG (exported by npm test) points postqueue at the private Postfix, not /etc/postfix.
+    const queue = execFileSync('postqueue', ['-j'], { env: process.env }).toString();
     assert.ok(!/elsewhere\.test|relay\.test|evil\.test/.test(queue), `backend queue has relayed mail: ${queue}`);
   });
 
@@ -447,7 +448,7 @@ describe('lifecycle', () => {
     mkdirSync(join(dir, 'rules'));
     writeFileSync(
       cfg,
-      `hostname: mx.example.test\nlisten: [{ host: 127.0.0.1, port: ${port} }]\ndomains: [example.test]\nbackend: { host: 127.0.0.1, port: 10025 }\nadmin: false\nlog: { level: info }\nrules: ${dir}/rules\ndns: { servers: ["${await loopbackDns()}"] }\nsmtp: { shutdown_grace_s: 10 }\n`,
+      `hostname: mx.example.test\nlisten: [{ host: 127.0.0.1, port: ${port} }]\ndomains: [example.test]\nbackend: { host: 127.0.0.1, port: ${BACKEND_PORT} }\nadmin: false\nlog: { level: info }\nrules: ${dir}/rules\ndns: { servers: ["${await loopbackDns()}"] }\nsmtp: { shutdown_grace_s: 10 }\n`,
     );
     const child = spawn(process.execPath, ['src/cli/main.ts', 'serve', '--config', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
