@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import cluster from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import { loadConfig } from '../config/load.ts';
+import { locateConfig } from '../config/locate.ts';
 import { SourceErrors } from '../config/yaml-source.ts';
 import type { Gateway } from '../gateway.ts';
 import { QuarantineStore } from '../store/quarantine.ts';
@@ -34,7 +35,8 @@ COMMANDS
     quarantine       List, show and delete quarantined messages.
 
 ENVIRONMENT
-    MAILGATE_CONFIG     Config file when --config is not given (default ./mailgate.yaml).
+    MAILGATE_CONFIG     Config file when --config is not given; without it the first of
+                        ./mailgate.yaml and /etc/mailgate/mailgate.yaml that exists.
     MAILGATE_REDIS_URL  Overrides the 'redis' key.
     MAILGATE_LOG_LEVEL  Overrides 'log.level'.
 
@@ -52,7 +54,8 @@ SYNOPSIS
     mailgate serve [--config FILE] [--check]
 
 OPTIONS
-    -c, --config FILE   Configuration file (default: $MAILGATE_CONFIG or ./mailgate.yaml).
+    -c, --config FILE   Configuration file (default: $MAILGATE_CONFIG, else ./mailgate.yaml,
+                        else /etc/mailgate/mailgate.yaml).
     --check             Load everything (config, rules, TLS files), then exit without serving.
     -h, --help          This text.
 
@@ -77,7 +80,8 @@ SYNOPSIS
     mailgate config check [FILE]
 
 DESCRIPTION
-    Parses and validates FILE (default: $MAILGATE_CONFIG or ./mailgate.yaml). Every
+    Parses and validates FILE (default: $MAILGATE_CONFIG, else ./mailgate.yaml, else
+    /etc/mailgate/mailgate.yaml). Every
     problem is printed as FILE:LINE: KEY: MESSAGE; unknown keys are errors. Exit 0 if
     the file is valid, 1 otherwise.
 `;
@@ -127,7 +131,15 @@ function usage(msg: string): never {
 }
 
 function defaultConfigPath(): string {
-  return process.env.MAILGATE_CONFIG ?? './mailgate.yaml';
+  try {
+    return locateConfig();
+  } catch (err) {
+    if (err instanceof SourceErrors) {
+      process.stderr.write(`${err.message}\n`);
+      process.exit(1);
+    }
+    throw err;
+  }
 }
 
 function loadOrExit(file: string) {
