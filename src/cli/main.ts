@@ -5,6 +5,7 @@ import cluster from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import { loadConfig } from '../config/load.ts';
 import { locateConfig } from '../config/locate.ts';
+import { runConfigDump } from './config-dump.ts';
 import { SourceErrors } from '../config/yaml-source.ts';
 import type { Gateway } from '../gateway.ts';
 import { QuarantineStore } from '../store/quarantine.ts';
@@ -16,7 +17,7 @@ const HELP_MAIN = `NAME
 
 SYNOPSIS
     mailgate serve [--config FILE]
-    mailgate config check [FILE]
+    mailgate config check|dump [FILE]
     mailgate rules check|test|diff ...
     mailgate quarantine list|show|delete ...
     mailgate --version | --help
@@ -31,6 +32,7 @@ DESCRIPTION
 COMMANDS
     serve            Run the gateway (see 'mailgate serve --help').
     config check     Validate a configuration file and print problems with line numbers.
+    config dump      Print the effective configuration (-a: with every default), like postconf.
     rules            Check, test and compare rules directories ('mailgate rules --help').
     quarantine       List, show and delete quarantined messages.
 
@@ -78,6 +80,7 @@ const HELP_CONFIG = `NAME
 
 SYNOPSIS
     mailgate config check [FILE]
+    mailgate config dump [-a|--all] [FILE]   (see 'mailgate config dump --help')
 
 DESCRIPTION
     Parses and validates FILE (default: $MAILGATE_CONFIG, else ./mailgate.yaml, else
@@ -268,6 +271,7 @@ async function startPrimaryAdmin(cfg: { host: string; port: number }, expected: 
 function configCommand(args: string[]): void {
   const sub = args.shift();
   if (sub === undefined || sub === '-h' || sub === '--help') return void process.stdout.write(HELP_CONFIG);
+  if (sub === 'dump') return void (process.exitCode = runConfigDump(args, defaultConfigPath));
   if (sub !== 'check') usage(`config: unknown subcommand ${sub}`);
   if (takeFlag(args, '-h', '--help')) return void process.stdout.write(HELP_CONFIG);
   const file = args[0] ?? defaultConfigPath();
