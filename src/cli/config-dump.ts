@@ -100,21 +100,20 @@ export function dumpConfig(file: string, opts: DumpOptions = {}): string {
   const env = opts.env ?? process.env;
   const { config } = loadConfig(file, env);
   const effective = flatten(config);
-  let lines: Array<[string, string]>;
-  if (opts.all) lines = effective.map(([k, v]) => [k, formatValue(k, v)]);
-  else {
+  const fromEnv = new Map<string, string>();
+  for (const [name, key] of ENV_KEYS) if (env[name] !== undefined) fromEnv.set(key, name);
+  const mark = (k: string) => {
+    const envName = [...fromEnv].find(([ek]) => k === ek || k.startsWith(`${ek}.`))?.[1];
+    return envName ? `   # from $${envName}` : '';
+  };
+  let shown = effective;
+  if (!opts.all) {
     const raw = parseYaml(file, readFileSync(file, 'utf8')).doc.toJS() as unknown;
     const setKeys = new Set(flatten(raw ?? {}).map(([k]) => k));
-    const fromEnv = new Map<string, string>();
-    for (const [name, key] of ENV_KEYS) if (env[name] !== undefined) fromEnv.set(key, name);
     for (const k of fromEnv.keys()) setKeys.add(k);
-    lines = effective
-      .filter(([k]) => coveredBy(k, setKeys))
-      .map(([k, v]) => {
-        const envName = [...fromEnv].find(([ek]) => k === ek || k.startsWith(`${ek}.`))?.[1];
-        return [k, formatValue(k, v) + (envName ? `   # from $${envName}` : '')];
-      });
+    shown = effective.filter(([k]) => coveredBy(k, setKeys));
   }
+  const lines: Array<[string, string]> = shown.map(([k, v]) => [k, formatValue(k, v) + mark(k)]);
   lines.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
   return lines.map(([k, v]) => `${k} = ${v}\n`).join('');
 }
