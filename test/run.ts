@@ -19,6 +19,8 @@ export const DEBIAN_PACKAGES: ReadonlyArray<{ pkg: string; probe: string; why: s
   { pkg: 'openssl', probe: '/usr/bin/openssl', why: 'throwaway TLS certificates' },
   { pkg: 'haproxy', probe: '/usr/sbin/haproxy', why: 'test/e2e/scale-out-haproxy.test.ts' },
   { pkg: 'prometheus', probe: '/usr/bin/promtool', why: 'promtool check/test rules of deploy/prometheus' },
+  { pkg: 'docker-compose', probe: '/usr/bin/docker-compose', why: '`docker-compose config` of docker-compose.yml (no container engine needed)' },
+  { pkg: 'systemd', probe: '/usr/bin/systemd-analyze', why: '`systemd-analyze verify` of deploy/systemd/mailgate.service' },
   { pkg: 'clamav-daemon', probe: '/usr/sbin/clamd', why: 'antivirus check tests (a private clamd)' },
   { pkg: 'clamav-testfiles', probe: '/usr/share/clamav-testfiles', why: 'EICAR-style samples for the antivirus tests' },
 ];
