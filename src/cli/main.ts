@@ -6,6 +6,7 @@ import { availableParallelism } from 'node:os';
 import { loadConfig } from '../config/load.ts';
 import { locateConfig } from '../config/locate.ts';
 import { runConfigDump } from './config-dump.ts';
+import { configWarnings, formatWarning } from '../config/warnings.ts';
 import { SourceErrors } from '../config/yaml-source.ts';
 import type { Gateway } from '../gateway.ts';
 import { QuarantineStore } from '../store/quarantine.ts';
@@ -276,6 +277,7 @@ function configCommand(args: string[]): void {
   if (takeFlag(args, '-h', '--help')) return void process.stdout.write(HELP_CONFIG);
   const file = args[0] ?? defaultConfigPath();
   const loaded = loadOrExit(file);
+  for (const w of configWarnings(loaded.file, loaded.config)) process.stderr.write(`${formatWarning(w)}\n`);
   process.stdout.write(`${loaded.file}: OK (${loaded.config.domains.length} domains, ${loaded.config.listen.length} listeners)\n`);
 }
 
