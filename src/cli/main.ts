@@ -7,6 +7,7 @@ import { loadConfig } from '../config/load.ts';
 import { locateConfig } from '../config/locate.ts';
 import { runConfigDump } from './config-dump.ts';
 import { configWarnings, formatWarning } from '../config/warnings.ts';
+import { createLogOutput } from '../log/destination.ts';
 import { SourceErrors } from '../config/yaml-source.ts';
 import type { Gateway } from '../gateway.ts';
 import { QuarantineStore } from '../store/quarantine.ts';
@@ -69,6 +70,7 @@ SIGNALS
     SIGTERM   Graceful stop: stop accepting connections, answer idle clients 421, let
               transactions in flight finish within smtp.shutdown_grace_s, exit 0.
     SIGINT    Same as SIGTERM.
+    SIGUSR1   Reopen log.file (after logrotate moved it); nothing with logs on stdout.
 
 LOGS
     JSON lines on stdout (pino). One line with msg "message" per DATA transaction:
@@ -199,12 +201,13 @@ async function serve(args: string[]): Promise<void> {
       } else if (Object.keys(cluster.workers ?? {}).length === 0) process.exit(0);
     });
     const forward = (sig: NodeJS.Signals) => {
-      if (sig !== 'SIGHUP') stopping = true;
+      if (sig !== 'SIGHUP' && sig !== 'SIGUSR1') stopping = true;
       for (const w of Object.values(cluster.workers ?? {})) w?.process.kill(sig);
     };
     process.on('SIGTERM', () => forward('SIGTERM'));
     process.on('SIGINT', () => forward('SIGINT'));
     process.on('SIGHUP', () => forward('SIGHUP'));
+    process.on('SIGUSR1', () => forward('SIGUSR1'));
     return;
   }
   // With several workers the primary serves the admin endpoints (metrics summed over workers).
@@ -213,7 +216,10 @@ async function serve(args: string[]): Promise<void> {
   try {
     // Imported here so --help, --version and config check start fast.
     const { createGateway } = await import('../gateway.ts');
-    gw = await createGateway({ config, admin: !isWorker });
+    const out = createLogOutput(config.log);
+    // SIGUSR1 (a listener replaces Node's inspector activation): reopen log.file after logrotate.
+    process.on('SIGUSR1', () => out.reopen());
+    gw = await createGateway({ config, admin: !isWorker, logger: out.logger });
   } catch (err) {
     if (err instanceof SourceErrors) {
       process.stderr.write(`${err.message}\n`);
