@@ -96,8 +96,6 @@ async function waitPort(port: number, ms: number): Promise<void> {
   const deadline = Date.now() + ms;
   for (;;) {
     const ok = await new Promise<boolean>((resolve) => {
-      // A bare TCP connect to HAProxy's stats-less frontend would be forwarded to a gateway: probe
-      // its dedicated health endpoint instead (monitor-uri on a separate bind).
       const s = net.connect(port, '127.0.0.1', () => {
         s.destroy();
         resolve(true);
@@ -185,6 +183,7 @@ backend mailgate
     haproxy = spawn(HAPROXY as string, ['-f', cfg, '-db'], { stdio: ['ignore', 'pipe', 'pipe'] });
     haproxy.stdout?.on('data', (d: Buffer) => (haproxyLog += d.toString()));
     haproxy.stderr?.on('data', (d: Buffer) => (haproxyLog += d.toString()));
+    // Wait on HAProxy's monitor port, not the SMTP frontend: a probe there would be passed on to a gateway.
     await waitPort(monitor, 10_000).catch((err: Error) => {
       throw new Error(`${err.message}\n${haproxyLog}`);
     });
