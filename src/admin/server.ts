@@ -2,6 +2,7 @@
 // reachable: a load balancer takes a gateway out of rotation when it cannot pass mail on).
 import http from 'node:http';
 import { registry } from './metrics.ts';
+import { recordReadiness } from './readiness-metrics.ts';
 import type { Runtime } from '../smtp/runtime.ts';
 
 export interface ReadinessProbe {
@@ -34,6 +35,7 @@ export async function startAdmin(
         }
       }),
     );
+    recordReadiness(results);
     const ok = results.every((r) => r.ok) && !rt.draining;
     cached = { at: Date.now(), ok, body: JSON.stringify({ ready: ok, draining: rt.draining, checks: results }) + '\n' };
     return cached;
@@ -54,6 +56,9 @@ export async function startAdmin(
       return;
     }
     if (url === '/metrics') {
+      // Refresh mailgate_readiness_up in the background: a hung backend must not stall the scrape
+      // (that would read as the gateway being down); the gauge lags by at most one scrape.
+      readiness().catch(() => undefined);
       registry.metrics().then(
         (m) => reply(200, registry.contentType, m),
         (err: Error) => reply(500, 'text/plain', `${err.message}\n`),
