@@ -69,7 +69,7 @@ async function main(): Promise<number> {
   ensurePackages();
   // Explicit files may not need the suites; the whole run does (conformance and smuggling tests).
   if (files.length === 0) ensureConformance();
-  if (process.getuid?.() !== 0) fail('the private Postfix backend needs root (its master process runs as root and drops to the postfix user)');
+  if (process.getuid?.() !== 0) fail('the private Postfix backend needs root (its master process runs as root and drops to the postfix user): run it as root, e.g. sudo npm test');
 
   const tsc = spawnSync(join(repoRoot, 'node_modules', '.bin', 'tsc'), ['-p', '.'], { cwd: repoRoot, stdio: 'inherit' });
   if (tsc.status !== 0) fail('type check (tsc -p .) failed');
