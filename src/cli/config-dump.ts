@@ -2,6 +2,7 @@
 // like `postconf -n` (only what the file or the environment sets) or, with -a, every key with defaults.
 import { readFileSync } from 'node:fs';
 import { loadConfig } from '../config/load.ts';
+import { configSchema } from '../config/schema.ts';
 import { parseYaml, SourceErrors } from '../config/yaml-source.ts';
 
 export const HELP_CONFIG_DUMP = `NAME
@@ -17,7 +18,7 @@ DESCRIPTION
     Relative paths are shown resolved; passwords are shown as ***.
     Without -a only the keys the file sets (and MAILGATE_REDIS_URL /
     MAILGATE_LOG_LEVEL, marked '# from $VAR'), like postconf -n; with -a every
-    key including defaults, like postconf.
+    key including defaults, like postconf ('key =' for an optional key left unset).
 
 EXIT STATUS
     0 on success, 1 if the file is invalid (errors as FILE:LINE: KEY: MESSAGE).
@@ -80,6 +81,25 @@ export function flatten(value: unknown, prefix = '', out: Array<[string, unknown
   return out;
 }
 
+/** Minimal view of a zod schema node: its kind, and what it wraps or contains. */
+interface SchemaNode {
+  def: { type: string; innerType?: SchemaNode; shape?: Record<string, SchemaNode> };
+  shape?: Record<string, SchemaNode>;
+}
+
+/**
+ * Every key path the schema knows for objects (not inside lists or alternatives), so `-a` can
+ * show optional keys that have no default as `key =`, like postconf shows empty parameters.
+ */
+export function schemaKeys(node: SchemaNode, prefix = '', out: string[] = []): string[] {
+  let n = node;
+  while ((n.def.type === 'default' || n.def.type === 'optional') && n.def.innerType) n = n.def.innerType;
+  const shape = n.def.type === 'object' ? (n.shape ?? n.def.shape) : undefined;
+  if (shape) for (const [k, v] of Object.entries(shape)) schemaKeys(v, prefix === '' ? k : `${prefix}.${k}`, out);
+  else if (prefix !== '') out.push(prefix);
+  return out;
+}
+
 function coveredBy(key: string, setKeys: ReadonlySet<string>): boolean {
   if (setKeys.has(key)) return true;
   // A key under one the file sets as a whole (e.g. the file says `admin: {}`).
@@ -114,8 +134,15 @@ export function dumpConfig(file: string, opts: DumpOptions = {}): string {
     shown = effective.filter(([k]) => coveredBy(k, setKeys));
   }
   const lines: Array<[string, string]> = shown.map(([k, v]) => [k, formatValue(k, v) + mark(k)]);
+  if (opts.all) {
+    // Optional keys without a default that the file leaves unset (dns.servers, redis, capture …).
+    const present = new Set(effective.map(([k]) => k));
+    for (const k of schemaKeys(configSchema as unknown as SchemaNode)) {
+      if (!coveredBy(k, present) && ![...present].some((p) => p.startsWith(`${k}.`) || p.startsWith(`${k}[`))) lines.push([k, '']);
+    }
+  }
   lines.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
-  return lines.map(([k, v]) => `${k} = ${v}\n`).join('');
+  return lines.map(([k, v]) => (v === '' ? `${k} =\n` : `${k} = ${v}\n`)).join('');
 }
 
 /** Entry from `mailgate config dump …`; returns the exit status. */

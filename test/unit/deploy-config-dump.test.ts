@@ -29,8 +29,16 @@ const cases: Array<{ desc: string; text: string; all?: boolean; env?: Record<str
     desc: '-a: defaults too',
     text: BASE,
     all: true,
-    has: ['limits.max_errors = 10', 'smtp.banner = mailgate', 'listen[0].port = 25', 'listen[0].proxy_protocol = false', 'workers = 1', 'checks.disabled = []'],
+    has: ['limits.max_errors = 10', 'smtp.banner = mailgate', 'listen[0].port = 25', 'listen[0].proxy_protocol = false', 'workers = 1', 'checks.disabled = []', 'dns.servers =', 'redis =', 'log.file ='],
     hasNot: [],
+  },
+  {
+    desc: '-a: a set optional key is not also shown unset',
+    text: BASE + 'dns: { servers: ["127.0.0.1:5353"] }\n',
+    all: true,
+    env: { MAILGATE_REDIS_URL: 'redis://127.0.0.1:6379' },
+    has: ['dns.servers = [127.0.0.1:5353]', 'redis = redis://127.0.0.1:6379   # from $MAILGATE_REDIS_URL'],
+    hasNot: ['dns.servers =\n', 'redis =\n'],
   },
   {
     desc: 'lists of objects are indexed; relative paths resolved against the file',
@@ -59,7 +67,7 @@ for (const [i, c] of cases.entries()) {
     const lines = out.split('\n');
     for (const h of c.has) assert.ok(lines.includes(h), `missing "${h}" in:\n${out}`);
     for (const h of c.hasNot) assert.ok(!out.includes(h), `unexpected "${h}" in:\n${out}`);
-    const keys = lines.filter((l) => l !== '').map((l) => l.slice(0, l.indexOf(' = ')));
+    const keys = lines.filter((l) => l !== '').map((l) => l.slice(0, l.indexOf(' =')));
     assert.deepEqual(keys, [...keys].sort(), 'sorted by key');
   });
 }
