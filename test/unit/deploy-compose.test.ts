@@ -3,12 +3,15 @@
 // refers to exists and agrees with the configs it mounts (mailgate.yaml, Postfix, Prometheus, Grafana).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parse } from 'yaml';
 import { loadConfig } from '../../src/config/load.ts';
 import { isMaildirBackend } from '../../src/config/schema.ts';
+import { freePort } from '../helpers/postfix.ts';
 
 const root = resolve(import.meta.dirname, '..', '..');
 
@@ -143,6 +146,35 @@ test('Redis persists (AOF) into a volume', () => {
   const cmd = (r.command ?? []).join(' ');
   assert.match(cmd, /--appendonly yes/);
   assert.ok(mounts(r).some((m) => !m.bind && m.dst === '/data'), 'redis /data on a named volume');
+});
+
+test('the Redis command line starts a real redis-server with AOF on', { skip: existsSync('/usr/bin/redis-server') ? false : 'redis-server is missing' }, async () => {
+  const args = (services.redis?.command ?? []).slice(1);
+  const dir = mkdtempSync(join(tmpdir(), 'mg-compose-redis-'));
+  const port = await freePort();
+  const child = spawn('redis-server', [...args, '--port', String(port), '--bind', '127.0.0.1', '--dir', dir], { stdio: 'ignore' });
+  try {
+    const ask = async (cmd: string): Promise<string> => {
+      for (let i = 0; i < 100; i++) {
+        const r = await new Promise<string | undefined>((res) => {
+          const s = net.connect(port, '127.0.0.1', () => s.write(cmd));
+          s.on('data', (d) => {
+            res(d.toString());
+            s.destroy();
+          });
+          s.on('error', () => res(undefined));
+        });
+        if (r !== undefined) return r;
+        await new Promise((res) => setTimeout(res, 50));
+      }
+      throw new Error('redis-server did not answer');
+    };
+    assert.match(await ask('CONFIG GET appendonly\r\n'), /appendonly\r\n\$3\r\nyes/);
+    assert.match(await ask('CONFIG GET save\r\n'), /300 10/);
+  } finally {
+    child.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test("mailgate's mounted config is valid and agrees with ports, backend, Redis and the healthcheck", () => {
