@@ -23,6 +23,12 @@ export const DEBIAN_PACKAGES: ReadonlyArray<{ pkg: string; probe: string; why: s
   { pkg: 'systemd', probe: '/usr/bin/systemd-analyze', why: '`systemd-analyze verify` of deploy/systemd/mailgate.service' },
   { pkg: 'clamav-daemon', probe: '/usr/sbin/clamd', why: 'antivirus check tests (a private clamd)' },
   { pkg: 'clamav-testfiles', probe: '/usr/share/clamav-testfiles', why: 'EICAR-style samples for the antivirus tests' },
+  // Used by tests of branches merged into main (test/helpers/scanners.ts, postgres.ts, the console test).
+  { pkg: 'rspamd', probe: '/usr/bin/rspamd', why: 'content scanner tests (a private Rspamd)' },
+  { pkg: 'spamassassin', probe: '/usr/bin/spamassassin', why: 'content scanner tests (SpamAssassin rules)' },
+  { pkg: 'spamd', probe: '/usr/sbin/spamd', why: 'content scanner tests (a private spamd)' },
+  { pkg: 'postgresql', probe: '/usr/lib/postgresql', why: 'shared quarantine index tests (a private PostgreSQL)' },
+  { pkg: 'chromium', probe: '/usr/bin/chromium', why: 'quarantine console browser test' },
 ];
 
 /** Packages of the table whose probe file is missing. */
