@@ -5,7 +5,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 
 const LAYERS: ReadonlyArray<readonly string[]> = [
-  ['net', 'metrics'],
+  ['net', 'metrics', 'log'],
   ['message', 'dns', 'store', 'config'],
   ['pipeline'],
   ['rules'],

@@ -1,5 +1,5 @@
 // The quarantine console's pages: server-rendered HTML with no script at all, every value
-// escaped by hono/html, one stylesheet from 'self' (a strict CSP forbids everything else), and a
+// escaped by hono/html, one stylesheet of our own (CSP 'self') (a strict CSP forbids everything else), and a
 // layout that turns tables into cards on a phone.
 import { html, raw } from 'hono/html';
 import type { HtmlEscapedString } from 'hono/utils/html';

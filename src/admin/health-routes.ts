@@ -3,6 +3,7 @@
 // behaviour from the hand-made server: GET/HEAD only, plain bodies, readiness cached briefly.
 import type { Hono } from 'hono';
 import { registry } from '../metrics/registry.ts';
+import { recordReadiness } from './readiness-metrics.ts';
 import type { Runtime } from '../pipeline/runtime.ts';
 import type { AdminEnv } from './admin-context.ts';
 
@@ -27,6 +28,7 @@ export function healthRoutes(app: Hono<AdminEnv>, rt: Runtime, probes: readonly 
         }
       }),
     );
+    recordReadiness(results);
     const ok = results.every((r) => r.ok) && !rt.draining;
     cached = { at: Date.now(), ok, body: JSON.stringify({ ready: ok, draining: rt.draining, checks: results }) + '\n' };
     return cached;
@@ -44,6 +46,8 @@ export function healthRoutes(app: Hono<AdminEnv>, rt: Runtime, probes: readonly 
         }
       }
       try {
+        // Refresh mailgate_readiness_up for the next scrape; never wait for a (possibly hung) probe.
+        readiness().catch(() => undefined);
         return text(await registry.metrics(), 200, registry.contentType);
       } catch (err) {
         return text(`${(err as Error).message}\n`, 500, 'text/plain');

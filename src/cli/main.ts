@@ -4,6 +4,10 @@ import { readFileSync } from 'node:fs';
 import cluster from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import { loadConfig } from '../config/load.ts';
+import { locateConfig } from '../config/locate.ts';
+import { runConfigDump } from './config-dump.ts';
+import { configWarnings, formatWarning } from '../config/warnings.ts';
+import { createLogOutput } from '../log/destination.ts';
 import { SourceErrors } from '../config/yaml-source.ts';
 import type { Gateway } from '../gateway.ts';
 
@@ -14,7 +18,7 @@ const HELP_MAIN = `NAME
 
 SYNOPSIS
     mailgate serve [--config FILE]
-    mailgate config check [FILE]
+    mailgate config check|dump [FILE]
     mailgate rules check|test|diff ...
     mailgate quarantine list|show|release|delete|purge ...
     mailgate --version | --help
@@ -29,11 +33,13 @@ DESCRIPTION
 COMMANDS
     serve            Run the gateway (see 'mailgate serve --help').
     config check     Validate a configuration file and print problems with line numbers.
+    config dump      Print the effective configuration (-a: with every default), like postconf.
     rules            Check, test and compare rules directories ('mailgate rules --help').
     quarantine       List, show, release and delete quarantined messages ('mailgate quarantine --help').
 
 ENVIRONMENT
-    MAILGATE_CONFIG     Config file when --config is not given (default ./mailgate.yaml).
+    MAILGATE_CONFIG     Config file when --config is not given; without it the first of
+                        ./mailgate.yaml and /etc/mailgate/mailgate.yaml that exists.
     MAILGATE_REDIS_URL  Overrides the 'redis' key.
     MAILGATE_LOG_LEVEL  Overrides 'log.level'.
 
@@ -51,7 +57,8 @@ SYNOPSIS
     mailgate serve [--config FILE] [--check]
 
 OPTIONS
-    -c, --config FILE   Configuration file (default: $MAILGATE_CONFIG or ./mailgate.yaml).
+    -c, --config FILE   Configuration file (default: $MAILGATE_CONFIG, else ./mailgate.yaml,
+                        else /etc/mailgate/mailgate.yaml).
     --check             Load everything (config, rules, TLS files), then exit without serving.
     -h, --help          This text.
 
@@ -62,6 +69,7 @@ SIGNALS
     SIGTERM   Graceful stop: stop accepting connections, answer idle clients 421, let
               transactions in flight finish within smtp.shutdown_grace_s, exit 0.
     SIGINT    Same as SIGTERM.
+    SIGUSR1   Reopen log.file (after logrotate moved it); nothing with logs on stdout.
 
 LOGS
     JSON lines on stdout (pino). One line with msg "message" per DATA transaction:
@@ -74,9 +82,11 @@ const HELP_CONFIG = `NAME
 
 SYNOPSIS
     mailgate config check [FILE]
+    mailgate config dump [-a|--all] [FILE]   (see 'mailgate config dump --help')
 
 DESCRIPTION
-    Parses and validates FILE (default: $MAILGATE_CONFIG or ./mailgate.yaml). Every
+    Parses and validates FILE (default: $MAILGATE_CONFIG, else ./mailgate.yaml, else
+    /etc/mailgate/mailgate.yaml). Every
     problem is printed as FILE:LINE: KEY: MESSAGE; unknown keys are errors. Exit 0 if
     the file is valid, 1 otherwise.
 `;
@@ -113,7 +123,15 @@ function usage(msg: string): never {
 }
 
 function defaultConfigPath(): string {
-  return process.env.MAILGATE_CONFIG ?? './mailgate.yaml';
+  try {
+    return locateConfig();
+  } catch (err) {
+    if (err instanceof SourceErrors) {
+      process.stderr.write(`${err.message}\n`);
+      process.exit(1);
+    }
+    throw err;
+  }
 }
 
 function loadOrExit(file: string) {
@@ -169,12 +187,13 @@ async function serve(args: string[]): Promise<void> {
       } else if (Object.keys(cluster.workers ?? {}).length === 0) process.exit(0);
     });
     const forward = (sig: NodeJS.Signals) => {
-      if (sig !== 'SIGHUP') stopping = true;
+      if (sig !== 'SIGHUP' && sig !== 'SIGUSR1') stopping = true;
       for (const w of Object.values(cluster.workers ?? {})) w?.process.kill(sig);
     };
     process.on('SIGTERM', () => forward('SIGTERM'));
     process.on('SIGINT', () => forward('SIGINT'));
     process.on('SIGHUP', () => forward('SIGHUP'));
+    process.on('SIGUSR1', () => forward('SIGUSR1'));
     return;
   }
   // With several workers the primary serves the admin endpoints (metrics summed over workers).
@@ -183,7 +202,10 @@ async function serve(args: string[]): Promise<void> {
   try {
     // Imported here so --help, --version and config check start fast.
     const { createGateway } = await import('../gateway.ts');
-    gw = await createGateway({ config, admin: !isWorker });
+    const out = createLogOutput(config.log);
+    // SIGUSR1 (a listener replaces Node's inspector activation): reopen log.file after logrotate.
+    process.on('SIGUSR1', () => out.reopen());
+    gw = await createGateway({ config, admin: !isWorker, logger: out.logger });
   } catch (err) {
     if (err instanceof SourceErrors) {
       process.stderr.write(`${err.message}\n`);
@@ -242,10 +264,12 @@ async function startPrimaryAdmin(cfg: { host: string; port: number }, expected: 
 function configCommand(args: string[]): void {
   const sub = args.shift();
   if (sub === undefined || sub === '-h' || sub === '--help') return void process.stdout.write(HELP_CONFIG);
+  if (sub === 'dump') return void (process.exitCode = runConfigDump(args, defaultConfigPath));
   if (sub !== 'check') usage(`config: unknown subcommand ${sub}`);
   if (takeFlag(args, '-h', '--help')) return void process.stdout.write(HELP_CONFIG);
   const file = args[0] ?? defaultConfigPath();
   const loaded = loadOrExit(file);
+  for (const w of configWarnings(loaded.file, loaded.config)) process.stderr.write(`${formatWarning(w)}\n`);
   const milter = loaded.config.milter ? `, milter ${loaded.config.milter.listen}` : '';
   process.stdout.write(`${loaded.file}: OK (${loaded.config.domains.length} domains, ${loaded.config.listen.length} listeners${milter})\n`);
 }

@@ -25,7 +25,8 @@ SYNOPSIS
     mailgate quarantine digest [--dry-run] [--json]
     mailgate quarantine hash-password          (reads the password from stdin)
 
-    Every command takes -c, --config FILE (default $MAILGATE_CONFIG or ./mailgate.yaml).
+    Every command takes -c, --config FILE (default $MAILGATE_CONFIG, else ./mailgate.yaml,
+    else /etc/mailgate/mailgate.yaml).
 
 DESCRIPTION
     list     Entries from the index, newest first (no message file is read). Columns: ID,

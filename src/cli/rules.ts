@@ -4,6 +4,7 @@
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { loadConfig, type LoadedConfig } from '../config/load.ts';
+import { locateConfig } from '../config/locate.ts';
 import { SourceErrors } from '../config/yaml-source.ts';
 import type { FactSet, FactValue } from '../pipeline/facts.ts';
 import { STAGES } from '../pipeline/stages.ts';
@@ -41,7 +42,8 @@ DESCRIPTION
             recipient, data) as the gateway would, without sending anything, and
             prints each rule that fired with its score and stage, the total and the
             final action with the SMTP reply the client would get. With a config
-            (--config, $MAILGATE_CONFIG or ./mailgate.yaml) the checks that need DNS
+            (--config, $MAILGATE_CONFIG, ./mailgate.yaml or /etc/mailgate/mailgate.yaml)
+            the checks that need DNS
             run for real with its dns: servers: FCrDNS and DNSBL for --ip, SPF for
             --from/--helo, DKIM, ARC and DMARC on the message. Without a config, or
             with --offline, they are not computed: pass their results with --fact,
@@ -61,8 +63,8 @@ DESCRIPTION
 
 OPTIONS
     --config FILE     mailgate.yaml to take defaults from (rules directory, host name
-                      and domains, capture file). Default: $MAILGATE_CONFIG or
-                      ./mailgate.yaml when it exists.
+                      and domains, capture file). Default: $MAILGATE_CONFIG, else
+                      ./mailgate.yaml, else /etc/mailgate/mailgate.yaml, when one exists.
     --rules DIR       Rules directory to use instead of the config's.
     --ip IP           Client address (default ${DEFAULT_TEST_IP}).
     --helo NAME       HELO/EHLO name (HELO facts are unset without it).
@@ -135,10 +137,15 @@ interface Io {
   err: (s: string) => void;
 }
 
-/** The config named by --config, else $MAILGATE_CONFIG / ./mailgate.yaml when it exists. */
+/** The config named by --config, else the default search ($MAILGATE_CONFIG, ./mailgate.yaml, /etc/mailgate/mailgate.yaml); none found = no config. */
 function optionalConfig(explicit: string | undefined): LoadedConfig | undefined {
-  const file = explicit ?? process.env.MAILGATE_CONFIG ?? './mailgate.yaml';
-  if (!explicit && !existsSync(file)) return undefined;
+  let file: string;
+  try {
+    file = locateConfig(explicit);
+  } catch (err) {
+    if (err instanceof SourceErrors) return undefined;
+    throw err;
+  }
   return loadConfig(file);
 }
 

@@ -32,6 +32,7 @@ export function parseConfig(file: string, text: string, env: NodeJS.ProcessEnv =
   config.rules = abs(config.rules);
   config.quarantine.dir = abs(config.quarantine.dir);
   if (isMaildirBackend(config.backend)) config.backend.maildir = abs(config.backend.maildir);
+  if (config.log.file !== undefined) config.log.file = abs(config.log.file);
   for (const l of config.listen) {
     if (l.tls) {
       l.tls.key = abs(l.tls.key);

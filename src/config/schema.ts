@@ -136,7 +136,11 @@ export const configSchema = z.strictObject({
   limits: limitsSchema.default(limitsSchema.parse({})),
   smtp: smtpSchema.default(smtpSchema.parse({})),
   log: z
-    .strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
+    .strictObject({
+      level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+      /** Write the JSON lines to this file instead of stdout; reopened on SIGUSR1 (logrotate). */
+      file: z.string().min(1).optional(),
+    })
     .default({ level: 'info' }),
   /** Sender authentication (SPF, DKIM, DMARC, ARC): see docs/auth.md. */
   auth: authConfigSchema.default(authConfigSchema.parse({})),

@@ -98,7 +98,8 @@ describe('relaying to the real backend', () => {
     // Our domain in another case is ours.
     assert.equal((await c.cmd('RCPT TO:<Alice@EXAMPLE.test>'))?.code, 250);
     c.close();
-    const queue = execFileSync('postqueue', ['-j']).toString();
+    // MAIL_CONFIG (exported by npm test) points postqueue at the private Postfix, not /etc/postfix.
+    const queue = execFileSync('postqueue', ['-j'], { env: process.env }).toString();
     assert.ok(!/elsewhere\.test|relay\.test|evil\.test/.test(queue), `backend queue has relayed mail: ${queue}`);
   });
 

@@ -1,5 +1,5 @@
 // Starts a real mailgate gateway in-process on loopback port 0 for end-to-end tests, by default in
-// front of the real Postfix backend on 127.0.0.1:10025 (.ci/setup-postfix.sh).
+// front of the private Postfix that `npm test` (test/run.ts) starts: MAILGATE_TEST_BACKEND_PORT.
 import net from 'node:net';
 import pino from 'pino';
 import { configSchema, type Config } from '../../src/config/schema.ts';
@@ -58,7 +58,14 @@ export async function requireBackend(): Promise<void> {
     });
     s.on('error', () => resolve(false));
   });
-  if (!ok) throw new Error(`the test backend (Postfix) is not listening on 127.0.0.1:${BACKEND_PORT}: run 'bash .ci/setup-postfix.sh' as root first`);
+  if (!ok) {
+    const how = process.env.MAILGATE_TEST_BACKEND_PORT
+      ? `MAILGATE_TEST_BACKEND_PORT=${BACKEND_PORT} is set but nothing listens there`
+      : 'MAILGATE_TEST_BACKEND_PORT is not set';
+    throw new Error(
+      `the test backend (Postfix) is not listening on 127.0.0.1:${BACKEND_PORT} (${how}): run tests through 'npm test' or 'npm test -- FILE…', which starts a private Postfix and exports MAILGATE_TEST_BACKEND_PORT, MAIL_BASE and MAIL_CONFIG`,
+    );
+  }
 }
 
 /** A free loopback port with nothing listening (for "backend down"). */

@@ -1,4 +1,5 @@
-// Reads what the real Postfix backend delivered: Maildirs under MAIL_BASE (see .ci/setup-postfix.sh).
+// Reads what the real Postfix backend delivered: Maildirs under MAIL_BASE (the private Postfix that
+// `npm test` starts exports it; a test with its own instance passes `pf.mailBase` instead).
 // Tests put a unique token in each message and look for files containing it.
 import { readdirSync, readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
