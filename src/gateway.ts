@@ -1,8 +1,6 @@
 // Builds a running gateway from a config and injected dependencies: listeners, checks, policy,
 // backend, quarantine, admin HTTP. One factory so tests start the real thing on port 0 and
 // `mailgate serve` starts the same code; reload() and stop() implement SIGHUP and SIGTERM.
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
 import type { Config } from './config/schema.ts';
 import { isMaildirBackend } from './config/schema.ts';
@@ -20,6 +18,7 @@ import { buildChecks, closeChecks } from './checks/index.ts';
 import { loadPolicy, type PolicyHandle } from './rules/load-policy.ts';
 import { replies } from './smtp/reply.ts';
 import { createResolver } from './dns/resolver.ts';
+import { prepareSpoolDir, defaultSpoolDir } from './message/spool-dir.ts';
 
 export interface GatewayOptions {
   config: Config;
@@ -88,7 +87,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     policy,
     backend: makeBackend(config),
     quarantine: new QuarantineStore(config.quarantine.dir),
-    spoolDir: join(tmpdir(), 'mailgate-spool'),
+    spoolDir: prepareSpoolDir(config.spool_dir ?? defaultSpoolDir(config.quarantine.dir)).path,
     stripHeaders: buildStripHeaders(config.smtp.strip_headers),
     draining: false,
   };

@@ -4,6 +4,8 @@ import { readFileSync } from 'node:fs';
 import cluster from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import { loadConfig } from '../config/load.ts';
+import { checkConfig } from '../config/check-config.ts';
+import type { Config } from '../config/schema.ts';
 import { SourceErrors } from '../config/yaml-source.ts';
 import type { Gateway } from '../gateway.ts';
 import { QuarantineStore } from '../store/quarantine.ts';
@@ -151,6 +153,7 @@ async function serve(args: string[]): Promise<void> {
   const config = loaded.config;
   const workers = config.workers === 'auto' ? availableParallelism() : config.workers;
   if (checkOnly) {
+    if (!reportFindings(loaded.file, config)) process.exit(1);
     // Build what `serve` builds (checks, rules), without listening, so every file is validated.
     const [{ buildChecks, closeChecks }, { loadPolicy }, { default: pino }] = await Promise.all([
       import('../checks/index.ts'),
@@ -253,6 +256,13 @@ async function startPrimaryAdmin(cfg: { host: string; port: number }, expected: 
   await new Promise<void>((resolve) => server.listen(cfg.port, cfg.host, () => resolve()));
 }
 
+/** Prints checkConfig's errors and warnings to stderr; false when there are errors. */
+function reportFindings(file: string, config: Config): boolean {
+  const { errors, warnings } = checkConfig(file, config);
+  for (const p of [...errors, ...warnings]) process.stderr.write(`${p.message}\n`);
+  return errors.length === 0;
+}
+
 function configCommand(args: string[]): void {
   const sub = args.shift();
   if (sub === undefined || sub === '-h' || sub === '--help') return void process.stdout.write(HELP_CONFIG);
@@ -260,6 +270,7 @@ function configCommand(args: string[]): void {
   if (takeFlag(args, '-h', '--help')) return void process.stdout.write(HELP_CONFIG);
   const file = args[0] ?? defaultConfigPath();
   const loaded = loadOrExit(file);
+  if (!reportFindings(loaded.file, loaded.config)) process.exit(1);
   process.stdout.write(`${loaded.file}: OK (${loaded.config.domains.length} domains, ${loaded.config.listen.length} listeners)\n`);
 }
 

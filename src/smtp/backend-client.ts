@@ -32,6 +32,8 @@ export interface BackendOptions {
   connectTimeoutMs: number;
   commandTimeoutMs: number;
   dataTimeoutMs: number;
+  /** While streaming DATA: longest wait for the backend to take more bytes (default commandTimeoutMs). */
+  writeTimeoutMs?: number;
 }
 
 export interface XclientAttrs {
@@ -52,6 +54,7 @@ interface Pending {
   resolve: (r: BackendReply) => void;
   reject: (e: Error) => void;
   timeoutMs: number;
+  timeoutMessage?: string;
 }
 
 export class BackendSession {
@@ -238,7 +241,12 @@ export class BackendSession {
         }
       }
       const end = lastTwo === '\r\n' || lastTwo === '' ? '.\r\n' : '\r\n.\r\n';
-      const p = this.#expect(this.options.dataTimeoutMs);
+      // No answer to the final dot in time: the backend may still queue the message, and the client
+      // (told 4xx) will send it again. Inherent to filtering before queue (README, item 12): say so.
+      const p = this.#expect(
+        this.options.dataTimeoutMs,
+        `backend did not answer the end of data within ${this.options.dataTimeoutMs} ms; it may have queued the message, so the client's retry can deliver it twice`,
+      );
       this.#write(end);
       this.socket.uncork();
       const r = await p;
@@ -269,28 +277,46 @@ export class BackendSession {
     this.socket.write(s, 'utf8');
   }
 
+  /**
+   * Waits until the socket buffer drained. A backend that stops reading after 354 would make this
+   * wait forever, and no reply timer runs while we send: so it is bounded by writeTimeoutMs and
+   * ends in a timeout (the client gets 451 4.4.2; issue 14, item 5).
+   */
   #drain(): Promise<void> {
+    const ms = this.options.writeTimeoutMs ?? this.options.commandTimeoutMs;
     return new Promise((resolve, reject) => {
-      const onDrain = () => {
+      const done = () => {
+        clearTimeout(timer);
+        this.socket.off('drain', onDrain);
         this.socket.off('close', onClose);
+      };
+      const onDrain = () => {
+        done();
         resolve();
       };
       const onClose = () => {
-        this.socket.off('drain', onDrain);
+        done();
         reject(this.#closeError ?? new BackendError('closed', 'backend closed during DATA'));
       };
+      const timer = setTimeout(() => {
+        done();
+        const err = new BackendError('timeout', `backend took no DATA bytes for ${ms} ms (stopped reading)`);
+        this.#fail(err);
+        this.socket.destroy();
+        reject(err);
+      }, ms);
       this.socket.once('drain', onDrain);
       this.socket.once('close', onClose);
     });
   }
 
-  #expect(timeoutMs: number): Promise<BackendReply> {
+  #expect(timeoutMs: number, timeoutMessage?: string): Promise<BackendReply> {
     return new Promise((resolve, reject) => {
       if (!this.alive) {
         reject(this.#closeError ?? new BackendError('closed', 'backend connection is closed'));
         return;
       }
-      this.#pending.push({ resolve, reject, timeoutMs });
+      this.#pending.push({ resolve, reject, timeoutMs, ...(timeoutMessage ? { timeoutMessage } : {}) });
       if (this.#pending.length === 1) this.#arm();
     });
   }
@@ -301,7 +327,7 @@ export class BackendSession {
     const head = this.#pending[0];
     if (!head) return;
     this.#timer = setTimeout(() => {
-      this.#fail(new BackendError('timeout', `backend did not answer within ${head.timeoutMs} ms`));
+      this.#fail(new BackendError('timeout', head.timeoutMessage ?? `backend did not answer within ${head.timeoutMs} ms`));
       this.socket.destroy();
     }, head.timeoutMs);
   }
@@ -360,9 +386,16 @@ export class BackendSession {
   }
 }
 
-/** RFC 1891 xtext for XCLIENT attribute values: "+", "=" and non-printables as +XX. */
-function xtext(v: string): string {
-  return v.replace(/[^!-*,-<>-~]/g, (c) => '+' + c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0'));
+/**
+ * RFC 1891 5 xtext for XCLIENT attribute values: "+", "=", controls, space and every byte of a
+ * non-ASCII character's UTF-8 encoding as +XX (a UTF-16 code unit is not a byte: issue 14, item 7).
+ */
+export function xtext(v: string): string {
+  let out = '';
+  for (const b of Buffer.from(v, 'utf8')) {
+    out += b >= 0x21 && b <= 0x7e && b !== 0x2b && b !== 0x3d ? String.fromCharCode(b) : '+' + b.toString(16).toUpperCase().padStart(2, '0');
+  }
+  return out;
 }
 
 /**

@@ -39,12 +39,19 @@ interface Conn {
   handler_MAIL(command: Buffer, cb: () => void): void;
   handler_RCPT(command: Buffer, cb: () => void): void;
   handler_DATA(command: Buffer, cb: () => void): void;
+  handler_RSET(command: Buffer, cb: () => void): void;
+  handler_NOOP(command: Buffer, cb: () => void): void;
+  handler_HELP(command: Buffer, cb: () => void): void;
+  handler_VRFY(command: Buffer, cb: () => void): void;
   _onCommand(command: Buffer, cb?: () => void): void;
   /** The command parser; `_remainder` is the partial line received so far. */
   _parser: { _remainder: string; _dataMode: boolean } | false;
   _dataStream: (Readable & { byteLength?: number }) | false | null;
   _server: SMTPServer & { connections: Set<unknown> };
 }
+
+/** Commands that do nothing for a transaction; a client repeating them only holds its slot. */
+const JUNK_COMMANDS = ['RSET', 'NOOP', 'HELP', 'VRFY'] as const;
 
 const ENHANCED_PREFIX = /^([245]\.\d{1,3}\.\d{1,3}) /;
 
@@ -191,7 +198,10 @@ export class Listener {
     let port = socket.remotePort ?? 0;
     let proxyIp: string | undefined;
     if (this.cfg.proxy_protocol !== false) {
-      const trusted = this.cfg.proxy_protocol === true || ipInList(ip, this.cfg.proxy_protocol);
+      // Only listed load balancers may speak PROXY: `true` is refused by the config schema, and
+      // is treated here as "nobody" should a programmatic config carry it.
+      const pp = this.cfg.proxy_protocol;
+      const trusted = Array.isArray(pp) && ipInList(ip, pp);
       if (!trusted) {
         rt.logger.warn({ ip }, 'PROXY protocol listener: connection from an untrusted address refused');
         return refuse('proxy_untrusted', new SmtpReply(421, '4.7.0', 'Not accepting connections from this address'));
@@ -233,11 +243,24 @@ export class Listener {
     let stream: net.Socket | tls.TLSSocket = socket;
     if (this.cfg.tls?.implicit && this.#tlsContext) {
       const t = new tls.TLSSocket(socket, { isServer: true, secureContext: this.#tlsContext });
+      // A client that never starts (or never finishes) the handshake would hold its connection
+      // slot forever: smtp-server's idle timer only starts after the handshake (issue 14, item 6).
       const ok = await new Promise<boolean>((resolve) => {
-        t.once('secure', () => resolve(true));
-        t.once('error', () => resolve(false));
+        const deadline = setTimeout(() => {
+          metrics.connectionsRefused.inc({ reason: 'tls_handshake_timeout' });
+          resolve(false);
+        }, rt.config.smtp.tls_handshake_timeout_ms);
+        t.once('secure', () => {
+          clearTimeout(deadline);
+          resolve(true);
+        });
+        t.once('error', () => {
+          clearTimeout(deadline);
+          resolve(false);
+        });
       });
       if (!ok) {
+        t.destroy();
         socket.destroy();
         return;
       }
@@ -256,6 +279,12 @@ export class Listener {
     };
     if (proxyIp) info.proxyIp = proxyIp;
     if (pregreet !== undefined) info.pregreet = pregreet;
+    // smtp-server reads these from its options object (SIZE at EHLO and MAIL, the idle timer when
+    // the connection is set up): refreshing them here makes a SIGHUP'd config apply to new
+    // connections (issue 14, item 11).
+    const smtpOptions = (this.smtp as unknown as { options: SMTPServerOptions }).options;
+    smtpOptions.size = lim.max_message_bytes;
+    smtpOptions.socketTimeout = lim.idle_timeout_s * 1000;
     const session = new ClientSession(rt, info);
     const conn = new (SMTPConnection as unknown as new (s: SMTPServer, sock: net.Socket, o: object) => Conn)(this.smtp, stream, {
       id,
@@ -326,6 +355,27 @@ function patchConnection(conn: Conn, session: ClientSession): void {
       }
     };
   }
+  // RSET ends the backend transaction too (issue 14, item 8), before smtp-server answers 250;
+  // junk commands are counted (Postfix smtpd_junk_command_limit).
+  let junk = 0;
+  for (const v of JUNK_COMMANDS) {
+    const key = `handler_${v}` as const;
+    const original = conn[key].bind(conn);
+    conn[key] = (command: Buffer, cb: () => void) => {
+      const max = session.rt.config.limits.max_junk_commands;
+      if (++junk > max) {
+        const r = replies.tooManyJunkCommands(max);
+        conn.send(r.code, `${r.enhanced} ${r.text}`);
+        conn.close();
+        return cb();
+      }
+      if (v !== 'RSET') return original(command, cb);
+      session.onRset().then(
+        () => original(command, cb),
+        () => original(command, cb),
+      );
+    };
+  }
   watchSlowClients(conn, session);
   for (const verb of ['EHLO', 'HELO'] as const) {
     const key = `handler_${verb}` as const;
@@ -366,6 +416,7 @@ const MIN_DATA_RATE = 500;
  * idle_timeout_s. Looks at the parser, so it holds after STARTTLS too.
  */
 function watchSlowClients(conn: Conn, session: ClientSession): void {
+  const openedAt = Date.now();
   let partialSince = 0;
   let dataSince = 0;
   const onCommand = conn._onCommand.bind(conn);
@@ -393,6 +444,16 @@ function watchSlowClients(conn: Conn, session: ClientSession): void {
       clearInterval(timer);
       const r = replies.tooSlow();
       conn.send(r.code, `${r.enhanced} ${r.text}`); // 421: smtp-server closes the connection
+      return;
+    }
+    // Session age: a client sending NOOP every few seconds is never idle, yet does nothing. Only
+    // between transactions, so a message in flight is never cut off (issue 14, item 11).
+    const maxAgeMs = session.rt.config.limits.max_session_s * 1000;
+    if (!session.busy && now - openedAt > maxAgeMs) {
+      clearInterval(timer);
+      const r = replies.sessionTooLong(session.rt.config.limits.max_session_s);
+      conn.send(r.code, `${r.enhanced} ${r.text}`);
+      conn.close();
     }
   }, 250);
   timer.unref();

@@ -12,6 +12,7 @@ import { runStage, type StageResult } from '../pipeline/runner.ts';
 import { emptyVerdict, type Verdict, type Action } from '../rules/verdict.ts';
 import { Spool } from '../message/spool.ts';
 import { rewriteHeaderBlock } from '../message/headers.ts';
+import { buildTransactionStrip } from '../message/strip-headers.ts';
 import { messageFacts } from '../message/message-facts.ts';
 import { SmtpReply, SmtpError, replies } from './reply.ts';
 import { checkRecipient, parseAddress } from './address.ts';
@@ -236,7 +237,8 @@ export class ClientSession {
         throw new SmtpError(refuse);
       }
       if (this.closed) throw new SmtpError(replies.localError('client gone'));
-      const link = (this.link ??= rt.backend.link({ ip: this.info.ip, port: this.info.port, helo: this.helo, esmtp: this.esmtp }));
+      const rdns = this.facts.get('client.rdns');
+      const link = (this.link ??= rt.backend.link({ ip: this.info.ip, port: this.info.port, helo: this.helo, esmtp: this.esmtp, ...(typeof rdns === 'string' && rdns ? { rdns } : {}) }));
       let r: BackendReply;
       try {
         r = await this.#backend(() => link.mail(addr, args));
@@ -275,7 +277,7 @@ export class ClientSession {
     const rv = checkRecipient(target, this.rt.domains);
     if (!rv.ok) {
       this.log.info({ qid: tx.qid, rcpt: to, why: rv.why }, 'recipient refused');
-      throw new SmtpError(rv.kind === 'syntax' ? replies.badRecipientSyntax(rv.why) : replies.relayDenied(rv.domain || to));
+      throw new SmtpError(rv.kind === 'syntax' ? replies.badRecipientSyntax(rv.why) : rv.why === 'not our domain' ? replies.relayDenied(rv.domain || to) : replies.relayRouting(rv.why));
     }
     const address = rv.parsed.address;
     tx.facts.set('rcpt.address', address);
@@ -287,7 +289,7 @@ export class ClientSession {
       throw new SmtpError(refuse);
     }
     tx.verdict = res.verdict;
-    const r = await this.#backend(() => (this.link as BackendLink).rcpt(address));
+    const r = await this.#backend(() => this.#liveLink().rcpt(address));
     if (r.code >= 300) throw new SmtpError(backendToReply(r));
     tx.rcpts.push(address);
     return backendToReply(r);
@@ -308,6 +310,7 @@ export class ClientSession {
         tmpDir: rt.spoolDir,
       },
       rt.config.smtp.bare_newlines === 'normalize',
+      { nulBytes: rt.config.smtp.nul_bytes },
     );
     const started = performance.now();
     let action: Action | 'error' = 'tempfail';
@@ -325,6 +328,7 @@ export class ClientSession {
           p === 'too-big' ? replies.messageTooBig(lim.max_message_bytes)
           : p === 'header-too-big' ? replies.headerTooBig(lim.max_header_bytes)
           : p === 'line-too-long' ? new SmtpReply(552, '5.3.4', `Message line longer than ${lim.max_line_bytes} bytes`)
+          : p === 'nul-byte' ? replies.nulBytes()
           : replies.bareNewline();
         action = 'reject';
         reason = `limit: ${p}`;
@@ -338,6 +342,7 @@ export class ClientSession {
       facts.set('rcpt.count', tx.rcpts.length);
       messageFacts(spool, facts);
       facts.set('message.bare_newlines', spool.bareNewlines);
+      facts.set('message.nul_bytes', spool.nulBytes);
       const { res, refuse } = await this.#stage('data', facts, tx.verdict, { output: tx.output, message: spool });
       const v = res.verdict;
       tx.verdict = v;
@@ -353,7 +358,7 @@ export class ClientSession {
       action = final;
       if (final === 'accept') {
         const header = this.#outgoingHeader(tx, spool, v);
-        const r = await this.#backend(() => (this.link as BackendLink).data([header, spool.bodyStream()]));
+        const r = await this.#backend(() => this.#liveLink().data([header, spool.bodyStream()]));
         backendReply = `${r.code} ${r.enhanced} ${r.lines.join(' ')}`.trim();
         reply = backendToReply(r);
         if (r.code >= 300) action = r.code >= 500 ? 'reject' : 'tempfail';
@@ -435,7 +440,8 @@ export class ClientSession {
     if (this.rt.config.smtp.add_received) prepend.push({ name: 'Received', value: this.#received(tx) });
     prepend.push(...tx.output.edits.addHeaders);
     for (const h of v.addHeaders) prepend.push(h);
-    const remove = [...tx.output.edits.removeHeaders, ...this.rt.stripHeaders];
+    const cfg = this.rt.config;
+    const remove = [...tx.output.edits.removeHeaders, ...this.rt.stripHeaders, buildTransactionStrip({ authservIds: [cfg.hostname, ...(cfg.auth.authserv_id ? [cfg.auth.authserv_id] : [])] })];
     let fields = spool.headers;
     if (v.tagSubject) {
       const tag = v.tagSubject;
@@ -467,6 +473,17 @@ export class ClientSession {
       }
       throw err;
     }
+  }
+
+  /** The backend link of this transaction; gone after a backend failure (then: 4xx, not a TypeError). */
+  #liveLink(): BackendLink {
+    if (!this.link) throw new BackendError('closed', 'backend connection lost earlier in this transaction');
+    return this.link;
+  }
+
+  /** RSET (RFC 5321 4.1.1.5): the transaction ends here and at the backend. */
+  async onRset(): Promise<void> {
+    await this.#endTransaction();
   }
 
   async #endTransaction(): Promise<void> {
