@@ -4,6 +4,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
+import http from 'node:http';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { RawSmtp } from '../helpers/smtp-client.ts';
@@ -16,6 +17,8 @@ interface FakeBackend {
   port: number;
   /** Every command line received (not DATA content), in order. */
   commands: string[];
+  /** Connections accepted so far. */
+  connections: number;
   close(): Promise<void>;
 }
 
@@ -23,7 +26,9 @@ interface FakeBackend {
 async function fakeBackend(mode: Mode, ehlo: string[] = ['PIPELINING', '8BITMIME', 'SIZE 104857600']): Promise<FakeBackend> {
   const commands: string[] = [];
   const sockets = new Set<net.Socket>();
+  const fb = { connections: 0 };
   const server = net.createServer((sock) => {
+    fb.connections++;
     sockets.add(sock);
     sock.on('close', () => sockets.delete(sock));
     sock.on('error', () => undefined);
@@ -76,6 +81,9 @@ async function fakeBackend(mode: Mode, ehlo: string[] = ['PIPELINING', '8BITMIME
   return {
     port: (server.address() as net.AddressInfo).port,
     commands,
+    get connections() {
+      return fb.connections;
+    },
     close: () =>
       new Promise<void>((r) => {
         for (const s of sockets) s.destroy();
@@ -199,4 +207,21 @@ test('item 7: XCLIENT carries the client rDNS name and a UTF-8 HELO xtext-encode
   assert.ok(x, fb.commands.join(' | '));
   assert.match(x, / NAME=mail\.client\.example( |$)/);
   assert.match(x, / HELO=b\+C3\+BCcher\.example( |$)/);
+});
+
+test('item 11: concurrent /readyz requests share one backend probe', async () => {
+  const fb = await fakeBackend('ok');
+  cleanups.push(() => fb.close());
+  const gw = await gatewayFor(fb, { admin: { host: '127.0.0.1', port: 0 } });
+  const before = fb.connections;
+  const get = () =>
+    new Promise<number>((resolve, reject) => {
+      http.get({ host: '127.0.0.1', port: gw.adminPort, path: '/readyz' }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      }).on('error', reject);
+    });
+  const codes = await Promise.all(Array.from({ length: 10 }, get));
+  assert.deepEqual(codes, Array(10).fill(200));
+  assert.equal(fb.connections - before, 1, 'each /readyz opened its own backend session');
 });
