@@ -70,7 +70,8 @@ export function htmlToText(html: string, maxChars: number): string {
     } else i++;
   }
   if (outLen < maxChars) flushText(Math.min(i, n));
-  return collapseWhitespace(out.join('')).slice(0, maxChars);
+  // Cut, then trim again: the cut can end on whitespace (found by fuzzing).
+  return collapseWhitespace(out.join('')).slice(0, maxChars).trimEnd();
 }
 
 /** Lower-cased tag name after "<" (and "/"), e.g. `<BR/>` → br. */

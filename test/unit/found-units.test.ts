@@ -258,3 +258,16 @@ test('config check: missing TLS files are errors, risky settings warnings, each 
   assert.ok(existsSync(file));
 });
 
+
+// --- regressions found by fuzzing ---------------------------------------------------------------
+
+const aliasCases = [
+  { desc: 'alias to an anchor never defined', yaml: 'hostname: *a\n' },
+  { desc: 'merge key with an unresolved alias', yaml: 'hostname: x\n<<: *a\n' },
+  { desc: 'alias before its anchor', yaml: 'hostname: *h\ndomains: &h [x]\n' },
+];
+for (const c of aliasCases) {
+  test(`config: ${c.desc} is a located YAML error, not a ReferenceError`, () => {
+    assert.throws(() => parseConfig('x.yaml', c.yaml, {}), (err: unknown) => err instanceof SourceErrors && /^x\.yaml:\d+: YAML error: /.test(err.message));
+  });
+}

@@ -142,3 +142,7 @@ for (const h of htmlCases) {
 test('htmlToText caps its output', () => {
   assert.equal(htmlToText('x'.repeat(1000), 10).length, 10);
 });
+
+test('htmlToText: a cut on whitespace is trimmed (fuzz counterexample "!<\\n<", 3)', () => {
+  assert.equal(htmlToText('!<\n<', 3), '!<');
+});
