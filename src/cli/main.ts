@@ -20,6 +20,7 @@ SYNOPSIS
     mailgate config check [FILE]
     mailgate rules check|test|diff ...
     mailgate quarantine list|show|delete ...
+    mailgate doctor [--config FILE] [--rcpt ADDRESS]
     mailgate --version | --help
 
 DESCRIPTION
@@ -34,6 +35,7 @@ COMMANDS
     config check     Validate a configuration file and print problems with line numbers.
     rules            Check, test and compare rules directories ('mailgate rules --help').
     quarantine       List, show and delete quarantined messages.
+    doctor           Probe the backend MTA for dangerous parser differences ('mailgate doctor --help').
 
 ENVIRONMENT
     MAILGATE_CONFIG     Config file when --config is not given (default ./mailgate.yaml).
@@ -323,6 +325,11 @@ export async function main(argv: string[]): Promise<void> {
       return quarantineCommand(args);
     case 'rules':
       return rulesCommand(args);
+    case 'doctor': {
+      const { runDoctor } = await import('./doctor.ts');
+      process.exitCode = await runDoctor(args, { out: (t) => void process.stdout.write(t), err: (t) => void process.stderr.write(t) });
+      return;
+    }
     default:
       usage(`unknown command ${cmd}`);
   }
