@@ -50,6 +50,8 @@ interface Conn {
   _server: SMTPServer & { connections: Set<unknown> };
 }
 
+const MIN_TLS = 'TLSv1.2' as const;
+
 /** Commands that do nothing for a transaction; a client repeating them only holds its slot. */
 const JUNK_COMMANDS = ['RSET', 'NOOP', 'HELP', 'VRFY'] as const;
 
@@ -117,11 +119,13 @@ export class Listener {
     if (cfg.tls) {
       opts.key = readFileSync(cfg.tls.key);
       opts.cert = readFileSync(cfg.tls.cert);
+      // TLS 1.2 or later, whatever the Node/OpenSSL defaults of the host say (RFC 8996).
+      opts.minVersion = MIN_TLS;
     }
     this.smtp = new SMTPServer(opts);
     // An unhandled 'error' on the server object would kill the process (known smtp-server gap).
     this.smtp.on('error', (err: Error) => rt.logger.debug({ err: err.message }, 'smtp-server error'));
-    if (cfg.tls?.implicit) this.#tlsContext = tls.createSecureContext({ key: opts.key, cert: opts.cert });
+    if (cfg.tls?.implicit) this.#tlsContext = tls.createSecureContext({ key: opts.key, cert: opts.cert, minVersion: MIN_TLS });
     this.server = net.createServer({ pauseOnConnect: true, noDelay: true }, (socket) => {
       void this.#accept(socket, counters);
     });
@@ -134,7 +138,7 @@ export class Listener {
     const key = readFileSync(this.cfg.tls.key);
     const cert = readFileSync(this.cfg.tls.cert);
     (this.smtp as unknown as { updateSecureContext(o: object): void }).updateSecureContext({ key, cert });
-    if (this.cfg.tls.implicit) this.#tlsContext = tls.createSecureContext({ key, cert });
+    if (this.cfg.tls.implicit) this.#tlsContext = tls.createSecureContext({ key, cert, minVersion: MIN_TLS });
   }
 
   listen(): Promise<number> {

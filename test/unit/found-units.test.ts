@@ -271,3 +271,14 @@ for (const c of aliasCases) {
     assert.throws(() => parseConfig('x.yaml', c.yaml, {}), (err: unknown) => err instanceof SourceErrors && /^x\.yaml:\d+: YAML error: /.test(err.message));
   });
 }
+
+test('config check: an admin listener off loopback is warned about', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mailgate-cfg-'));
+  const file = join(dir, 'mailgate.yaml');
+  writeFileSync(file, `${BASE}admin: { host: 0.0.0.0, port: 9025 }\n`);
+  const { config } = parseConfig(file, readFileSync(file, 'utf8'), {});
+  const w = checkConfig(file, config).warnings.map((x) => x.message);
+  assert.deepEqual(w, [`${file}:4: admin.host: warning: 0.0.0.0 is not a loopback address: /metrics and /readyz have no authentication, keep them on 127.0.0.1 or behind a firewall`]);
+  writeFileSync(file, `${BASE}admin: { host: 127.0.0.1, port: 9025 }\n`);
+  assert.deepEqual(checkConfig(file, parseConfig(file, readFileSync(file, 'utf8'), {}).config).warnings, []);
+});
