@@ -115,3 +115,81 @@ test('faults: SIGKILL, backend down, resets and stalls — every 250 is delivere
   await gw.start();
   assert.deepEqual(readdirSync(join(dir, 'spool')).filter((f) => f.startsWith('spool-')), []);
 });
+
+test('faults: Redis killed and paused mid-load (fail_open and fail_closed) — nothing lost', async (t) => {
+  const { startRedis, uniquePrefix } = await import('../helpers/redis.ts');
+  const { startGateway, testConfig } = await import('../helpers/gateway.ts');
+  const redis = await startRedis();
+  cleanups.push(() => redis.stop());
+  if (!redis.controllable) return t.skip('REDIS_URL points at a server this test cannot kill');
+  const pf: PostfixInstance = await startPostfix();
+  cleanups.push(() => pf.destroy());
+  // The shipped rules with their limits applied to loopback too (they exempt it), and generous
+  // enough never to trigger: every connection and message then makes Redis calls.
+  const { cpSync } = await import('node:fs');
+  const rulesDir = mkdtempSync(join(tmpdir(), 'mailgate-faults-rules-'));
+  cpSync(join(import.meta.dirname, '..', '..', 'rules'), rulesDir, { recursive: true });
+  const everyone = '{ client.ip: { cidr: [0.0.0.0/0] } }';
+  writeFileSync(
+    join(rulesDir, 'local.d', 'faults.yaml'),
+    `concurrency:\n  - { name: client_ip_connections, max: 10000, when: ${everyone} }\n` +
+      `ratelimits:\n  - { name: client_net_messages, rate: 100000/1m, burst: 100000, when: ${everyone} }\n  - { name: recipient_messages, rate: 100000/1m, burst: 100000, when: ${everyone} }\n`,
+  );
+  const figures: Record<string, unknown> = {};
+  for (const failMode of ['fail_open', 'fail_closed'] as const) {
+    const gw = await startGateway(
+      testConfig({
+        backend: { host: '127.0.0.1', port: pf.port, command_timeout_ms: 5000, data_timeout_ms: 10_000, connect_timeout_ms: 2000 },
+        redis: redis.url,
+        redis_options: { key_prefix: uniquePrefix(failMode), fail_mode: failMode, command_timeout_ms: 200 },
+        rules: rulesDir,
+        checks: { disabled: ['spf', 'dkim-arc-dmarc', 'dnsbl', 'greylist', 'fcrdns'] },
+        limits: { max_connections_per_ip: 200 },
+      }),
+    );
+    cleanups.push(() => gw.stop(100));
+    const outcomes = new Map<string, Outcome>();
+    let done = false;
+    let next = failMode === 'fail_open' ? 100_000 : 200_000;
+    const clients = Array.from({ length: 2 }, async () => {
+      while (!done) {
+        const tok = `fault-${next++}`;
+        outcomes.set(tok, await sendOne(gw.port, tok));
+        await sleep(20);
+      }
+    });
+    await sleep(500);
+    await redis.kill();
+    await sleep(800);
+    await redis.restart();
+    await sleep(500);
+    redis.pause();
+    await sleep(1000);
+    redis.resume();
+    await sleep(500);
+    done = true;
+    await Promise.all(clients);
+    const deadline = Date.now() + 20_000;
+    while (Date.now() < deadline && pf.queue().length > 0) await sleep(200);
+    await sleep(300);
+    const counts = deliveredTokens([join(pf.mailBase, 'alice', 'new'), join(pf.mailBase, 'alice', 'cur')]);
+    let accepted = 0;
+    let lost = 0;
+    let duplicated = 0;
+    let other = 0;
+    for (const [tok, o] of outcomes) {
+      const n = counts.get(tok) ?? 0;
+      if (o === 'accepted') {
+        accepted++;
+        if (n !== 1) (n === 0 ? lost++ : duplicated++);
+      } else other++;
+    }
+    figures[failMode] = { sent: outcomes.size, accepted, refusedOrTempfailed: other, lost, duplicated };
+    assert.equal(lost, 0, `${failMode}: told 250 but not delivered`);
+    assert.equal(duplicated, 0);
+    assert.ok(accepted > 10, `${failMode}: ${JSON.stringify(figures[failMode])}`);
+    // fail_closed must have refused something while Redis was gone (else Redis was not in play).
+    if (failMode === 'fail_closed') assert.ok(other > 0, `fail_closed refused nothing: ${JSON.stringify(figures[failMode])}`);
+  }
+  t.diagnostic(`figures ${JSON.stringify(figures)}`);
+});
