@@ -193,3 +193,41 @@ test('faults: Redis killed and paused mid-load (fail_open and fail_closed) — n
   }
   t.diagnostic(`figures ${JSON.stringify(figures)}`);
 });
+
+test('faults: an unwritable quarantine gives 4xx, never a 250 for a message that is nowhere', async () => {
+  const { startGateway, testConfig } = await import('../helpers/gateway.ts');
+  const { makeRulesDir } = await import('../helpers/rules-dir.ts');
+  const pf: PostfixInstance = await startPostfix();
+  cleanups.push(() => pf.destroy());
+  const rules = makeRulesDir({
+    '00-actions.yaml': 'actions: { reject: 100, quarantine: 5 }\n',
+    '10-q.yaml': 'rules:\n  - name: Q\n    description: quarantine these\n    when: { message.subject: { glob: "fault-9*" } }\n    score: 10\n',
+  });
+  // The quarantine "directory" is a regular file: every write fails (ENOTDIR), as on a read-only
+  // or full disk, for root too (which permission bits would not stop).
+  const base = mkdtempSync(join(tmpdir(), 'mailgate-q-broken-'));
+  const qdir = join(base, 'quarantine');
+  writeFileSync(qdir, 'not a directory');
+  const gw = await startGateway(
+    testConfig({
+      backend: { host: '127.0.0.1', port: pf.port, command_timeout_ms: 5000, data_timeout_ms: 10_000, connect_timeout_ms: 2000 },
+      rules,
+      quarantine: { dir: qdir },
+      checks: { disabled: ['spf', 'dkim-arc-dmarc', 'dnsbl', 'greylist', 'fcrdns'] },
+    }),
+  );
+  cleanups.push(() => gw.stop(100));
+  const quarantined: Outcome[] = [];
+  for (let i = 0; i < 10; i++) quarantined.push(await sendOne(gw.port, `fault-9${i}`));
+  const clean = await sendOne(gw.port, 'fault-1');
+  assert.deepEqual(quarantined, Array(10).fill('tempfail'), 'a quarantine that cannot be written must not answer 250');
+  assert.equal(clean, 'accepted');
+  const deadline = Date.now() + 15_000;
+  let counts = deliveredTokens([join(pf.mailBase, 'alice', 'new')]);
+  while (Date.now() < deadline && !counts.has('fault-1')) {
+    await sleep(200);
+    counts = deliveredTokens([join(pf.mailBase, 'alice', 'new')]);
+  }
+  assert.equal(counts.get('fault-1'), 1);
+  assert.ok(![...counts.keys()].some((k) => k.startsWith('fault-9')), 'a message meant for quarantine was relayed');
+});
