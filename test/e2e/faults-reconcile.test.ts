@@ -231,3 +231,38 @@ test('faults: an unwritable quarantine gives 4xx, never a 250 for a message that
   assert.equal(counts.get('fault-1'), 1);
   assert.ok(![...counts.keys()].some((k) => k.startsWith('fault-9')), 'a message meant for quarantine was relayed');
 });
+
+test('faults: DNS that never answers — every message still gets a reply in bounded time, each 250 delivered', async (t) => {
+  const { startGateway, testConfig } = await import('../helpers/gateway.ts');
+  const { startDnsServer } = await import('../helpers/dns-server.ts');
+  const dns = await startDnsServer({ mode: 'silent' });
+  cleanups.push(() => dns.close());
+  const pf: PostfixInstance = await startPostfix();
+  cleanups.push(() => pf.destroy());
+  // Every DNS-based check on (SPF, DKIM/DMARC, FCrDNS, DNSBL), against a resolver that hangs.
+  const gw = await startGateway(
+    testConfig({
+      backend: { host: '127.0.0.1', port: pf.port, command_timeout_ms: 5000, data_timeout_ms: 10_000, connect_timeout_ms: 2000 },
+      dns: { servers: [dns.address], timeout_ms: 300 },
+      checks: { disabled: ['greylist'] },
+    }),
+  );
+  cleanups.push(() => gw.stop(100));
+  const outcomes: Array<{ tok: string; o: Outcome; ms: number }> = [];
+  for (let i = 0; i < 8; i++) {
+    const t0 = Date.now();
+    const tok = `fault-7${i}`;
+    outcomes.push({ tok, o: await sendOne(gw.port, tok), ms: Date.now() - t0 });
+  }
+  t.diagnostic(`outcomes ${JSON.stringify(outcomes.map((x) => `${x.o}/${x.ms}ms`))} queries ${dns.queries.length}`);
+  assert.ok(dns.queries.length > 0, 'the checks did not ask DNS: the fault was not exercised');
+  for (const x of outcomes) assert.ok(x.o !== 'dropped' && x.ms < 15_000, `${x.tok}: ${x.o} after ${x.ms} ms`);
+  const deadline = Date.now() + 15_000;
+  const accepted = outcomes.filter((x) => x.o === 'accepted').map((x) => x.tok);
+  let counts = deliveredTokens([join(pf.mailBase, 'alice', 'new')]);
+  while (Date.now() < deadline && accepted.some((k) => !counts.has(k))) {
+    await sleep(200);
+    counts = deliveredTokens([join(pf.mailBase, 'alice', 'new')]);
+  }
+  for (const k of accepted) assert.equal(counts.get(k), 1, `${k} told 250 but delivered ${counts.get(k) ?? 0} times`);
+});
