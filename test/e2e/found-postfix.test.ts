@@ -116,7 +116,7 @@ test('item 2: a header block starting with whitespace cannot extend our headers'
 });
 
 test('item 3: a PROXY v1 source field with a bare LF is refused; a valid one from a trusted LB is used', async () => {
-  const bad = await connect(gw.ports[1]!, Buffer.from('PROXY TCP4 1.2.3.4\nX-Injected: yes 127.0.0.1 40000 25\r\n'));
+  const bad = await connect(gw.ports[1]!, Buffer.from('PROXY TCP4 1.2.3.4\nX-Injected:yes 127.0.0.1 40000 25\r\n'));
   assert.equal(await bad.read(5000), undefined, 'connection must be dropped without a banner');
   const tok = token('proxy');
   const c = await connect(gw.ports[1]!, Buffer.from('PROXY TCP4 192.0.2.10 127.0.0.1 40000 25\r\n'));

@@ -27,6 +27,7 @@ const proxyCases: Array<{ desc: string; input: string; expected: 'more' | 'error
   { desc: 'UNKNOWN', input: 'PROXY UNKNOWN\r\n', expected: 'unknown' },
   { desc: 'incomplete', input: 'PROXY TCP4 192.0.2.10', expected: 'more' },
   { desc: 'bare LF injected into the source field', input: 'PROXY TCP4 1.2.3.4\nX-Injected: yes 127.0.0.1 1 25\r\n', expected: 'error' },
+  { desc: 'bare LF injected into the source field, six fields', input: 'PROXY TCP4 1.2.3.4\nX-Injected:yes 127.0.0.1 1 25\r\n', expected: 'error' },
   { desc: 'CR inside a field', input: 'PROXY TCP4 1.2.3.4\r 127.0.0.1 1 25\r\n', expected: 'error' },
   { desc: 'source not an IP', input: 'PROXY TCP4 evil.example 127.0.0.1 1 25\r\n', expected: 'error' },
   { desc: 'IPv6 under TCP4', input: 'PROXY TCP4 2001:db8::1 127.0.0.1 1 25\r\n', expected: 'error' },
