@@ -24,3 +24,14 @@ export function runFuzz<T extends [unknown, ...unknown[]]>(parser: string, prop:
   if (process.env.MAILGATE_FUZZ_REPORT) appendFileSync(process.env.MAILGATE_FUZZ_REPORT, JSON.stringify({ parser, runs: out.numRuns }) + '\n');
   return out.numRuns;
 }
+
+/** runFuzz for async properties (a property that talks to a real server). */
+export async function runFuzzAsync<T extends [unknown, ...unknown[]]>(parser: string, prop: fc.IAsyncProperty<T>, maxRuns = RUNS): Promise<number> {
+  const settings = SECONDS > 0 ? fuzzSettings() : { ...fuzzSettings(), numRuns: Math.min(RUNS, maxRuns), interruptAfterTimeLimit: 5000 };
+  const out = await fc.check(prop, settings as fc.Parameters<T>);
+  if (out.failed) {
+    assert.fail(`${parser}: counterexample ${fc.stringify(out.counterexample)} (seed ${out.seed}, path ${out.counterexamplePath}): ${String(out.errorInstance)}`);
+  }
+  if (process.env.MAILGATE_FUZZ_REPORT) appendFileSync(process.env.MAILGATE_FUZZ_REPORT, JSON.stringify({ parser, runs: out.numRuns }) + '\n');
+  return out.numRuns;
+}
