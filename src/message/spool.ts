@@ -211,7 +211,7 @@ export class Spool extends Writable implements MessageView {
       return;
     }
     if (this.#fd === undefined) {
-      mkdirSync(this.limits.tmpDir, { recursive: true });
+      mkdirSync(this.limits.tmpDir, { recursive: true, mode: 0o700 }); // private, as prepareSpoolDir made it
       this.#path = join(this.limits.tmpDir, `spool-${process.pid}-${randomBytes(8).toString('hex')}`);
       this.#fd = openSync(this.#path, 'wx', 0o600);
       for (const c of this.#chunks) writeSync(this.#fd, c);
