@@ -11,7 +11,7 @@ export const HELP_DOCTOR = `NAME
     mailgate doctor - probe the backend MTA for parser differences that matter behind mailgate
 
 SYNOPSIS
-    mailgate doctor [--config FILE] [--rcpt ADDRESS] [--json]
+    mailgate doctor [--config FILE] [--rcpt ADDRESS] [--via HOST:PORT] [--json]
 
 DESCRIPTION
     Connects to the configured backend (not through mailgate) and tries, each on a fresh
@@ -21,12 +21,17 @@ DESCRIPTION
     mailgate's address?). For each it prints the backend's answer, whether that is dangerous
     with this backend, and what mailgate does about it with the current config.
 
+    With --via, the same probes are also sent through a running mailgate at HOST:PORT, and a
+    dangerous backend behaviour counts as mitigated only when it does not get through mailgate
+    (attacks compose two parsers: ours and the backend's).
+
     The end-of-data probes may deliver a short message (Subject: mailgate doctor probe) to the
     probe recipient; the recipient probes never send DATA.
 
 OPTIONS
     -c, --config FILE   Configuration file (default: $MAILGATE_CONFIG or ./mailgate.yaml).
     --rcpt ADDRESS      Probe recipient (default postmaster@ the first of 'domains').
+    --via HOST:PORT     Also probe through this mailgate listener (e.g. 127.0.0.1:25).
     --json              One JSON object per probe instead of the table.
     -h, --help          This text.
 
@@ -58,9 +63,23 @@ export interface ProbeResult {
   backend: string;
   /** The backend behaviour would be exploitable without mailgate in front. */
   dangerous: boolean;
-  /** mailgate's current config covers it. */
+  /** mailgate's current config covers it (with --via: measured through mailgate). */
   mitigated: boolean;
   mailgate: string;
+  /** With --via: what happened to the same probe sent through mailgate. */
+  viaMailgate?: string;
+}
+
+/**
+ * Joins backend probes with the same probes sent through mailgate: a dangerous backend behaviour
+ * is mitigated when the probe through mailgate is not dangerous.
+ */
+export function combine(backend: readonly ProbeResult[], via: readonly ProbeResult[]): ProbeResult[] {
+  return backend.map((b, i) => {
+    const v = via[i];
+    if (!v) return b;
+    return { ...b, mitigated: !v.dangerous, viaMailgate: v.backend };
+  });
 }
 
 /** A line-oriented SMTP conversation on a raw socket: exact bytes out, whole replies in. */
@@ -241,7 +260,9 @@ export function formatResults(results: readonly ProbeResult[]): string {
   let out = '';
   for (const r of results) {
     const verdict = !r.dangerous ? 'ok' : r.mitigated ? 'DANGEROUS, mitigated' : 'DANGEROUS';
-    out += `${r.probe}\n  backend:  ${r.backend}\n  verdict:  ${verdict}\n  mailgate: ${r.mailgate}\n`;
+    out += `${r.probe}\n  backend:  ${r.backend}\n`;
+    if (r.viaMailgate !== undefined) out += `  through mailgate: ${r.viaMailgate}\n`;
+    out += `  verdict:  ${verdict}\n  mailgate: ${r.mailgate}\n`;
   }
   return out;
 }
@@ -263,6 +284,7 @@ export async function runDoctor(args: string[], io: { out(s: string): void; err(
   if (json) args.splice(args.indexOf('--json'), 1);
   const file = take('-c', '--config') ?? process.env.MAILGATE_CONFIG ?? './mailgate.yaml';
   const rcptOpt = take('--rcpt');
+  const via = take('--via');
   if (args.length > 0) {
     io.err(`mailgate: doctor: unexpected argument ${args[0]}\nTry 'mailgate doctor --help'.\n`);
     return 1;
@@ -293,6 +315,23 @@ export async function runDoctor(args: string[], io: { out(s: string): void; err(
       timeoutMs: config.backend.command_timeout_ms,
       bareNewlines: config.smtp.bare_newlines,
     });
+    if (via !== undefined) {
+      const colon = via.lastIndexOf(':');
+      const port = Number(via.slice(colon + 1));
+      if (colon <= 0 || !Number.isInteger(port) || port < 1 || port > 65535) {
+        io.err(`mailgate: doctor: --via ${via}: expected HOST:PORT\n`);
+        return 1;
+      }
+      const through = await probeBackend({
+        host: via.slice(0, colon).replace(/^\[|\]$/g, ''),
+        port,
+        helo: 'doctor.invalid',
+        rcpt,
+        timeoutMs: config.backend.command_timeout_ms,
+        bareNewlines: config.smtp.bare_newlines,
+      });
+      results = combine(results, through);
+    }
   } catch (err) {
     io.err(`mailgate: doctor: ${(err as Error).message}\n`);
     return 2;

@@ -62,3 +62,32 @@ test('doctor CLI: table output, exit 0 when everything dangerous is mitigated; u
   assert.equal(await runDoctor(['--config', cfg, 'extra'], io), 1);
   assert.match(err, /unexpected argument extra/);
 });
+
+test('doctor --via: probes through mailgate decide "mitigated"; through nothing (the backend itself) exit 3', async () => {
+  const { startGateway, testConfig } = await import('../helpers/gateway.ts');
+  const pf = instances[0]!;
+  const gw = await startGateway(
+    testConfig({ backend: { host: '127.0.0.1', port: pf.port, command_timeout_ms: 5000, data_timeout_ms: 10_000, connect_timeout_ms: 2000 }, checks: { disabled: ['spf', 'dkim-arc-dmarc', 'dnsbl', 'greylist', 'fcrdns'] } }),
+  );
+  try {
+    const dir = mkdtempSync(join(tmpdir(), 'mailgate-doctor-'));
+    const cfg = join(dir, 'mailgate.yaml');
+    writeFileSync(cfg, `hostname: mx.example.test\ndomains: [example.test]\nbackend: { host: 127.0.0.1, port: ${pf.port} }\n`);
+    let out = '';
+    let err = '';
+    const io = { out: (s: string) => void (out += s), err: (s: string) => void (err += s) };
+    assert.equal(await runDoctor(['--config', cfg, '--rcpt', 'alice@example.test', '--via', `127.0.0.1:${gw.port}`, '--json'], io), 0, err);
+    const rs = out.trim().split('\n').map((l) => JSON.parse(l) as ProbeResult);
+    const lf = byName(rs, 'bare LF');
+    assert.equal(lf.dangerous, true);
+    assert.equal(lf.mitigated, true);
+    assert.match(lf.viaMailgate ?? '', /^takes it as message content/);
+    assert.match(byName(rs, 'percent hack').viaMailgate ?? '', /550 5\.7\.1 Relaying denied: routing characters/);
+    // "Through" the backend itself, i.e. without mailgate: the dangerous behaviour is not mitigated.
+    out = '';
+    assert.equal(await runDoctor(['--config', cfg, '--rcpt', 'alice@example.test', '--via', `127.0.0.1:${pf.port}`], io), 3);
+    assert.match(out, /verdict: {2}DANGEROUS\n/);
+  } finally {
+    await gw.stop(100);
+  }
+});
