@@ -1,8 +1,6 @@
 // Builds a running gateway from a config and injected dependencies: listeners, checks, policy,
 // backend, quarantine, admin HTTP. One factory so tests start the real thing on port 0 and
 // `mailgate serve` starts the same code; reload() and stop() implement SIGHUP and SIGTERM.
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
 import type { Config } from './config/schema.ts';
 import { Listener, ConnCounters } from './fronts/smtp/listener.ts';
@@ -23,9 +21,11 @@ import { STAGES } from './pipeline/stages.ts';
 import { loadPolicy, type PolicyHandle } from './rules/load-policy.ts';
 import { replies } from './pipeline/reply.ts';
 import { createResolver } from './dns/resolver.ts';
+import { buildTransactionStrip } from './message/strip-headers.ts';
 import { startGatewayOutbound } from './fronts/outbound/outbound-listener.ts';
 import { createMilterFront } from './fronts/milter/milter-front.ts';
 import { passThroughBackend } from './delivery/pass-through.ts';
+import { prepareSpoolDir, defaultSpoolDir } from './message/spool-dir.ts';
 
 export interface GatewayOptions {
   config: Config;
@@ -57,9 +57,9 @@ export interface Gateway {
 
 type SessionMap = Map<string, { session: ClientSession; conn: { send(c: number, d: string): void; close(): void } }>;
 
-export function buildStripHeaders(globs: readonly string[]): Array<(name: string) => boolean> {
-  const res = globs.map((g) => new RegExp(`^${g.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*')}$`, 'i'));
-  return res.map((re) => (name: string) => re.test(name));
+/** The header fields removed from every delivered message: our own fields and smtp.strip_headers (issue 14, item 4). */
+export function buildStripHeaders(config: Config): Array<(name: string, value: string) => boolean> {
+  return [buildTransactionStrip({ authservIds: [config.hostname, ...(config.auth.authserv_id ? [config.auth.authserv_id] : [])], globs: config.smtp.strip_headers })];
 }
 
 async function waitReady(probe: { check(): Promise<{ ok: boolean }> }, ms: number): Promise<void> {
@@ -108,8 +108,8 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     policy,
     backend: makeBackend(config),
     quarantine,
-    spoolDir: join(tmpdir(), 'mailgate-spool'),
-    stripHeaders: buildStripHeaders(config.smtp.strip_headers),
+    spoolDir: prepareSpoolDir(config.spool_dir ?? defaultSpoolDir(config.quarantine.dir)).path,
+    stripHeaders: buildStripHeaders(config),
     draining: false,
   };
   if (policyHandle?.capture) runtime.capture = policyHandle.capture;
@@ -152,7 +152,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
         runtime.config = next;
         current = next;
         runtime.domains = new Set(next.domains.map(normalizeDomain));
-        runtime.stripHeaders = buildStripHeaders(next.smtp.strip_headers);
+        runtime.stripHeaders = buildStripHeaders(next);
       }
       for (const l of listeners) {
         try {

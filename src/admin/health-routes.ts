@@ -17,8 +17,16 @@ const READY_CACHE_MS = 2000;
 
 export function healthRoutes(app: Hono<AdminEnv>, rt: Runtime, probes: readonly ReadinessProbe[]): void {
   let cached: { at: number; body: string; ok: boolean } | undefined;
-  const readiness = async () => {
-    if (cached && Date.now() - cached.at < READY_CACHE_MS) return cached;
+  // Concurrent /readyz requests share one probe run (each run may open a backend session).
+  let inFlight: Promise<{ at: number; body: string; ok: boolean }> | undefined;
+  const readiness = () => {
+    if (cached && Date.now() - cached.at < READY_CACHE_MS) return Promise.resolve(cached);
+    inFlight ??= probeAll().finally(() => {
+      inFlight = undefined;
+    });
+    return inFlight;
+  };
+  const probeAll = async () => {
     const results = await Promise.all(
       probes.map(async (p) => {
         try {

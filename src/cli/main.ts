@@ -8,6 +8,8 @@ import { locateConfig } from '../config/locate.ts';
 import { runConfigDump } from './config-dump.ts';
 import { configWarnings, formatWarning } from '../config/warnings.ts';
 import { createLogOutput } from '../log/destination.ts';
+import { checkConfig } from '../config/check-config.ts';
+import type { Config } from '../config/schema.ts';
 import { SourceErrors } from '../config/yaml-source.ts';
 import type { Gateway } from '../gateway.ts';
 
@@ -21,6 +23,7 @@ SYNOPSIS
     mailgate config check|dump [FILE]
     mailgate rules check|test|diff ...
     mailgate quarantine list|show|release|delete|purge ...
+    mailgate doctor [--config FILE] [--rcpt ADDRESS]
     mailgate --version | --help
 
 DESCRIPTION
@@ -36,6 +39,7 @@ COMMANDS
     config dump      Print the effective configuration (-a: with every default), like postconf.
     rules            Check, test and compare rules directories ('mailgate rules --help').
     quarantine       List, show, release and delete quarantined messages ('mailgate quarantine --help').
+    doctor           Probe the backend MTA for dangerous parser differences ('mailgate doctor --help').
 
 ENVIRONMENT
     MAILGATE_CONFIG     Config file when --config is not given; without it the first of
@@ -155,6 +159,7 @@ async function serve(args: string[]): Promise<void> {
   const config = loaded.config;
   const workers = config.workers === 'auto' ? availableParallelism() : config.workers;
   if (checkOnly) {
+    if (!reportFindings(loaded.file, config)) process.exit(1);
     // Build what `serve` builds (checks, rules), without listening, so every file is validated.
     const [{ buildChecks, closeChecks, knownFacts, knownSections }, { loadPolicy }, { default: pino }] = await Promise.all([
       import('../checks/catalogue.ts'),
@@ -261,6 +266,13 @@ async function startPrimaryAdmin(cfg: { host: string; port: number }, expected: 
   await new Promise<void>((resolve) => server.listen(cfg.port, cfg.host, () => resolve()));
 }
 
+/** Prints checkConfig's errors and warnings to stderr; false when there are errors. */
+function reportFindings(file: string, config: Config): boolean {
+  const { errors, warnings } = checkConfig(file, config);
+  for (const p of [...errors, ...warnings]) process.stderr.write(`${p.message}\n`);
+  return errors.length === 0;
+}
+
 function configCommand(args: string[]): void {
   const sub = args.shift();
   if (sub === undefined || sub === '-h' || sub === '--help') return void process.stdout.write(HELP_CONFIG);
@@ -270,6 +282,7 @@ function configCommand(args: string[]): void {
   const file = args[0] ?? defaultConfigPath();
   const loaded = loadOrExit(file);
   for (const w of configWarnings(loaded.file, loaded.config)) process.stderr.write(`${formatWarning(w)}\n`);
+  if (!reportFindings(loaded.file, loaded.config)) process.exit(1);
   const milter = loaded.config.milter ? `, milter ${loaded.config.milter.listen}` : '';
   process.stdout.write(`${loaded.file}: OK (${loaded.config.domains.length} domains, ${loaded.config.listen.length} listeners${milter})\n`);
 }
@@ -323,6 +336,11 @@ export async function main(argv: string[]): Promise<void> {
       return quarantineCommand(args);
     case 'rules':
       return rulesCommand(args);
+    case 'doctor': {
+      const { runDoctor } = await import('./doctor.ts');
+      process.exitCode = await runDoctor(args, { out: (t) => void process.stdout.write(t), err: (t) => void process.stderr.write(t) });
+      return;
+    }
     default:
       usage(`unknown command ${cmd}`);
   }

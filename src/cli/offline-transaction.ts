@@ -209,7 +209,7 @@ export async function runOffline(run: OfflineRun): Promise<OfflineResult> {
       return result(lastRefusal.isPerm ? 'reject' : 'tempfail', 'rcpt', lastRefusal, step?.verdict);
     }
     if (last < stageIndex('data')) return result('incomplete', 'data');
-    const spool = new Spool({ maxBytes: config.limits.max_message_bytes, maxHeaderBytes: config.limits.max_header_bytes, maxLineBytes: config.limits.max_line_bytes, memoryBytes: 104_857_600, tmpDir: rt.spoolDir }, true);
+    const spool = new Spool({ maxBytes: config.limits.max_message_bytes, maxHeaderBytes: config.limits.max_header_bytes, maxLineBytes: config.limits.max_line_bytes, memoryBytes: 104_857_600, tmpDir: rt.spoolDir }, true, { nulBytes: config.smtp.nul_bytes });
     await pipeline(Readable.from([raw ?? Buffer.alloc(0)]), spool);
     try {
       const d = await core.data(spool, spool.problem);

@@ -31,6 +31,7 @@ export function parseConfig(file: string, text: string, env: NodeJS.ProcessEnv =
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
   config.rules = abs(config.rules);
   config.quarantine.dir = abs(config.quarantine.dir);
+  if (config.spool_dir !== undefined) config.spool_dir = abs(config.spool_dir);
   if (isMaildirBackend(config.backend)) config.backend.maildir = abs(config.backend.maildir);
   if (config.log.file !== undefined) config.log.file = abs(config.log.file);
   for (const l of config.listen) {

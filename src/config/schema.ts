@@ -1,5 +1,6 @@
 // The mailgate.yaml schema: every key, its default and its meaning. Unknown keys are errors so a
 // typo never silently does nothing. Keep README's configuration reference in step with this file.
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { redisConnectionSchema, redisOptionsDefault, redisOptionsSchema } from '../store/redis-config.ts';
 import { authConfigSchema } from './auth-schema.ts';
@@ -8,6 +9,18 @@ import { quarantineSchema } from './quarantine-schema.ts';
 import { adminKeySchema } from './admin-schema.ts';
 import { contentConfigSchema } from './content-schema.ts';
 import { parseMilterAddress } from '../net/milter-address.ts';
+
+/** "192.0.2.1", "2001:db8::1", "10.0.0.0/8", "2001:db8::/32". */
+export function isIpOrCidr(s: string): boolean {
+  const slash = s.indexOf('/');
+  const addr = slash < 0 ? s : s.slice(0, slash);
+  const family = isIP(addr);
+  if (family === 0) return false;
+  if (slash < 0) return true;
+  const bits = s.slice(slash + 1);
+  if (!/^\d{1,3}$/.test(bits)) return false;
+  return Number(bits) <= (family === 4 ? 32 : 128);
+}
 
 const hostPort = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+)(:\d{1,5})?$/, 'expected "host" or "host:port"');
 
@@ -26,10 +39,14 @@ export const listenSchema = z.strictObject({
   /** STARTTLS (or implicit TLS) on this listener. */
   tls: tlsSchema.optional(),
   /**
-   * Expect a PROXY protocol v1/v2 header (HAProxy, a TCP load balancer). `true` trusts any peer;
-   * a list of addresses/CIDRs trusts only those (others are refused).
+   * Expect a PROXY protocol v1/v2 header (HAProxy, a TCP load balancer) from the listed load
+   * balancer addresses/CIDRs only (others are refused). `true` is refused: it would let any peer
+   * claim any source address, 127.0.0.1 included (issue 14, item 3).
    */
-  proxy_protocol: z.union([z.boolean(), z.array(z.string()).min(1)]).default(false),
+  proxy_protocol: z
+    .union([z.boolean(), z.array(z.string().refine(isIpOrCidr, 'expected an IP address or CIDR block, e.g. 10.0.0.5 or 10.0.0.0/24')).min(1)])
+    .refine((v) => v !== true, 'true would trust every peer to claim any client address (127.0.0.1 included): list the load balancer addresses, e.g. proxy_protocol: [10.0.0.5, 10.0.1.0/24]')
+    .default(false),
 });
 
 export const backendSmtpSchema = z.strictObject({
@@ -42,6 +59,8 @@ export const backendSmtpSchema = z.strictObject({
   /** Timeout for each backend reply (MAIL, RCPT, end of DATA waits for `data_timeout_ms`). */
   command_timeout_ms: z.number().int().positive().default(30_000),
   data_timeout_ms: z.number().int().positive().default(120_000),
+  /** While streaming DATA: the backend must take more bytes within this, else 451 4.4.2 (it stopped reading). */
+  write_timeout_ms: z.number().int().positive().default(30_000),
   /** Send XCLIENT when the backend offers it, so the MTA logs and checks the real client. */
   xclient: z.enum(['auto', 'off']).default('auto'),
   /** Keep up to this many idle, already greeted backend sessions for reuse (0 = none). */
@@ -71,6 +90,10 @@ export const limitsSchema = z.strictObject({
   memory_spool_bytes: z.number().int().min(0).default(1_048_576),
   /** Refused MAIL/RCPT commands (4xx/5xx, e.g. unknown users) before 421 and disconnect. */
   max_errors: z.number().int().positive().default(10),
+  /** Longest a connection may stay open, whatever it does (NOOP every 15 s): then 421 4.4.2 between transactions. */
+  max_session_s: z.number().positive().default(3600),
+  /** NOOP, RSET, VRFY, HELP and EXPN per connection (Postfix smtpd_junk_command_limit): then 421 4.7.0. */
+  max_junk_commands: z.number().int().positive().default(100),
 });
 
 export const smtpSchema = z.strictObject({
@@ -80,6 +103,10 @@ export const smtpSchema = z.strictObject({
    * message early); `reject`: 550 the message.
    */
   bare_newlines: z.enum(['normalize', 'reject']).default('normalize'),
+  /** NUL bytes in DATA (RFC 5321 2.3.8): `strip` them before relaying, or `reject` (550 5.6.0). */
+  nul_bytes: z.enum(['strip', 'reject']).default('strip'),
+  /** Implicit-TLS listeners: a client must complete the TLS handshake within this (then: closed). */
+  tls_handshake_timeout_ms: z.number().int().positive().default(10_000),
   /** Text after "220 <hostname> ESMTP" in the greeting. */
   banner: z.string().default('mailgate'),
   /** Seconds SIGTERM waits for in-flight transactions before closing connections. */
@@ -133,6 +160,11 @@ export const configSchema = z.strictObject({
   quarantine: quarantineSchema.default(quarantineSchema.parse({})),
   /** Admin listener: /metrics /healthz /readyz, the quarantine API and console (docs/quarantine.md). */
   admin: adminKeySchema,
+  /**
+   * Temp files of large messages (over limits.memory_spool_bytes): a private directory (created
+   * mode 0700, leftovers removed at start). Default: `spool/` beside the quarantine directory.
+   */
+  spool_dir: z.string().optional(),
   limits: limitsSchema.default(limitsSchema.parse({})),
   smtp: smtpSchema.default(smtpSchema.parse({})),
   log: z

@@ -1,6 +1,6 @@
 // Parses YAML keeping positions, so that config and rules errors can name file, line and key.
 // Shared by the config loader and the rules loader.
-import { LineCounter, parseDocument, isNode, isPair, type Document } from 'yaml';
+import { LineCounter, parseDocument, isNode, isPair, visit, type Document } from 'yaml';
 import type { z } from 'zod';
 
 export interface YamlSource {
@@ -42,6 +42,21 @@ export function parseYaml(file: string, text: string): YamlSource {
         return new SourceError(file, line, '', `YAML syntax error: ${e.message.split('\n')[0]}`);
       }),
     );
+  }
+  // Aliases are only resolved by toJS(): an alias to an anchor defined later (or nowhere), or an
+  // alias bomb past the yaml package's maxAliasCount, would throw a bare ReferenceError at every
+  // later toJS() (found by fuzzing, issue 14). Resolve once here and report it located.
+  try {
+    doc.toJS();
+  } catch (err) {
+    let line = 1;
+    visit(doc, {
+      Alias(_key, node) {
+        if (node.range) line = lines.linePos(node.range[0]).line;
+        return visit.BREAK;
+      },
+    });
+    throw new SourceErrors([new SourceError(file, line, '', `YAML error: ${(err as Error).message.split('\n')[0]}`)]);
   }
   return { file, doc, lines };
 }

@@ -20,6 +20,8 @@ export interface BackendOptions {
   connectTimeoutMs: number;
   commandTimeoutMs: number;
   dataTimeoutMs: number;
+  /** While streaming DATA: longest wait for the backend to take more bytes (default commandTimeoutMs). */
+  writeTimeoutMs?: number;
 }
 
 export interface XclientAttrs {
@@ -40,6 +42,7 @@ interface Pending {
   resolve: (r: BackendReply) => void;
   reject: (e: Error) => void;
   timeoutMs: number;
+  timeoutMessage?: string;
 }
 
 export class BackendSession {
@@ -226,7 +229,12 @@ export class BackendSession {
         }
       }
       const end = lastTwo === '\r\n' || lastTwo === '' ? '.\r\n' : '\r\n.\r\n';
-      const p = this.#expect(this.options.dataTimeoutMs);
+      // No answer to the final dot in time: the backend may still queue the message, and the client
+      // (told 4xx) will send it again. Inherent to filtering before queue (README, item 12): say so.
+      const p = this.#expect(
+        this.options.dataTimeoutMs,
+        `backend did not answer the end of data within ${this.options.dataTimeoutMs} ms; it may have queued the message, so the client's retry can deliver it twice`,
+      );
       this.#write(end);
       this.socket.uncork();
       const r = await p;
@@ -257,28 +265,46 @@ export class BackendSession {
     this.socket.write(s, 'utf8');
   }
 
+  /**
+   * Waits until the socket buffer drained. A backend that stops reading after 354 would make this
+   * wait forever, and no reply timer runs while we send: so it is bounded by writeTimeoutMs and
+   * ends in a timeout (the client gets 451 4.4.2; issue 14, item 5).
+   */
   #drain(): Promise<void> {
+    const ms = this.options.writeTimeoutMs ?? this.options.commandTimeoutMs;
     return new Promise((resolve, reject) => {
-      const onDrain = () => {
+      const done = () => {
+        clearTimeout(timer);
+        this.socket.off('drain', onDrain);
         this.socket.off('close', onClose);
+      };
+      const onDrain = () => {
+        done();
         resolve();
       };
       const onClose = () => {
-        this.socket.off('drain', onDrain);
+        done();
         reject(this.#closeError ?? new BackendError('closed', 'backend closed during DATA'));
       };
+      const timer = setTimeout(() => {
+        done();
+        const err = new BackendError('timeout', `backend took no DATA bytes for ${ms} ms (stopped reading)`);
+        this.#fail(err);
+        this.socket.destroy();
+        reject(err);
+      }, ms);
       this.socket.once('drain', onDrain);
       this.socket.once('close', onClose);
     });
   }
 
-  #expect(timeoutMs: number): Promise<BackendReply> {
+  #expect(timeoutMs: number, timeoutMessage?: string): Promise<BackendReply> {
     return new Promise((resolve, reject) => {
       if (!this.alive) {
         reject(this.#closeError ?? new BackendError('closed', 'backend connection is closed'));
         return;
       }
-      this.#pending.push({ resolve, reject, timeoutMs });
+      this.#pending.push({ resolve, reject, timeoutMs, ...(timeoutMessage ? { timeoutMessage } : {}) });
       if (this.#pending.length === 1) this.#arm();
     });
   }
@@ -289,7 +315,7 @@ export class BackendSession {
     const head = this.#pending[0];
     if (!head) return;
     this.#timer = setTimeout(() => {
-      this.#fail(new BackendError('timeout', `backend did not answer within ${head.timeoutMs} ms`));
+      this.#fail(new BackendError('timeout', head.timeoutMessage ?? `backend did not answer within ${head.timeoutMs} ms`));
       this.socket.destroy();
     }, head.timeoutMs);
   }
@@ -349,10 +375,10 @@ export class BackendSession {
 }
 
 /**
- * RFC 3461 4 xtext for XCLIENT attribute values: "+", "=" and non-printables as +XX. xtext encodes
- * octets, so a non-ASCII value (a UTF-8 HELO name) is encoded byte by byte, never as "+FC" or "+20AC".
+ * RFC 3461 4 xtext for XCLIENT attribute values: "+", "=", controls, space and every byte of a
+ * non-ASCII character's UTF-8 encoding as +XX (xtext encodes octets, never "+FC" or "+20AC").
  */
-function xtext(v: string): string {
+export function xtext(v: string): string {
   let out = '';
   for (const b of Buffer.from(v, 'utf8')) {
     out += b >= 0x21 && b <= 0x7e && b !== 0x2b && b !== 0x3d ? String.fromCharCode(b) : '+' + b.toString(16).toUpperCase().padStart(2, '0');

@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { BackendSession, BackendError, type BackendReply, type XclientAttrs } from './backend-client.ts';
-import { writeDurable } from '../message/durable-write.ts';
+import { mkdir, rename } from 'node:fs/promises';
+import { writeDurable, fsyncDir } from '../message/durable-write.ts';
 import { metrics, codeLabel } from '../metrics/registry.ts';
 import type { BackendSmtpConfig, Config } from '../config/schema.ts';
 import { isMaildirBackend } from '../config/schema.ts';
@@ -48,6 +49,7 @@ export class SmtpBackend implements Backend {
       connectTimeoutMs: this.cfg.connect_timeout_ms,
       commandTimeoutMs: this.cfg.command_timeout_ms,
       dataTimeoutMs: this.cfg.data_timeout_ms,
+      writeTimeoutMs: this.cfg.write_timeout_ms,
     });
   }
 
@@ -244,8 +246,15 @@ export class MaildirBackend implements Backend {
       data: async (parts) => {
         // Maildir naming (time.unique.host) and tmp/ → new/ move, durable before we say 250.
         const name = `${Date.now()}.M${process.pid}P${++this.#seq}R${randomBytes(4).toString('hex')}.${osHostname()}`;
-        const tmp = join(this.dir, 'new', name);
+        // Maildir (maildir(5)): written and fsync'd in tmp/, then renamed into new/, so a reader of
+        // new/ never sees a partial file (issue 14, item 11).
+        const tmp = join(this.dir, 'tmp', name);
         await writeDurable(tmp, [crlfToLf(parts)]);
+        const fresh = join(this.dir, 'new');
+        await mkdir(fresh, { recursive: true });
+        await mkdir(join(this.dir, 'cur'), { recursive: true });
+        await rename(tmp, join(fresh, name));
+        await fsyncDir(fresh);
         return ok(`Ok: delivered to maildir as ${name} (${rcpts} recipients)`);
       },
       abort: async () => undefined,

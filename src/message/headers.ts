@@ -29,7 +29,8 @@ export function parseHeaderBlock(block: Buffer): HeaderField[] {
     const raw = text.slice(start, Math.min(n, stop + 2));
     const line = text.slice(start, stop);
     const colon = line.indexOf(':');
-    if (colon > 0) {
+    const orphan = line.startsWith(' ') || line.startsWith('\t');
+    if (colon > 0 && !orphan) {
       const name = line.slice(0, colon).trim();
       const value = line.slice(colon + 1).replace(/\r\n([ \t])/g, '$1').trim();
       fields.push({ name, value: Buffer.from(value, 'latin1').toString('utf8'), raw });
@@ -40,6 +41,14 @@ export function parseHeaderBlock(block: Buffer): HeaderField[] {
     start = stop + 2;
   }
   return fields;
+}
+
+/**
+ * A field that starts with whitespace: only possible for the first line of a block (later ones
+ * are folded into the field above), and never a valid header field.
+ */
+export function isOrphanContinuation(f: HeaderField): boolean {
+  return f.raw.startsWith(' ') || f.raw.startsWith('\t');
 }
 
 /** Folds a header value we generate so no line exceeds 78 characters where possible. */
@@ -75,6 +84,11 @@ export function rewriteHeaderBlock(
   let kept = '';
   for (const f of fields) {
     if (f.name && remove.some((r) => r(f.name, f.value))) continue;
+    // A block that opens with whitespace would read as a continuation of the last field we
+    // prepend (RFC 5322 2.2.3 unfolding), e.g. extending our Authentication-Results with
+    // "dkim=pass header.d=paypal.com": such an orphan continuation belongs to no field, so it
+    // is dropped (issue 14, item 2).
+    if (isOrphanContinuation(f)) continue;
     kept += f.raw;
   }
   parts.push(Buffer.from(kept, 'latin1'));

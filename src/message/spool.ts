@@ -16,7 +16,15 @@ export interface SpoolLimits {
   tmpDir: string;
 }
 
-export type SpoolProblem = 'too-big' | 'header-too-big' | 'line-too-long' | 'bare-newline';
+export type SpoolProblem = 'too-big' | 'header-too-big' | 'line-too-long' | 'bare-newline' | 'nul-byte';
+
+/** What to do with NUL bytes in DATA (RFC 5321 2.3.8 forbids them; MTAs and MUAs disagree on them). */
+export type NulPolicy = 'strip' | 'reject';
+
+export interface SpoolOptions {
+  /** Default 'strip': NULs are removed before anything else looks at the data. */
+  nulBytes?: NulPolicy;
+}
 
 const CR = 0x0d;
 const LF = 0x0a;
@@ -34,6 +42,8 @@ export class Spool extends Writable {
   received = 0;
   problem: SpoolProblem | undefined;
   bareNewlines = false;
+  /** The data contained NUL bytes (stripped, or the reason for problem 'nul-byte'). */
+  nulBytes = false;
   headerEnd = -1;
   /** The header block ended with an empty line (false: the message is all header). */
   headerTerminated = false;
@@ -46,17 +56,19 @@ export class Spool extends Writable {
   #prevCR = false;
   #lineLen = 0;
   readonly #normalize: boolean;
+  readonly #nul: NulPolicy;
 
-  constructor(limits: SpoolLimits, normalizeBareNewlines: boolean) {
+  constructor(limits: SpoolLimits, normalizeBareNewlines: boolean, opts: SpoolOptions = {}) {
     super({ highWaterMark: 64 * 1024 });
     this.limits = limits;
     this.#normalize = normalizeBareNewlines;
+    this.#nul = opts.nulBytes ?? 'strip';
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
     try {
       this.received += chunk.length;
-      if (this.problem === 'too-big' || this.problem === 'bare-newline') {
+      if (this.problem === 'too-big' || this.problem === 'bare-newline' || this.problem === 'nul-byte') {
         cb();
         return;
       }
@@ -95,7 +107,20 @@ export class Spool extends Writable {
    * One pass over the chunk: finds bare CR/LF (rewriting them when normalising), tracks line
    * lengths and the end of the header block. Returns the bytes to store.
    */
-  #scan(chunk: Buffer): Buffer | undefined {
+  #scan(input: Buffer): Buffer | undefined {
+    let chunk = input;
+    // NULs first, so "\r\0\n" is judged as the CRLF it becomes (issue 14, item 9).
+    if (chunk.includes(0)) {
+      this.nulBytes = true;
+      if (this.#nul === 'reject') {
+        this.problem = 'nul-byte';
+        this.#discard();
+        return undefined;
+      }
+      chunk = stripNul(chunk);
+      // Nothing left: a pending CR stays pending for the next chunk.
+      if (chunk.length === 0) return undefined;
+    }
     let out: Buffer = chunk;
     // Fast check: any CR not followed by LF, or LF not preceded by CR?
     if (this.#hasBare(chunk)) {
@@ -188,7 +213,7 @@ export class Spool extends Writable {
       return;
     }
     if (this.#fd === undefined) {
-      mkdirSync(this.limits.tmpDir, { recursive: true });
+      mkdirSync(this.limits.tmpDir, { recursive: true, mode: 0o700 }); // private, as prepareSpoolDir made it
       this.#path = join(this.limits.tmpDir, `spool-${process.pid}-${randomBytes(8).toString('hex')}`);
       this.#fd = openSync(this.#path, 'wx', 0o600);
       for (const c of this.#chunks) writeSync(this.#fd, c);
@@ -278,6 +303,21 @@ export class Spool extends Writable {
   bodyStream(): Readable {
     return this.streamFrom(Math.max(0, this.headerEnd));
   }
+}
+
+/** The chunk without its NUL bytes. */
+export function stripNul(chunk: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(chunk.length);
+  let o = 0;
+  let from = 0;
+  let i = chunk.indexOf(0);
+  while (i >= 0) {
+    o += chunk.copy(out, o, from, i);
+    from = i + 1;
+    i = chunk.indexOf(0, from);
+  }
+  o += chunk.copy(out, o, from);
+  return out.subarray(0, o);
 }
 
 function* sliceChunks(chunks: Buffer[], start: number): Generator<Buffer> {

@@ -120,7 +120,9 @@ export const metrics = {
   }),
   // Shared store (src/store/) and the limits built on it (src/checks/rate-limit.ts, greylist.ts,
   // concurrency.ts). Limit names come from rules files; `op` and `reason` are fixed sets.
-  redisUp: new Gauge({ name: 'mailgate_redis_up', help: '1 when the Redis connection is ready, else 0', registers: r }),
+  // Registered on first use, i.e. only when a Redis is configured: an always-exported
+  // "mailgate_redis_up 0" made alerts fire on gateways without Redis (issue 14, item 11).
+  redisUp: lazyGauge(new Gauge({ name: 'mailgate_redis_up', help: '1 when the Redis connection is ready, else 0', registers: [] })),
   redisErrors: new Counter({
     name: 'mailgate_redis_errors_total',
     help: 'Redis calls that failed: reason = timeout | down (not connected, circuit open) | error',
@@ -159,6 +161,20 @@ export const metrics = {
     registers: r,
   }),
 };
+
+/** A gauge that joins the registry when first set. */
+function lazyGauge(g: Gauge): { set(v: number): void } {
+  let registered = false;
+  return {
+    set(v: number) {
+      if (!registered) {
+        registry.registerMetric(g);
+        registered = true;
+      }
+      g.set(v);
+    },
+  };
+}
 
 /** Backend reply codes as a bounded label: the code itself for known classes, else "other". */
 export function codeLabel(code: number): string {

@@ -31,6 +31,7 @@ export const coreFacts: readonly FactSpec[] = [
   { name: 'message.from_domain', stage: 'data', type: 'string', description: 'Domain of the single From address ("" when none or several)' },
   { name: 'message.message_id', stage: 'data', type: 'string', description: 'Message-ID header' },
   { name: 'message.bare_newlines', stage: 'data', type: 'boolean', description: 'DATA contained bare CR or LF (normalised to CRLF)' },
+  { name: 'message.nul_bytes', stage: 'data', type: 'boolean', description: 'DATA contained NUL bytes (stripped: smtp.nul_bytes)' },
 ];
 
 /** Facts only the milter front sets (from Postfix's macros); declared here so every rules file may read them. */

@@ -2,7 +2,7 @@
 // fixed order — distrusted headers removed, our headers added on top, Subject tagged — and only
 // then runs the signers over the result, so a seal or signature covers exactly what is delivered.
 import type { Edits } from './check.ts';
-import { foldHeader, type HeaderField } from '../message/headers.ts';
+import { foldHeader, isOrphanContinuation, type HeaderField } from '../message/headers.ts';
 
 export interface FinalizeInput {
   /** The message's header fields as received. */
@@ -36,6 +36,11 @@ export async function finalizeHeader(input: FinalizeInput): Promise<FinalizedHea
     const lname = f.name.toLowerCase();
     const index = (seen.get(lname) ?? 0) + 1;
     seen.set(lname, index);
+    // A block that opens with whitespace would read as a continuation of the last field we put on
+    // top (RFC 5322 2.2.3 unfolding), e.g. extending our Authentication-Results with
+    // "dkim=pass header.d=paypal.com": such an orphan continuation belongs to no field and is
+    // dropped (issue 14, item 2).
+    if (isOrphanContinuation(f)) continue;
     if (f.name && edits.removeHeaders.some((r) => r(f.name, f.value))) {
       removed.push({ name: f.name, index });
       continue;

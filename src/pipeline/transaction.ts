@@ -218,7 +218,10 @@ export class ConnectionCore {
         this.tx = undefined;
         return replies.localError('client gone');
       }
-      const link = (this.link ??= (this.#opts.backend ?? rt.backend).link({ ip: this.info.ip, port: this.info.port, helo: this.helo, esmtp: this.esmtp, ...(this.info.rdns ? { rdns: this.info.rdns } : {}) }));
+      // The verified rDNS name goes to the backend (XCLIENT NAME), so its hostname rules work.
+      const rdnsFact = this.facts.get('client.rdns');
+      const rdns = this.info.rdns ?? (typeof rdnsFact === 'string' && rdnsFact ? rdnsFact : undefined);
+      const link = (this.link ??= (this.#opts.backend ?? rt.backend).link({ ip: this.info.ip, port: this.info.port, helo: this.helo, esmtp: this.esmtp, ...(rdns ? { rdns } : {}) }));
       const sender = tx.output.edits.senderRewrite ?? addr;
       let r: BackendReply;
       try {
@@ -246,7 +249,10 @@ export class ConnectionCore {
   /** RCPT TO: our own checks, then the backend's answer for this recipient. */
   async rcpt(to: string, params: Record<string, string | true> = {}): Promise<SmtpReply> {
     const tx = this.tx;
-    if (!tx || !this.link) return replies.needMail();
+    if (!tx) return replies.needMail();
+    // The backend dropped earlier in this transaction: every later command gets a 4xx, never an
+    // internal error (issue 14, item 8); the client retries the message.
+    if (!this.link) return replies.backendUnavailable('connection lost earlier in this transaction');
     // No RCPT parameter is offered (DSN is hidden): NOTIFY/ORCPT would be silently dropped.
     const unknown = Object.keys(params);
     if (unknown.length > 0) return replies.unknownParameter(unknown.join(' '));
@@ -258,7 +264,9 @@ export class ConnectionCore {
     const rv = this.#opts.relayControl === false ? syntaxOnly(target) : checkRecipient(target, this.rt.domains);
     if (!rv.ok) {
       this.log.info({ qid: tx.qid, rcpt: to, why: rv.why }, 'recipient refused');
-      return rv.kind === 'syntax' ? replies.badRecipientSyntax(rv.why) : replies.relayDenied(rv.domain || to);
+      if (rv.kind === 'syntax') return replies.badRecipientSyntax(rv.why);
+      // %-hack and bang paths are refused for what they are, not as a foreign domain.
+      return rv.why === 'not our domain' ? replies.relayDenied(rv.domain || to) : replies.relayRouting(rv.why);
     }
     const address = rv.parsed.address;
     tx.facts.set('rcpt.address', address);
@@ -294,8 +302,12 @@ export class ConnectionCore {
     let reason = '';
     let backendReply = '';
     try {
-      if (!tx || !this.link) {
+      if (!tx) {
         result.reply = replies.needMail();
+        return result;
+      }
+      if (!this.link) {
+        result.reply = replies.backendUnavailable('connection lost earlier in this transaction');
         return result;
       }
       if (problem === 'client-gone') {
@@ -309,6 +321,7 @@ export class ConnectionCore {
           problem === 'too-big' ? replies.messageTooBig(lim.max_message_bytes)
           : problem === 'header-too-big' ? replies.headerTooBig(lim.max_header_bytes)
           : problem === 'line-too-long' ? replies.messageLineTooLong(lim.max_line_bytes)
+          : problem === 'nul-byte' ? replies.nulBytes()
           : replies.bareNewline();
         result.action = 'reject';
         reason = `limit: ${problem}`;
@@ -324,6 +337,7 @@ export class ConnectionCore {
       facts.set('rcpt.count', tx.rcpts.length);
       messageFacts(spool, facts);
       facts.set('message.bare_newlines', spool.bareNewlines);
+      facts.set('message.nul_bytes', spool.nulBytes);
       const { res, refuse } = await this.#stage('data', facts, tx.verdict, { output: tx.output, message: spool });
       const v = res.verdict;
       tx.verdict = v;
@@ -471,9 +485,7 @@ export class ConnectionCore {
     this.log.warn({ err: err.message, kind: err.kind }, 'backend failure');
     this.link?.release();
     this.link = undefined;
-    // The backend transaction is gone, so is ours: the next RCPT gets 503, not a broken link.
-    this.tx = undefined;
-    this.#setIdle();
+    // The backend transaction is gone: later commands of this transaction get 4xx (rcpt, data).
     return err.kind === 'timeout' ? replies.backendTimeout() : replies.backendUnavailable(err.kind === 'connect' ? 'connection refused' : err.kind);
   }
 

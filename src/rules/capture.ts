@@ -7,7 +7,7 @@ import { basename, dirname, join } from 'node:path';
 import type { FactSet, FactValue } from '../pipeline/facts.ts';
 import type { Stage } from '../pipeline/stages.ts';
 import type { Verdict } from '../pipeline/verdict.ts';
-import { globToRegExp } from './patterns.ts';
+import { globToRegExp, type TextPattern } from '../message/text-patterns.ts';
 
 export interface CaptureEntry {
   v: 1;
@@ -52,7 +52,7 @@ function cut(v: FactValue, max: number): FactValue {
 export class Capture {
   readonly file: string;
   readonly #half: number;
-  readonly #exclude: RegExp[];
+  readonly #exclude: TextPattern[];
   readonly #maxValue: number;
   readonly #maxPending: number;
   #lines = 0;

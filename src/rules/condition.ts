@@ -7,7 +7,7 @@ import { formatPath, lineOf, SourceError, SourceErrors, type YamlSource } from '
 import { createFactLookup, readFact, suggestFacts, type FactLookup } from './fact-lookup.ts';
 import { IpSet, normalizeIp, parseCidr } from '../net/ip.ts';
 import { ListRegistry, type ListMatcher } from './lists.ts';
-import { globToRegExp, parseRegex } from './patterns.ts';
+import { compileGlob, parseRegex, type TextPattern } from '../message/text-patterns.ts';
 
 export type Predicate = (facts: FactSet) => boolean;
 
@@ -334,16 +334,13 @@ export class ConditionCompiler {
         if (t.kind !== 'string' && t.kind !== 'ip' && t.kind !== 'scalar') return this.#notApplicable(t, op, path, 'string and ip facts');
         const list = this.#strings(arg, path, op === 'glob' ? 'a glob pattern' : 'a regex');
         if (!list) return undefined;
-        const res: RegExp[] = [];
+        const res: TextPattern[] = [];
         for (const [i, s] of list.entries()) {
-          if (op === 'glob') res.push(globToRegExp(s));
-          else {
-            try {
-              res.push(parseRegex(s));
-            } catch (err) {
-              this.error(Array.isArray(arg) ? [...path, i] : path, (err as Error).message);
-              return undefined;
-            }
+          try {
+            res.push(op === 'glob' ? compileGlob(s) : parseRegex(s));
+          } catch (err) {
+            this.error(Array.isArray(arg) ? [...path, i] : path, (err as Error).message);
+            return undefined;
           }
         }
         return (x) => typeof x === 'string' && res.some((re) => re.test(x));

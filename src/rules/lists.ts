@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { SourceError } from '../config/yaml-source.ts';
 import { IpSet } from '../net/ip.ts';
-import { globToRegExp, isGlob, looksLikeRegex, parseRegex } from './patterns.ts';
+import { globToRegExp, isGlob, looksLikeRegex, parseRegex, type TextPattern } from '../message/text-patterns.ts';
 
 export type ListKind = 'string' | 'ip';
 
@@ -36,7 +36,7 @@ export function parseListText(text: string): Entry[] {
 
 function compileString(path: string, entries: Entry[], problems: SourceError[]): ListMatcher {
   const exact = new Set<string>();
-  const patterns: RegExp[] = [];
+  const patterns: TextPattern[] = [];
   for (const e of entries) {
     if (looksLikeRegex(e.text)) {
       try {

@@ -33,6 +33,7 @@ export function testConfig(overrides: Record<string, unknown> = {}): Config {
     admin: false,
     log: { level: process.env.MAILGATE_TEST_LOG ?? 'silent' },
     quarantine: { dir: `/tmp/mailgate-test-quarantine-${process.pid}` },
+    spool_dir: `/tmp/mailgate-test-spool-${process.pid}`,
     smtp: { shutdown_grace_s: 5 },
     ...overrides,
   });

@@ -292,7 +292,7 @@ const failureCases = [
 ];
 
 for (const cse of failureCases) {
-  test(`backend failure at RCPT (${cse.desc}) → 4xx, then the next RCPT gets 503 (no TypeError)`, async () => {
+  test(`backend failure at RCPT (${cse.desc}) → 4xx, then the next RCPT and DATA get 4xx too (no TypeError)`, async () => {
     const backend = new RecordingBackend();
     backend.rcptReply = () => cse.input;
     const rt = runtime([], backend);
@@ -304,11 +304,11 @@ for (const cse of failureCases) {
     assert.equal(r.enhanced, cse.expected.enhanced);
     assert.ok(backend.events.includes('release'), 'the broken link is dropped');
     const next = await c.rcpt('carol@example.test');
-    assert.equal(next.code, 503);
+    assert.deepEqual([next.code, next.enhanced], [451, '4.4.1']);
     const spool = await spoolOf(MSG, rt);
     const d = await c.data(spool);
     spool.release();
-    assert.equal(d.reply.code, 503, 'DATA after the failure needs a new MAIL too');
+    assert.equal(d.reply.code, 451, 'DATA after the failure is a temporary failure too');
     // A new transaction gets a new link.
     backend.rcptReply = () => ok();
     assert.equal((await c.mail('a@example.org', {})).code, 250);

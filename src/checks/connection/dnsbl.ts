@@ -11,7 +11,7 @@ import { IpSet, isNonGlobalIp, normalizeIp, parseCidr, reverseName } from '../..
 import { getSection, type SectionSpec } from '../../rules/loader.ts';
 import type { RulesAware } from '../../rules/rules-aware.ts';
 import { metrics } from '../../metrics/registry.ts';
-import { globToRegExp } from '../../rules/patterns.ts';
+import { globToRegExp, type TextPattern } from '../../message/text-patterns.ts';
 import { dnsCode, lookupWithSignal } from './dns-util.ts';
 
 export const dnsblFacts: readonly FactSpec[] = [
@@ -84,7 +84,7 @@ export const dnsblSection: SectionSpec<DnsblInput, DnsblConfig> = {
       let returns = defaultReturns;
       if (l.returns) {
         const set = new IpSet();
-        const globs: RegExp[] = [];
+        const globs: TextPattern[] = [];
         l.returns.forEach((r, j) => {
           if (r.includes('*')) globs.push(globToRegExp(r));
           else if (!parseCidr(r)) ctx.error(['lists', i, 'returns', j], `"${r}" is not an address, CIDR block or glob`);

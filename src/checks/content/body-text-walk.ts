@@ -1,9 +1,10 @@
 // The body facts (message.body_text, message.body_html, message.body_truncated) read from the
-// shared MIME walk instead of a second parse: a drop-in for src/rules/body-text.ts's check, with
+// shared MIME walk instead of a second parse: one parse for every content check, with
 // the same facts and settings (body_max_bytes caps each; the walk's max_text_bytes caps reading).
 import type { Check } from '../../pipeline/check.ts';
 import type { WalkLimits } from '../../message/mime-walk.ts';
-import { bodyFacts, htmlToText } from './body-text.ts';
+import { bodyFacts } from './body-text.ts';
+import { htmlToText } from '../../message/html-text.ts';
 import type { RulesAware } from '../../rules/rules-aware.ts';
 import { walkOf } from './walk-result.ts';
 
@@ -34,9 +35,9 @@ export function createWalkBodyTextCheck(opts: WalkBodyTextOptions = {}): Check &
     async run(input, out) {
       if (!input.message || !wanted) return;
       const w = await walkOf(input.message, opts.walkLimits);
-      // htmlToText's regexes run on at most maxBytes of HTML (the walk capped it already).
+      // htmlToText is a linear scanner, bounded by maxBytes of HTML (the walk capped it already).
       let html = w.html.length > maxBytes ? w.html.slice(0, maxBytes) : w.html;
-      let text = w.text || (html ? htmlToText(html) : '');
+      let text = w.text || (html ? htmlToText(html, maxBytes) : '');
       let truncated = w.textTruncated || w.html.length > maxBytes;
       if (text.length > maxBytes) {
         text = text.slice(0, maxBytes);

@@ -105,6 +105,7 @@ class CorePipeline implements MilterPipeline {
     const spool = new Spool(
       { maxBytes: lim.max_message_bytes, maxHeaderBytes: lim.max_header_bytes, maxLineBytes: lim.max_line_bytes, memoryBytes: lim.memory_spool_bytes, tmpDir: this.#rt.spoolDir },
       this.#rt.config.smtp.bare_newlines === 'normalize',
+      { nulBytes: this.#rt.config.smtp.nul_bytes },
     );
     try {
       try {

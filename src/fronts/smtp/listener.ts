@@ -25,6 +25,8 @@ import { metrics } from '../../metrics/registry.ts';
 import { ipInList } from '../../net/ip.ts';
 import type { Runtime } from '../../pipeline/runtime.ts';
 
+const MIN_TLS = 'TLSv1.2' as const;
+
 
 export class Listener {
   readonly cfg: ListenConfig;
@@ -88,11 +90,13 @@ export class Listener {
     if (cfg.tls) {
       opts.key = readFileSync(cfg.tls.key);
       opts.cert = readFileSync(cfg.tls.cert);
+      // TLS 1.2 or later, whatever the Node/OpenSSL defaults of the host say (RFC 8996).
+      opts.minVersion = MIN_TLS;
     }
     this.smtp = new SMTPServer(opts);
     // An unhandled 'error' on the server object would kill the process (known smtp-server gap).
     this.smtp.on('error', (err: Error) => rt.logger.debug({ err: err.message }, 'smtp-server error'));
-    if (cfg.tls?.implicit) this.#tlsContext = tls.createSecureContext({ key: opts.key, cert: opts.cert });
+    if (cfg.tls?.implicit) this.#tlsContext = tls.createSecureContext({ key: opts.key, cert: opts.cert, minVersion: MIN_TLS });
     this.server = net.createServer({ pauseOnConnect: true, noDelay: true }, (socket) => {
       void this.#accept(socket, counters);
     });
@@ -105,7 +109,7 @@ export class Listener {
     const key = readFileSync(this.cfg.tls.key);
     const cert = readFileSync(this.cfg.tls.cert);
     (this.smtp as unknown as { updateSecureContext(o: object): void }).updateSecureContext({ key, cert });
-    if (this.cfg.tls.implicit) this.#tlsContext = tls.createSecureContext({ key, cert });
+    if (this.cfg.tls.implicit) this.#tlsContext = tls.createSecureContext({ key, cert, minVersion: MIN_TLS });
   }
 
   listen(): Promise<number> {
@@ -169,7 +173,10 @@ export class Listener {
     let port = socket.remotePort ?? 0;
     let proxyIp: string | undefined;
     if (this.cfg.proxy_protocol !== false) {
-      const trusted = this.cfg.proxy_protocol === true || ipInList(ip, this.cfg.proxy_protocol);
+      // Only listed load balancers may speak PROXY: `true` is refused by the config schema, and
+      // is treated here as "nobody" should a programmatic config carry it.
+      const pp = this.cfg.proxy_protocol;
+      const trusted = Array.isArray(pp) && ipInList(ip, pp);
       if (!trusted) {
         rt.logger.warn({ ip }, 'PROXY protocol listener: connection from an untrusted address refused');
         return refuse('proxy_untrusted', new SmtpReply(421, '4.7.0', 'Not accepting connections from this address'));
@@ -211,11 +218,24 @@ export class Listener {
     let stream: net.Socket | tls.TLSSocket = socket;
     if (this.cfg.tls?.implicit && this.#tlsContext) {
       const t = new tls.TLSSocket(socket, { isServer: true, secureContext: this.#tlsContext });
+      // A client that never starts (or never finishes) the handshake would hold its connection
+      // slot forever: smtp-server's idle timer only starts after the handshake (issue 14, item 6).
       const ok = await new Promise<boolean>((resolve) => {
-        t.once('secure', () => resolve(true));
-        t.once('error', () => resolve(false));
+        const deadline = setTimeout(() => {
+          metrics.connectionsRefused.inc({ reason: 'tls_handshake_timeout' });
+          resolve(false);
+        }, rt.config.smtp.tls_handshake_timeout_ms);
+        t.once('secure', () => {
+          clearTimeout(deadline);
+          resolve(true);
+        });
+        t.once('error', () => {
+          clearTimeout(deadline);
+          resolve(false);
+        });
       });
       if (!ok) {
+        t.destroy();
         socket.destroy();
         return;
       }
@@ -234,6 +254,12 @@ export class Listener {
     };
     if (proxyIp) info.proxyIp = proxyIp;
     if (pregreet !== undefined) info.pregreet = pregreet;
+    // smtp-server reads these from its options object (SIZE at EHLO and MAIL, the idle timer when
+    // the connection is set up): refreshing them here makes a SIGHUP'd config apply to new
+    // connections (issue 14, item 11).
+    const smtpOptions = (this.smtp as unknown as { options: SMTPServerOptions }).options;
+    smtpOptions.size = lim.max_message_bytes;
+    smtpOptions.socketTimeout = lim.idle_timeout_s * 1000;
     const session = new ClientSession(rt, info);
     const conn = new (SMTPConnection as unknown as new (s: SMTPServer, sock: net.Socket, o: object) => Conn)(this.smtp, stream, {
       id,

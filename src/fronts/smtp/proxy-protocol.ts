@@ -1,7 +1,7 @@
 // PROXY protocol v1 (text) and v2 (binary) header reader, for listeners behind HAProxy or a TCP
 // load balancer. smtp-server only reads v1, so mailgate reads the header itself before handing
 // the socket over. Spec: https://www.haproxy.org/download/2.9/doc/proxy-protocol.txt
-import type { Socket } from 'node:net';
+import net, { type Socket } from 'node:net';
 
 export interface ProxyInfo {
   /** Real client address and port; undefined for v2 LOCAL / v1 UNKNOWN (health checks). */
@@ -62,17 +62,36 @@ export function parse(buf: Buffer): ParseResult {
   if (!buf.subarray(0, pl).equals(prefix.subarray(0, pl))) {
     return new ProxyProtocolError('expected a PROXY protocol header');
   }
+  // v1 (spec 2.1): one line of at most 107 bytes including CRLF, printable US-ASCII fields
+  // separated by single spaces. A CR or LF inside a field (a bare LF would end up in the Received
+  // header we relay) or any other control byte is refused, as are addresses that are not IPs.
   const nl = buf.indexOf('\r\n');
-  if (nl < 0) return buf.length > V1_MAX ? new ProxyProtocolError('PROXY v1 header too long') : 'more';
+  if (nl < 0) return buf.length >= V1_MAX ? new ProxyProtocolError('PROXY v1 header too long') : 'more';
+  if (nl + 2 > V1_MAX) return new ProxyProtocolError('PROXY v1 header too long');
+  for (let i = 0; i < nl; i++) {
+    const b = buf[i] as number;
+    if (b < 0x20 || b > 0x7e) return new ProxyProtocolError('bad PROXY v1 header: control or non-ASCII byte');
+  }
   const line = buf.subarray(0, nl).toString('latin1');
   const parts = line.split(' ');
   if (parts[1] === 'UNKNOWN') return { info: {}, length: nl + 2 };
   if (parts.length !== 6 || (parts[1] !== 'TCP4' && parts[1] !== 'TCP6')) {
     return new ProxyProtocolError(`bad PROXY v1 header: ${line.slice(0, 60)}`);
   }
-  const port = Number(parts[4]);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) return new ProxyProtocolError('bad PROXY v1 port');
-  return { info: { sourceAddress: parts[2] as string, sourcePort: port }, length: nl + 2 };
+  const family = parts[1] === 'TCP4' ? 4 : 6;
+  const [, , src = '', dst = '', sport = '', dport = ''] = parts;
+  if (net.isIP(src) !== family || net.isIP(dst) !== family) return new ProxyProtocolError('bad PROXY v1 address');
+  const port = v1Port(sport);
+  if (port === undefined || v1Port(dport) === undefined) return new ProxyProtocolError('bad PROXY v1 port');
+  return { info: { sourceAddress: src, sourcePort: port }, length: nl + 2 };
+}
+
+/** A v1 port: 1–5 decimal digits, at most 65535. */
+function v1Port(s: string): number | undefined {
+  if (s.length === 0 || s.length > 5) return undefined;
+  for (const c of s) if (c < '0' || c > '9') return undefined;
+  const n = Number(s);
+  return n <= 65535 ? n : undefined;
 }
 
 function parseV2(buf: Buffer): ParseResult {
@@ -86,6 +105,10 @@ function parseV2(buf: Buffer): ParseResult {
   if (cmd === 0) return { info: {}, length: total }; // LOCAL: the proxy's own health check
   if (cmd !== 1) return new ProxyProtocolError('bad PROXY v2 command');
   const body = buf.subarray(16, total);
+  // An address block too short for its family is a broken header, not "no address": with
+  // TCP/UDP over IPv4 the block holds 12 bytes, over IPv6 36 (proxy-protocol.txt 2.2).
+  if ((fam === 0x11 || fam === 0x12) && body.length < 12) return new ProxyProtocolError('PROXY v2 address block too short for IPv4');
+  if ((fam === 0x21 || fam === 0x22) && body.length < 36) return new ProxyProtocolError('PROXY v2 address block too short for IPv6');
   if (fam === 0x11 && body.length >= 12) {
     const ip = `${body[0]}.${body[1]}.${body[2]}.${body[3]}`;
     return { info: { sourceAddress: ip, sourcePort: body.readUInt16BE(8) }, length: total };

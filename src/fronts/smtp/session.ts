@@ -89,6 +89,7 @@ export class ClientSession {
         tmpDir: rt.spoolDir,
       },
       rt.config.smtp.bare_newlines === 'normalize',
+      { nulBytes: rt.config.smtp.nul_bytes },
     );
     try {
       try {

@@ -1,5 +1,6 @@
 // The slow-client watchdog (slowloris): command lines and DATA must progress at a minimum rate,
-// whatever smtp-server's idle timer (which restarts on every byte) says.
+// whatever smtp-server's idle timer (which restarts on every byte) says; and a session may not
+// outlive limits.max_session_s between transactions (a NOOP every few seconds holds a slot).
 import type { ClientSession } from './session.ts';
 import type { Conn } from './smtp-connection.ts';
 import { replies } from '../../pipeline/reply.ts';
@@ -15,6 +16,7 @@ const MIN_DATA_RATE = 500;
  * idle_timeout_s. Looks at the parser, so it holds after STARTTLS too.
  */
 export function watchSlowClients(conn: Conn, session: ClientSession): void {
+  const openedAt = Date.now();
   let partialSince = 0;
   let dataSince = 0;
   const onCommand = conn._onCommand.bind(conn);
@@ -42,6 +44,16 @@ export function watchSlowClients(conn: Conn, session: ClientSession): void {
       clearInterval(timer);
       const r = replies.tooSlow();
       conn.send(r.code, `${r.enhanced} ${r.text}`); // 421: smtp-server closes the connection
+      return;
+    }
+    // Session age: a client sending NOOP every few seconds is never idle, yet does nothing. Only
+    // between transactions, so a message in flight is never cut off (issue 14, item 11).
+    const maxAgeMs = session.rt.config.limits.max_session_s * 1000;
+    if (!session.busy && now - openedAt > maxAgeMs) {
+      clearInterval(timer);
+      const r = replies.sessionTooLong(session.rt.config.limits.max_session_s);
+      conn.send(r.code, `${r.enhanced} ${r.text}`);
+      conn.close();
     }
   }, 250);
   timer.unref();

@@ -19,6 +19,9 @@ export interface Conn {
   handler_RCPT(command: Buffer, cb: () => void): void;
   handler_DATA(command: Buffer, cb: () => void): void;
   handler_RSET(command: Buffer, cb: () => void): void;
+  handler_NOOP(command: Buffer, cb: () => void): void;
+  handler_HELP(command: Buffer, cb: () => void): void;
+  handler_VRFY(command: Buffer, cb: () => void): void;
   _onCommand(command: Buffer, cb?: () => void): void;
   /** The command parser; `_remainder` is the partial line received so far. */
   _parser: { _remainder: string; _dataMode: boolean } | false;

@@ -19,7 +19,8 @@ const ENHANCED_PREFIX = /^([245]\.\d{1,3}\.\d{1,3}) /;
  *  - replies we build carry their own enhanced status code ("5.7.1 text"): send them as is,
  *    without smtp-server adding a generic one; multi-line texts become multi-line replies;
  *  - smtp-server has no HELO/EHLO hook: wrap the handlers so the helo stage can refuse;
- *  - smtp-server pauses 100 ms before every greeting: skipped (see #accept).
+ *  - smtp-server pauses 100 ms before every greeting: skipped (see #accept);
+ *  - RSET has no hook (the core and the backend must reset too); junk commands are not limited.
  */
 export function patchConnection(conn: Conn, session: ClientSession): void {
   const send = conn.send.bind(conn);
@@ -63,7 +64,7 @@ export function patchConnection(conn: Conn, session: ClientSession): void {
       }
     };
   }
-  patchRset(conn, session);
+  patchRsetAndJunk(conn, session);
   watchSlowClients(conn, session);
   for (const verb of ['EHLO', 'HELO'] as const) {
     const key = `handler_${verb}` as const;
@@ -99,13 +100,31 @@ function isAcceptableHelo(name: string): boolean {
 }
 
 
-/** smtp-server answers RSET itself without a hook: the core must end its transaction (and the backend's) too. */
-function patchRset(conn: Conn, session: ClientSession): void {
-  const original = conn.handler_RSET.bind(conn);
-  conn.handler_RSET = (command: Buffer, cb: () => void) => {
-    session.onRset().then(
-      () => original(command, cb),
-      () => original(command, cb),
-    );
-  };
+/** Commands that do nothing for a transaction; a client repeating them only holds its slot. */
+const JUNK_COMMANDS = ['RSET', 'NOOP', 'HELP', 'VRFY'] as const;
+
+/**
+ * smtp-server answers RSET itself without a hook: the core must end its transaction (and the
+ * backend's) before the 250. Junk commands are counted (Postfix smtpd_junk_command_limit).
+ */
+function patchRsetAndJunk(conn: Conn, session: ClientSession): void {
+  let junk = 0;
+  for (const v of JUNK_COMMANDS) {
+    const key = `handler_${v}` as const;
+    const original = conn[key].bind(conn);
+    conn[key] = (command: Buffer, cb: () => void) => {
+      const max = session.rt.config.limits.max_junk_commands;
+      if (++junk > max) {
+        const r = replies.tooManyJunkCommands(max);
+        conn.send(r.code, `${r.enhanced} ${r.text}`);
+        conn.close();
+        return cb();
+      }
+      if (v !== 'RSET') return original(command, cb);
+      session.onRset().then(
+        () => original(command, cb),
+        () => original(command, cb),
+      );
+    };
+  }
 }
