@@ -110,6 +110,9 @@ export class ConnectionCore {
   onIdle: (() => void) | undefined;
 
   readonly #opts: CoreOptions;
+  #openedAt = performance.now();
+  /** Per-connection summary for the disconnect line: final actions of its messages, refusals. */
+  readonly #summary = { messages: 0, refusals: 0, actions: {} as Record<string, number> };
 
   constructor(rt: Runtime, info: ConnectionInfo, opts: CoreOptions | ConnectionContext['front'] = 'smtp') {
     this.rt = rt;
@@ -152,6 +155,8 @@ export class ConnectionCore {
   // --- connect, helo --------------------------------------------------------------------------
 
   async connect(): Promise<SmtpReply | undefined> {
+    this.#openedAt = performance.now();
+    this.log.info({ port: this.info.port, local_port: this.info.localPort, ...(this.info.proxied ? { proxied: true, proxy_ip: this.info.proxyIp } : {}) }, 'connect');
     const { res, refuse } = await this.#stage('connect', this.facts, emptyVerdict());
     this.connVerdict = res.verdict;
     return refuse;
@@ -435,6 +440,10 @@ export class ConnectionCore {
       metrics.messageDuration.observe({ front: this.context.front }, durationS);
       if (tx) {
         rt.capture?.(tx.facts, tx.verdict, result.action, tx.qid);
+        this.#summary.messages++;
+        this.#summary.actions[result.action] = (this.#summary.actions[result.action] ?? 0) + 1;
+        const subject = tx.facts.get('message.subject');
+        const messageId = tx.facts.get('message.message_id');
         this.log.info(
           {
             qid: tx.qid,
@@ -442,6 +451,9 @@ export class ConnectionCore {
             from: tx.from,
             rcpts: tx.rcpts,
             size: spool.size,
+            ...(typeof messageId === 'string' && messageId ? { message_id: messageId.slice(0, 200) } : {}),
+            ...(typeof subject === 'string' && subject ? { subject: subject.length > 100 ? `${subject.slice(0, 100)}…` : subject } : {}),
+            ...(this.tls ? { tls: `${this.tls.version ?? '?'} ${this.tls.cipher ?? '?'}` } : {}),
             action: result.action,
             score: tx.verdict.score,
             rules: tx.verdict.fired.map((f) => `${f.rule}(${f.score})`),
@@ -504,6 +516,7 @@ export class ConnectionCore {
   }
 
   #countRefusal(stage: Stage, v: Verdict, reply: SmtpReply): void {
+    this.#summary.refusals++;
     metrics.refusals.inc({ stage, class: reply.isTemp ? '4xx' : '5xx', front: this.context.front });
     this.log.info({ stage, reply: reply.toString(), score: v.score, rules: v.fired.map((f) => `${f.rule}(${f.score})`) }, 'refused');
   }
@@ -512,6 +525,19 @@ export class ConnectionCore {
   async disconnect(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    // One summary line per connection: how long, what it sent, what became of it.
+    this.log.info(
+      {
+        duration_ms: Math.round(performance.now() - this.#openedAt),
+        helo: this.helo || undefined,
+        transactions: this.txCount,
+        messages: this.#summary.messages,
+        ...(this.#summary.messages > 0 ? { actions: this.#summary.actions } : {}),
+        refusals: this.#summary.refusals,
+        ...(this.tls ? { tls: `${this.tls.version ?? '?'} ${this.tls.cipher ?? '?'}` } : {}),
+      },
+      'disconnect',
+    );
     this.abort.abort(new Error('client closed the connection'));
     this.link?.release();
     this.link = undefined;

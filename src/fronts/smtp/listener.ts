@@ -277,7 +277,6 @@ export class Listener {
     // talker check), which caps one session at ~10 messages/s. Our listener already applied the
     // configured banner_delay_ms and recorded pregreet, so greet at once.
     conn._setListeners(() => conn.connectionReady());
-    session.log.debug({ port, proxied: info.proxied }, 'connect');
   }
 }
 
