@@ -1,25 +1,14 @@
 // What a quarantine entry is: the metadata stored beside the raw bytes (meta), the row the index
 // keeps for listing and filtering without reading files, and the filters a listing accepts.
+import type { QuarantineRecord } from '../../pipeline/delivery.ts';
 
-/** Metadata written with every entry (its .json file); everything a reviewer needs to decide. */
-export interface QuarantineMeta {
-  id: string;
-  /** ISO 8601 UTC time the message was received. */
-  received: string;
-  client: { ip: string; helo: string; port?: number; rdns?: string };
-  /** TLS of the client connection, if any (protocol and cipher). */
-  tls?: { protocol?: string; cipher?: string };
-  from: string;
-  rcpts: string[];
-  size: number;
-  reason: string;
-  score: number;
-  rules: string[];
-  /** Decoded Subject (default: the `message.subject` fact). */
-  subject?: string;
+/**
+ * Metadata written with every entry (its .json file); everything a reviewer needs to decide: what
+ * the core records (pipeline/delivery.ts QuarantineRecord) plus what the store derives from it.
+ */
+export interface QuarantineMeta extends QuarantineRecord {
   /** SPF/DKIM/DMARC/ARC results (the Authentication-Results values), when the checks ran. */
   auth?: Record<string, string>;
-  facts?: Record<string, unknown>;
 }
 
 /** The index row: meta's searchable fields plus the entry's lifecycle. */
