@@ -5,7 +5,7 @@
 // each client was told with the Maildir and the quarantine: every 250 is there exactly once.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { closedPort, loopbackDns } from '../helpers/gateway.ts';
@@ -203,11 +203,8 @@ test('faults: an unwritable quarantine gives 4xx, never a 250 for a message that
     '00-actions.yaml': 'actions: { reject: 100, quarantine: 5 }\n',
     '10-q.yaml': 'rules:\n  - name: Q\n    description: quarantine these\n    when: { message.subject: { glob: "fault-9*" } }\n    score: 10\n',
   });
-  // The quarantine "directory" is a regular file: every write fails (ENOTDIR), as on a read-only
-  // or full disk, for root too (which permission bits would not stop).
   const base = mkdtempSync(join(tmpdir(), 'mailgate-q-broken-'));
   const qdir = join(base, 'quarantine');
-  writeFileSync(qdir, 'not a directory');
   const gw = await startGateway(
     testConfig({
       backend: { host: '127.0.0.1', port: pf.port, command_timeout_ms: 5000, data_timeout_ms: 10_000, connect_timeout_ms: 2000 },
@@ -217,6 +214,11 @@ test('faults: an unwritable quarantine gives 4xx, never a 250 for a message that
     }),
   );
   cleanups.push(() => gw.stop(100));
+  // The disk fails under the running gateway: the quarantine "directory" becomes a regular file,
+  // so every entry write fails (ENOTDIR), as on a read-only or full disk, for root too (which
+  // permission bits would not stop).
+  rmSync(qdir, { recursive: true, force: true });
+  writeFileSync(qdir, 'not a directory');
   const quarantined: Outcome[] = [];
   for (let i = 0; i < 10; i++) quarantined.push(await sendOne(gw.port, `fault-9${i}`));
   const clean = await sendOne(gw.port, 'fault-1');
