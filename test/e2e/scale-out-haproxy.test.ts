@@ -1,7 +1,9 @@
 // Scale-out on a real load balancer: HAProxy (Debian) round-robins SMTP to two mailgate instances
 // with `send-proxy-v2`; both share one redis-server and relay to the private Postfix. Shows that
 // the client's own address reaches mailgate's rules through HAProxy, and that a rate limit holds
-// across both instances. The client binds 127.0.0.5 / 127.0.0.6 so its address differs from HAProxy's.
+// across both instances, and that the quarantine is shared (PostgreSQL index, one quarantine
+// directory as the shared volume): what one instance held, the other lists and releases. The
+// client binds 127.0.0.5 / 127.0.0.6 so its address differs from HAProxy's.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -13,6 +15,7 @@ import { requireBackend, startGateway, testConfig, type TestGateway } from '../h
 import { startRedis, uniquePrefix, type TestRedis } from '../helpers/redis.ts';
 import { freePort } from '../helpers/postfix.ts';
 import { token, waitDelivered } from '../helpers/maildir.ts';
+import { postgresAvailable, startPostgres, type TestPostgres } from '../helpers/postgres.ts';
 
 const HAPROXY = ['/usr/sbin/haproxy', '/usr/bin/haproxy'].find((p) => existsSync(p));
 const SKIP = HAPROXY ? false : 'haproxy is missing: apt-get install -y haproxy (npm test installs it as root)';
@@ -110,6 +113,7 @@ async function waitPort(port: number, ms: number): Promise<void> {
 
 describe('HAProxy send-proxy-v2 in front of two mailgate instances sharing Redis', { skip: SKIP }, () => {
   let redis: TestRedis;
+  let pg: TestPostgres | undefined;
   const gws: TestGateway[] = [];
   let haproxy: ChildProcess | undefined;
   let haproxyLog = '';
@@ -140,9 +144,17 @@ rules:
     when: { client.ip: { cidr: [${BLOCKED}/32] } }
     action: reject
     reply: { code: 554, enhanced: 5.7.1, text: "Client {client.ip} blocked" }
+  - name: LB_HOLD
+    description: Held for review (the shared-quarantine test)
+    when: { message.subject: { glob: "lbq-*" } }
+    action: quarantine
 `,
     );
-    const shared = { redis: redis.url, redis_options: { key_prefix: uniquePrefix('lb') } };
+    // The shared quarantine: one index in PostgreSQL, one directory for the entry files (the
+    // shared volume of a real deployment), so any instance lists and releases what another held.
+    if (postgresAvailable().ok) pg = await startPostgres();
+    const quarantine = pg ? { dir: join(dir, 'quarantine'), index: { backend: 'postgres', url: pg.url, schema: 'lb' } } : { dir: join(dir, 'quarantine') };
+    const shared = { redis: redis.url, redis_options: { key_prefix: uniquePrefix('lb') }, quarantine };
     for (const name of ['a', 'b']) {
       gws.push(
         await startGateway(
@@ -193,6 +205,7 @@ backend mailgate
     haproxy?.kill('SIGTERM');
     for (const g of gws) await g.stop(1000);
     await redis?.stop();
+    pg?.stop();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
@@ -224,5 +237,21 @@ backend mailgate
     assert.deepEqual(results.slice(0, 3), ['end 250', 'end 250', 'end 250']);
     for (const r of results.slice(3)) assert.match(r, /^mail 450 4\.7\.1 Rate limit exceeded \(lb_client_messages\)/);
     for (let i = 0; i < 3; i++) assert.equal((await waitDelivered(`${tok}-${i}`)).length, 1);
+  });
+
+  test('the quarantine is shared: held through one instance, listed and released through the other', { skip: postgresAvailable().ok ? false : 'postgresql is missing' }, async () => {
+    const tok = token('lbq');
+    const r = await transaction(lbPort, '127.0.0.8', tok);
+    assert.match(r.end ?? '', /^250 2\.0\.0 Message accepted \(/, JSON.stringify(r));
+    const held = r.greeting.slice(r.greeting.lastIndexOf(' ') + 1) === 'mailgate-a' ? 0 : 1;
+    const other = gws[1 - held] as TestGateway;
+    const { rows } = await other.quarantine.list({ status: 'all' });
+    const row = rows.find((x) => x.subject === tok);
+    assert.ok(row, `the other instance (${other === gws[0] ? 'a' : 'b'}) lists the entry held by the first`);
+    assert.ok((await other.quarantine.bytes(row)).includes(tok), 'and reads its bytes from the shared directory');
+    const { releaseEntry } = await import('../../src/delivery/release.ts');
+    const out = await releaseEntry(other.quarantine, other.runtime.backend, row.id, { by: 'scale-out test' });
+    assert.equal(out.status, 'released', JSON.stringify(out));
+    assert.equal((await waitDelivered(tok)).length, 1, 'released through the other instance, delivered once');
   });
 });
