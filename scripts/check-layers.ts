@@ -6,7 +6,7 @@ import { dirname, join, relative, resolve } from 'node:path';
 
 const LAYERS: ReadonlyArray<readonly string[]> = [
   ['net', 'metrics', 'log'],
-  ['message', 'dns', 'store', 'config'],
+  ['message', 'dns', 'store', 'config', 'trace'],
   ['pipeline'],
   ['rules'],
   ['checks'],

@@ -26,6 +26,7 @@ import { startGatewayOutbound } from './fronts/outbound/outbound-listener.ts';
 import { createMilterFront } from './fronts/milter/milter-front.ts';
 import { passThroughBackend } from './delivery/pass-through.ts';
 import { prepareSpoolDir, defaultSpoolDir } from './message/spool-dir.ts';
+import { createTracer } from './trace/create-tracer.ts';
 
 export interface GatewayOptions {
   config: Config;
@@ -100,6 +101,8 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     throw new Error(`checks cannot be ordered: ${problems.join('; ')}`);
   }
   const quarantine = new QuarantineStore({ config: config.quarantine, logger });
+  // Tracing off: the no-op tracer, and @opentelemetry/* is never imported (docs/operations.md "Tracing").
+  const tracer = await createTracer(config.tracing, (err) => logger.warn({ err, endpoint: config.tracing.endpoint }, 'tracing export failed'));
   const runtime: Runtime = {
     config,
     logger,
@@ -110,6 +113,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     quarantine,
     spoolDir: prepareSpoolDir(config.spool_dir ?? defaultSpoolDir(config.quarantine.dir)).path,
     stripHeaders: buildStripHeaders(config),
+    tracer,
     draining: false,
   };
   if (policyHandle?.capture) runtime.capture = policyHandle.capture;
@@ -198,6 +202,8 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
       await admin?.close();
       stopDigests();
       await quarantine.close();
+      // The spans of the last transactions are exported before the process goes.
+      await tracer.shutdown().catch((err: Error) => logger.warn({ err: err.message }, 'tracing flush failed'));
       logger.info('mailgate stopped');
     },
   };

@@ -56,6 +56,8 @@ function maskUrl(s: string): string {
 export function formatValue(key: string, v: unknown): string {
   const last = key.slice(key.lastIndexOf('.') + 1);
   if (last.includes('password') && v !== undefined) return '***';
+  // A collector's auth header (tracing.headers.authorization): as secret as a password.
+  if (key.startsWith('tracing.headers.') && v !== undefined) return '***';
   let out: string;
   if (typeof v === 'string') out = v === '' ? '""' : maskUrl(v);
   else if (Array.isArray(v)) out = `[${v.map((x) => (typeof x === 'string' ? maskUrl(x) : JSON.stringify(x))).join(', ')}]`;

@@ -8,6 +8,7 @@ import { backscatterSchema } from './backscatter-schema.ts';
 import { quarantineSchema } from './quarantine-schema.ts';
 import { adminKeySchema } from './admin-schema.ts';
 import { contentConfigSchema } from './content-schema.ts';
+import { tracingSchema } from './tracing-schema.ts';
 import { parseMilterAddress } from '../net/milter-address.ts';
 
 /** "192.0.2.1", "2001:db8::1", "10.0.0.0/8", "2001:db8::/32". */
@@ -202,6 +203,8 @@ export const configSchema = z.strictObject({
       }),
     ])
     .optional(),
+  /** OpenTelemetry tracing over OTLP/HTTP; off by default (docs/operations.md "Tracing"). */
+  tracing: tracingSchema.default(tracingSchema.parse({})),
   /** Worker processes: a number, or `auto` for one per CPU core. */
   workers: z.union([z.number().int().min(1).max(64), z.literal('auto')]).default(1),
 }).superRefine((c, ctx) => {

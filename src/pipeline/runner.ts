@@ -8,6 +8,7 @@ import type { Stage } from './stages.ts';
 import type { Policy, Verdict } from './verdict.ts';
 import { metrics } from '../metrics/registry.ts';
 import type { Logger } from 'pino';
+import type { Span } from '../trace/span.ts';
 
 export interface StageResult {
   verdict: Verdict;
@@ -31,6 +32,8 @@ export interface RunStageArgs {
   defaultTimeoutMs?: number;
   /** Facts that win over what checks find (`rules test --fact`, replays); applied before the rules. */
   overrides?: ReadonlyMap<string, FactValue>;
+  /** The stage's span: each check and the rules get a child (tracing off: the no-op span). */
+  span?: Span;
 }
 
 export async function runStage(a: RunStageArgs): Promise<StageResult> {
@@ -51,7 +54,10 @@ export async function runStage(a: RunStageArgs): Promise<StageResult> {
     }
   }
   if (a.overrides) for (const [k, v] of a.overrides) a.facts.set(k, v);
+  const rules = a.span?.child('rules');
   const verdict = a.policy.evaluate(a.stage, a.facts, a.previous);
+  if (rules?.recording) rules.set('mailgate.score', verdict.score).set('mailgate.stage_action', verdict.action).set('mailgate.rules', verdict.fired.map((f) => f.rule));
+  rules?.end();
   return failure ? { verdict, failure } : { verdict };
 }
 
@@ -64,6 +70,7 @@ async function runOne(
   const onAbort = () => ac.abort(a.signal?.reason);
   a.signal?.addEventListener('abort', onAbort, { once: true });
   const start = performance.now();
+  const span = a.span?.child(check.name);
   let timer: NodeJS.Timeout | undefined;
   try {
     const input: CheckInput = { stage: a.stage, connection: a.connection, facts: a.facts, signal: ac.signal };
@@ -86,10 +93,12 @@ async function runOne(
     metrics.checkFailures.inc({ check: check.name, reason: timedOut ? 'timeout' : 'error' });
     a.facts.set(`check.${check.name}.error`, error);
     a.logger.warn({ check: check.name, stage: a.stage, err: error, outcome }, 'check failed');
+    span?.fail(error).set('mailgate.check_outcome', outcome);
     return { check: check.name, outcome, error };
   } finally {
     clearTimeout(timer);
     a.signal?.removeEventListener('abort', onAbort);
+    span?.end();
     metrics.checkDuration.observe({ check: check.name }, (performance.now() - start) / 1000);
   }
 }

@@ -8,6 +8,7 @@ import type { FactSet, FactValue } from './facts.ts';
 import type { Policy, Verdict } from './verdict.ts';
 import type { Stage } from './stages.ts';
 import type { Backend, QuarantineSink } from './delivery.ts';
+import type { Tracer } from '../trace/tracer.ts';
 
 export interface Runtime {
   config: Config;
@@ -30,5 +31,7 @@ export interface Runtime {
   overrides?: ReadonlyMap<string, FactValue>;
   /** Sees every stage's verdict (rules test records the steps with it). */
   onStage?: (stage: Stage, verdict: Verdict, facts: FactSet, recipient?: string) => void;
+  /** OpenTelemetry spans per message, stage and check (absent or the no-op tracer: off). */
+  tracer?: Tracer;
   draining: boolean;
 }

@@ -17,6 +17,8 @@ import { finalizeHeader, mergeEdits, type FinalizedHeader } from './finalize.ts'
 import { BackendError, type Backend, type BackendReply, type DeliveryLink, type QuarantineSink } from './delivery.ts';
 import { messageFacts } from './message-facts.ts';
 import type { Runtime } from './runtime.ts';
+import { backendReplyAttrs, endMessage, endStage, endUnfinished, messageSpan, stageSpan, traced } from './tracing.ts';
+import type { Span } from '../trace/span.ts';
 import type { Spool } from '../message/spool.ts';
 import { checkRecipient, parseAddress } from '../net/address.ts';
 import { metrics } from '../metrics/registry.ts';
@@ -47,6 +49,8 @@ interface Transaction {
   rcpts: string[];
   output: CheckOutput;
   startedAt: number;
+  /** The message's root span (tracing off: the shared no-op span). */
+  span: Span;
 }
 
 /** The end of a transaction as the front needs it: the reply, what happened, and the edits made. */
@@ -131,6 +135,7 @@ export class ConnectionCore {
 
   /** Runs a stage's checks and rules; returns the stage result and the refusal, if any. */
   async #stage(stage: Stage, facts: FactSet, previous: Verdict, extra: { recipient?: string; output?: CheckOutput; message?: Spool } = {}): Promise<{ res: StageResult; refuse?: SmtpReply }> {
+    const span = stageSpan(this.rt, stage, this.tx?.span, this);
     const args: Parameters<typeof runStage>[0] = {
       stage,
       connection: this.context,
@@ -141,6 +146,7 @@ export class ConnectionCore {
       output: extra.output ?? { facts: new FactSet(), edits: emptyEdits() },
       logger: this.log,
       signal: this.abort.signal,
+      span,
     };
     if (extra.recipient !== undefined) args.recipient = extra.recipient;
     if (extra.message !== undefined) args.message = extra.message;
@@ -148,6 +154,7 @@ export class ConnectionCore {
     const res = await runStage(args);
     this.rt.onStage?.(stage, res.verdict, facts, extra.recipient);
     const refuse = refusalFor(stage, res);
+    endStage(span, res, refuse, extra.recipient);
     if (refuse) this.#countRefusal(stage, res.verdict, refuse);
     return refuse ? { res, refuse } : { res };
   }
@@ -209,7 +216,7 @@ export class ConnectionCore {
     facts.set('mail.transaction', this.txCount);
     // Facts the front knows and the core cannot (milter macros: TLS of Postfix's session, queue id).
     if (extra) for (const [k, v] of extra) facts.set(k, v);
-    const tx: Transaction = { qid: newQueueId(), facts, verdict: this.connVerdict, from: addr, rcpts: [], output: { facts: new FactSet(), edits: emptyEdits() }, startedAt: performance.now() };
+    const tx: Transaction = { qid: newQueueId(), facts, verdict: this.connVerdict, from: addr, rcpts: [], output: { facts: new FactSet(), edits: emptyEdits() }, startedAt: performance.now(), span: messageSpan(rt, this) };
     this.tx = tx;
     this.busy = true;
     try {
@@ -245,6 +252,7 @@ export class ConnectionCore {
       if (r.code >= 300) this.tx = undefined;
       return backendToReply(r);
     } finally {
+      if (!this.tx) endUnfinished(tx.span, tx.qid, 'MAIL refused');
       if (!this.tx) this.#setIdle();
     }
   }
@@ -363,14 +371,15 @@ export class ConnectionCore {
         result.reply = replies.discarded(tx.qid);
         return result;
       }
-      const { final, edits } = await this.#finalize(tx, spool, v);
+      const { final, edits } = await traced(tx.span, 'finalize', () => this.#finalize(tx, spool, v));
       result.final = final;
       result.edits = edits;
       result.envelope = { from: tx.output.edits.senderRewrite ?? tx.from, rcpts: tx.rcpts.map((r) => tx.output.edits.rcptRewrites.get(r) ?? r) };
       if (action === 'accept') {
         let r: BackendReply;
         try {
-          r = await this.link.data([final.block, spool.bodyStream()]);
+          const link = this.link;
+          r = await traced(tx.span, 'backend', () => link.data([final.block, spool.bodyStream()]), backendReplyAttrs);
         } catch (err) {
           result.reply = this.#backendFailure(err);
           result.action = 'tempfail';
@@ -394,7 +403,7 @@ export class ConnectionCore {
         return result;
       }
       try {
-        await sink.put(
+        await traced(tx.span, 'quarantine', () => sink.put(
           {
             id: tx.qid,
             received: new Date().toISOString(),
@@ -410,7 +419,7 @@ export class ConnectionCore {
             facts: facts.toJSON(),
           },
           [final.block, spool.bodyStream()],
-        );
+        ));
       } catch (err) {
         // Never 250 without a durable copy: a full or failing quarantine is a 4xx.
         this.log.error({ err: (err as Error).message, qid: tx.qid }, 'quarantine write failed');
@@ -466,6 +475,7 @@ export class ConnectionCore {
           'message',
         );
       }
+      if (tx?.span.recording) endMessage(tx.span, { qid: tx.qid, helo: this.helo, from: tx.from, rcpts: tx.rcpts, size: spool.size, action: result.action, verdict: tx.verdict, reply: result.reply, reason });
       // Only this transaction's: a front may have started the next one already (milter abort).
       if (this.tx === tx) this.tx = undefined;
       this.#setIdle();
@@ -503,6 +513,7 @@ export class ConnectionCore {
 
   /** RSET (or a new EHLO, or MAIL after a finished transaction): the open transaction ends here and at the backend. */
   async reset(): Promise<void> {
+    if (this.tx) endUnfinished(this.tx.span, this.tx.qid, 'reset');
     this.tx = undefined;
     await this.link?.abort();
     this.#setIdle();
@@ -541,6 +552,7 @@ export class ConnectionCore {
     this.abort.abort(new Error('client closed the connection'));
     this.link?.release();
     this.link = undefined;
+    if (this.tx) endUnfinished(this.tx.span, this.tx.qid, 'client gone');
     this.tx = undefined;
     this.#setIdle();
     for (const c of this.rt.checks) {
