@@ -6,7 +6,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { startGateway, testConfig, requireBackend } from '../helpers/gateway.ts';
+import { Writable } from 'node:stream';
+import pino from 'pino';
+import { startGateway, testConfig, requireBackend, closedPort } from '../helpers/gateway.ts';
 import { token, waitDelivered } from '../helpers/maildir.ts';
 import { sendMessage } from '../helpers/smtp-client.ts';
 
@@ -152,4 +154,28 @@ test('tracing off: the receiver gets nothing', async () => {
   }
   assert.equal(rx.posts.length, 0);
   assert.equal(gw.runtime.tracer?.enabled, false);
+});
+
+test('collector down: mail flows, stop() returns, and the failed export is a warning', async () => {
+  await requireBackend();
+  const lines: string[] = [];
+  const stream = new Writable({
+    write(chunk, _enc, cb) {
+      lines.push(String(chunk));
+      cb();
+    },
+  });
+  const port = await closedPort();
+  const gw = await startGateway(testConfig({ tracing: { enabled: true, endpoint: `http://127.0.0.1:${port}/v1/traces` } }), { logger: pino({ level: 'warn' }, stream) });
+  const tok = token('down');
+  try {
+    const sent = await sendMessage(gw.port, { from: 'sender@client.example.net', to: ['alice@example.test'], data: `Subject: ${tok}\r\nFrom: sender@client.example.net\r\n\r\nbody ${tok}\r\n` });
+    assert.equal(sent.end?.code, 250, sent.end?.text);
+    assert.equal((await waitDelivered(tok)).length, 1);
+  } finally {
+    const t0 = Date.now();
+    await gw.stop(1000);
+    assert.ok(Date.now() - t0 < 15_000, 'stop() is not held up by the dead collector');
+  }
+  assert.ok(lines.some((l) => l.includes('tracing export failed')), `a warning was logged (got ${lines.length} lines)`);
 });
