@@ -11,6 +11,7 @@ import { Limiter } from './limiter.ts';
 import { cloneRecords, convertRecord, isSupportedType, type SupportedType } from './records.ts';
 import { parseServer, systemServers, type ServerAddress } from './servers.ts';
 import { exchange, TransportError, type Reply } from './transport.ts';
+import { activeSpan } from '../trace/active-span.ts';
 
 export interface ResolverOptions {
   /** "ip", "ip:port" or "[ipv6]:port"; empty or absent = the `nameserver`s of /etc/resolv.conf. */
@@ -105,7 +106,11 @@ export class Resolver implements DnsLookup {
     const qname = normaliseName(name);
     if (qname === undefined) throw new DnsError('EBADNAME', String(name), type);
     if (!isSupportedType(type)) throw new DnsError('ENOTIMP', qname, type, 'record type not supported');
+    // A span per lookup under the check that asked (tracing on only: else the no-op span).
+    const span = activeSpan().child('dns');
+    if (span.recording) span.set('dns.question.name', qname).set('dns.question.type', type);
     const outcome = await this.#lookup(qname, type, this.#now() + this.timeoutMs, 0);
+    if (span.recording) span.set('dns.answers', outcome.ok ? outcome.records.length : undefined).set('dns.error', outcome.ok ? undefined : outcome.code).end();
     if (outcome.ok) return cloneRecords(outcome.records);
     throw new DnsError(outcome.code, qname, type, outcome.detail);
   };

@@ -9,6 +9,7 @@ import type { Policy, Verdict } from './verdict.ts';
 import { metrics } from '../metrics/registry.ts';
 import type { Logger } from 'pino';
 import type { Span } from '../trace/span.ts';
+import { runWithSpan } from '../trace/active-span.ts';
 
 export interface StageResult {
   verdict: Verdict;
@@ -77,7 +78,7 @@ async function runOne(
     if (a.recipient !== undefined) input.recipient = a.recipient;
     if (a.message !== undefined) input.message = a.message;
     await Promise.race([
-      Promise.resolve().then(() => check.run(input, a.output)),
+      Promise.resolve().then(() => (span?.recording ? runWithSpan(span, () => check.run(input, a.output)) : check.run(input, a.output))),
       new Promise<never>((_, reject) => {
         timer = setTimeout(() => {
           ac.abort(new Error('timeout'));

@@ -130,9 +130,15 @@ test('tracing on: one message through Postfix arrives as a span tree with the de
     const kids = spans.filter((s) => s.parentSpanId === stage.spanId);
     assert.equal(kids.filter((k) => k.name === 'rules').length, 1, `${stage.name} has one rules span`);
   }
-  const checkRuns = spans.filter((s) => s.name !== 'rules' && parentOf(s) && STAGES.has(parentOf(s)?.name ?? ''));
+  const checkRuns = spans.filter((s) => s.name !== 'rules' && s.name !== 'dns' && parentOf(s) && STAGES.has(parentOf(s)?.name ?? ''));
   const checkNames = new Set(checkRuns.map((s) => s.name));
   for (const c of ['spf', 'dkim-arc-dmarc']) assert.ok(checkNames.has(c), `a ${c} check span (got ${[...checkNames].join(', ')})`);
+  // DNS lookups are spans under the check that made them (the loopback DNS answers NXDOMAIN).
+  const spf = checkRuns.find((s) => s.name === 'spf') as OtlpSpan;
+  const lookups = spans.filter((s) => s.name === 'dns' && s.parentSpanId === spf.spanId);
+  assert.ok(lookups.length > 0, 'the SPF check has dns spans');
+  assert.ok(lookups.some((l) => attr(l, 'dns.question.name') === 'client.example.net' && attr(l, 'dns.question.type') === 'TXT'), JSON.stringify(lookups.map((l) => l.attributes)));
+  assert.ok(lookups.every((l) => typeof attr(l, 'dns.error') === 'string'));
   const backend = inMessage.find((s) => s.name === 'backend');
   assert.equal(attr(backend, 'mailgate.reply_code'), 250);
   assert.equal(attr(inMessage.find((s) => s.name === 'data'), 'mailgate.stage'), 'data');

@@ -19,6 +19,8 @@ const { NOOP_TRACER } = await import('../../src/trace/tracer.ts');
 const { createTracer } = await import('../../src/trace/create-tracer.ts');
 const { tracingSchema } = await import('../../src/config/tracing-schema.ts');
 const { traceRuntime, oneMessage } = await import('../helpers/trace-core.ts');
+const { formatValue } = await import('../../src/cli/config-dump.ts');
+const { activeSpan, runWithSpan } = await import('../../src/trace/active-span.ts');
 
 const SDK = ['@opentelemetry/sdk-trace', '@opentelemetry/exporter-trace-otlp-http', '@opentelemetry/resources', '@opentelemetry/semantic-conventions'];
 
@@ -31,6 +33,15 @@ test('the tracing: defaults are off, with the OTLP/HTTP endpoint of a local coll
     { desc: 'empty service name', input: { service_name: '' } },
   ];
   for (const c of cases) assert.equal(tracingSchema.safeParse(c.input).success, false, c.desc);
+  // A collector's auth header is a secret: `config dump` never prints it.
+  assert.equal(formatValue('tracing.headers.authorization', 'Bearer abc'), '***');
+  assert.equal(formatValue('tracing.endpoint', 'http://127.0.0.1:4318/v1/traces'), 'http://127.0.0.1:4318/v1/traces');
+});
+
+test('off, the active span is the no-op span and runWithSpan just calls', () => {
+  assert.equal(activeSpan(), NOOP_SPAN);
+  assert.equal(runWithSpan(NOOP_SPAN, () => activeSpan()), NOOP_SPAN);
+  assert.equal(runWithSpan(NOOP_SPAN, () => 42), 42);
 });
 
 test('the no-op span is one frozen object: children, attributes and failures are itself', () => {
