@@ -26,8 +26,10 @@ setInterval(() => {
 setInterval(() => {}, 1 << 30);
 `;
 
-// Workers inherit NODE_OPTIONS (this --import): one sink, from the primary.
-if (cluster.isPrimary) {
+// Workers inherit NODE_OPTIONS (this --import): one sink, from the primary. The sink itself gets
+// neither NODE_OPTIONS nor this preload (else each sink would start another).
+if (cluster.isPrimary && !process.env.MAILGATE_BENCH_OTLP_SINK) {
+  const env = { ...process.env, NODE_OPTIONS: '', MAILGATE_BENCH_OTLP_SINK: '1' };
   // sh starts the sink in the background and exits at once: the sink is re-parented away from mailgate.
-  spawn('/bin/sh', ['-c', '"$0" -e "$1" "$2" </dev/null >/dev/null 2>&1 &', process.execPath, SINK, String(process.pid)], { stdio: 'ignore' }).unref();
+  spawn('/bin/sh', ['-c', '"$0" -e "$1" "$2" </dev/null >/dev/null 2>&1 &', process.execPath, SINK, String(process.pid)], { stdio: 'ignore', env }).unref();
 }
