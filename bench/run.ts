@@ -136,9 +136,9 @@ async function main(): Promise<void> {
   findBin('smtp-source');
   findBin('smtp-sink');
 
-  const dns = await startDnsStub(dirs.logs);
+  const corpus = await buildCorpus(join(work, 'corpus'));
+  const dns = await startDnsStub(dirs.logs, corpus.dkimPublicB64);
   const sink = await startSink(dirs.logs);
-  const corpus = buildCorpus(join(work, 'corpus'));
   const rows: Row[] = [];
   const base: BenchContext = { opts, dirs, corpus, sink, dns, rows, log, mailgateRoot: root };
   const mgRoot = mailgateRoot(base, rev);

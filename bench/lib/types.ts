@@ -150,6 +150,8 @@ export interface Target {
   pid: number;
   /** Worker processes asked for (null for the sink). */
   workers: number | null;
+  /** More process trees whose CPU and peak RSS count for this target (a milter beside Postfix). */
+  extraPids?: number[];
 }
 
 /** A started gateway. */
@@ -170,4 +172,6 @@ export interface TargetSpec {
   start(ctx: BenchContext, tag: string, profile: boolean): Promise<Gateway>;
   /** Worker processes the started gateway must have (skipped otherwise). */
   workers?: number;
+  /** Only at these session counts (default: every one of --sessions). */
+  sessions?: number[];
 }
