@@ -58,7 +58,8 @@ export async function startHaraka(ctx: BenchContext, nodes: number, tag = '', au
   // the same message size limit as mailgate's default (Haraka's own default is 25 MiB)
   const conn = readFileSync(join(dir, 'node_modules', 'Haraka', 'config', 'connection.ini'), 'utf8');
   w('connection.ini', conn.replace(/^bytes=\d+$/m, 'bytes=52428800'));
-  const svc = startService(`haraka${tag}`, process.execPath, [bin, '-c', inst], {
+  const pin = ctx.opts.pinGateway;
+  const svc = startService(`haraka${tag}`, pin ? 'taskset' : process.execPath, pin ? ['-c', pin, process.execPath, bin, '-c', inst] : [bin, '-c', inst], {
     cwd: dir,
     logDir: ctx.dirs.logs,
     env: {

@@ -116,7 +116,9 @@ export async function startMailgate(ctx: BenchContext, root: string, o: Mailgate
     mkdirSync(o.cpuProfDir, { recursive: true });
     nodeArgs.push('--cpu-prof', '--cpu-prof-dir', o.cpuProfDir);
   }
-  const svc = startService(`mailgate-${o.tag}`, process.execPath, [...nodeArgs, join(root, 'src', 'cli', 'main.ts'), 'serve', '--config', cfgFile], {
+  const argv = [...nodeArgs, join(root, 'src', 'cli', 'main.ts'), 'serve', '--config', cfgFile];
+  const pin = ctx.opts.pinGateway;
+  const svc = startService(`mailgate-${o.tag}`, pin ? 'taskset' : process.execPath, pin ? ['-c', pin, process.execPath, ...argv] : argv, {
     cwd: root,
     logDir: ctx.dirs.logs,
     env: gatewayEnv(ctx, experiments),

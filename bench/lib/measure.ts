@@ -34,7 +34,7 @@ export async function oneRun(ctx: BenchContext, t: Target, sessions: number, msg
   const s0 = cpuSeconds(sinkPid);
   const m0 = machineTicks();
   const timeoutS = Math.max(30, ctx.opts.seconds * 10);
-  const r = await runSource({ port: t.port, sessions, msgs, messageFile: ctx.corpus.smallFile, timeoutS });
+  const r = await runSource({ port: t.port, sessions, msgs, messageFile: ctx.corpus.smallFile, timeoutS, ...(ctx.opts.pinLoad ? { pinCpus: ctx.opts.pinLoad } : {}) });
   const m1 = machineTicks();
   // a queueing MTA (the Postfix rows) delivers after it accepted: wait for it, CPU included
   const d1 = await waitDelivered(ctx, d0 + msgs, 15_000);

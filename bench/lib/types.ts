@@ -25,6 +25,10 @@ export interface BenchOptions {
   idleConns: number;
   /** Size of the large message, bytes. */
   bigBytes: number;
+  /** --pin-load CPUS: smtp-source and smtp-sink run only on these CPUs (taskset). */
+  pinLoad?: string;
+  /** --pin-gateway CPUS: mailgate and Haraka run only on these CPUs (taskset). */
+  pinGateway?: string;
 }
 
 export interface BenchDirs {
