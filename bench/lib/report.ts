@@ -35,6 +35,8 @@ export function ratios(rows: readonly Row[], sessions: readonly number[]): Ratio
     add(`full pipeline: mailgate / Haraka+mailauth, ${ss}`, `mailgate-s${s}`, `haraka-auth-s${s}`);
     add(`relay only: mailgate / limit, ${ss}`, `mailgate-relay-s${s}`, `limit-s${s}`);
     add(`relay only: mailgate / Haraka, ${ss}`, `mailgate-relay-s${s}`, `haraka-s${s}`);
+    add(`relay only: mailgate / minimal Node relay, ${ss}`, `mailgate-relay-s${s}`, `node-minimal-s${s}`);
+    add(`minimal Node relay / limit, ${ss}`, `node-minimal-s${s}`, `limit-s${s}`);
     add(`Haraka+mailauth / Haraka, ${ss}`, `haraka-auth-s${s}`, `haraka-s${s}`);
     add(`mailgate shipped / relay only, ${ss}`, `mailgate-s${s}`, `mailgate-relay-s${s}`);
     add(`content: mailgate shipped / without content checks, ${ss}`, `mailgate-s${s}`, `mailgate-nocontent-s${s}`);

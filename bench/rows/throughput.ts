@@ -10,6 +10,7 @@ import type { BenchContext, Gateway, Row, RowProducer, RunSample, TargetSpec, Th
 import { setTimeout as sleep } from 'node:timers/promises';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { startClamd } from '../../test/helpers/content-fixtures.ts';
+import { startService, waitSmtp } from '../lib/service.ts';
 import { postfixMailgateTarget, postfixRspamdTarget, postfixTarget } from './milter.ts';
 
 /** The Node latency client's own ceiling: above this it would measure itself, not the server. */
@@ -89,6 +90,30 @@ const clamdTarget: TargetSpec = {
   sessions: [20],
 };
 
+/** bench/minimal-relay.ts: the relay leg's socket work in plain Node, no smtp-server (a reference). */
+const minimalTarget: TargetSpec = {
+  id: 'node-minimal',
+  target: 'node-minimal',
+  label: 'minimal Node relay (bench/minimal-relay.ts: no smtp-server, no checks)',
+  latency: false,
+  missing: () => null,
+  start: async (ctx, tag) => {
+    const svc = startService(`minimal-${tag}`, process.execPath, [join(ctx.dirs.bench, 'minimal-relay.ts'), String(ctx.sink.port)], { logDir: ctx.dirs.logs });
+    const end = Date.now() + 10_000;
+    let port = 0;
+    while (!port && Date.now() < end) {
+      port = Number(/^port (\d+)$/m.exec(readFileSync(svc.log, 'utf8'))?.[1] ?? 0);
+      if (!port) await sleep(50);
+    }
+    if (!port) {
+      await svc.stop();
+      throw new Error(`minimal relay did not start: ${svc.logTail()}`);
+    }
+    await waitSmtp(port, 10_000, svc);
+    return { name: 'node-minimal', port, pid: svc.pid, workers: 1, stop: () => svc.stop(), logTail: () => svc.logTail() };
+  },
+};
+
 /** clamd's pid from its PidFile, if the template sets one, else from /proc by its config path. */
 function clamdPid(dir: string): number | null {
   for (const p of readdirSync('/proc')) {
@@ -141,6 +166,7 @@ export const throughputTargets: TargetSpec[] = [
   harakaTarget('haraka-auth', 0, false, true),
   mailgateConfigTarget('mailgate-relay', 'mailgate relay only (checks.disabled: every check)', { checks: { disabled: ALL_CHECKS } }),
   harakaTarget('haraka', 0, true),
+  minimalTarget,
   mailgateConfigTarget('mailgate-nocontent', 'mailgate, shipped config minus content (checks.disabled: mime-walk, attachments, urls, body-text)', { checks: { disabled: CONTENT_CHECKS } }, [20]),
   clamdTarget,
   { ...postfixTarget, sessions: [20] },
@@ -157,6 +183,7 @@ const describe: Record<string, string> = {
   'haraka-auth': 'smtp-source → Haraka + bench_mailauth (SPF, DKIM, ARC, DMARC) → smtp-sink',
   'mailgate-relay': 'smtp-source → mailgate with every check disabled (the relay leg) → smtp-sink',
   'mailgate-nocontent': 'smtp-source → mailgate, shipped config minus the MIME walk and content checks → smtp-sink',
+  'node-minimal': 'smtp-source → a minimal Node relay (bench/minimal-relay.ts: no smtp-server, no checks) → smtp-sink',
   'mailgate-clamd': 'smtp-source → mailgate, shipped config + clamd → smtp-sink',
   postfix: 'smtp-source → a private Postfix → smtp-sink (the milter rows\' reference)',
   'postfix-mailgate': 'smtp-source → Postfix with mailgate as milter → smtp-sink',
