@@ -67,7 +67,7 @@ async function relay(from: string, to: string, body: Buffer): Promise<string> {
 
 createServer((c) => {
   c.setNoDelay(true);
-  let buf = Buffer.alloc(0);
+  let buf: Buffer = Buffer.alloc(0);
   let inData = false;
   let from = '';
   let to = '';
@@ -79,7 +79,7 @@ createServer((c) => {
       if (inData) {
         const end = buf.indexOf('\r\n.\r\n');
         if (end < 0) return;
-        const body: Buffer = Buffer.from(buf.subarray(0, end + 5));
+        const body = buf.subarray(0, end + 5);
         buf = buf.subarray(end + 5);
         inData = false;
         relay(from, to, body).then(
