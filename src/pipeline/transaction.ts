@@ -500,7 +500,7 @@ export class ConnectionCore {
   async disconnect(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    this.abort.abort(new Error('client closed the connection'));
+    this.abort.abort(CLIENT_GONE);
     this.link?.release();
     this.link = undefined;
     this.tx = undefined;
@@ -515,6 +515,9 @@ export class ConnectionCore {
     }
   }
 }
+
+/** The abort reason of every ended connection: one Error, not a stack trace per connection. */
+const CLIENT_GONE = new Error('client closed the connection');
 
 const logNames = new WeakMap<readonly Check[], string[]>();
 
