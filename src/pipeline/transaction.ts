@@ -538,7 +538,7 @@ export class ConnectionCore {
       },
       'disconnect',
     );
-    this.abort.abort(new Error('client closed the connection'));
+    this.abort.abort(CLIENT_GONE);
     this.link?.release();
     this.link = undefined;
     this.tx = undefined;
@@ -553,6 +553,9 @@ export class ConnectionCore {
     }
   }
 }
+
+/** The abort reason of every ended connection: one Error, not a stack trace per connection. */
+const CLIENT_GONE = new Error('client closed the connection');
 
 const logNames = new WeakMap<readonly Check[], string[]>();
 
