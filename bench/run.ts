@@ -37,6 +37,10 @@ const HELP = `usage: npm run bench -- [options]     (or: node bench/run.ts [opti
                  patch, e.g. no-checks), E.yaml is merged into its config (e.g. log-warn),
                  E.flags adds Node options (e.g. semi-space-4); repeatable; results never
                  go to bench/results/latest.json
+  --pin-load CPUS
+                 run smtp-source and smtp-sink on these CPUs only (taskset -c CPUS), e.g. 1
+  --pin-gateway CPUS
+                 run mailgate and Haraka on these CPUs only (taskset -c CPUS), e.g. 0
   --out FILE     JSON results file (default: bench/results/latest.json for a full run,
                  bench/work/results/<time>.json with --only/--quick)
   --list         list producers and exit
@@ -100,13 +104,27 @@ function parseArgs(argv: string[]): { opts: BenchOptions; out: string | undefine
     producers.splice(producers.findIndex((p) => p.id === 'mailgate') + 1, 0, compareRevProducer(compareRev));
     if (only.length) only.push('mailgate-rev');
   }
+  const pinLoad = take('--pin-load');
+  const pinGateway = take('--pin-gateway');
   const out = take('--out');
   const rev = take('--rev');
   if (a.length) throw new Error(`unknown argument ${a[0]} (try --help)`);
   for (const id of only) if (!producers.some((p) => p.id === id)) throw new Error(`--only: no producer "${id}" (try --list)`);
   if (!(runs >= 1) || !(seconds > 0) || sessions.some((s) => !(s >= 1))) throw new Error('--runs, --seconds and --sessions must be positive');
   return {
-    opts: { quick, runs, seconds, sessions, only, profile, experiments, idleConns: quick ? 200 : 1000, bigBytes: 50_000_000 },
+    opts: {
+      quick,
+      runs,
+      seconds,
+      sessions,
+      only,
+      profile,
+      experiments,
+      idleConns: quick ? 200 : 1000,
+      bigBytes: 50_000_000,
+      ...(pinLoad ? { pinLoad } : {}),
+      ...(pinGateway ? { pinGateway } : {}),
+    },
     out,
     rev,
     list,
@@ -136,9 +154,9 @@ async function main(): Promise<void> {
   findBin('smtp-source');
   findBin('smtp-sink');
 
-  const dns = await startDnsStub(dirs.logs);
-  const sink = await startSink(dirs.logs);
-  const corpus = buildCorpus(join(work, 'corpus'));
+  const corpus = await buildCorpus(join(work, 'corpus'));
+  const dns = await startDnsStub(dirs.logs, corpus.dkimPublicB64);
+  const sink = await startSink(dirs.logs, opts.pinLoad);
   const rows: Row[] = [];
   const base: BenchContext = { opts, dirs, corpus, sink, dns, rows, log, mailgateRoot: root };
   const mgRoot = mailgateRoot(base, rev);
@@ -170,7 +188,7 @@ async function main(): Promise<void> {
   const text = render(rows, rs, ts);
   process.stdout.write(`\n${text}\n`);
 
-  const full = !opts.only.length && !opts.quick && !opts.experiments.length;
+  const full = !opts.only.length && !opts.quick && !opts.experiments.length && !opts.pinLoad && !opts.pinGateway;
   const file = out ?? (full ? join(dirs.results, 'latest.json') : join(work, 'results', `${stamp}.json`));
   mkdirSync(dirname(file), { recursive: true });
   const result = {

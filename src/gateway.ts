@@ -13,7 +13,8 @@ import type { Runtime } from './pipeline/runtime.ts';
 import type { Deps } from './pipeline/deps.ts';
 import type { Check } from './pipeline/check.ts';
 import type { Policy } from './pipeline/verdict.ts';
-import { startAdmin, type AdminServer, type ReadinessProbe } from './admin/server.ts';
+// The admin server (Hono, mailparser for the console) is imported only when the config enables it.
+import type { AdminServer, ReadinessProbe } from './admin/server.ts';
 import { buildChecks, closeChecks, knownFacts, knownSections } from './checks/catalogue.ts';
 import { planProblems } from './pipeline/check-order.ts';
 import { coreFacts } from './pipeline/core-facts.ts';
@@ -142,6 +143,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
   ];
   let admin: AdminServer | undefined;
   if ((opts.admin ?? true) && config.admin !== false) {
+    const { startAdmin } = await import('./admin/server.ts');
     admin = await startAdmin(config.admin, runtime, probes, quarantine);
   }
 

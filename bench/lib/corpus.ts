@@ -1,7 +1,10 @@
-// Builds the bench's messages, deterministically: a ~5 KB multipart message (text + HTML
-// alternative, a small PDF-like attachment, a CSV and an inline PNG) and a 50 MB message with one large attachment.
-import { createHash } from 'node:crypto';
-import { createWriteStream, existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
+// Builds the bench's messages, deterministically: a ~5.8 KB multipart message (text + HTML
+// alternative, a small PDF-like attachment, a CSV and an inline PNG), DKIM-signed (rsa-sha256,
+// relaxed/relaxed, d=example.test s=bench) with a key kept under bench/work/ whose public half the
+// DNS stub publishes, and a 50 MB message with one large attachment.
+import { createHash, createPublicKey, generateKeyPairSync } from 'node:crypto';
+import { createWriteStream, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { dkimSign } from 'mailauth/lib/dkim/sign.js';
 import { once } from 'node:events';
 import { join } from 'node:path';
 
@@ -86,17 +89,45 @@ export function smallMessage(): string {
   ].join('\n');
 }
 
+export const DKIM_DOMAIN = 'example.test';
+export const DKIM_SELECTOR = 'bench';
+
+/** The bench's DKIM key (RSA 2048, made once): PEM private key and the base64 SPKI for DNS. */
+export function dkimKey(dir: string): { privatePem: string; publicB64: string } {
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, `dkim-${DKIM_SELECTOR}.pem`);
+  if (!existsSync(file)) {
+    const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    writeFileSync(file, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+  }
+  const privatePem = readFileSync(file, 'utf8');
+  const publicB64 = createPublicKey(privatePem).export({ format: 'der', type: 'spki' }).toString('base64');
+  return { privatePem, publicB64 };
+}
+
 export interface Corpus {
   /** LF file for smtp-source -F. */
   smallFile: string;
   /** The same message as it goes on the wire in DATA (CRLF, dot-stuffed, without the final "."). */
   smallWire: Buffer;
   smallBytes: number;
+  /** The DKIM public key (base64 SPKI) the DNS stub publishes at bench._domainkey.example.test. */
+  dkimPublicB64: string;
 }
 
-export function buildCorpus(dir: string): Corpus {
+/**
+ * The small message, DKIM-signed over its CRLF form (what the verifier sees after smtp-source
+ * turns each LF line into CRLF). The signature's fixed t= keeps the file identical between runs.
+ */
+export async function buildCorpus(dir: string): Promise<Corpus> {
   mkdirSync(dir, { recursive: true });
-  const msg = smallMessage();
+  const key = dkimKey(dir);
+  const crlf = smallMessage().split('\n').join('\r\n');
+  const sig = { signingDomain: DKIM_DOMAIN, selector: DKIM_SELECTOR, privateKey: key.privatePem, algorithm: 'rsa-sha256' };
+  // mailauth's signer reads signatureData (the top-level keys are what its types require)
+  const signed = await dkimSign(crlf, { ...sig, signatureData: [sig], canonicalization: 'relaxed/relaxed', signTime: new Date('2026-01-01T00:00:00Z') });
+  if (signed.errors.length || !signed.signatures) throw new Error(`DKIM signing of the corpus failed: ${JSON.stringify(signed.errors)}`);
+  const msg = (signed.signatures + crlf).split('\r\n').join('\n');
   const smallFile = join(dir, 'msg-5k.eml');
   writeFileSync(smallFile, msg);
   const wire = Buffer.from(
@@ -105,7 +136,7 @@ export function buildCorpus(dir: string): Corpus {
       .map((l) => (l.startsWith('.') ? `.${l}` : l))
       .join('\r\n'),
   );
-  return { smallFile, smallWire: wire, smallBytes: wire.length };
+  return { smallFile, smallWire: wire, smallBytes: wire.length, dkimPublicB64: key.publicB64 };
 }
 
 /**

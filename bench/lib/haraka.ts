@@ -1,7 +1,9 @@
 // The Haraka anchor: a pinned Haraka from npm in bench/work/haraka (outside the project's
-// dependencies), configured relay-only — rcpt_to.in_host_list + queue/smtp_forward to the sink.
+// dependencies), configured relay-only — rcpt_to.in_host_list + queue/smtp_forward to the sink —
+// or, with `auth`, plus bench/haraka-plugins/bench_mailauth.js (SPF, DKIM, ARC, DMARC by mailauth).
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { startService, freePort, waitSmtp } from './service.ts';
 import type { BenchContext, Gateway } from './types.ts';
@@ -34,9 +36,10 @@ export function ensureHaraka(ctx: BenchContext): string {
  * Starts Haraka relay-only on a free port. nodes = 0: one process, no cluster (like mailgate with
  * `workers: 1`); nodes = N: cluster master + N workers.
  */
-export async function startHaraka(ctx: BenchContext, nodes: number, tag = ''): Promise<Gateway> {
+export async function startHaraka(ctx: BenchContext, nodes: number, tag = '', auth = false): Promise<Gateway> {
   const dir = ensureHaraka(ctx);
-  const inst = join(dir, 'inst');
+  // one instance directory per configuration: rows of one interleaved run are alive together
+  const inst = join(dir, auth ? 'inst-auth' : 'inst');
   const bin = join(dir, 'node_modules', 'Haraka', 'bin', 'haraka');
   if (!existsSync(join(inst, 'config'))) execFileSync(process.execPath, [bin, '-i', inst], { cwd: dir, stdio: 'ignore' });
   const port = await freePort();
@@ -47,11 +50,16 @@ export async function startHaraka(ctx: BenchContext, nodes: number, tag = ''): P
   w('me', 'haraka.bench.test\n');
   w('log.ini', '[main]\nlevel=warn\ntimestamps=true\nformat=default\n');
   w('smtp_forward.ini', `host=127.0.0.1\nport=${ctx.sink.port}\n`);
-  w('plugins', 'rcpt_to.in_host_list\nqueue/smtp_forward\n');
+  if (auth) {
+    mkdirSync(join(inst, 'plugins'), { recursive: true });
+    copyFileSync(join(ctx.dirs.bench, 'haraka-plugins', 'bench_mailauth.js'), join(inst, 'plugins', 'bench_mailauth.js'));
+  }
+  w('plugins', `rcpt_to.in_host_list\n${auth ? 'bench_mailauth\n' : ''}queue/smtp_forward\n`);
   // the same message size limit as mailgate's default (Haraka's own default is 25 MiB)
   const conn = readFileSync(join(dir, 'node_modules', 'Haraka', 'config', 'connection.ini'), 'utf8');
   w('connection.ini', conn.replace(/^bytes=\d+$/m, 'bytes=52428800'));
-  const svc = startService(`haraka${tag}`, process.execPath, [bin, '-c', inst], {
+  const pin = ctx.opts.pinGateway;
+  const svc = startService(`haraka${tag}`, pin ? 'taskset' : process.execPath, pin ? ['-c', pin, process.execPath, bin, '-c', inst] : [bin, '-c', inst], {
     cwd: dir,
     logDir: ctx.dirs.logs,
     env: {
@@ -59,6 +67,7 @@ export async function startHaraka(ctx: BenchContext, nodes: number, tag = ''): P
       NODE_OPTIONS: `--require ${join(ctx.dirs.bench, 'lib', 'preload.cjs')}`,
       BENCH_DNS_PORT: String(ctx.dns.port),
       BENCH_MEM_DIR: ctx.dirs.logs,
+      BENCH_MAILAUTH: createRequire(join(ctx.mailgateRoot, 'package.json')).resolve('mailauth'),
     },
   });
   await waitSmtp(port, 30_000, svc);

@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { parse, stringify } from 'yaml';
-import { startService, freePort, waitSmtp } from './service.ts';
+import { startService, freePort, waitSmtp, waitTcp } from './service.ts';
 import { tree } from './procfs.ts';
 import type { BenchContext, Gateway } from './types.ts';
 
@@ -20,6 +20,8 @@ export interface MailgateOptions {
   experiments?: string[];
   /** Write a V8 CPU profile per process into this directory (node --cpu-prof). */
   cpuProfDir?: string;
+  /** A milter-only gateway on this port (`listen: []`, `milter:`, no backend): Postfix delivers. */
+  milterPort?: number;
 }
 
 /** The source tree mailgate runs from: the working tree, or an exported revision (--rev, --compare-rev). */
@@ -59,10 +61,13 @@ export function benchConfig(ctx: BenchContext, root: string, port: number, o: Ma
   // idle connections; the total cap must exceed 1,000 for the idle-connection row.
   limits.max_connections = 5000;
   limits.max_connections_per_ip = 5000;
-  return {
+  const front =
+    o.milterPort !== undefined
+      ? { listen: [], milter: { listen: `inet:${o.milterPort}@127.0.0.1` } }
+      : { listen: [{ host: '127.0.0.1', port }], backend: { host: '127.0.0.1', port: ctx.sink.port, ...((o.overrides?.backend as Record<string, unknown> | undefined) ?? {}) } };
+  const cfg: Record<string, unknown> = {
     ...base,
     hostname: 'mailgate.bench.test',
-    listen: [{ host: '127.0.0.1', port }],
     domains: ['example.test'],
     rules: join(root, 'rules'),
     quarantine: { dir: join(ctx.dirs.work, 'quarantine') },
@@ -72,8 +77,10 @@ export function benchConfig(ctx: BenchContext, root: string, port: number, o: Ma
     workers: o.workers,
     ...experimentConfig(ctx, [...ctx.opts.experiments, ...(o.experiments ?? [])]),
     ...o.overrides,
-    backend: { host: '127.0.0.1', port: ctx.sink.port, ...((o.overrides?.backend as Record<string, unknown> | undefined) ?? {}) },
+    ...front,
   };
+  if (o.milterPort !== undefined) delete cfg.backend;
+  return cfg;
 }
 
 function gatewayEnv(ctx: BenchContext, experiments: readonly string[]): NodeJS.ProcessEnv {
@@ -96,7 +103,7 @@ function gatewayEnv(ctx: BenchContext, experiments: readonly string[]): NodeJS.P
 }
 
 export async function startMailgate(ctx: BenchContext, root: string, o: MailgateOptions): Promise<Gateway> {
-  const port = await freePort();
+  const port = o.milterPort ?? (await freePort());
   const cfgFile = join(ctx.dirs.work, `mailgate-${o.tag}.yaml`);
   writeFileSync(cfgFile, `# written by bench/lib/mailgate.ts\n${stringify(benchConfig(ctx, root, port, o))}`);
   const experiments = [...ctx.opts.experiments, ...(o.experiments ?? [])];
@@ -109,12 +116,15 @@ export async function startMailgate(ctx: BenchContext, root: string, o: Mailgate
     mkdirSync(o.cpuProfDir, { recursive: true });
     nodeArgs.push('--cpu-prof', '--cpu-prof-dir', o.cpuProfDir);
   }
-  const svc = startService(`mailgate-${o.tag}`, process.execPath, [...nodeArgs, join(root, 'src', 'cli', 'main.ts'), 'serve', '--config', cfgFile], {
+  const argv = [...nodeArgs, join(root, 'src', 'cli', 'main.ts'), 'serve', '--config', cfgFile];
+  const pin = ctx.opts.pinGateway;
+  const svc = startService(`mailgate-${o.tag}`, pin ? 'taskset' : process.execPath, pin ? ['-c', pin, process.execPath, ...argv] : argv, {
     cwd: root,
     logDir: ctx.dirs.logs,
     env: gatewayEnv(ctx, experiments),
   });
-  await waitSmtp(port, 30_000, svc);
+  if (o.milterPort !== undefined) await waitTcp(port, 30_000, svc);
+  else await waitSmtp(port, 30_000, svc);
   if (o.workers > 1) {
     // the primary forks workers; wait until they all listen
     const end = Date.now() + 20_000;

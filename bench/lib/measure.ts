@@ -29,14 +29,16 @@ async function waitDelivered(ctx: BenchContext, want: number, ms = 3000): Promis
 export async function oneRun(ctx: BenchContext, t: Target, sessions: number, msgs: number): Promise<RunSample> {
   const sinkPid = ctx.sink.svc.pid;
   const d0 = ctx.sink.delivered();
-  const c0 = cpuSeconds(t.pid);
+  const cpu = (): number => cpuSeconds(t.pid) + (t.extraPids ?? []).reduce((a, p) => a + cpuSeconds(p), 0);
+  const c0 = cpu();
   const s0 = cpuSeconds(sinkPid);
   const m0 = machineTicks();
   const timeoutS = Math.max(30, ctx.opts.seconds * 10);
-  const r = await runSource({ port: t.port, sessions, msgs, messageFile: ctx.corpus.smallFile, timeoutS });
+  const r = await runSource({ port: t.port, sessions, msgs, messageFile: ctx.corpus.smallFile, timeoutS, ...(ctx.opts.pinLoad ? { pinCpus: ctx.opts.pinLoad } : {}) });
   const m1 = machineTicks();
-  const d1 = await waitDelivered(ctx, d0 + msgs);
-  const c1 = cpuSeconds(t.pid);
+  // a queueing MTA (the Postfix rows) delivers after it accepted: wait for it, CPU included
+  const d1 = await waitDelivered(ctx, d0 + msgs, 15_000);
+  const c1 = cpu();
   const s1 = cpuSeconds(sinkPid);
   const problems: string[] = [];
   if (r.timedOut) problems.push(`smtp-source killed after ${timeoutS}s`);
@@ -96,7 +98,7 @@ export function summarise(t: Target, spec: ThroughputSpec, runs: RunSample[], no
     workers: t.workers,
     msgPerS: round(median(runs.map((r) => r.msgPerS)), 0),
     cpuPer1kS: round(cpuPer1k, 3),
-    peakRssMiB: round(hwmMiB(t.pid), 1),
+    peakRssMiB: round(hwmMiB(t.pid) + (t.extraPids ?? []).reduce((a, p) => a + hwmMiB(p), 0), 1),
     runs,
     ok: runs.every((r) => r.problems.length === 0),
     notes,

@@ -24,11 +24,13 @@ export interface Sink {
  * pooled backend sessions; the mailgate-nopool row shows the one-backend-connection-per-client
  * shape a Postfix backend with XCLIENT gets.
  */
-export async function startSink(logDir: string): Promise<Sink> {
+export async function startSink(logDir: string, pinCpus?: string): Promise<Sink> {
   const port = await freePort();
-  const svc = startService('smtp-sink', findBin('smtp-sink'), ['-u', 'nobody', '-c', '-m', '1024', `127.0.0.1:${port}`, '1024'], {
-    logDir,
-  });
+  const args = ['-u', 'nobody', '-c', '-m', '1024', `127.0.0.1:${port}`, '1024'];
+  // --pin-load: the sink runs on the load generator's CPUs (taskset), away from the gateway
+  const svc = pinCpus
+    ? startService('smtp-sink', 'taskset', ['-c', pinCpus, findBin('smtp-sink'), ...args], { logDir })
+    : startService('smtp-sink', findBin('smtp-sink'), args, { logDir });
   await waitSmtp(port, 10_000, svc);
   return {
     port,
@@ -78,6 +80,8 @@ export interface SourceOptions {
   from?: string;
   to?: string;
   helo?: string;
+  /** CPU list for taskset (--pin-load): smtp-source runs only there. */
+  pinCpus?: string;
 }
 
 /**
@@ -97,7 +101,8 @@ export async function runSource(o: SourceOptions): Promise<SourceRun> {
   // bash's `time` reports the child's user/sys CPU; smtp-source's own output goes to fd 3 → stdout.
   const script = 'TIMEFORMAT="@cpu %U %S"; { time timeout -s KILL "$0" "$@" 2>&1 1>&3 ; } 3>&1 2>&1';
   const t0 = process.hrtime.bigint();
-  const child = spawn('bash', ['-c', script, String(o.timeoutS), findBin('smtp-source'), ...args], {
+  const cmd = o.pinCpus ? ['taskset', '-c', o.pinCpus, findBin('smtp-source')] : [findBin('smtp-source')];
+  const child = spawn('bash', ['-c', script, String(o.timeoutS), ...cmd, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';

@@ -150,3 +150,23 @@ export async function waitSmtp(port: number, timeoutMs: number, svc?: Service): 
   }
   throw new Error(`port ${port} gave no SMTP greeting within ${timeoutMs} ms${svc ? `:\n${svc.logTail()}` : ''}`);
 }
+
+/** Waits until 127.0.0.1:port accepts a TCP connection (a milter, which sends nothing first). */
+export async function waitTcp(port: number, timeoutMs: number, svc?: Service): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let exited = false;
+  void svc?.exited.then(() => (exited = true));
+  while (Date.now() < deadline) {
+    if (exited) throw new Error(`${svc?.name} exited before listening:\n${svc?.logTail()}`);
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = connect({ host: '127.0.0.1', port }, () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.on('error', () => resolve(false));
+    });
+    if (ok) return;
+    await sleep(200);
+  }
+  throw new Error(`port ${port} not listening within ${timeoutMs} ms${svc ? `:\n${svc.logTail()}` : ''}`);
+}

@@ -25,6 +25,10 @@ export interface BenchOptions {
   idleConns: number;
   /** Size of the large message, bytes. */
   bigBytes: number;
+  /** --pin-load CPUS: smtp-source and smtp-sink run only on these CPUs (taskset). */
+  pinLoad?: string;
+  /** --pin-gateway CPUS: mailgate and Haraka run only on these CPUs (taskset). */
+  pinGateway?: string;
 }
 
 export interface BenchDirs {
@@ -150,6 +154,8 @@ export interface Target {
   pid: number;
   /** Worker processes asked for (null for the sink). */
   workers: number | null;
+  /** More process trees whose CPU and peak RSS count for this target (a milter beside Postfix). */
+  extraPids?: number[];
 }
 
 /** A started gateway. */
@@ -170,4 +176,6 @@ export interface TargetSpec {
   start(ctx: BenchContext, tag: string, profile: boolean): Promise<Gateway>;
   /** Worker processes the started gateway must have (skipped otherwise). */
   workers?: number;
+  /** Only at these session counts (default: every one of --sessions). */
+  sessions?: number[];
 }

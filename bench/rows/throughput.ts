@@ -8,6 +8,10 @@ import { startHaraka } from '../lib/haraka.ts';
 import { mailgateAvailable, mailgateRoot, startMailgate, workerCount } from '../lib/mailgate.ts';
 import type { BenchContext, Gateway, Row, RowProducer, RunSample, TargetSpec, ThroughputRow } from '../lib/types.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { startClamd } from '../../test/helpers/content-fixtures.ts';
+import { startService, waitSmtp } from '../lib/service.ts';
+import { postfixMailgateTarget, postfixRspamdTarget, postfixTarget } from './milter.ts';
 
 /** The Node latency client's own ceiling: above this it would measure itself, not the server. */
 const MAX_LATENCY_RATE = 1000;
@@ -33,7 +37,7 @@ function mailgateTarget(id: string, workers: number, latency: boolean, rev?: str
   return {
     id,
     target: rev ? `mailgate@${rev}` : 'mailgate',
-    label: `mailgate${rev ? `@${rev}` : ''}, default config${workers > 1 ? `, workers: ${workers}` : ''}${pooled ? '' : ', backend pool_size: 0'}`,
+    label: `mailgate${rev ? `@${rev}` : ''}, shipped config${workers > 1 ? `, workers: ${workers}` : ''}${pooled ? '' : ', backend pool_size: 0'}`,
     latency,
     missing: (ctx) => mailgateAvailable(root(ctx)),
     start: (ctx, tag, profile) =>
@@ -45,6 +49,83 @@ function mailgateTarget(id: string, workers: number, latency: boolean, rev?: str
       }),
     ...(workers > 1 ? { workers } : {}),
   };
+}
+
+/** Every check mailgate ships (catalogue names): `checks.disabled` with all of them is the relay leg. */
+export const ALL_CHECKS = ['spf', 'dkim-arc-dmarc', 'fcrdns', 'helo-sanity', 'dnsbl', 'concurrency', 'ratelimit', 'greylist', 'batv', 'backscatter', 'mime-walk', 'attachments', 'urls', 'antivirus', 'rspamd', 'spamassassin', 'body-text'];
+/** The content checks that run in the shipped config (the MIME walk and what reads it). */
+export const CONTENT_CHECKS = ['mime-walk', 'attachments', 'urls', 'body-text'];
+
+/** mailgate with config keys merged over the shipped config (one more row of the same run). */
+function mailgateConfigTarget(id: string, label: string, overrides: Record<string, unknown>, sessions?: number[]): TargetSpec {
+  return {
+    id,
+    target: id,
+    label,
+    latency: false,
+    missing: (ctx) => mailgateAvailable(ctx.mailgateRoot),
+    start: (ctx, tag, profile) => startMailgate(ctx, ctx.mailgateRoot, { workers: 1, tag, overrides, ...(profile ? { cpuProfDir: join(ctx.dirs.work, 'prof', tag) } : {}) }),
+    ...(sessions ? { sessions } : {}),
+  };
+}
+
+/** mailgate with clamd (Debian clamav-daemon, the tiny signature db of ../shared) scanning every message. */
+const clamdTarget: TargetSpec = {
+  id: 'mailgate-clamd',
+  target: 'mailgate-clamd',
+  label: 'mailgate, shipped config + clamd (content.clamav, tiny signature db)',
+  latency: false,
+  missing: (ctx) => mailgateAvailable(ctx.mailgateRoot) ?? (existsSync('/usr/sbin/clamd') ? null : 'clamd is not installed (apt-get install clamav-daemon)'),
+  start: async (ctx, tag) => {
+    const clamd = await startClamd();
+    try {
+      const gw = await startMailgate(ctx, ctx.mailgateRoot, { workers: 1, tag, overrides: { content: { clamav: { enabled: true, socket: clamd.socket } } } });
+      const pid = clamdPid(clamd.dir);
+      return { ...gw, ...(pid ? { extraPids: [pid] } : {}), stop: async () => { await gw.stop(); await clamd.stop(); } };
+    } catch (e) {
+      await clamd.stop();
+      throw e;
+    }
+  },
+  sessions: [20],
+};
+
+/** bench/minimal-relay.ts: the relay leg's socket work in plain Node, no smtp-server (a reference). */
+const minimalTarget: TargetSpec = {
+  id: 'node-minimal',
+  target: 'node-minimal',
+  label: 'minimal Node relay (bench/minimal-relay.ts: no smtp-server, no checks)',
+  latency: false,
+  missing: () => null,
+  start: async (ctx, tag) => {
+    const svc = startService(`minimal-${tag}`, process.execPath, [join(ctx.dirs.bench, 'minimal-relay.ts'), String(ctx.sink.port)], { logDir: ctx.dirs.logs });
+    const end = Date.now() + 10_000;
+    let port = 0;
+    while (!port && Date.now() < end) {
+      port = Number(/^port (\d+)$/m.exec(readFileSync(svc.log, 'utf8'))?.[1] ?? 0);
+      if (!port) await sleep(50);
+    }
+    if (!port) {
+      await svc.stop();
+      throw new Error(`minimal relay did not start: ${svc.logTail()}`);
+    }
+    await waitSmtp(port, 10_000, svc);
+    return { name: 'node-minimal', port, pid: svc.pid, workers: 1, stop: () => svc.stop(), logTail: () => svc.logTail() };
+  },
+};
+
+/** clamd's pid from its PidFile, if the template sets one, else from /proc by its config path. */
+function clamdPid(dir: string): number | null {
+  for (const p of readdirSync('/proc')) {
+    if (!/^\d+$/.test(p)) continue;
+    try {
+      const cmd = readFileSync(`/proc/${p}/cmdline`, 'utf8');
+      if (cmd.includes('clamd') && cmd.includes(dir)) return Number(p);
+    } catch {
+      /* gone */
+    }
+  }
+  return null;
 }
 
 /** `--variant E`: mailgate with experiment E (bench/experiments/) as one more target of the same run. */
@@ -67,14 +148,14 @@ export function compareRevProducer(rev: string): RowProducer {
   return { id: 'mailgate-rev', describe: `smtp-source → mailgate at ${rev} → smtp-sink (same run, for comparison)`, interleave: t, run: (ctx) => runInterleaved(ctx, [t]) };
 }
 
-function harakaTarget(id: string, nodes: number, latency: boolean): TargetSpec {
+function harakaTarget(id: string, nodes: number, latency: boolean, auth = false): TargetSpec {
   return {
     id,
-    target: 'haraka',
-    label: nodes > 1 ? `Haraka relay only, nodes=${nodes}` : 'Haraka relay only (one process)',
+    target: auth ? 'haraka+mailauth' : 'haraka',
+    label: `Haraka ${auth ? '+ mailauth (SPF, DKIM, ARC, DMARC)' : 'relay only'}${nodes > 1 ? `, nodes=${nodes}` : ' (one process)'}`,
     latency,
     missing: () => null,
-    start: (ctx, tag) => startHaraka(ctx, nodes, `-${tag}`),
+    start: (ctx, tag) => startHaraka(ctx, nodes, `-${tag}`, auth),
     ...(nodes > 1 ? { workers: nodes } : {}),
   };
 }
@@ -82,7 +163,15 @@ function harakaTarget(id: string, nodes: number, latency: boolean): TargetSpec {
 export const throughputTargets: TargetSpec[] = [
   limitTarget,
   mailgateTarget('mailgate', 1, true),
+  harakaTarget('haraka-auth', 0, false, true),
+  mailgateConfigTarget('mailgate-relay', 'mailgate relay only (checks.disabled: every check)', { checks: { disabled: ALL_CHECKS } }),
   harakaTarget('haraka', 0, true),
+  minimalTarget,
+  mailgateConfigTarget('mailgate-nocontent', 'mailgate, shipped config minus content (checks.disabled: mime-walk, attachments, urls, body-text)', { checks: { disabled: CONTENT_CHECKS } }, [20]),
+  clamdTarget,
+  { ...postfixTarget, sessions: [20] },
+  { ...postfixMailgateTarget, sessions: [20] },
+  { ...postfixRspamdTarget, sessions: [20] },
   // mailgate pools greeted backend sessions unless it uses XCLIENT (a Postfix backend that
   // authorises it); then each client connection gets its own backend connection, as here
   mailgateTarget('mailgate-nopool', 1, false, undefined, false),
@@ -91,6 +180,14 @@ export const throughputTargets: TargetSpec[] = [
 ];
 
 const describe: Record<string, string> = {
+  'haraka-auth': 'smtp-source → Haraka + bench_mailauth (SPF, DKIM, ARC, DMARC) → smtp-sink',
+  'mailgate-relay': 'smtp-source → mailgate with every check disabled (the relay leg) → smtp-sink',
+  'mailgate-nocontent': 'smtp-source → mailgate, shipped config minus the MIME walk and content checks → smtp-sink',
+  'node-minimal': 'smtp-source → a minimal Node relay (bench/minimal-relay.ts: no smtp-server, no checks) → smtp-sink',
+  'mailgate-clamd': 'smtp-source → mailgate, shipped config + clamd → smtp-sink',
+  postfix: 'smtp-source → a private Postfix → smtp-sink (the milter rows\' reference)',
+  'postfix-mailgate': 'smtp-source → Postfix with mailgate as milter → smtp-sink',
+  'postfix-rspamd': 'smtp-source → Postfix with Rspamd\'s milter (proxy worker, self-scan) → smtp-sink',
   limit: 'smtp-source → smtp-sink directly (the physical limit)',
   mailgate: 'smtp-source → mailgate (shipped default config, 1 worker) → smtp-sink, and added latency at half load',
   haraka: `smtp-source → Haraka (one process) → smtp-sink, and added latency at half load`,
@@ -126,10 +223,11 @@ export async function runInterleaved(ctx: BenchContext, specs: readonly TargetSp
   }
   const maxSessions = Math.max(...ctx.opts.sessions);
   for (const sessions of ctx.opts.sessions) {
-    ctx.log(`-- ${sessions} session${sessions > 1 ? 's' : ''}: ${usable.map((s) => s.id).join(', ')} (runs interleaved)`);
+    const here = usable.filter((s) => !s.sessions || s.sessions.includes(sessions));
+    ctx.log(`-- ${sessions} session${sessions > 1 ? 's' : ''}: ${here.map((s) => s.id).join(', ')} (runs interleaved)`);
     const live: Live[] = [];
     try {
-      for (const spec of usable) {
+      for (const spec of here) {
         const id = `${spec.id}-s${sessions}`;
         let gw: Gateway;
         try {

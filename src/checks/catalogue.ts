@@ -57,7 +57,14 @@ export const catalogue: readonly CatalogueEntry[] = [
     sections: [],
     create: (config, deps) => {
       const current = deps.config ?? (() => config);
-      return createBackscatterChecks({ config: () => current().backscatter, domains: () => new Set(current().domains.map(normalizeDomain)), store: deps.store, now: deps.now }).checks;
+      return createBackscatterChecks({
+        config: () => current().backscatter,
+        domains: () => new Set(current().domains.map(normalizeDomain)),
+        // The DSN parser applies the MIME walk's limits too (never looser than its own).
+        walkLimits: () => ({ maxParts: current().content.mime.max_parts, maxDepth: current().content.mime.max_depth }),
+        store: deps.store,
+        now: deps.now,
+      }).checks;
     },
   },
   // Content: one streaming MIME walk per message shared by attachments, URLs, body text and the

@@ -331,3 +331,34 @@ function* sliceChunks(chunks: Buffer[], start: number): Generator<Buffer> {
     skip = 0;
   }
 }
+
+/**
+ * Feeds `src` into `spool` with back-pressure, like stream/promises.pipeline(src, spool), without
+ * pipeline's per-call AbortController: Node 24 aborts it at every finish, building a DOMException
+ * with a stack trace (~60 µs per message on the bench VM, 5% of the relay leg). An error on either
+ * side, or `src` closing before its end, destroys both and rejects with that error.
+ */
+export function spoolFrom(src: Readable, spool: Writable): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    const fail = (err: Error): void => {
+      if (settled) return;
+      settled = true;
+      src.unpipe(spool);
+      src.destroy(err);
+      spool.destroy(err);
+      reject(err);
+    };
+    src.on('error', fail);
+    spool.on('error', fail);
+    src.once('close', () => {
+      if (!src.readableEnded) fail(Object.assign(new Error('Premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' }));
+    });
+    spool.once('finish', () => {
+      if (settled) return;
+      settled = true;
+      resolve();
+    });
+    src.pipe(spool);
+  });
+}

@@ -20,7 +20,52 @@ function producesAny(c: Check, need: string): boolean {
  * layers. Throws when checks of the stage need each other in a cycle.
  */
 export function stageLayers(checks: readonly Check[], stage: Stage): Check[][] {
+  return layersOf(
+    checks.filter((c) => c.stages.includes(stage)),
+    stage,
+  );
+}
+
+/** What a stage's layers were computed from: the checks that run there, their needs and facts. */
+interface Plan {
+  here: readonly Check[];
+  needs: readonly (readonly string[] | undefined)[];
+  facts: readonly (readonly FactSpec[])[];
+  layers: Check[][];
+}
+const plans = new WeakMap<readonly Check[], Map<Stage, Plan>>();
+
+function samePlan(p: Plan, here: readonly Check[]): boolean {
+  if (p.here.length !== here.length) return false;
+  for (let i = 0; i < here.length; i++) {
+    const c = here[i] as Check;
+    if (p.here[i] !== c || p.facts[i] !== c.facts) return false;
+    const a = p.needs[i];
+    const b = c.needs;
+    if (a === b) continue;
+    if ((a?.length ?? 0) !== (b?.length ?? 0)) return false;
+    for (let j = 0; j < (b?.length ?? 0); j++) if (a?.[j] !== b?.[j]) return false;
+  }
+  return true;
+}
+
+/**
+ * stageLayers for the message path: the same layers, reused while the checks array, the checks
+ * that run at the stage, their needs and their fact lists are unchanged (stages and needs follow
+ * the rules, so they are compared on every call; the dependency graph is not rebuilt).
+ */
+export function cachedStageLayers(checks: readonly Check[], stage: Stage): Check[][] {
   const here = checks.filter((c) => c.stages.includes(stage));
+  let byStage = plans.get(checks);
+  const p = byStage?.get(stage);
+  if (p && samePlan(p, here)) return p.layers;
+  const layers = layersOf(here, stage);
+  if (!byStage) plans.set(checks, (byStage = new Map()));
+  byStage.set(stage, { here, needs: here.map((c) => (c.needs ? [...c.needs] : undefined)), facts: here.map((c) => c.facts), layers });
+  return layers;
+}
+
+function layersOf(here: Check[], stage: Stage): Check[][] {
   if (here.length <= 1) return here.length === 0 ? [] : [here];
   const deps = new Map<Check, Set<Check>>();
   for (const c of here) {

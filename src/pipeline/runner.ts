@@ -3,7 +3,7 @@
 // failure outcome (tempfail by default) — never an accidental pass — then asks the policy.
 import type { Check, CheckInput, CheckOutput, ConnectionContext, FailureOutcome, MessageView } from './check.ts';
 import type { FactSet, FactValue } from './facts.ts';
-import { stageLayers } from './check-order.ts';
+import { cachedStageLayers } from './check-order.ts';
 import type { Stage } from './stages.ts';
 import type { Policy, Verdict } from './verdict.ts';
 import { metrics } from '../metrics/registry.ts';
@@ -39,7 +39,7 @@ export interface RunStageArgs {
 
 export async function runStage(a: RunStageArgs): Promise<StageResult> {
   let failure: StageResult['failure'];
-  for (const layer of stageLayers(a.checks, a.stage)) {
+  for (const layer of cachedStageLayers(a.checks, a.stage)) {
     const results = await Promise.all(layer.map((c) => runOne(c, a)));
     for (const r of results) {
       if (r && r.outcome !== 'continue' && (!failure || (r.outcome === 'reject' && failure.outcome !== 'reject'))) {
@@ -67,25 +67,40 @@ async function runOne(
   a: RunStageArgs,
 ): Promise<{ check: string; outcome: FailureOutcome; error: string } | undefined> {
   const timeoutMs = check.timeoutMs ?? a.defaultTimeoutMs ?? 30_000;
-  const ac = new AbortController();
-  const onAbort = () => ac.abort(a.signal?.reason);
-  a.signal?.addEventListener('abort', onAbort, { once: true });
+  // The check's AbortSignal is made when the check reads it (most never do): no controller and no
+  // listener on the transaction's signal per check run otherwise.
+  let ac: AbortController | undefined;
+  const onAbort = () => ac?.abort(a.signal?.reason);
+  const signal = (): AbortSignal => {
+    if (!ac) {
+      ac = new AbortController();
+      if (a.signal?.aborted) ac.abort(a.signal.reason);
+      else a.signal?.addEventListener('abort', onAbort, { once: true });
+    }
+    return ac.signal;
+  };
   const start = performance.now();
   const span = a.span?.child(check.name);
   let timer: NodeJS.Timeout | undefined;
   try {
-    const input: CheckInput = { stage: a.stage, connection: a.connection, facts: a.facts, signal: ac.signal };
+    const input = { stage: a.stage, connection: a.connection, facts: a.facts } as CheckInput;
+    Object.defineProperty(input, 'signal', { get: signal, enumerable: true });
     if (a.recipient !== undefined) input.recipient = a.recipient;
     if (a.message !== undefined) input.message = a.message;
-    await Promise.race([
-      Promise.resolve().then(() => (span?.recording ? runWithSpan(span, () => check.run(input, a.output)) : check.run(input, a.output))),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => {
-          ac.abort(new Error('timeout'));
-          reject(new CheckTimeout(timeoutMs));
-        }, timeoutMs);
-      }),
-    ]);
+    // Called at once: a check that finishes synchronously needs no timer (none could fire).
+    const ran = (span?.recording ? runWithSpan(span, () => check.run(input, a.output)) : check.run(input, a.output)) as unknown;
+    if (ran !== null && typeof ran === 'object' && typeof (ran as PromiseLike<unknown>).then === 'function') {
+      await Promise.race([
+        ran as PromiseLike<unknown>,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => {
+            signal();
+            ac?.abort(new Error('timeout'));
+            reject(new CheckTimeout(timeoutMs));
+          }, timeoutMs);
+        }),
+      ]);
+    }
     return undefined;
   } catch (err) {
     const timedOut = err instanceof CheckTimeout;
@@ -98,10 +113,18 @@ async function runOne(
     return { check: check.name, outcome, error };
   } finally {
     clearTimeout(timer);
-    a.signal?.removeEventListener('abort', onAbort);
+    if (ac) a.signal?.removeEventListener('abort', onAbort);
     span?.end();
-    metrics.checkDuration.observe({ check: check.name }, (performance.now() - start) / 1000);
+    durationOf(check.name).observe((performance.now() - start) / 1000);
   }
+}
+
+/** Pre-resolved histogram children per check name (a label lookup per observation otherwise). */
+const durations = new Map<string, { observe(v: number): void }>();
+function durationOf(name: string): { observe(v: number): void } {
+  let h = durations.get(name);
+  if (!h) durations.set(name, (h = metrics.checkDuration.labels({ check: name })));
+  return h;
 }
 
 class CheckTimeout extends Error {

@@ -549,7 +549,7 @@ export class ConnectionCore {
       },
       'disconnect',
     );
-    this.abort.abort(new Error('client closed the connection'));
+    this.abort.abort(CLIENT_GONE);
     this.link?.release();
     this.link = undefined;
     if (this.tx) endUnfinished(this.tx.span, this.tx.qid, 'client gone');
@@ -565,6 +565,9 @@ export class ConnectionCore {
     }
   }
 }
+
+/** The abort reason of every ended connection: one Error, not a stack trace per connection. */
+const CLIENT_GONE = new Error('client closed the connection');
 
 const logNames = new WeakMap<readonly Check[], string[]>();
 

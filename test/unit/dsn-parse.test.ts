@@ -297,3 +297,14 @@ test('hostile shapes stay fast: 5000 parts, deep nesting, 1 MiB header line, man
   }
   assert.equal(parseDsn(Buffer.from(many)).truncated, true);
 });
+
+test('the MIME walk limits given by the caller tighten the parser (never loosen it)', () => {
+  const nested = (depth: number): string => {
+    let body = 'Content-Type: text/rfc822-headers\r\n\r\nMessage-ID: <deep@example.test>\r\n';
+    for (let i = 0; i < depth; i++) body = `Content-Type: multipart/mixed; boundary="b${i}"\r\n\r\n--b${i}\r\n${body}\r\n--b${i}--\r\n`;
+    return `From: MAILER-DAEMON@example.test\r\nAuto-Submitted: auto-replied\r\n${body}`;
+  };
+  assert.equal(parseDsn(nested(3)).truncated, false);
+  assert.equal(parseDsn(nested(3), false, { maxDepth: 2 }).truncated, true, 'content.mime.max_depth 2 applies');
+  assert.equal(parseDsn(nested(3), false, { maxDepth: 100 }).truncated, false, 'a looser limit changes nothing');
+});

@@ -2,7 +2,7 @@
 // forwarder's arc=pass stand in for a DMARC pass it saw, and sealing what mailgate passes on.
 import { createPrivateKey, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { createSeal, getARChain } from 'mailauth';
+import { createSeal, getARChain } from 'mailauth/lib/arc/index.js';
 import type { ARCData, ARCResult, ARCChainEntry, DKIMVerifyResult } from 'mailauth';
 import type { ArcSealConfig } from '../../config/auth-schema.ts';
 import type { ARC_RESULTS } from './auth-facts.ts';

@@ -2,7 +2,9 @@
 // with mailauth and mailgate's resolver. They record facts (auth-facts.ts) and header edits:
 // our Authentication-Results (and optionally an ARC set) prepended, forged results removed.
 // DNS trouble becomes temperror results, never a pass; the rules decide what to do with them.
-import { arc, dkimVerify } from 'mailauth';
+// Deep imports: the package root also loads BIMI/VMC (undici, joi, @peculiar/*), ~40 MiB mailgate never uses.
+import { arc } from 'mailauth/lib/arc/index.js';
+import { dkimVerify } from 'mailauth/lib/dkim/verify.js';
 import type { ARCData, DNSResolver } from 'mailauth';
 import { metrics } from '../../metrics/registry.ts';
 import type { Config } from '../../config/schema.ts';

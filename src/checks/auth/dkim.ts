@@ -108,8 +108,20 @@ function toReadable(s: NodeJS.ReadableStream): Readable {
   return s instanceof Readable ? s : Readable.from(s as AsyncIterable<Buffer>);
 }
 
+/** keyBits per key record: parsing an RSA key costs ~80 µs, and a sender's key repeats. */
+const bitsOf = new Map<string, number | undefined>();
+
 /** Size in bits of a DKIM key record's public key, or undefined if it can not be read. */
 export function keyBits(record: string): number | undefined {
+  if (bitsOf.has(record)) return bitsOf.get(record);
+  const bits = readKeyBits(record);
+  // bounded: records come from DNS answers of arbitrary senders
+  if (bitsOf.size >= 1024) bitsOf.clear();
+  bitsOf.set(record, bits);
+  return bits;
+}
+
+function readKeyBits(record: string): number | undefined {
   const tags = parseTags(record);
   const p = tags.get('p');
   if (!p) return undefined;

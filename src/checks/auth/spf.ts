@@ -1,7 +1,7 @@
 // SPF (RFC 7208) for the MAIL FROM identity and the HELO identity, with mailauth's evaluator and
 // our resolver. The null sender is checked as postmaster@<HELO> (RFC 7208 section 2.4).
 import { isIP } from 'node:net';
-import { spf } from 'mailauth';
+import { spf } from 'mailauth/lib/spf/index.js';
 import type { DNSResolver } from 'mailauth';
 import { SPF_RESULTS } from './auth-facts.ts';
 import { formatAuthHeaderRow } from './mailauth-internals.ts';

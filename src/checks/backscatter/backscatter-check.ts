@@ -6,7 +6,7 @@ import type { FactSpec } from '../../pipeline/facts.ts';
 import type { BackscatterConfig } from '../../config/backscatter-schema.ts';
 import { NO_ESCALATION, type RateLimitRequest, type RateLimitResult, type SharedStore } from '../../store/shared-store.ts';
 import { MemoryBackend } from '../../store/memory-store.ts';
-import { DSN_KINDS, parseDsn, readCapped, type DsnInfo } from './dsn-parse.ts';
+import { DSN_KINDS, parseDsn, readCapped, type DsnInfo, type DsnLimits } from './dsn-parse.ts';
 import { batvVerify } from './batv.ts';
 import { BATV_NOTE, keyringOf, type BatvNote } from './batv-check.ts';
 import { countBackscatter, type BackscatterResult } from './backscatter-metrics.ts';
@@ -57,6 +57,8 @@ export interface BackscatterCheckSettings {
   /** Our domains (mailgate.yaml `domains`), lower-case. */
   domains: () => ReadonlySet<string>;
   record: OutboundRecord;
+  /** The MIME walk's structural limits (content.mime), which the DSN parser also applies. */
+  walkLimits?: () => DsnLimits;
   /** For the bounce-rate limit; default an in-process table. */
   store?: SharedStore | undefined;
   now: () => number;
@@ -96,7 +98,7 @@ export function createBackscatterCheck(settings: BackscatterCheckSettings): Chec
     let info: DsnInfo = { kind: 'none', isBounce: false, truncated: false };
     if (input.message && (nullSender || isAutomatic(input.message.headers))) {
       const { bytes, truncated } = await readCapped(input.message.stream());
-      info = parseDsn(bytes, truncated);
+      info = parseDsn(bytes, truncated, settings.walkLimits?.() ?? {});
     }
     const orig = info.original;
     const isDsn = info.kind !== 'none';

@@ -72,6 +72,8 @@ function textFor(result: BatvResult, plain: string): string {
 export function createBatvCheck(settings: BatvCheckSettings): Check {
   return {
     name: 'batv',
+    // Pure: verifies the tag with the configured keys (no lookups, no counting), so rules test runs it.
+    effects: 'none',
     stages: ['rcpt'],
     facts: batvFacts,
     timeoutMs: 1000,

@@ -6,6 +6,7 @@ import type { Check } from '../../pipeline/check.ts';
 import type { SharedStore } from '../../store/shared-store.ts';
 import { createBatvCheck } from './batv-check.ts';
 import { createBackscatterCheck } from './backscatter-check.ts';
+import type { DsnLimits } from './dsn-parse.ts';
 import { createOutboundRecord, type OutboundRecord } from './outbound-record.ts';
 
 export interface BackscatterDeps {
@@ -14,6 +15,8 @@ export interface BackscatterDeps {
   domains: () => ReadonlySet<string>;
   store?: SharedStore | undefined;
   now: () => number;
+  /** The MIME walk's limits (content.mime), applied by the DSN parser too. */
+  walkLimits?: () => DsnLimits;
   /** Share an existing record (e.g. the one the outbound listener writes). */
   record?: OutboundRecord;
 }
@@ -27,6 +30,6 @@ export function createBackscatterChecks(d: BackscatterDeps): BackscatterChecks {
   const cfg = d.config();
   const record = d.record ?? createOutboundRecord(d.store, cfg.record.ttl, cfg.record.max_entries);
   const batv = createBatvCheck({ config: d.config, now: d.now });
-  const heuristics = createBackscatterCheck({ config: d.config, domains: d.domains, record, store: d.store, now: d.now });
+  const heuristics = createBackscatterCheck({ config: d.config, domains: d.domains, record, store: d.store, now: d.now, ...(d.walkLimits ? { walkLimits: d.walkLimits } : {}) });
   return { checks: [batv, heuristics], record };
 }

@@ -218,6 +218,8 @@ function hasPhrase(text: string, start: number, end: number, phraseLower: string
 interface Walk {
   text: string;
   parts: number;
+  maxParts: number;
+  maxDepth: number;
   truncated: boolean;
   original?: ReturnedOriginal;
   action?: string;
@@ -259,7 +261,7 @@ function walk(w: Walk, start: number, end: number, depth: number, fields: readon
   if (!ct.type.startsWith('multipart/')) return;
   const boundary = ct.params.get('boundary');
   if (!boundary || boundary.length > MAX_BOUNDARY) return;
-  if (depth >= MAX_DEPTH) {
+  if (depth >= w.maxDepth) {
     w.truncated = true;
     return;
   }
@@ -273,7 +275,7 @@ function walk(w: Walk, start: number, end: number, depth: number, fields: readon
     if (lineEnd === -1 || lineEnd >= end) return;
     let next = w.text.indexOf(delim, lineEnd);
     if (next === -1 || next > end) next = end;
-    if (++w.parts > MAX_PARTS) {
+    if (++w.parts > w.maxParts) {
       w.truncated = true;
       return;
     }
@@ -337,12 +339,26 @@ function isDaemonBounce(fields: readonly Field[], subjectLower: string): boolean
 
 const EXCHANGE_SUBJECTS = ['undeliverable:', 'unzustellbar:', 'non remis :', 'non remis:', 'onbestelbaar:', 'no se puede entregar:'];
 
+/** Structural limits a caller may tighten (the MIME walk's, from content.mime): never loosened past the parser's own. */
+export interface DsnLimits {
+  maxParts?: number;
+  maxDepth?: number;
+}
+
 /** Recognises a bounce or auto-reply in the raw message (or its first DSN_MAX_INPUT bytes). */
-export function parseDsn(raw: Buffer | string, truncatedInput = false): DsnInfo {
+export function parseDsn(raw: Buffer | string, truncatedInput = false, limits: DsnLimits = {}): DsnInfo {
   const text = typeof raw === 'string' ? raw.slice(0, DSN_MAX_INPUT) : raw.subarray(0, DSN_MAX_INPUT).toString('latin1');
   const truncated = truncatedInput || (typeof raw === 'string' ? raw.length : raw.length) > DSN_MAX_INPUT;
   const top = parseBlock(text, 0, text.length);
-  const w: Walk = { text, parts: 0, truncated, report: false, postfixText: false };
+  const w: Walk = {
+    text,
+    parts: 0,
+    maxParts: Math.min(MAX_PARTS, limits.maxParts ?? MAX_PARTS),
+    maxDepth: Math.min(MAX_DEPTH, limits.maxDepth ?? MAX_DEPTH),
+    truncated,
+    report: false,
+    postfixText: false,
+  };
   walk(w, 0, text.length, 0, top.fields, top.bodyStart);
 
   const subject = (get(top.fields, 'subject') ?? '').slice(0, 200).toLowerCase().trimStart();

@@ -3,7 +3,6 @@
 // with nodemailer and delivered through the Backend, the same delivery code as live mail.
 import { readFileSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
-import nodemailer from 'nodemailer';
 import type { Backend } from '../backend.ts';
 import type { Config } from '../../config/schema.ts';
 import type { IndexRow } from './entry.ts';
@@ -79,6 +78,8 @@ export async function sendDigests(o: DigestOptions): Promise<DigestResult[]> {
     }
     if (rows.length < 1000) break;
   }
+  // nodemailer (~20 MiB) only when digests are composed, not in every gateway process
+  const { default: nodemailer } = await import('nodemailer');
   const composer = nodemailer.createTransport({ streamTransport: true, buffer: true, newline: 'windows' });
   const out: DigestResult[] = [];
   for (const [rcpt, rows] of byRcpt) {

@@ -4,13 +4,12 @@
 // modification actions. Postfix delivers, so the core's next hop is a pass-through; relay control
 // and the trace header are Postfix's own.
 import type { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import type { Logger } from 'pino';
 import type { FactValue } from '../../pipeline/facts.ts';
 import { ConnectionCore, type DataResult } from '../../pipeline/transaction.ts';
 import type { Runtime } from '../../pipeline/runtime.ts';
 import type { SmtpReply } from '../../pipeline/reply.ts';
-import { Spool } from '../../message/spool.ts';
+import { Spool, spoolFrom } from '../../message/spool.ts';
 import { passThroughBackend } from '../../delivery/pass-through.ts';
 import type { FinalEdits, MilterConnectInfo, MilterPipeline, MilterPipelineFactory, Outcome } from './milter-pipeline.ts';
 
@@ -109,7 +108,7 @@ class CorePipeline implements MilterPipeline {
     );
     try {
       try {
-        await pipeline(message, spool);
+        await spoolFrom(message, spool);
       } catch {
         // The MTA aborted (RSET, client gone): the stream was destroyed.
         const r = await core.data(spool, 'client-gone', facts);

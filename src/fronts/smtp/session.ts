@@ -3,10 +3,9 @@
 // core's reply — thrown as SmtpError for smtp-server when it is a refusal. It also counts the
 // refusals that limits.max_errors (enforced in listener.ts) is about.
 import type { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { ConnectionCore, type ConnectionInfo, type TlsInfo } from '../../pipeline/transaction.ts';
 import type { Runtime } from '../../pipeline/runtime.ts';
-import { Spool } from '../../message/spool.ts';
+import { Spool, spoolFrom } from '../../message/spool.ts';
 import { SmtpError, type SmtpReply } from '../../pipeline/reply.ts';
 
 export type { ConnectionInfo };
@@ -93,7 +92,7 @@ export class ClientSession {
     );
     try {
       try {
-        await pipeline(stream, spool);
+        await spoolFrom(stream, spool);
       } catch (err) {
         if ((err as { code?: string }).code !== 'ECONNECTION' && !this.core.closed) throw err;
         // The client went away mid-DATA: an ordinary outcome, logged; nobody reads the reply.
