@@ -49,7 +49,9 @@ await cpuPer('mime walk + attachment facts', async () => analyseAttachments(awai
 await cpuPer('mailparser streaming (for comparison)', () => parseWithMailparser(small));
 
 // The shipped data-stage content checks (default config; body text computed as if a rule read it).
-const contentChecks = [...createContentChecks(contentConfigSchema.parse({}), {}), createWalkBodyTextCheck({ always: true })].filter((c) => c.stages.includes('data'));
+const contentChecks = [...createContentChecks(contentConfigSchema.parse({}), {}), createWalkBodyTextCheck({ always: true })].filter((c) =>
+  c.stages.includes('data'),
+);
 async function runChecks(only: string | undefined): Promise<void> {
   const message = messageView(small);
   const facts = new FactSet();
@@ -64,7 +66,8 @@ async function runChecks(only: string | undefined): Promise<void> {
   }
 }
 await cpuPer(`content checks (${contentChecks.map((c) => c.name).join(', ')})`, () => runChecks(undefined));
-for (const only of ['mime-walk', 'attachments', 'urls', 'body-text']) await cpuPer(`  ${only}${only === 'mime-walk' ? '' : ' + mime-walk'}`, () => runChecks(only));
+for (const only of ['mime-walk', 'attachments', 'urls', 'body-text'])
+  await cpuPer(`  ${only}${only === 'mime-walk' ? '' : ' + mime-walk'}`, () => runChecks(only));
 
 const file = await bigMessage(mkdtempSync(join(tmpdir(), 'mailgate-bench-content-')), 50 * 1024 * 1024);
 globalThis.gc?.();

@@ -54,7 +54,9 @@ async function runStageChecks(checks: readonly Check[], stage: Stage, facts: Fac
   const out: CheckOutput = { facts: new FactSet(), edits: emptyEdits() };
   const signal = new AbortController().signal;
   const connection = detachedConnection();
-  await Promise.all(run.map((c) => c.run(recipient === undefined ? { stage, facts, signal, connection } : { stage, facts, signal, recipient, connection }, out)));
+  await Promise.all(
+    run.map((c) => c.run(recipient === undefined ? { stage, facts, signal, connection } : { stage, facts, signal, recipient, connection }, out)),
+  );
   for (const [k, v] of out.facts.entries()) facts.set(k, v);
 }
 

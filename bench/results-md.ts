@@ -32,9 +32,20 @@ out.push(
 const t = j.rows.filter((r): r is ThroughputRow => r.kind === 'throughput');
 md(
   ['row', 'sessions', 'msg/s (median)', 'runs', 'CPU s / 1k msg', 'peak RSS MiB', 'others %'],
-  t.map((r) => [r.id, r.sessions, fmt(r.msgPerS), r.runs.map((x) => x.msgPerS).join(' / '), r.cpuPer1kS, r.peakRssMiB, r.runs.map((x) => x.otherBusyPct).join(' / ')]),
+  t.map((r) => [
+    r.id,
+    r.sessions,
+    fmt(r.msgPerS),
+    r.runs.map((x) => x.msgPerS).join(' / '),
+    r.cpuPer1kS,
+    r.peakRssMiB,
+    r.runs.map((x) => x.otherBusyPct).join(' / '),
+  ]),
 );
-md(['ratio (same run)', 'value'], j.ratios.map((r) => [r.name, r.value === null ? null : `${r.value}×`]));
+md(
+  ['ratio (same run)', 'value'],
+  j.ratios.map((r) => [r.name, r.value === null ? null : `${r.value}×`]),
+);
 const l = j.rows.filter((r): r is LatencyRow => r.kind === 'latency');
 md(
   ['latency row', 'rate msg/s', 'direct p50 / p99 ms', 'through p50 / p99 ms', 'added p50 / p99 ms'],
@@ -54,5 +65,8 @@ md(
       : `growths ${r.detail.growthsMiB} MiB, ${r.detail.secondsEach} s`,
   ]),
 );
-md(['target', 'measured', 'result'], j.targets.map((x) => [x.target, x.measured, x.pass === null ? 'n/a' : x.pass ? 'PASS' : 'FAIL']));
+md(
+  ['target', 'measured', 'result'],
+  j.targets.map((x) => [x.target, x.measured, x.pass === null ? 'n/a' : x.pass ? 'PASS' : 'FAIL']),
+);
 process.stdout.write(out.join('\n'));

@@ -10,7 +10,12 @@ import { smallMessage } from './lib/corpus.ts';
 const port = Number(process.argv[2]);
 const count = Number(process.argv[3] ?? 20);
 const text = process.argv[4] ? readFileSync(process.argv[4], 'utf8') : smallMessage();
-const wire = Buffer.from(`${text.split('\n').map((l) => (l.startsWith('.') ? `.${l}` : l)).join('\r\n')}.\r\n`);
+const wire = Buffer.from(
+  `${text
+    .split('\n')
+    .map((l) => (l.startsWith('.') ? `.${l}` : l))
+    .join('\r\n')}.\r\n`,
+);
 if (!(port > 0)) {
   process.stderr.write('usage: node bench/session-trace.ts PORT [COUNT] [MESSAGE_FILE]\n');
   process.exit(2);

@@ -52,7 +52,8 @@ for (const f of files(root)) {
     deps.push(target);
     const to = layerOf(target);
     const tr = rank.get(to);
-    if (r !== undefined && tr !== undefined && tr > r) problems.push(`src/${relative(root, f)} imports src/${relative(root, target)}: ${from} may not import ${to} (a higher layer)`);
+    if (r !== undefined && tr !== undefined && tr > r)
+      problems.push(`src/${relative(root, f)} imports src/${relative(root, target)}: ${from} may not import ${to} (a higher layer)`);
   }
   graph.set(f, deps);
 }
@@ -65,7 +66,10 @@ function visit(n: string): void {
   stack.push(n);
   for (const d of graph.get(n) ?? []) {
     if (colour.get(d) === 1) {
-      const cyc = stack.slice(stack.indexOf(d)).concat(d).map((x) => relative(root, x));
+      const cyc = stack
+        .slice(stack.indexOf(d))
+        .concat(d)
+        .map((x) => relative(root, x));
       problems.push(`import cycle: ${cyc.join(' → ')}`);
     } else if (!colour.has(d) && graph.has(d)) visit(d);
   }

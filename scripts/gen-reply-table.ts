@@ -38,7 +38,9 @@ export function renderReplyTable(): string {
   for (const [name, make] of Object.entries(replies)) {
     const params = requiredParams(make);
     // Policy defaults differ per SMTP stage: one row per stage.
-    const variants = params.includes('stage') ? STAGES.map((s) => ({ label: `${name}(${s})`, args: [s] })) : [{ label: name, args: params.map((p) => `<${p}>`) }];
+    const variants = params.includes('stage')
+      ? STAGES.map((s) => ({ label: `${name}(${s})`, args: [s] }))
+      : [{ label: name, args: params.map((p) => `<${p}>`) }];
     for (const v of variants) {
       const reply = (make as (...a: string[]) => SmtpReply)(...v.args);
       const kind = reply.isOk ? 'accepted' : reply.isTemp ? 'temporary (retry)' : 'permanent';

@@ -61,13 +61,21 @@ type SessionMap = Map<string, { session: ClientSession; conn: { send(c: number, 
 
 /** The header fields removed from every delivered message: our own fields and smtp.strip_headers (issue 14, item 4). */
 export function buildStripHeaders(config: Config): Array<(name: string, value: string) => boolean> {
-  return [buildTransactionStrip({ authservIds: [config.hostname, ...(config.auth.authserv_id ? [config.auth.authserv_id] : [])], globs: config.smtp.strip_headers })];
+  return [
+    buildTransactionStrip({ authservIds: [config.hostname, ...(config.auth.authserv_id ? [config.auth.authserv_id] : [])], globs: config.smtp.strip_headers }),
+  ];
 }
 
 async function waitReady(probe: { check(): Promise<{ ok: boolean }> }, ms: number): Promise<void> {
   const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
-    if (await probe.check().then((r) => r.ok, () => false)) return;
+    if (
+      await probe.check().then(
+        (r) => r.ok,
+        () => false,
+      )
+    )
+      return;
     await new Promise((r) => setTimeout(r, 50));
   }
 }
@@ -137,10 +145,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
   if (milter) logger.info({ milter: milter.description, port: milterPort }, 'mailgate milter listening');
   logger.info({ ports, backend: runtime.backend.description, domains: config.domains }, 'mailgate listening');
 
-  const probes: ReadinessProbe[] = [
-    { name: 'backend', check: () => runtime.backend.probe() },
-    ...checks.flatMap((c) => (c.readiness ? [c.readiness] : [])),
-  ];
+  const probes: ReadinessProbe[] = [{ name: 'backend', check: () => runtime.backend.probe() }, ...checks.flatMap((c) => (c.readiness ? [c.readiness] : []))];
   let admin: AdminServer | undefined;
   if ((opts.admin ?? true) && config.admin !== false) {
     const { startAdmin } = await import('./admin/server.ts');

@@ -54,7 +54,10 @@ function ensurePackages(): void {
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
   // "No configuration": the package must not write or start a system Postfix; tests run their own.
   spawnSync('debconf-set-selections', { input: 'postfix postfix/main_mailer_type select No configuration\n', env, stdio: ['pipe', 'inherit', 'inherit'] });
-  const steps: string[][] = [['apt-get', 'update', '-qq'], ['apt-get', 'install', '-y', '-qq', '--no-install-recommends', ...missing]];
+  const steps: string[][] = [
+    ['apt-get', 'update', '-qq'],
+    ['apt-get', 'install', '-y', '-qq', '--no-install-recommends', ...missing],
+  ];
   for (const cmd of steps) {
     const r = spawnSync(cmd[0] as string, cmd.slice(1), { env, stdio: 'inherit' });
     if (r.status !== 0) fail(`'${cmd.join(' ')}' failed (exit ${r.status ?? r.signal})`);
@@ -75,13 +78,15 @@ async function main(): Promise<number> {
   ensurePackages();
   // Explicit files may not need the suites; the whole run does (conformance and smuggling tests).
   if (files.length === 0) ensureConformance();
-  if (process.getuid?.() !== 0) fail('the private Postfix backend needs root (its master process runs as root and drops to the postfix user): run it as root, e.g. sudo npm test');
+  if (process.getuid?.() !== 0)
+    fail('the private Postfix backend needs root (its master process runs as root and drops to the postfix user): run it as root, e.g. sudo npm test');
 
   const tsc = spawnSync(join(repoRoot, 'node_modules', '.bin', 'tsc'), ['-p', '.'], { cwd: repoRoot, stdio: 'inherit' });
   if (tsc.status !== 0) fail('type check (tsc -p .) failed');
-  // The linter (Biome) and the layering rule (no upward import, no cycle: scripts/check-layers.ts).
-  const lint = spawnSync(join(repoRoot, 'node_modules', '.bin', 'biome'), ['lint'], { cwd: repoRoot, stdio: 'inherit' });
-  if (lint.status !== 0) fail('lint (biome lint) failed');
+  // The linter and formatter (Biome: `biome ci` checks both, changes nothing; `npm run format`
+  // fixes the formatting) and the layering rule (no upward import, no cycle: scripts/check-layers.ts).
+  const lint = spawnSync(join(repoRoot, 'node_modules', '.bin', 'biome'), ['ci', '--colors=off'], { cwd: repoRoot, stdio: 'inherit' });
+  if (lint.status !== 0) fail('lint or formatting (biome ci) failed: npm run format fixes the formatting');
   const layers = spawnSync(process.execPath, [join(repoRoot, 'scripts', 'check-layers.ts')], { cwd: repoRoot, stdio: 'inherit' });
   if (layers.status !== 0) fail('layering check (scripts/check-layers.ts) failed');
 

@@ -28,7 +28,11 @@ function words(seed: string, n: number): string {
 }
 
 const wrap = (s: string, w = 72): string => s.replace(new RegExp(`(.{1,${w}})(\\s+|$)`, 'g'), '$1\n').trimEnd();
-const b64 = (buf: Buffer): string => buf.toString('base64').replace(/(.{76})/g, '$1\n').trimEnd();
+const b64 = (buf: Buffer): string =>
+  buf
+    .toString('base64')
+    .replace(/(.{76})/g, '$1\n')
+    .trimEnd();
 
 /** The ~5 KB message, LF line endings (smtp-source -F turns each line into CRLF). */
 export function smallMessage(): string {
@@ -172,9 +176,7 @@ export async function bigMessage(dir: string, size: number): Promise<string> {
   out.write(head);
   let left = size - Buffer.byteLength(head) - Buffer.byteLength(tail);
   const line = 78; // 76 base64 chars + CRLF
-  const block = Buffer.from(
-    Array.from({ length: 1024 }, (_, i) => bytes(`big${i}`, 57).toString('base64')).join('\r\n') + '\r\n',
-  ); // 1024 lines of 76 chars
+  const block = Buffer.from(Array.from({ length: 1024 }, (_, i) => bytes(`big${i}`, 57).toString('base64')).join('\r\n') + '\r\n'); // 1024 lines of 76 chars
   while (left > 0) {
     const n = Math.min(left, block.length);
     let chunk = block.subarray(0, n);

@@ -64,7 +64,10 @@ export function benchConfig(ctx: BenchContext, root: string, port: number, o: Ma
   const front =
     o.milterPort !== undefined
       ? { listen: [], milter: { listen: `inet:${o.milterPort}@127.0.0.1` } }
-      : { listen: [{ host: '127.0.0.1', port }], backend: { host: '127.0.0.1', port: ctx.sink.port, ...((o.overrides?.backend as Record<string, unknown> | undefined) ?? {}) } };
+      : {
+          listen: [{ host: '127.0.0.1', port }],
+          backend: { host: '127.0.0.1', port: ctx.sink.port, ...((o.overrides?.backend as Record<string, unknown> | undefined) ?? {}) },
+        };
   const cfg: Record<string, unknown> = {
     ...base,
     hostname: 'mailgate.bench.test',
@@ -92,7 +95,6 @@ function gatewayEnv(ctx: BenchContext, experiments: readonly string[]): NodeJS.P
       ...experiments
         .filter((e) => existsSync(join(ctx.dirs.bench, 'experiments', `${e}.mjs`)))
         .map((e) => `--import ${join(ctx.dirs.bench, 'experiments', `${e}.mjs`)}`),
-
     ].join(' '),
     BENCH_DNS_PORT: String(ctx.dns.port),
     BENCH_MEM_DIR: ctx.dirs.logs,
@@ -111,7 +113,13 @@ export async function startMailgate(ctx: BenchContext, root: string, o: Mailgate
   // --trace-gc, are not allowed in NODE_OPTIONS)
   const nodeArgs: string[] = experiments
     .filter((e) => existsSync(join(ctx.dirs.bench, 'experiments', `${e}.flags`)))
-    .flatMap((e) => readFileSync(join(ctx.dirs.bench, 'experiments', `${e}.flags`), 'utf8').replace(/#.*$/gm, '').trim().split(/\s+/).filter(Boolean));
+    .flatMap((e) =>
+      readFileSync(join(ctx.dirs.bench, 'experiments', `${e}.flags`), 'utf8')
+        .replace(/#.*$/gm, '')
+        .trim()
+        .split(/\s+/)
+        .filter(Boolean),
+    );
   if (o.cpuProfDir) {
     mkdirSync(o.cpuProfDir, { recursive: true });
     nodeArgs.push('--cpu-prof', '--cpu-prof-dir', o.cpuProfDir);

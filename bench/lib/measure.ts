@@ -34,7 +34,14 @@ export async function oneRun(ctx: BenchContext, t: Target, sessions: number, msg
   const s0 = cpuSeconds(sinkPid);
   const m0 = machineTicks();
   const timeoutS = Math.max(30, ctx.opts.seconds * 10);
-  const r = await runSource({ port: t.port, sessions, msgs, messageFile: ctx.corpus.smallFile, timeoutS, ...(ctx.opts.pinLoad ? { pinCpus: ctx.opts.pinLoad } : {}) });
+  const r = await runSource({
+    port: t.port,
+    sessions,
+    msgs,
+    messageFile: ctx.corpus.smallFile,
+    timeoutS,
+    ...(ctx.opts.pinLoad ? { pinCpus: ctx.opts.pinLoad } : {}),
+  });
   const m1 = machineTicks();
   // a queueing MTA (the Postfix rows) delivers after it accepted: wait for it, CPU included
   const d1 = await waitDelivered(ctx, d0 + msgs, 15_000);
@@ -156,7 +163,10 @@ export async function measureAddedLatency(ctx: BenchContext, t: Target, id: stri
   const busy = busyPct(m0, m1);
   const othersPct = Math.max(0, busy - (100 * (lab() - l0)) / wallS / cpus().length);
   const notes: string[] = [];
-  for (const [n, r] of [['direct', direct], ['through', through]] as const) {
+  for (const [n, r] of [
+    ['direct', direct],
+    ['through', through],
+  ] as const) {
     if (r.errors) notes.push(`${n}: ${r.errors} errors (${r.firstError})`);
     if (r.skipped) notes.push(`${n}: ${r.skipped} not started (too many in flight: overloaded)`);
     if (r.achievedRate < rate * 0.9) notes.push(`${n}: client reached only ${Math.round(r.achievedRate)} msg/s`);
@@ -317,8 +327,16 @@ export async function measureBigMessage(ctx: BenchContext, t: Target, id: string
     if (err) notes.push(`send ${i + 1} failed: ${err}`);
     if (res && res.reply.code !== 250) notes.push(`send ${i + 1}: reply ${res.reply.text}`);
     if (delivered !== 1) notes.push(`send ${i + 1}: sink received ${delivered} messages`);
-    sends.push({ baseline, peak, seconds: round(res?.seconds ?? null, 2), afterEndMs: round(res?.afterEndMs ?? null, 1), reply: res?.reply.text.slice(0, 120) ?? err });
-    ctx.log(`  ${id} send ${i + 1}: baseline ${round(baseline)} MiB, peak ${round(peak)} MiB (+${round(peak - baseline)}), ${round(res?.seconds ?? null, 2)} s, reply ${res?.reply.code ?? err}`);
+    sends.push({
+      baseline,
+      peak,
+      seconds: round(res?.seconds ?? null, 2),
+      afterEndMs: round(res?.afterEndMs ?? null, 1),
+      reply: res?.reply.text.slice(0, 120) ?? err,
+    });
+    ctx.log(
+      `  ${id} send ${i + 1}: baseline ${round(baseline)} MiB, peak ${round(peak)} MiB (+${round(peak - baseline)}), ${round(res?.seconds ?? null, 2)} s, reply ${res?.reply.code ?? err}`,
+    );
   }
   const growths = sends.map((x) => x.peak - x.baseline);
   const mid = sends[growths.indexOf(median(growths) ?? growths[0] ?? 0)] ?? sends[0];

@@ -90,12 +90,18 @@ export interface SourceOptions {
  */
 export async function runSource(o: SourceOptions): Promise<SourceRun> {
   const args = [
-    '-s', String(o.sessions),
-    '-m', String(o.msgs),
-    '-F', o.messageFile,
-    '-f', o.from ?? 'sender@example.test',
-    '-t', o.to ?? 'rcpt@example.test',
-    '-M', o.helo ?? 'client.example.test',
+    '-s',
+    String(o.sessions),
+    '-m',
+    String(o.msgs),
+    '-F',
+    o.messageFile,
+    '-f',
+    o.from ?? 'sender@example.test',
+    '-t',
+    o.to ?? 'rcpt@example.test',
+    '-M',
+    o.helo ?? 'client.example.test',
     `127.0.0.1:${o.port}`,
   ];
   // bash's `time` reports the child's user/sys CPU; smtp-source's own output goes to fd 3 → stdout.

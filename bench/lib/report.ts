@@ -15,12 +15,9 @@ export interface TargetCheck {
   pass: boolean | null; // null: not measured in this run
 }
 
-const tp = (rows: readonly Row[], id: string): ThroughputRow | undefined =>
-  rows.find((r): r is ThroughputRow => r.kind === 'throughput' && r.id === id);
-const lat = (rows: readonly Row[], id: string): LatencyRow | undefined =>
-  rows.find((r): r is LatencyRow => r.kind === 'latency' && r.id === id);
-const mem = (rows: readonly Row[], id: string): MemoryRow | undefined =>
-  rows.find((r): r is MemoryRow => r.kind === 'memory' && r.id === id);
+const tp = (rows: readonly Row[], id: string): ThroughputRow | undefined => rows.find((r): r is ThroughputRow => r.kind === 'throughput' && r.id === id);
+const lat = (rows: readonly Row[], id: string): LatencyRow | undefined => rows.find((r): r is LatencyRow => r.kind === 'latency' && r.id === id);
+const mem = (rows: readonly Row[], id: string): MemoryRow | undefined => rows.find((r): r is MemoryRow => r.kind === 'memory' && r.id === id);
 
 export function ratios(rows: readonly Row[], sessions: readonly number[]): Ratio[] {
   const out: Ratio[] = [];
@@ -75,7 +72,11 @@ export function targets(rows: readonly Row[]): TargetCheck[] {
   });
   rel(20, 'relay only ≥ 0.5× the limit at 20 sessions', 'mailgate-relay');
   const rc = tp(rows, 'mailgate-relay-s20')?.cpuPer1kS ?? null;
-  out.push({ target: 'relay CPU per message ≤ 1.0 ms (mailgate process)', measured: rc === null ? 'not measured' : `${rc} ms`, pass: rc === null ? null : rc <= 1 });
+  out.push({
+    target: 'relay CPU per message ≤ 1.0 ms (mailgate process)',
+    measured: rc === null ? 'not measured' : `${rc} ms`,
+    pass: rc === null ? null : rc <= 1,
+  });
   rel(1, 'one session ≥ 0.5× the one-session limit (relay only)', 'mailgate-relay');
   rel(1, 'one session, shipped config, / the one-session limit (no target)', 'mailgate');
   const l = lat(rows, 'mailgate-latency');
@@ -87,7 +88,7 @@ export function targets(rows: readonly Row[]): TargetCheck[] {
   const mi = mem(rows, 'mailgate-idle');
   const hi = mem(rows, 'haraka-idle');
   out.push({
-    target: 'idle RSS below Haraka\'s',
+    target: "idle RSS below Haraka's",
     measured: mi && hi ? `${mi.baselineMiB} MiB vs Haraka ${hi.baselineMiB} MiB` : 'not measured',
     pass: mi && hi ? mi.baselineMiB < hi.baselineMiB : null,
   });
@@ -108,7 +109,11 @@ export function targets(rows: readonly Row[]): TargetCheck[] {
 function table(head: string[], body: (string | number | null)[][], right: boolean[]): string {
   const cells = [head, ...body.map((r) => r.map((c) => (c === null ? '–' : String(c))))];
   const w = head.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
-  const line = (r: string[]): string => r.map((c, i) => (right[i] ? c.padStart(w[i] ?? 0) : c.padEnd(w[i] ?? 0))).join('  ').trimEnd();
+  const line = (r: string[]): string =>
+    r
+      .map((c, i) => (right[i] ? c.padStart(w[i] ?? 0) : c.padEnd(w[i] ?? 0)))
+      .join('  ')
+      .trimEnd();
   return [line(head), w.map((n) => '-'.repeat(n)).join('  '), ...cells.slice(1).map(line)].join('\n');
 }
 
@@ -134,7 +139,15 @@ export function render(rows: readonly Row[], rs: readonly Ratio[], ts: readonly 
         ),
     );
   }
-  if (rs.length) parts.push('Ratios (same run)\n' + table(['ratio', 'value'], rs.map((r) => [r.name, r.value === null ? null : `${r.value}×`]), [false, true]));
+  if (rs.length)
+    parts.push(
+      'Ratios (same run)\n' +
+        table(
+          ['ratio', 'value'],
+          rs.map((r) => [r.name, r.value === null ? null : `${r.value}×`]),
+          [false, true],
+        ),
+    );
   const l = rows.filter((r): r is LatencyRow => r.kind === 'latency');
   if (l.length) {
     parts.push(

@@ -95,10 +95,34 @@ async function startRspamd(ctx: BenchContext, tag: string): Promise<{ gw: Gatewa
   const w = (f: string, s: string): void => writeFileSync(join(etc, f), s);
   w('override.d/worker-normal.inc', `bind_socket = "127.0.0.1:${normal}";\ncount = 1;\n`);
   w('override.d/worker-controller.inc', `bind_socket = "127.0.0.1:${controller}";\ncount = 1;\n`);
-  w('override.d/worker-proxy.inc', `bind_socket = "127.0.0.1:${proxy}";\nmilter = yes;\ntimeout = 120s;\ncount = 1;\nupstream "local" { default = yes; self_scan = yes; }\n`);
+  w(
+    'override.d/worker-proxy.inc',
+    `bind_socket = "127.0.0.1:${proxy}";\nmilter = yes;\ntimeout = 120s;\ncount = 1;\nupstream "local" { default = yes; self_scan = yes; }\n`,
+  );
   w('local.d/options.inc', `dns { nameserver = ["127.0.0.1:${ctx.dns.port}"]; timeout = 1s; retransmits = 1; }\n`);
   w('local.d/logging.inc', 'level = "warning";\ntype = "console";\n');
-  const svc = startService(`rspamd-${tag}`, 'rspamd', ['-f', '-u', '_rspamd', '-g', '_rspamd', '-c', '/etc/rspamd/rspamd.conf', '--var', `LOCAL_CONFDIR=${etc}`, '--var', `DBDIR=${join(dir, 'db')}`, '--var', `RUNDIR=${join(dir, 'run')}`, '--var', `LOGDIR=${join(dir, 'log')}`], { logDir: ctx.dirs.logs });
+  const svc = startService(
+    `rspamd-${tag}`,
+    'rspamd',
+    [
+      '-f',
+      '-u',
+      '_rspamd',
+      '-g',
+      '_rspamd',
+      '-c',
+      '/etc/rspamd/rspamd.conf',
+      '--var',
+      `LOCAL_CONFDIR=${etc}`,
+      '--var',
+      `DBDIR=${join(dir, 'db')}`,
+      '--var',
+      `RUNDIR=${join(dir, 'run')}`,
+      '--var',
+      `LOGDIR=${join(dir, 'log')}`,
+    ],
+    { logDir: ctx.dirs.logs },
+  );
   // the first start compiles the regexp cache (kept in db/ afterwards)
   await waitTcp(proxy, 180_000, svc);
   await new Promise((r) => setTimeout(r, 2000));

@@ -52,7 +52,25 @@ function mailgateTarget(id: string, workers: number, latency: boolean, rev?: str
 }
 
 /** Every check mailgate ships (catalogue names): `checks.disabled` with all of them is the relay leg. */
-export const ALL_CHECKS = ['spf', 'dkim-arc-dmarc', 'fcrdns', 'helo-sanity', 'dnsbl', 'concurrency', 'ratelimit', 'greylist', 'batv', 'backscatter', 'mime-walk', 'attachments', 'urls', 'antivirus', 'rspamd', 'spamassassin', 'body-text'];
+export const ALL_CHECKS = [
+  'spf',
+  'dkim-arc-dmarc',
+  'fcrdns',
+  'helo-sanity',
+  'dnsbl',
+  'concurrency',
+  'ratelimit',
+  'greylist',
+  'batv',
+  'backscatter',
+  'mime-walk',
+  'attachments',
+  'urls',
+  'antivirus',
+  'rspamd',
+  'spamassassin',
+  'body-text',
+];
 /** The content checks that run in the shipped config (the MIME walk and what reads it). */
 export const CONTENT_CHECKS = ['mime-walk', 'attachments', 'urls', 'body-text'];
 
@@ -64,7 +82,8 @@ function mailgateConfigTarget(id: string, label: string, overrides: Record<strin
     label,
     latency: false,
     missing: (ctx) => mailgateAvailable(ctx.mailgateRoot),
-    start: (ctx, tag, profile) => startMailgate(ctx, ctx.mailgateRoot, { workers: 1, tag, overrides, ...(profile ? { cpuProfDir: join(ctx.dirs.work, 'prof', tag) } : {}) }),
+    start: (ctx, tag, profile) =>
+      startMailgate(ctx, ctx.mailgateRoot, { workers: 1, tag, overrides, ...(profile ? { cpuProfDir: join(ctx.dirs.work, 'prof', tag) } : {}) }),
     ...(sessions ? { sessions } : {}),
   };
 }
@@ -81,7 +100,14 @@ const clamdTarget: TargetSpec = {
     try {
       const gw = await startMailgate(ctx, ctx.mailgateRoot, { workers: 1, tag, overrides: { content: { clamav: { enabled: true, socket: clamd.socket } } } });
       const pid = clamdPid(clamd.dir);
-      return { ...gw, ...(pid ? { extraPids: [pid] } : {}), stop: async () => { await gw.stop(); await clamd.stop(); } };
+      return {
+        ...gw,
+        ...(pid ? { extraPids: [pid] } : {}),
+        stop: async () => {
+          await gw.stop();
+          await clamd.stop();
+        },
+      };
     } catch (e) {
       await clamd.stop();
       throw e;
@@ -139,13 +165,23 @@ export function variantProducer(e: string): RowProducer {
     start: (ctx, tag, profile) =>
       startMailgate(ctx, ctx.mailgateRoot, { workers: 1, tag, experiments: [e], ...(profile ? { cpuProfDir: join(ctx.dirs.work, 'prof', tag) } : {}) }),
   };
-  return { id: t.id, describe: `smtp-source → mailgate with experiment ${e} → smtp-sink (same run, A/B)`, interleave: t, run: (ctx) => runInterleaved(ctx, [t]) };
+  return {
+    id: t.id,
+    describe: `smtp-source → mailgate with experiment ${e} → smtp-sink (same run, A/B)`,
+    interleave: t,
+    run: (ctx) => runInterleaved(ctx, [t]),
+  };
 }
 
 /** `--compare-rev REV`: mailgate at another revision as one more target of the same run. */
 export function compareRevProducer(rev: string): RowProducer {
   const t = mailgateTarget('mailgate-rev', 1, false, rev);
-  return { id: 'mailgate-rev', describe: `smtp-source → mailgate at ${rev} → smtp-sink (same run, for comparison)`, interleave: t, run: (ctx) => runInterleaved(ctx, [t]) };
+  return {
+    id: 'mailgate-rev',
+    describe: `smtp-source → mailgate at ${rev} → smtp-sink (same run, for comparison)`,
+    interleave: t,
+    run: (ctx) => runInterleaved(ctx, [t]),
+  };
 }
 
 function harakaTarget(id: string, nodes: number, latency: boolean, auth = false): TargetSpec {
@@ -167,7 +203,12 @@ export const throughputTargets: TargetSpec[] = [
   mailgateConfigTarget('mailgate-relay', 'mailgate relay only (checks.disabled: every check)', { checks: { disabled: ALL_CHECKS } }),
   harakaTarget('haraka', 0, true),
   minimalTarget,
-  mailgateConfigTarget('mailgate-nocontent', 'mailgate, shipped config minus content (checks.disabled: mime-walk, attachments, urls, body-text)', { checks: { disabled: CONTENT_CHECKS } }, [20]),
+  mailgateConfigTarget(
+    'mailgate-nocontent',
+    'mailgate, shipped config minus content (checks.disabled: mime-walk, attachments, urls, body-text)',
+    { checks: { disabled: CONTENT_CHECKS } },
+    [20],
+  ),
   clamdTarget,
   { ...postfixTarget, sessions: [20] },
   { ...postfixMailgateTarget, sessions: [20] },
@@ -185,9 +226,9 @@ const describe: Record<string, string> = {
   'mailgate-nocontent': 'smtp-source → mailgate, shipped config minus the MIME walk and content checks → smtp-sink',
   'node-minimal': 'smtp-source → a minimal Node relay (bench/minimal-relay.ts: no smtp-server, no checks) → smtp-sink',
   'mailgate-clamd': 'smtp-source → mailgate, shipped config + clamd → smtp-sink',
-  postfix: 'smtp-source → a private Postfix → smtp-sink (the milter rows\' reference)',
+  postfix: "smtp-source → a private Postfix → smtp-sink (the milter rows' reference)",
   'postfix-mailgate': 'smtp-source → Postfix with mailgate as milter → smtp-sink',
-  'postfix-rspamd': 'smtp-source → Postfix with Rspamd\'s milter (proxy worker, self-scan) → smtp-sink',
+  'postfix-rspamd': "smtp-source → Postfix with Rspamd's milter (proxy worker, self-scan) → smtp-sink",
   limit: 'smtp-source → smtp-sink directly (the physical limit)',
   mailgate: 'smtp-source → mailgate (shipped default config, 1 worker) → smtp-sink, and added latency at half load',
   haraka: `smtp-source → Haraka (one process) → smtp-sink, and added latency at half load`,
@@ -294,4 +335,3 @@ function halfLoad(rows: readonly Row[], id: string, sessions: number): number | 
   const r = rows.find((x): x is ThroughputRow => x.kind === 'throughput' && x.id === `${id}-s${sessions}`);
   return r?.msgPerS ? Math.round(r.msgPerS / 2) : null;
 }
-

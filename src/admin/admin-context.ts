@@ -32,7 +32,14 @@ export async function field(c: AdminCtx, name: string): Promise<string | undefin
   if (type.startsWith('application/json')) {
     const body = (await c.req.json().catch(() => ({}))) as Record<string, unknown>;
     const v = body[name];
-    return typeof v === 'string' ? v.slice(0, 4096) : Array.isArray(v) ? v.filter((x) => typeof x === 'string').join(',').slice(0, 4096) : undefined;
+    return typeof v === 'string'
+      ? v.slice(0, 4096)
+      : Array.isArray(v)
+        ? v
+            .filter((x) => typeof x === 'string')
+            .join(',')
+            .slice(0, 4096)
+        : undefined;
   }
   if (type.startsWith('application/x-www-form-urlencoded') || type.startsWith('multipart/form-data')) {
     const body = await c.req.parseBody();

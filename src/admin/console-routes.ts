@@ -10,7 +10,6 @@ import { FilterError, filterFromQuery, recipientsOf, releaseStatus } from './qua
 import { LOGIN_COOKIE, requireAuth, showLogin } from './guard.ts';
 import { MAX_PARSE, viewMessage } from './message-view.ts';
 
-
 function csrfOf(ctx: AdminContext, c: AdminCtx): string {
   const p = c.get('principal');
   return p.session ? ctx.auth.csrfFor(p.session) : '';
@@ -73,7 +72,11 @@ export function consoleRoutes(app: Hono<AdminEnv>, ctx: AdminContext): void {
 
   app.get('/quarantine/m/:id', async (c) => {
     const e = await ctx.store.get(c.req.param('id'));
-    if (!e) return c.html(resultPage({ title: 'Not found', message: 'No such message (expired or deleted).', ok: false, back: '/quarantine', csrf: csrfOf(ctx, c) }), 404);
+    if (!e)
+      return c.html(
+        resultPage({ title: 'Not found', message: 'No such message (expired or deleted).', ok: false, back: '/quarantine', csrf: csrfOf(ctx, c) }),
+        404,
+      );
     const view = await viewMessage(await ctx.store.head(e.row, MAX_PARSE), e.meta.bytes);
     return c.html(messagePage({ row: e.row, meta: e.meta, view, csrf: csrfOf(ctx, c) }));
   });
@@ -93,7 +96,14 @@ export function consoleRoutes(app: Hono<AdminEnv>, ctx: AdminContext): void {
               ? 'No such message.'
               : `Release failed: ${r.reply}`;
     return c.html(
-      resultPage({ title: r.status === 'released' ? 'Released' : r.status === 'already' ? 'Already released' : 'Not released', message, ok: r.status === 'released', back: `/quarantine/m/${id}`, csrf: csrfOf(ctx, c), result: r }),
+      resultPage({
+        title: r.status === 'released' ? 'Released' : r.status === 'already' ? 'Already released' : 'Not released',
+        message,
+        ok: r.status === 'released',
+        back: `/quarantine/m/${id}`,
+        csrf: csrfOf(ctx, c),
+        result: r,
+      }),
       releaseStatus(r),
     );
   });
@@ -101,7 +111,13 @@ export function consoleRoutes(app: Hono<AdminEnv>, ctx: AdminContext): void {
   app.post('/quarantine/m/:id/delete', async (c) => {
     const done = await ctx.store.delete([c.req.param('id')], c.get('principal').name);
     return c.html(
-      resultPage({ title: done.length ? 'Deleted' : 'Not found', message: done.length ? `Deleted ${done[0]}.` : 'No such message.', ok: done.length > 0, back: '/quarantine', csrf: csrfOf(ctx, c) }),
+      resultPage({
+        title: done.length ? 'Deleted' : 'Not found',
+        message: done.length ? `Deleted ${done[0]}.` : 'No such message.',
+        ok: done.length > 0,
+        back: '/quarantine',
+        csrf: csrfOf(ctx, c),
+      }),
       done.length ? 200 : 404,
     );
   });

@@ -91,7 +91,14 @@ function qs(f: Record<string, string | undefined>): string {
   return s ? `?${s}` : '';
 }
 
-export function listPage(o: { rows: IndexRow[]; total: number; query: Record<string, string | undefined>; filter: ListFilter; csrf: string; user: string }): Html {
+export function listPage(o: {
+  rows: IndexRow[];
+  total: number;
+  query: Record<string, string | undefined>;
+  filter: ListFilter;
+  csrf: string;
+  user: string;
+}): Html {
   const q = o.query;
   const limit = o.filter.limit ?? 50;
   const offset = o.filter.offset ?? 0;
@@ -134,7 +141,11 @@ ${o.rows.length === 0 ? html`<p class="note">Nothing matches.</p>` : ''}
 
 export function messagePage(o: { row: IndexRow; meta: StoredMeta; view: MessageView; csrf: string }): Html {
   const { row, meta, view } = o;
-  const auth = meta.auth ? Object.entries(meta.auth).map(([k, v]) => `${k}=${v}`).join('; ') : (view.headers.find((h) => h.name.toLowerCase() === 'authentication-results')?.value ?? '-');
+  const auth = meta.auth
+    ? Object.entries(meta.auth)
+        .map(([k, v]) => `${k}=${v}`)
+        .join('; ')
+    : (view.headers.find((h) => h.name.toLowerCase() === 'authentication-results')?.value ?? '-');
   return page(
     view.subject || row.id,
     html`<h1>${view.subject || '(no subject)'}</h1>

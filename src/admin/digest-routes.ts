@@ -17,7 +17,12 @@ export function digestRoutes(app: Hono<AdminEnv>, ctx: AdminContext): void {
     if (!v.ok) {
       ctx.logger.warn({ why: v.why }, 'digest release link refused');
       const status = v.why === 'expired' ? 410 : 403;
-      return { error: c.html(resultPage({ title: 'Link refused', message: v.why === 'expired' ? 'This release link has expired.' : 'This release link is not valid.', ok: false }), status) };
+      return {
+        error: c.html(
+          resultPage({ title: 'Link refused', message: v.why === 'expired' ? 'This release link has expired.' : 'This release link is not valid.', ok: false }),
+          status,
+        ),
+      };
     }
     return { payload: v.payload };
   };
@@ -47,6 +52,9 @@ export function digestRoutes(app: Hono<AdminEnv>, ctx: AdminContext): void {
         : res.status === 'missing'
           ? 'This message is no longer in quarantine.'
           : `The release failed (${res.reply ?? 'unknown'}); please contact your postmaster.`;
-    return c.html(resultPage({ title: ok ? 'Released' : 'Not released', message, ok }), ok ? 200 : res.status === 'missing' ? 404 : res.status === 'failed' ? 502 : 409);
+    return c.html(
+      resultPage({ title: ok ? 'Released' : 'Not released', message, ok }),
+      ok ? 200 : res.status === 'missing' ? 404 : res.status === 'failed' ? 502 : 409,
+    );
   });
 }

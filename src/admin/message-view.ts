@@ -58,7 +58,10 @@ export function htmlToPlain(htmlText: string, max = MAX_TEXT): string {
     if (c === '<') {
       const close = htmlText.indexOf('>', i + 1);
       if (close < 0) break;
-      const inner = htmlText.slice(i + 1, Math.min(close, i + 200)).trim().toLowerCase();
+      const inner = htmlText
+        .slice(i + 1, Math.min(close, i + 200))
+        .trim()
+        .toLowerCase();
       const endTag = inner.startsWith('/');
       let j = endTag ? 1 : 0;
       let name = '';

@@ -63,7 +63,11 @@ export function releaseStatus(r: ReleaseResult): 200 | 404 | 409 | 502 {
 /** `a@x, b@y` → addresses (bounded; empty → undefined = the original recipients). */
 export function recipientsOf(v: string | undefined): string[] | undefined {
   if (!v) return undefined;
-  const list = v.split(',').map((s) => s.trim()).filter(Boolean).slice(0, 100);
+  const list = v
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .slice(0, 100);
   return list.length ? list : undefined;
 }
 

@@ -65,7 +65,8 @@ export function createAdminApp(rt: Runtime, probes: readonly ReadinessProbe[], c
     if (!c.res.headers.has('cache-control')) c.header('Cache-Control', 'no-store');
   });
   healthRoutes(app, rt, probes);
-  for (const p of ['/api/*', '/quarantine', '/quarantine/*', '/q/*']) app.use(p, bodyLimit({ maxSize: 64 * 1024, onError: (c) => c.text('request body too large\n', 413) }));
+  for (const p of ['/api/*', '/quarantine', '/quarantine/*', '/q/*'])
+    app.use(p, bodyLimit({ maxSize: 64 * 1024, onError: (c) => c.text('request body too large\n', 413) }));
   for (const p of ['/api/*', '/quarantine', '/quarantine/*']) app.use(p, rateLimit(ctx));
   app.use('/api/*', requireAuth(ctx, 'api'));
   quarantineApi(app, ctx);
@@ -79,7 +80,12 @@ export function createAdminApp(rt: Runtime, probes: readonly ReadinessProbe[], c
   return app;
 }
 
-export async function startAdmin(cfg: AdminConfig | { host: string; port: number }, rt: Runtime, probes: readonly ReadinessProbe[], store: QuarantineStore): Promise<AdminServer> {
+export async function startAdmin(
+  cfg: AdminConfig | { host: string; port: number },
+  rt: Runtime,
+  probes: readonly ReadinessProbe[],
+  store: QuarantineStore,
+): Promise<AdminServer> {
   const full: AdminConfig = 'rate_limit' in cfg ? cfg : adminSchema.parse(cfg);
   const app = createAdminApp(rt, probes, full, store);
   const server = createAdaptorServer({ fetch: app.fetch }) as Server;

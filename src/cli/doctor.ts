@@ -196,7 +196,13 @@ async function probeEndOfData(o: DoctorOptions, name: string, eod: string): Prom
     const mail = await c.cmd('MAIL FROM:<>', t);
     const rcpt = await c.cmd(`RCPT TO:<${o.rcpt}>`, t);
     if (code(mail) !== 250 || code(rcpt) >= 300) {
-      return { probe: name, backend: `could not start a transaction (MAIL: ${mail ?? 'none'}; RCPT: ${rcpt ?? 'none'}): use --rcpt with an existing mailbox`, dangerous: false, mitigated: true, mailgate: mitigation };
+      return {
+        probe: name,
+        backend: `could not start a transaction (MAIL: ${mail ?? 'none'}; RCPT: ${rcpt ?? 'none'}): use --rcpt with an existing mailbox`,
+        dangerous: false,
+        mitigated: true,
+        mailgate: mitigation,
+      };
     }
     if (code(await c.cmd('DATA', t)) !== 354) return { probe: name, backend: 'DATA refused', dangerous: false, mitigated: true, mailgate: mitigation };
     c.write(`Subject: mailgate doctor probe (${name})\r\n\r\nprobe${eod}`);
@@ -207,7 +213,14 @@ async function probeEndOfData(o: DoctorOptions, name: string, eod: string): Prom
     if (c.closed) return { probe: name, backend: 'dropped the connection (refuses the sequence)', dangerous: false, mitigated: true, mailgate: mitigation };
     c.write('\r\n.\r\n');
     const end = await c.read(t);
-    if (end === undefined) return { probe: name, backend: 'no answer to the real end of data (refuses the sequence, or timed out)', dangerous: false, mitigated: true, mailgate: mitigation };
+    if (end === undefined)
+      return {
+        probe: name,
+        backend: 'no answer to the real end of data (refuses the sequence, or timed out)',
+        dangerous: false,
+        mitigated: true,
+        mailgate: mitigation,
+      };
     if (code(end) < 400) return { probe: name, backend: `takes it as message content ("${end}")`, dangerous: false, mitigated: true, mailgate: mitigation };
     return { probe: name, backend: `refuses the message ("${end}")`, dangerous: false, mitigated: true, mailgate: mitigation };
   } finally {
@@ -251,7 +264,12 @@ export async function probeBackend(o: DoctorOptions): Promise<ProbeResult[]> {
   results.push(await probeRecipient(o, 'bang path', `${foreign}!${user}@${ours}`, routing));
   results.push(await probeRecipient(o, 'quoted local part with "@"', `"${user}@${foreign}"@${ours}`, routing));
   results.push(
-    await probeRecipient(o, 'relay for mailgate\'s address', `${user}@${foreign}`, 'refused at RCPT by mailgate: only the configured domains are accepted ("550 5.7.1 Relaying denied: we do not accept mail for …")'),
+    await probeRecipient(
+      o,
+      "relay for mailgate's address",
+      `${user}@${foreign}`,
+      'refused at RCPT by mailgate: only the configured domains are accepted ("550 5.7.1 Relaying denied: we do not accept mail for …")',
+    ),
   );
   return results;
 }

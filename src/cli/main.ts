@@ -95,7 +95,6 @@ DESCRIPTION
     the file is valid, 1 otherwise.
 `;
 
-
 function takeOpt(args: string[], ...names: string[]): string | undefined {
   for (const n of names) {
     const i = args.indexOf(n);
@@ -260,7 +259,9 @@ async function startPrimaryAdmin(cfg: { host: string; port: number }, expected: 
     else if (url === '/readyz') {
       // A worker only listens once its backend, rules and checks are set up.
       const ok = listening >= expected;
-      res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ ready: ok, workers_listening: listening, workers: expected }) + '\n');
+      res
+        .writeHead(ok ? 200 : 503, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ ready: ok, workers_listening: listening, workers: expected }) + '\n');
     } else res.writeHead(404).end('not found: try /metrics, /healthz or /readyz\n');
   });
   await new Promise<void>((resolve) => server.listen(cfg.port, cfg.host, () => resolve()));

@@ -95,12 +95,16 @@ const acceptingBackend = passThroughBackend('offline (nothing is sent)', 'Ok: ac
 function headerAddresses(raw: Buffer, names: readonly string[]): string[] {
   // Only the header block; a linear scan for user@domain tokens (no backtracking regex).
   const end = raw.indexOf('\r\n\r\n');
-  const text = raw.subarray(0, end < 0 ? Math.min(raw.length, 262_144) : end).toString('utf8').replace(/\r?\n[ \t]+/g, ' ');
+  const text = raw
+    .subarray(0, end < 0 ? Math.min(raw.length, 262_144) : end)
+    .toString('utf8')
+    .replace(/\r?\n[ \t]+/g, ' ');
   const out: string[] = [];
   for (const line of text.split(/\r?\n/)) {
     const colon = line.indexOf(':');
     if (colon <= 0 || !names.includes(line.slice(0, colon).trim().toLowerCase())) continue;
-    for (const tok of line.slice(colon + 1).split(/[\s<>,;"]+/)) if (tok.includes('@') && tok.indexOf('@') > 0 && !tok.endsWith('@')) out.push(tok.toLowerCase());
+    for (const tok of line.slice(colon + 1).split(/[\s<>,;"]+/))
+      if (tok.includes('@') && tok.indexOf('@') > 0 && !tok.endsWith('@')) out.push(tok.toLowerCase());
   }
   return [...new Set(out)];
 }
@@ -125,7 +129,10 @@ export async function offlineChecks(base: Config | undefined, loaded: LoadedRule
   const logger = pino({ level: 'silent' });
   const dns = base && live ? createResolver(base.dns) : undefined;
   const config = base ?? offlineConfig([]);
-  const all = await buildChecks({ ...config, checks: { disabled: [] } }, { logger, now: Date.now, ...(dns ? { dns } : {}), store: createSharedStore({ logger, now: Date.now }) });
+  const all = await buildChecks(
+    { ...config, checks: { disabled: [] } },
+    { logger, now: Date.now, ...(dns ? { dns } : {}), store: createSharedStore({ logger, now: Date.now }) },
+  );
   const disabled = new Set(config.checks.disabled);
   const checks = all.filter((c) => !disabled.has(c.name) && (c.effects === 'none' || (c.effects === 'network' && live)));
   for (const c of checks) if (isRulesAware(c)) c.onRulesLoaded(loaded);
@@ -200,7 +207,11 @@ export async function runOffline(run: OfflineRun): Promise<OfflineResult> {
       const r = await core.rcpt(address);
       const step = steps.at(-1);
       const verdict = step?.stage === 'rcpt' ? step.verdict : lastVerdict();
-      recipients.push({ address, action: r.isOk ? 'continue' : verdict.action === 'reject' || verdict.action === 'tempfail' ? verdict.action : r.isPerm ? 'reject' : 'tempfail', reply: r });
+      recipients.push({
+        address,
+        action: r.isOk ? 'continue' : verdict.action === 'reject' || verdict.action === 'tempfail' ? verdict.action : r.isPerm ? 'reject' : 'tempfail',
+        reply: r,
+      });
       if (r.isOk) accepted++;
       else lastRefusal = r;
     }
@@ -209,7 +220,17 @@ export async function runOffline(run: OfflineRun): Promise<OfflineResult> {
       return result(lastRefusal.isPerm ? 'reject' : 'tempfail', 'rcpt', lastRefusal, step?.verdict);
     }
     if (last < stageIndex('data')) return result('incomplete', 'data');
-    const spool = new Spool({ maxBytes: config.limits.max_message_bytes, maxHeaderBytes: config.limits.max_header_bytes, maxLineBytes: config.limits.max_line_bytes, memoryBytes: 104_857_600, tmpDir: rt.spoolDir }, true, { nulBytes: config.smtp.nul_bytes });
+    const spool = new Spool(
+      {
+        maxBytes: config.limits.max_message_bytes,
+        maxHeaderBytes: config.limits.max_header_bytes,
+        maxLineBytes: config.limits.max_line_bytes,
+        memoryBytes: 104_857_600,
+        tmpDir: rt.spoolDir,
+      },
+      true,
+      { nulBytes: config.smtp.nul_bytes },
+    );
     await pipeline(Readable.from([raw ?? Buffer.alloc(0)]), spool);
     try {
       const d = await core.data(spool, spool.problem);

@@ -123,7 +123,7 @@ function num(v: string | undefined, name: string): number | undefined {
 /** Where a release delivers: the configured backend (a milter-only gateway has none to release to). */
 export function makeBackend(config: Config): Backend {
   const b = backendFromConfig(config);
-  if (!b) throw new UsageError('release needs a backend: this config has no backend: (milter only); release from Postfix\'s hold queue with postsuper -H');
+  if (!b) throw new UsageError("release needs a backend: this config has no backend: (milter only); release from Postfix's hold queue with postsuper -H");
   return b;
 }
 
@@ -148,8 +148,18 @@ export async function runQuarantineCommand(argv: readonly string[], load: (file:
   }
   const specs: Record<string, Spec> = {
     list: {
-      '--rcpt': 'value', '--from': 'value', '--rule': 'value', '--reason': 'value', '--since': 'value', '--until': 'value',
-      '--min-score': 'value', '--max-score': 'value', '--status': 'value', '--limit': 'value', '--offset': 'value', '--json': 'flag',
+      '--rcpt': 'value',
+      '--from': 'value',
+      '--rule': 'value',
+      '--reason': 'value',
+      '--since': 'value',
+      '--until': 'value',
+      '--min-score': 'value',
+      '--max-score': 'value',
+      '--status': 'value',
+      '--limit': 'value',
+      '--offset': 'value',
+      '--json': 'flag',
     },
     show: { '--raw': 'flag', '--json': 'flag' },
     release: { '--to': 'multi', '--by': 'value', '--json': 'flag' },
@@ -284,7 +294,13 @@ export async function runQuarantineCommand(argv: readonly string[], load: (file:
         try {
           const sent = await sendDigests({ store, backend, config, dryRun: opts.has('--dry-run') });
           if (json) io.out(JSON.stringify(sent, null, 2) + '\n');
-          else io.out(formatTable(['RECIPIENT', 'MESSAGES', 'RESULT'], sent.map((s) => [s.rcpt, String(s.count), s.result])));
+          else
+            io.out(
+              formatTable(
+                ['RECIPIENT', 'MESSAGES', 'RESULT'],
+                sent.map((s) => [s.rcpt, String(s.count), s.result]),
+              ),
+            );
           return sent.some((s) => s.result.startsWith('failed')) ? 2 : 0;
         } finally {
           backend.close();
@@ -300,7 +316,10 @@ export async function runQuarantineCommand(argv: readonly string[], load: (file:
 /** The human-readable view of one entry: summary, then the message's header block. */
 function describe(row: IndexRow, meta: import('../delivery/quarantine/file-layout.ts').StoredMeta, bytes: Buffer): string {
   const end = bytes.indexOf('\r\n\r\n');
-  const header = bytes.subarray(0, end >= 0 ? end : Math.min(bytes.length, 65536)).toString('latin1').replace(/\r\n/g, '\n');
+  const header = bytes
+    .subarray(0, end >= 0 ? end : Math.min(bytes.length, 65536))
+    .toString('latin1')
+    .replace(/\r\n/g, '\n');
   const lines: Array<[string, string]> = [
     ['ID', row.id],
     ['Received', row.received],
@@ -312,7 +331,14 @@ function describe(row: IndexRow, meta: import('../delivery/quarantine/file-layou
     ['Score', String(meta.score)],
     ['Reason', meta.reason],
     ['Rules', meta.rules.join(', ') || '-'],
-    ['Auth', meta.auth ? Object.entries(meta.auth).map(([k, v]) => `${k}=${v}`).join('; ') : '-'],
+    [
+      'Auth',
+      meta.auth
+        ? Object.entries(meta.auth)
+            .map(([k, v]) => `${k}=${v}`)
+            .join('; ')
+        : '-',
+    ],
     ['Status', row.releasedAt ? `released ${row.releasedAt} by ${row.releasedBy} (${row.releaseReply})` : 'held'],
   ];
   const w = Math.max(...lines.map(([k]) => k.length)) + 1;

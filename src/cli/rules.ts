@@ -159,7 +159,6 @@ function load(dir: string): LoadedRules {
   return loadRules(dir, createFactLookup(knownFacts()), knownSections());
 }
 
-
 function parseFact(spec: string): [string, FactValue] {
   const eq = spec.indexOf('=');
   if (eq <= 0) throw new UsageError(`--fact expects NAME=VALUE, got ${JSON.stringify(spec)}`);
@@ -290,7 +289,13 @@ async function test(args: string[], io: Io): Promise<number> {
   const run = await offlineChecks(cfg?.config, loaded, cfg !== undefined && !offline);
   let result: OfflineResult;
   try {
-    result = await runOffline({ policy: loaded.policy, checks: run.checks, ...(cfg ? { config: cfg.config } : {}), envelope: env, message: readFileSync(file) });
+    result = await runOffline({
+      policy: loaded.policy,
+      checks: run.checks,
+      ...(cfg ? { config: cfg.config } : {}),
+      envelope: env,
+      message: readFileSync(file),
+    });
   } finally {
     await run.close();
   }
@@ -321,13 +326,17 @@ async function test(args: string[], io: Io): Promise<number> {
   }
   const e = msg.envelope;
   io.out(`Message:  ${file} (${msg.size} bytes)\n`);
-  io.out(`Envelope: client ${e.ip}${e.helo ? ` helo ${e.helo}` : ''}${e.tls ? ' tls' : ''}, from <${e.from}> to ${(e.to ?? []).map((t) => `<${t}>`).join(' ') || '(none)'}\n`);
+  io.out(
+    `Envelope: client ${e.ip}${e.helo ? ` helo ${e.helo}` : ''}${e.tls ? ' tls' : ''}, from <${e.from}> to ${(e.to ?? []).map((t) => `<${t}>`).join(' ') || '(none)'}\n`,
+  );
   io.out(`Rules:    ${dir} (${loaded.rules.length} rules, ${loaded.files.length} files)\n\n`);
   if (v.fired.length === 0) io.out('No rule fired.\n');
   else {
     io.out(`${pad('STAGE', 9)}${pad('RULE', 30)}${pad('SCORE', 8)}${pad('ACTION', 12)}SOURCE\n`);
     for (const f of v.fired) {
-      io.out(`${pad(f.stage, 9)}${pad(f.rule, 30)}${pad(f.score ? formatFired(f).replace(/^.*\((.*)\)$/, '$1') : '', 8)}${pad(f.action ?? '', 12)}${f.source ?? ''}\n`);
+      io.out(
+        `${pad(f.stage, 9)}${pad(f.rule, 30)}${pad(f.score ? formatFired(f).replace(/^.*\((.*)\)$/, '$1') : '', 8)}${pad(f.action ?? '', 12)}${f.source ?? ''}\n`,
+      );
     }
   }
   const refusedRcpts = result.recipients.filter((r) => r.action === 'reject' || r.action === 'tempfail');
@@ -337,7 +346,9 @@ async function test(args: string[], io: Io): Promise<number> {
     }
   }
   io.out(`\nResult:   ${describeResult(result)}\n`);
-  io.out(`          score ${formatScore(v.score)}${v.required !== undefined ? ` (reject threshold ${formatScore(v.required)})` : ''}, decided by ${decidedBy(v)}\n`);
+  io.out(
+    `          score ${formatScore(v.score)}${v.required !== undefined ? ` (reject threshold ${formatScore(v.required)})` : ''}, decided by ${decidedBy(v)}\n`,
+  );
   if (result.action === 'accept' || result.action === 'quarantine') {
     const headers = v.addHeaders.length ? v.addHeaders : [{ name: 'X-Mailgate-Status', value: statusHeaderValue(v) }];
     for (const h of headers) io.out(`Header:   ${h.name}: ${h.value}\n`);
@@ -345,7 +356,9 @@ async function test(args: string[], io: Io): Promise<number> {
   }
   if (missing.size) {
     const nRules = new Set([...missing.values()].flat()).size;
-    io.out(`\nFacts ${nRules} rule${nRules === 1 ? '' : 's'} read but this run did not have (set them with --fact NAME=VALUE${showFacts ? '' : '; --show-facts says which rules'}):\n`);
+    io.out(
+      `\nFacts ${nRules} rule${nRules === 1 ? '' : 's'} read but this run did not have (set them with --fact NAME=VALUE${showFacts ? '' : '; --show-facts says which rules'}):\n`,
+    );
     if (showFacts) for (const [f, rules] of [...missing].sort()) io.out(`  ${pad(f, 26)}read by ${rules.join(', ')}\n`);
     else io.out(wrap([...missing.keys()].sort().join(', '), 96, '  '));
   }
@@ -372,7 +385,6 @@ function wrap(text: string, width: number, indent: string): string {
   return `${out}${line.trimEnd()}\n`;
 }
 
-
 // --- diff --------------------------------------------------------------------------------------
 
 interface ReplayInput {
@@ -384,7 +396,9 @@ interface ReplayInput {
 
 async function corpusInputs(dir: string): Promise<ReplayInput[]> {
   const out: ReplayInput[] = [];
-  for (const name of readdirSync(dir).filter((n) => n.toLowerCase().endsWith('.eml')).sort()) {
+  for (const name of readdirSync(dir)
+    .filter((n) => n.toLowerCase().endsWith('.eml'))
+    .sort()) {
     const path = join(dir, name);
     if (!statSync(path).isFile()) continue;
     out.push({ label: name, envelope: readSidecar(path) ?? {}, message: readFileSync(path) });
@@ -403,12 +417,26 @@ function captureInputs(file: string, io: Io): ReplayInput[] {
     const rc = Array.isArray(f['rcpt.addresses']) ? (f['rcpt.addresses'] as string[]).join(',') : '';
     // A captured transaction is replayed from its facts: they override what the (absent) message would give.
     const str = (k: string) => (typeof f[k] === 'string' ? (f[k] as string) : undefined);
-    const envelope: Envelope = { facts: f, ip: str('client.ip') ?? DEFAULT_TEST_IP, from: str('mail.from') ?? '', to: Array.isArray(f['rcpt.addresses']) ? (f['rcpt.addresses'] as string[]) : str('rcpt.address') ? [str('rcpt.address') as string] : [] };
+    const envelope: Envelope = {
+      facts: f,
+      ip: str('client.ip') ?? DEFAULT_TEST_IP,
+      from: str('mail.from') ?? '',
+      to: Array.isArray(f['rcpt.addresses']) ? (f['rcpt.addresses'] as string[]) : str('rcpt.address') ? [str('rcpt.address') as string] : [],
+    };
     const helo = str('helo.name');
     if (helo !== undefined) envelope.helo = helo;
     if (f.tls === true) envelope.tls = true;
     // rcpt.addresses is set when DATA starts: such a capture covers the whole transaction.
-    const lastStage = 'rcpt.addresses' in f || Object.keys(f).some((k) => k.startsWith('message.')) ? 'data' : 'rcpt.address' in f ? 'rcpt' : 'mail.from' in f ? 'mail' : 'helo.name' in f ? 'helo' : 'connect';
+    const lastStage =
+      'rcpt.addresses' in f || Object.keys(f).some((k) => k.startsWith('message.'))
+        ? 'data'
+        : 'rcpt.address' in f
+          ? 'rcpt'
+          : 'mail.from' in f
+            ? 'mail'
+            : 'helo.name' in f
+              ? 'helo'
+              : 'connect';
     return { label: `${e.time} ${e.id ?? ''} <${String(f['mail.from'] ?? '')}> -> ${rc}`.replace(/\s+/g, ' '), envelope, lastStage };
   });
 }
@@ -453,7 +481,14 @@ async function diff(args: string[], io: Io): Promise<number> {
     const sim = async (p: LoadedRules) => {
       const run = await offlineChecks(undefined, p, false);
       try {
-        return await runOffline({ policy: p.policy, checks: input.message ? run.checks : [], ...(cfg ? { config: cfg.config } : {}), envelope: input.envelope, ...(input.message ? { message: input.message } : {}), ...(input.lastStage ? { lastStage: input.lastStage } : {}) });
+        return await runOffline({
+          policy: p.policy,
+          checks: input.message ? run.checks : [],
+          ...(cfg ? { config: cfg.config } : {}),
+          envelope: input.envelope,
+          ...(input.message ? { message: input.message } : {}),
+          ...(input.lastStage ? { lastStage: input.lastStage } : {}),
+        });
       } finally {
         await run.close();
       }
@@ -479,7 +514,9 @@ async function diff(args: string[], io: Io): Promise<number> {
       continue;
     }
     io.out(`${input.label}\n`);
-    io.out(`    ${differs ? '' : '(unchanged) '}${a.action}@${a.stage} → ${b.action}@${b.stage}   score ${formatScore(a.verdict.score)} → ${formatScore(b.verdict.score)}\n`);
+    io.out(
+      `    ${differs ? '' : '(unchanged) '}${a.action}@${a.stage} → ${b.action}@${b.stage}   score ${formatScore(a.verdict.score)} → ${formatScore(b.verdict.score)}\n`,
+    );
     io.out(`    now decided by ${decidedBy(b.verdict)}${differs ? ` (was ${decidedBy(a.verdict)})` : ''}\n`);
     if (delta.length) io.out(`    rules: ${delta.join(' ')}\n`);
     if (differs && refusal(b.reply)) io.out(`    reply: ${refusal(b.reply)}\n`);
@@ -488,7 +525,9 @@ async function diff(args: string[], io: Io): Promise<number> {
     io.out(`${JSON.stringify({ old: oldDir, new: newDir, replayed: inputs.length, changed, transitions: Object.fromEntries(transitions), messages: rows })}\n`);
   } else {
     const summary = [...transitions].map(([t, n]) => `${t} ${n}`).join(', ');
-    io.out(`${inputs.length ? '\n' : ''}Replayed ${inputs.length} message${inputs.length === 1 ? '' : 's'} from ${corpus ? `corpus ${corpus}` : captureFile} against ${oldDir} and ${newDir}: ${changed} would change${summary ? ` (${summary})` : ''}.\n`);
+    io.out(
+      `${inputs.length ? '\n' : ''}Replayed ${inputs.length} message${inputs.length === 1 ? '' : 's'} from ${corpus ? `corpus ${corpus}` : captureFile} against ${oldDir} and ${newDir}: ${changed} would change${summary ? ` (${summary})` : ''}.\n`,
+    );
   }
   return changed > 0 ? 1 : 0;
 }

@@ -13,12 +13,14 @@ function printable(s: string, max: number): string {
 export function formatTable(header: readonly string[], rows: ReadonlyArray<readonly string[]>, maxCell = 60): string {
   const cells = [header.map((h) => printable(h, maxCell)), ...rows.map((r) => r.map((c) => printable(c, maxCell)))];
   const widths = header.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
-  return cells
-    .map((r) =>
-      r
-        .map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0)))
-        .join('  ')
-        .trimEnd(),
-    )
-    .join('\n') + '\n';
+  return (
+    cells
+      .map((r) =>
+        r
+          .map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0)))
+          .join('  ')
+          .trimEnd(),
+      )
+      .join('\n') + '\n'
+  );
 }

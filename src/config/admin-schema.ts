@@ -35,10 +35,13 @@ export type AdminAuthConfig = z.output<typeof adminAuthSchema>;
  * The `admin:` key: the settings, or `false` to disable the listener. Not a z.union: a union
  * reports "admin: Invalid input" for a typo deep inside; this reports the exact key.
  */
-export const adminKeySchema = z.unknown().optional().transform((v, ctx): AdminConfig | false => {
-  if (v === false) return false;
-  const r = adminSchema.safeParse(v ?? {});
-  if (r.success) return r.data;
-  for (const i of r.error.issues) ctx.addIssue({ code: 'custom', message: i.message, path: i.path as PropertyKey[] as (string | number)[] });
-  return z.NEVER;
-});
+export const adminKeySchema = z
+  .unknown()
+  .optional()
+  .transform((v, ctx): AdminConfig | false => {
+    if (v === false) return false;
+    const r = adminSchema.safeParse(v ?? {});
+    if (r.success) return r.data;
+    for (const i of r.error.issues) ctx.addIssue({ code: 'custom', message: i.message, path: i.path as PropertyKey[] as (string | number)[] });
+    return z.NEVER;
+  });

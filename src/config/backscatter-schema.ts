@@ -96,7 +96,5 @@ export const backscatterSchema = z
     }
   });
 
-
-
 export type BackscatterConfig = z.output<typeof backscatterSchema>;
 export type OutboundConfig = z.output<typeof outboundSchema>;

@@ -47,7 +47,12 @@ export function checkConfig(file: string, config: Config): ConfigFindings {
     });
   });
   if (config.admin !== false && !isLoopback(config.admin.host)) {
-    warnings.push(at(['admin', 'host'], `warning: ${config.admin.host} is not a loopback address: /metrics and /readyz have no authentication, keep them on 127.0.0.1 or behind a firewall`));
+    warnings.push(
+      at(
+        ['admin', 'host'],
+        `warning: ${config.admin.host} is not a loopback address: /metrics and /readyz have no authentication, keep them on 127.0.0.1 or behind a firewall`,
+      ),
+    );
   }
   if (config.backend && !isMaildirBackend(config.backend) && config.backend.data_timeout_ms >= CLIENT_DATA_TIMEOUT_MS) {
     warnings.push(
@@ -59,7 +64,6 @@ export function checkConfig(file: string, config: Config): ConfigFindings {
   }
   return { errors, warnings };
 }
-
 
 function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);

@@ -4,10 +4,9 @@
 import { z } from 'zod';
 
 const failure = z.enum(['tempfail', 'continue', 'reject']);
-const size = z.union([
-  z.number().int().positive(),
-  z.string().regex(/^\d{1,12}[kKmMgG]?$/, 'expected a byte count such as 25M, 512K or 1048576'),
-]).transform((v) => (typeof v === 'number' ? v : parseSize(v)));
+const size = z
+  .union([z.number().int().positive(), z.string().regex(/^\d{1,12}[kKmMgG]?$/, 'expected a byte count such as 25M, 512K or 1048576')])
+  .transform((v) => (typeof v === 'number' ? v : parseSize(v)));
 
 /** "25M" → 26214400 (K, M, G are powers of 1024, as in clamd.conf). */
 export function parseSize(s: string): number {

@@ -40,4 +40,3 @@ export const rateSchema = z.string().transform((v, ctx) => {
   }
   return r;
 });
-

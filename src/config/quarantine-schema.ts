@@ -3,14 +3,25 @@
 import { z } from 'zod';
 import { durationSchema } from './durations.ts';
 
-const SIZE_UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, kb: 1024, m: 1024 ** 2, mb: 1024 ** 2, g: 1024 ** 3, gb: 1024 ** 3, t: 1024 ** 4, tb: 1024 ** 4 };
+const SIZE_UNITS: Record<string, number> = {
+  '': 1,
+  b: 1,
+  k: 1024,
+  kb: 1024,
+  m: 1024 ** 2,
+  mb: 1024 ** 2,
+  g: 1024 ** 3,
+  gb: 1024 ** 3,
+  t: 1024 ** 4,
+  tb: 1024 ** 4,
+};
 
 /** `500MB`, `10GB`, `1048576`: bytes (binary units). Parsed with a loop, not a regex on input. */
 export function parseSize(text: string): number | undefined {
   const s = text.trim().toLowerCase();
   if (s.length === 0 || s.length > 32) return undefined;
   let i = 0;
-  while (i < s.length && ((s[i] as string) >= '0' && (s[i] as string) <= '9' || s[i] === '.')) i++;
+  while (i < s.length && (((s[i] as string) >= '0' && (s[i] as string) <= '9') || s[i] === '.')) i++;
   const num = Number(s.slice(0, i));
   const unit = SIZE_UNITS[s.slice(i).trim()];
   if (i === 0 || !Number.isFinite(num) || unit === undefined) return undefined;
@@ -63,7 +74,10 @@ export const quarantineIndexSchema = z.discriminatedUnion('backend', [
     /** postgres://user:password@host:port/db — shared by every gateway instance. */
     url: z.string().min(1),
     /** Schema (namespace) for the tables, so several quarantines can share a database. */
-    schema: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, 'expected a lower-case SQL identifier').default('mailgate'),
+    schema: z
+      .string()
+      .regex(/^[a-z_][a-z0-9_]{0,62}$/, 'expected a lower-case SQL identifier')
+      .default('mailgate'),
   }),
 ]);
 

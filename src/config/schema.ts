@@ -46,7 +46,10 @@ export const listenSchema = z.strictObject({
    */
   proxy_protocol: z
     .union([z.boolean(), z.array(z.string().refine(isIpOrCidr, 'expected an IP address or CIDR block, e.g. 10.0.0.5 or 10.0.0.0/24')).min(1)])
-    .refine((v) => v !== true, 'true would trust every peer to claim any client address (127.0.0.1 included): list the load balancer addresses, e.g. proxy_protocol: [10.0.0.5, 10.0.1.0/24]')
+    .refine(
+      (v) => v !== true,
+      'true would trust every peer to claim any client address (127.0.0.1 included): list the load balancer addresses, e.g. proxy_protocol: [10.0.0.5, 10.0.1.0/24]',
+    )
     .default(false),
 });
 
@@ -128,7 +131,10 @@ export const milterSchema = z.strictObject({
   /** `inet:PORT@HOST` or `unix:/PATH` (Postfix's own notation for smtpd_milters). */
   listen: z.string().refine((s) => typeof parseMilterAddress(s) !== 'string', { message: 'expected "inet:PORT@HOST" or "unix:/PATH"' }),
   /** Unix socket file mode, octal as a string ("0660"). */
-  mode: z.string().regex(/^0?[0-7]{3}$/, 'expected an octal mode like "0660"').optional(),
+  mode: z
+    .string()
+    .regex(/^0?[0-7]{3}$/, 'expected an octal mode like "0660"')
+    .optional(),
   /** Unix socket owner: "user", "user:group" (e.g. postfix:postfix). */
   owner: z.string().min(1).optional(),
   /** Quarantine verdicts: `hold` = Postfix's HOLD queue (postsuper -H releases); `store` = mailgate's quarantine, discarded by Postfix. */
@@ -137,84 +143,90 @@ export const milterSchema = z.strictObject({
   max_packet_bytes: z.number().int().min(65_536).max(67_108_864).default(1_048_576),
 });
 
-export const configSchema = z.strictObject({
-  hostname: z.string().min(1),
-  /** SMTP listeners; `[]` for a milter-only gateway. */
-  listen: z.array(listenSchema).default([{ host: '0.0.0.0', port: 25, proxy_protocol: false }]),
-  domains: z.array(z.string().min(1)).min(1),
-  /** Required with SMTP listeners; a milter-only gateway has none (Postfix delivers). */
-  backend: z.union([backendSmtpSchema, backendMaildirSchema]).optional(),
-  milter: milterSchema.optional(),
-  /** Shared state (rate limits, greylisting): a URL, Sentinel or Cluster. Without it: in-process store. */
-  redis: redisConnectionSchema.optional(),
-  /** Timeouts, key prefix, fail_open / fail_closed (src/store/redis-config.ts, docs/ratelimit.md). */
-  redis_options: redisOptionsSchema.default(redisOptionsDefault),
-  dns: z
-    .strictObject({
-      /** Resolvers as "ip" or "ip:port"; default: the system's. */
-      servers: z.array(hostPort).optional(),
-      timeout_ms: z.number().int().positive().default(2000),
-    })
-    .default({ timeout_ms: 2000 }),
-  rules: z.string().default('rules/'),
-  /** Held messages: files, index, retention, quota, digests (docs/quarantine.md). */
-  quarantine: quarantineSchema.default(quarantineSchema.parse({})),
-  /** Admin listener: /metrics /healthz /readyz, the quarantine API and console (docs/quarantine.md). */
-  admin: adminKeySchema,
-  /**
-   * Temp files of large messages (over limits.memory_spool_bytes): a private directory (created
-   * mode 0700, leftovers removed at start). Default: `spool/` beside the quarantine directory.
-   */
-  spool_dir: z.string().optional(),
-  limits: limitsSchema.default(limitsSchema.parse({})),
-  smtp: smtpSchema.default(smtpSchema.parse({})),
-  log: z
-    .strictObject({
-      level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-      /** Write the JSON lines to this file instead of stdout; reopened on SIGUSR1 (logrotate). */
-      file: z.string().min(1).optional(),
-    })
-    .default({ level: 'info' }),
-  /** Sender authentication (SPF, DKIM, DMARC, ARC): see docs/auth.md. */
-  auth: authConfigSchema.default(authConfigSchema.parse({})),
-  /** DSN backscatter protection: BATV, the outbound signing listener, heuristics (docs/backscatter.md). */
-  backscatter: backscatterSchema.default(backscatterSchema.parse({})),
-  /** Content inspection: MIME walk and archive limits, clamd, Rspamd, spamd, HTTP hooks (docs/content.md). */
-  content: contentConfigSchema.default(contentConfigSchema.parse({})),
-  /**
-   * Checks switched off entirely (by name: spf, dkim-arc-dmarc, fcrdns, helo-sanity, dnsbl,
-   * concurrency, ratelimit, greylist, body-text). Their facts are then never set, so rules that
-   * read them never fire. For networks without DNS, or a relay-only benchmark.
-   */
-  checks: z.strictObject({ disabled: z.array(z.string()).default([]) }).default({ disabled: [] }),
-  /**
-   * Bounded capture of recent verdict inputs (facts, not bodies) that `mailgate rules diff`
-   * replays. Default: on, var/capture.jsonl next to the quarantine directory. `false` = off.
-   */
-  capture: z
-    .union([
-      z.literal(false),
-      z.strictObject({
-        enabled: z.boolean().default(true),
-        file: z.string().optional(),
-        max_entries: z.number().int().positive().default(10_000),
-        /** Fact names (or prefix.*) never written to the capture, e.g. message.subject. */
-        exclude: z.array(z.string()).default([]),
-      }),
-    ])
-    .optional(),
-  /** OpenTelemetry tracing over OTLP/HTTP; off by default (docs/operations.md "Tracing"). */
-  tracing: tracingSchema.default(tracingSchema.parse({})),
-  /** Worker processes: a number, or `auto` for one per CPU core. */
-  workers: z.union([z.number().int().min(1).max(64), z.literal('auto')]).default(1),
-}).superRefine((c, ctx) => {
-  if (c.listen.length > 0 && !c.backend) {
-    ctx.addIssue({ code: 'custom', path: ['backend'], message: 'required: SMTP listeners (listen) relay to a backend; for a milter-only gateway set `listen: []` and `milter:`' });
-  }
-  if (c.listen.length === 0 && !c.milter) {
-    ctx.addIssue({ code: 'custom', path: ['listen'], message: 'no listener: give at least one SMTP listener, or a `milter:` listener' });
-  }
-});
+export const configSchema = z
+  .strictObject({
+    hostname: z.string().min(1),
+    /** SMTP listeners; `[]` for a milter-only gateway. */
+    listen: z.array(listenSchema).default([{ host: '0.0.0.0', port: 25, proxy_protocol: false }]),
+    domains: z.array(z.string().min(1)).min(1),
+    /** Required with SMTP listeners; a milter-only gateway has none (Postfix delivers). */
+    backend: z.union([backendSmtpSchema, backendMaildirSchema]).optional(),
+    milter: milterSchema.optional(),
+    /** Shared state (rate limits, greylisting): a URL, Sentinel or Cluster. Without it: in-process store. */
+    redis: redisConnectionSchema.optional(),
+    /** Timeouts, key prefix, fail_open / fail_closed (src/store/redis-config.ts, docs/ratelimit.md). */
+    redis_options: redisOptionsSchema.default(redisOptionsDefault),
+    dns: z
+      .strictObject({
+        /** Resolvers as "ip" or "ip:port"; default: the system's. */
+        servers: z.array(hostPort).optional(),
+        timeout_ms: z.number().int().positive().default(2000),
+      })
+      .default({ timeout_ms: 2000 }),
+    rules: z.string().default('rules/'),
+    /** Held messages: files, index, retention, quota, digests (docs/quarantine.md). */
+    quarantine: quarantineSchema.default(quarantineSchema.parse({})),
+    /** Admin listener: /metrics /healthz /readyz, the quarantine API and console (docs/quarantine.md). */
+    admin: adminKeySchema,
+    /**
+     * Temp files of large messages (over limits.memory_spool_bytes): a private directory (created
+     * mode 0700, leftovers removed at start). Default: `spool/` beside the quarantine directory.
+     */
+    spool_dir: z.string().optional(),
+    limits: limitsSchema.default(limitsSchema.parse({})),
+    smtp: smtpSchema.default(smtpSchema.parse({})),
+    log: z
+      .strictObject({
+        level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+        /** Write the JSON lines to this file instead of stdout; reopened on SIGUSR1 (logrotate). */
+        file: z.string().min(1).optional(),
+      })
+      .default({ level: 'info' }),
+    /** Sender authentication (SPF, DKIM, DMARC, ARC): see docs/auth.md. */
+    auth: authConfigSchema.default(authConfigSchema.parse({})),
+    /** DSN backscatter protection: BATV, the outbound signing listener, heuristics (docs/backscatter.md). */
+    backscatter: backscatterSchema.default(backscatterSchema.parse({})),
+    /** Content inspection: MIME walk and archive limits, clamd, Rspamd, spamd, HTTP hooks (docs/content.md). */
+    content: contentConfigSchema.default(contentConfigSchema.parse({})),
+    /**
+     * Checks switched off entirely (by name: spf, dkim-arc-dmarc, fcrdns, helo-sanity, dnsbl,
+     * concurrency, ratelimit, greylist, body-text). Their facts are then never set, so rules that
+     * read them never fire. For networks without DNS, or a relay-only benchmark.
+     */
+    checks: z.strictObject({ disabled: z.array(z.string()).default([]) }).default({ disabled: [] }),
+    /**
+     * Bounded capture of recent verdict inputs (facts, not bodies) that `mailgate rules diff`
+     * replays. Default: on, var/capture.jsonl next to the quarantine directory. `false` = off.
+     */
+    capture: z
+      .union([
+        z.literal(false),
+        z.strictObject({
+          enabled: z.boolean().default(true),
+          file: z.string().optional(),
+          max_entries: z.number().int().positive().default(10_000),
+          /** Fact names (or prefix.*) never written to the capture, e.g. message.subject. */
+          exclude: z.array(z.string()).default([]),
+        }),
+      ])
+      .optional(),
+    /** OpenTelemetry tracing over OTLP/HTTP; off by default (docs/operations.md "Tracing"). */
+    tracing: tracingSchema.default(tracingSchema.parse({})),
+    /** Worker processes: a number, or `auto` for one per CPU core. */
+    workers: z.union([z.number().int().min(1).max(64), z.literal('auto')]).default(1),
+  })
+  .superRefine((c, ctx) => {
+    if (c.listen.length > 0 && !c.backend) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['backend'],
+        message: 'required: SMTP listeners (listen) relay to a backend; for a milter-only gateway set `listen: []` and `milter:`',
+      });
+    }
+    if (c.listen.length === 0 && !c.milter) {
+      ctx.addIssue({ code: 'custom', path: ['listen'], message: 'no listener: give at least one SMTP listener, or a `milter:` listener' });
+    }
+  });
 
 export type Config = z.output<typeof configSchema>;
 export type ListenConfig = z.output<typeof listenSchema>;

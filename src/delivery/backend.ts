@@ -215,7 +215,6 @@ async function* concatStreams(parts: ReadonlyArray<Buffer | Readable>): AsyncGen
   }
 }
 
-
 // ---------------------------------------------------------------------------------------------
 // Maildir backend
 

@@ -110,7 +110,11 @@ export class Resolver implements DnsLookup {
     const span = activeSpan().child('dns');
     if (span.recording) span.set('dns.question.name', qname).set('dns.question.type', type);
     const outcome = await this.#lookup(qname, type, this.#now() + this.timeoutMs, 0);
-    if (span.recording) span.set('dns.answers', outcome.ok ? outcome.records.length : undefined).set('dns.error', outcome.ok ? undefined : outcome.code).end();
+    if (span.recording)
+      span
+        .set('dns.answers', outcome.ok ? outcome.records.length : undefined)
+        .set('dns.error', outcome.ok ? undefined : outcome.code)
+        .end();
     if (outcome.ok) return cloneRecords(outcome.records);
     throw new DnsError(outcome.code, qname, type, outcome.detail);
   };
@@ -194,7 +198,8 @@ export class Resolver implements DnsLookup {
       if (hops + seen.size > MAX_CNAME_HOPS) return { ok: false, code: 'ESERVFAIL', detail: 'CNAME chain too long' };
       const target = await this.#lookup(owner, type, deadline, hops + seen.size);
       if (target.ok) this.#cache.set(key, { kind: 'answer', records: target.records }, Math.min(ttl, this.#maxTtl));
-      else if (target.code === 'ENOTFOUND' || target.code === 'ENODATA') this.#cache.set(key, { kind: 'negative', code: target.code }, Math.min(ttl, this.#negativeTtl));
+      else if (target.code === 'ENOTFOUND' || target.code === 'ENODATA')
+        this.#cache.set(key, { kind: 'negative', code: target.code }, Math.min(ttl, this.#negativeTtl));
       return target;
     }
     this.#cache.set(key, { kind: 'negative', code: 'ENODATA' }, this.#negativeTtlOf(reply));
@@ -353,6 +358,9 @@ export class DnsScope implements DnsLookup {
 }
 
 /** Builds the resolver from the `dns:` config section. */
-export function createResolver(cfg: { servers?: readonly string[] | undefined; timeout_ms: number }, extra: Omit<ResolverOptions, 'servers' | 'timeoutMs'> = {}): Resolver {
+export function createResolver(
+  cfg: { servers?: readonly string[] | undefined; timeout_ms: number },
+  extra: Omit<ResolverOptions, 'servers' | 'timeoutMs'> = {},
+): Resolver {
   return new Resolver({ ...extra, servers: cfg.servers, timeoutMs: cfg.timeout_ms });
 }

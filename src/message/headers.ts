@@ -32,7 +32,10 @@ export function parseHeaderBlock(block: Buffer): HeaderField[] {
     const orphan = line.startsWith(' ') || line.startsWith('\t');
     if (colon > 0 && !orphan) {
       const name = line.slice(0, colon).trim();
-      const value = line.slice(colon + 1).replace(/\r\n([ \t])/g, '$1').trim();
+      const value = line
+        .slice(colon + 1)
+        .replace(/\r\n([ \t])/g, '$1')
+        .trim();
       fields.push({ name, value: Buffer.from(value, 'latin1').toString('utf8'), raw });
     } else {
       // A line without a colon (broken header): keep it as a nameless field so it is relayed.

@@ -63,8 +63,17 @@ export const DEFAULT_WALK_LIMITS: WalkLimits = {
 export const SNIFF_BYTES = 4100;
 
 export const MALFORMED_REASONS = [
-  'header-too-big', 'too-many-parts', 'too-deep', 'missing-final-boundary', 'duplicate-boundary',
-  'multipart-without-boundary', 'unknown-encoding', 'base64-garbage', 'qp-garbage', 'decoded-limit', 'parse-error',
+  'header-too-big',
+  'too-many-parts',
+  'too-deep',
+  'missing-final-boundary',
+  'duplicate-boundary',
+  'multipart-without-boundary',
+  'unknown-encoding',
+  'base64-garbage',
+  'qp-garbage',
+  'decoded-limit',
+  'parse-error',
 ] as const;
 export type MalformedReason = (typeof MALFORMED_REASONS)[number];
 
@@ -511,7 +520,11 @@ function scanUuencode(text: string, parent: WalkPart, st: WalkState): void {
  * Walks a message from a stream of its bytes. Never throws for bad MIME (that is `malformed`);
  * stops early when `signal` aborts (the result then has textTruncated set).
  */
-export async function walkMime(source: AsyncIterable<Buffer | string> | Iterable<Buffer>, limits: WalkLimits = DEFAULT_WALK_LIMITS, signal?: AbortSignal): Promise<MimeWalk> {
+export async function walkMime(
+  source: AsyncIterable<Buffer | string> | Iterable<Buffer>,
+  limits: WalkLimits = DEFAULT_WALK_LIMITS,
+  signal?: AbortSignal,
+): Promise<MimeWalk> {
   const result: MimeWalk = {
     parts: [],
     contentTypes: [],

@@ -82,9 +82,7 @@ export function parseRegex(text: string): TextPattern {
     re = RE2JS.compile(RE2JS.translateRegExp(pattern), re2Flags);
   } catch (err) {
     const why = (err as Error).message;
-    const hint = /\\[1-9]|\(\?<?[=!]/.test(pattern)
-      ? ' (backreferences and lookaround are not supported: patterns run on RE2, in linear time)'
-      : '';
+    const hint = /\\[1-9]|\(\?<?[=!]/.test(pattern) ? ' (backreferences and lookaround are not supported: patterns run on RE2, in linear time)' : '';
     throw new Error(`invalid regex: ${why}${hint}`);
   }
   return { source: text, test: (s: string) => re.test(s) };

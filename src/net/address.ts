@@ -12,9 +12,7 @@ export interface ParsedAddress {
   address: string;
 }
 
-export type RecipientVerdict =
-  | { ok: true; parsed: ParsedAddress }
-  | { ok: false; kind: 'syntax' | 'relay'; why: string; domain: string };
+export type RecipientVerdict = { ok: true; parsed: ParsedAddress } | { ok: false; kind: 'syntax' | 'relay'; why: string; domain: string };
 
 export function normalizeDomain(domain: string): string {
   const d = domain.trim().replace(/\.$/, '').toLowerCase();

@@ -25,7 +25,13 @@ export const coreFacts: readonly FactSpec[] = [
   { name: 'rcpt.addresses', stage: 'data', type: 'string[]', description: 'All accepted recipients of the message' },
   { name: 'rcpt.count', stage: 'data', type: 'number', description: 'Number of accepted recipients' },
   { name: 'message.size', stage: 'data', type: 'number', description: 'Message size in bytes' },
-  { name: 'message.headers', stage: 'data', type: 'records', fields: ['name', 'value'], description: 'Header fields in order (name as written, value unfolded)' },
+  {
+    name: 'message.headers',
+    stage: 'data',
+    type: 'records',
+    fields: ['name', 'value'],
+    description: 'Header fields in order (name as written, value unfolded)',
+  },
   { name: 'message.subject', stage: 'data', type: 'string', description: 'Subject header, decoded' },
   { name: 'message.from', stage: 'data', type: 'string[]', description: 'Addresses in the From header (RFC 5322.From)' },
   { name: 'message.from_domain', stage: 'data', type: 'string', description: 'Domain of the single From address ("" when none or several)' },
@@ -36,10 +42,25 @@ export const coreFacts: readonly FactSpec[] = [
 
 /** Facts only the milter front sets (from Postfix's macros); declared here so every rules file may read them. */
 export const milterFacts: readonly FactSpec[] = [
-  { name: 'milter.client_name', stage: 'connect', type: 'string', description: 'Milter front: the client name Postfix verified ({client_name}); "" when unknown' },
+  {
+    name: 'milter.client_name',
+    stage: 'connect',
+    type: 'string',
+    description: 'Milter front: the client name Postfix verified ({client_name}); "" when unknown',
+  },
   { name: 'milter.daemon_name', stage: 'connect', type: 'string', description: 'Milter front: Postfix service name ({daemon_name}), e.g. smtpd' },
   { name: 'milter.mta_hostname', stage: 'connect', type: 'string', description: "Milter front: the MTA's hostname (macro j)" },
-  { name: 'milter.queue_id', stage: 'data', type: 'string', description: "Milter front: the MTA's queue id (macro i; Postfix assigns it after the first RCPT)" },
-  { name: 'milter.authenticated', stage: 'mail', type: 'boolean', description: 'Milter front: the client logged in with SMTP AUTH in Postfix ({auth_authen} set)' },
+  {
+    name: 'milter.queue_id',
+    stage: 'data',
+    type: 'string',
+    description: "Milter front: the MTA's queue id (macro i; Postfix assigns it after the first RCPT)",
+  },
+  {
+    name: 'milter.authenticated',
+    stage: 'mail',
+    type: 'boolean',
+    description: 'Milter front: the client logged in with SMTP AUTH in Postfix ({auth_authen} set)',
+  },
   { name: 'milter.auth_user', stage: 'mail', type: 'string', description: 'Milter front: the SASL login name ({auth_authen})' },
 ];

@@ -24,7 +24,7 @@ export function messageFacts(spool: Spool, facts: FactSet): void {
   const from = get('from').flatMap((h) => extractAddresses(h.value));
   facts.set('message.from', from);
   const domains = new Set(from.map((a) => normalizeDomain(a.slice(a.lastIndexOf('@') + 1))));
-  facts.set('message.from_domain', from.length === 1 && domains.size === 1 ? [...domains][0] ?? '' : '');
+  facts.set('message.from_domain', from.length === 1 && domains.size === 1 ? ([...domains][0] ?? '') : '');
   facts.set('message.message_id', get('message-id')[0]?.value ?? '');
 }
 

@@ -44,13 +44,10 @@ export const replies = {
   messageTooBig: (max: number) => new SmtpReply(552, '5.3.4', `Message size exceeds fixed limit of ${max} bytes`),
   headerTooBig: (max: number) => new SmtpReply(552, '5.3.4', `Message header exceeds ${max} bytes`),
   messageLineTooLong: (max: number) => new SmtpReply(552, '5.3.4', `Message line longer than ${max} bytes`),
-  bareNewline: () =>
-    new SmtpReply(550, '5.5.2', 'Message contains bare CR or LF line endings, which RFC 5321 forbids'),
+  bareNewline: () => new SmtpReply(550, '5.5.2', 'Message contains bare CR or LF line endings, which RFC 5321 forbids'),
   tooManyConnections: () => new SmtpReply(421, '4.7.0', 'Too many connections, try again later'),
-  tooManyConnectionsFromIp: (ip: string) =>
-    new SmtpReply(421, '4.7.0', `Too many connections from ${ip}, try again later`),
-  backendUnavailable: (why: string) =>
-    new SmtpReply(451, '4.4.1', `Backend mail server unavailable, try again later (${why})`),
+  tooManyConnectionsFromIp: (ip: string) => new SmtpReply(421, '4.7.0', `Too many connections from ${ip}, try again later`),
+  backendUnavailable: (why: string) => new SmtpReply(451, '4.4.1', `Backend mail server unavailable, try again later (${why})`),
   backendTimeout: () => new SmtpReply(451, '4.4.2', 'Backend mail server timed out, try again later'),
   shuttingDown: () => new SmtpReply(421, '4.3.2', 'Service shutting down, try again later'),
   tooManyErrors: (n: number) => new SmtpReply(421, '4.7.0', `Too many errors on one connection (${n}), closing`),
@@ -63,8 +60,7 @@ export const replies = {
   unknownParameter: (names: string) => new SmtpReply(555, '5.5.4', `Unsupported parameter ${names}`),
   clientGone: () => new SmtpReply(451, '4.4.2', 'Connection lost during DATA'),
   localError: (why: string) => new SmtpReply(451, '4.3.0', `Local error in processing, try again later (${why})`),
-  checkFailed: (check: string) =>
-    new SmtpReply(451, '4.7.1', `Temporary failure in message checks (${check}), try again later`),
+  checkFailed: (check: string) => new SmtpReply(451, '4.7.1', `Temporary failure in message checks (${check}), try again later`),
   checkFailedReject: (check: string) => new SmtpReply(550, '5.7.1', `Message refused: check ${check} failed`),
   /** A policy refusal (a rule or a score threshold) at `stage`, with the stage's default text. */
   policyRejected: (stage: Stage) => POLICY[stage].reject,

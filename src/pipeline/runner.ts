@@ -57,15 +57,19 @@ export async function runStage(a: RunStageArgs): Promise<StageResult> {
   if (a.overrides) for (const [k, v] of a.overrides) a.facts.set(k, v);
   const rules = a.span?.child('rules');
   const verdict = a.policy.evaluate(a.stage, a.facts, a.previous);
-  if (rules?.recording) rules.set('mailgate.score', verdict.score).set('mailgate.stage_action', verdict.action).set('mailgate.rules', verdict.fired.map((f) => f.rule));
+  if (rules?.recording)
+    rules
+      .set('mailgate.score', verdict.score)
+      .set('mailgate.stage_action', verdict.action)
+      .set(
+        'mailgate.rules',
+        verdict.fired.map((f) => f.rule),
+      );
   rules?.end();
   return failure ? { verdict, failure } : { verdict };
 }
 
-async function runOne(
-  check: Check,
-  a: RunStageArgs,
-): Promise<{ check: string; outcome: FailureOutcome; error: string } | undefined> {
+async function runOne(check: Check, a: RunStageArgs): Promise<{ check: string; outcome: FailureOutcome; error: string } | undefined> {
   const timeoutMs = check.timeoutMs ?? a.defaultTimeoutMs ?? 30_000;
   // The check's AbortSignal is made when the check reads it (most never do): no controller and no
   // listener on the transaction's signal per check run otherwise.

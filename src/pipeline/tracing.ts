@@ -63,7 +63,10 @@ export function endMessage(span: Span, d: DecisionRecord): void {
     .set('mailgate.size', d.size)
     .set('mailgate.action', d.action)
     .set('mailgate.score', d.verdict.score)
-    .set('mailgate.rules', d.verdict.fired.map((f) => f.rule))
+    .set(
+      'mailgate.rules',
+      d.verdict.fired.map((f) => f.rule),
+    )
     .set('mailgate.reply_code', d.reply.code)
     .set('mailgate.reply', d.reply.toString())
     .set('mailgate.reason', d.reason || undefined);

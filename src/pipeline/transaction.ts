@@ -134,7 +134,12 @@ export class ConnectionCore {
   }
 
   /** Runs a stage's checks and rules; returns the stage result and the refusal, if any. */
-  async #stage(stage: Stage, facts: FactSet, previous: Verdict, extra: { recipient?: string; output?: CheckOutput; message?: Spool } = {}): Promise<{ res: StageResult; refuse?: SmtpReply }> {
+  async #stage(
+    stage: Stage,
+    facts: FactSet,
+    previous: Verdict,
+    extra: { recipient?: string; output?: CheckOutput; message?: Spool } = {},
+  ): Promise<{ res: StageResult; refuse?: SmtpReply }> {
     const span = stageSpan(this.rt, stage, this.tx?.span, this);
     const args: Parameters<typeof runStage>[0] = {
       stage,
@@ -163,7 +168,10 @@ export class ConnectionCore {
 
   async connect(): Promise<SmtpReply | undefined> {
     this.#openedAt = performance.now();
-    this.log.info({ port: this.info.port, local_port: this.info.localPort, ...(this.info.proxied ? { proxied: true, proxy_ip: this.info.proxyIp } : {}) }, 'connect');
+    this.log.info(
+      { port: this.info.port, local_port: this.info.localPort, ...(this.info.proxied ? { proxied: true, proxy_ip: this.info.proxyIp } : {}) },
+      'connect',
+    );
     const { res, refuse } = await this.#stage('connect', this.facts, emptyVerdict());
     this.connVerdict = res.verdict;
     return refuse;
@@ -216,7 +224,16 @@ export class ConnectionCore {
     facts.set('mail.transaction', this.txCount);
     // Facts the front knows and the core cannot (milter macros: TLS of Postfix's session, queue id).
     if (extra) for (const [k, v] of extra) facts.set(k, v);
-    const tx: Transaction = { qid: newQueueId(), facts, verdict: this.connVerdict, from: addr, rcpts: [], output: { facts: new FactSet(), edits: emptyEdits() }, startedAt: performance.now(), span: messageSpan(rt, this) };
+    const tx: Transaction = {
+      qid: newQueueId(),
+      facts,
+      verdict: this.connVerdict,
+      from: addr,
+      rcpts: [],
+      output: { facts: new FactSet(), edits: emptyEdits() },
+      startedAt: performance.now(),
+      span: messageSpan(rt, this),
+    };
     this.tx = tx;
     this.busy = true;
     try {
@@ -233,7 +250,13 @@ export class ConnectionCore {
       // The verified rDNS name goes to the backend (XCLIENT NAME), so its hostname rules work.
       const rdnsFact = this.facts.get('client.rdns');
       const rdns = this.info.rdns ?? (typeof rdnsFact === 'string' && rdnsFact ? rdnsFact : undefined);
-      const link = (this.link ??= (this.#opts.backend ?? rt.backend).link({ ip: this.info.ip, port: this.info.port, helo: this.helo, esmtp: this.esmtp, ...(rdns ? { rdns } : {}) }));
+      const link = (this.link ??= (this.#opts.backend ?? rt.backend).link({
+        ip: this.info.ip,
+        port: this.info.port,
+        helo: this.helo,
+        esmtp: this.esmtp,
+        ...(rdns ? { rdns } : {}),
+      }));
       const sender = tx.output.edits.senderRewrite ?? addr;
       let r: BackendReply;
       try {
@@ -331,11 +354,15 @@ export class ConnectionCore {
       }
       if (problem) {
         result.reply =
-          problem === 'too-big' ? replies.messageTooBig(lim.max_message_bytes)
-          : problem === 'header-too-big' ? replies.headerTooBig(lim.max_header_bytes)
-          : problem === 'line-too-long' ? replies.messageLineTooLong(lim.max_line_bytes)
-          : problem === 'nul-byte' ? replies.nulBytes()
-          : replies.bareNewline();
+          problem === 'too-big'
+            ? replies.messageTooBig(lim.max_message_bytes)
+            : problem === 'header-too-big'
+              ? replies.headerTooBig(lim.max_header_bytes)
+              : problem === 'line-too-long'
+                ? replies.messageLineTooLong(lim.max_line_bytes)
+                : problem === 'nul-byte'
+                  ? replies.nulBytes()
+                  : replies.bareNewline();
         result.action = 'reject';
         reason = `limit: ${problem}`;
         await this.link.abort();
@@ -403,23 +430,27 @@ export class ConnectionCore {
         return result;
       }
       try {
-        await traced(tx.span, 'quarantine', () => sink.put(
-          {
-            id: tx.qid,
-            received: new Date().toISOString(),
-            client: { ip: this.info.ip, port: this.info.port, helo: this.helo, ...(this.info.rdns ? { rdns: this.info.rdns } : {}) },
-            ...(this.tls ? { tls: { ...(this.tls.version ? { protocol: this.tls.version } : {}), ...(this.tls.cipher ? { cipher: this.tls.cipher } : {}) } } : {}),
-            from: tx.from,
-            rcpts: tx.rcpts,
-            size: spool.size,
-            reason: reason || 'policy',
-            score: v.score,
-            rules: v.fired.map((f) => f.rule),
-            ...(typeof facts.get('message.subject') === 'string' ? { subject: facts.get('message.subject') as string } : {}),
-            facts: facts.toJSON(),
-          },
-          [final.block, spool.bodyStream()],
-        ));
+        await traced(tx.span, 'quarantine', () =>
+          sink.put(
+            {
+              id: tx.qid,
+              received: new Date().toISOString(),
+              client: { ip: this.info.ip, port: this.info.port, helo: this.helo, ...(this.info.rdns ? { rdns: this.info.rdns } : {}) },
+              ...(this.tls
+                ? { tls: { ...(this.tls.version ? { protocol: this.tls.version } : {}), ...(this.tls.cipher ? { cipher: this.tls.cipher } : {}) } }
+                : {}),
+              from: tx.from,
+              rcpts: tx.rcpts,
+              size: spool.size,
+              reason: reason || 'policy',
+              score: v.score,
+              rules: v.fired.map((f) => f.rule),
+              ...(typeof facts.get('message.subject') === 'string' ? { subject: facts.get('message.subject') as string } : {}),
+              facts: facts.toJSON(),
+            },
+            [final.block, spool.bodyStream()],
+          ),
+        );
       } catch (err) {
         // Never 250 without a durable copy: a full or failing quarantine is a 4xx.
         this.log.error({ err: (err as Error).message, qid: tx.qid }, 'quarantine write failed');
@@ -475,7 +506,18 @@ export class ConnectionCore {
           'message',
         );
       }
-      if (tx?.span.recording) endMessage(tx.span, { qid: tx.qid, helo: this.helo, from: tx.from, rcpts: tx.rcpts, size: spool.size, action: result.action, verdict: tx.verdict, reply: result.reply, reason });
+      if (tx?.span.recording)
+        endMessage(tx.span, {
+          qid: tx.qid,
+          helo: this.helo,
+          from: tx.from,
+          rcpts: tx.rcpts,
+          size: spool.size,
+          action: result.action,
+          verdict: tx.verdict,
+          reply: result.reply,
+          reason,
+        });
       // Only this transaction's: a front may have started the next one already (milter abort).
       if (this.tx === tx) this.tx = undefined;
       this.#setIdle();
@@ -585,7 +627,6 @@ function loggedFacts(checks: readonly Check[], facts: FactSet): Record<string, F
   }
   return out;
 }
-
 
 /** Recipient syntax only (the front's MTA does relay control): same shape as checkRecipient's answer. */
 function syntaxOnly(addr: string): ReturnType<typeof checkRecipient> {

@@ -152,7 +152,13 @@ export function captureFiles(file: string): string[] {
     return [file];
   }
   const worker = new RegExp(`^${stem.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}-w\\d+\\.jsonl$`);
-  return [file, ...names.filter((n) => worker.test(n)).sort().map((n) => join(dir, n))];
+  return [
+    file,
+    ...names
+      .filter((n) => worker.test(n))
+      .sort()
+      .map((n) => join(dir, n)),
+  ];
 }
 
 /**

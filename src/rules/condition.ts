@@ -38,8 +38,22 @@ export interface ConditionOptions {
 
 /** The operators of a fact matcher, for "expected one of" messages and docs. */
 export const OPERATORS = [
-  'is', 'in', 'not', 'exists', 'glob', 'regex', 'contains', 'in_domain', 'in_list', 'cidr',
-  'gt', 'gte', 'lt', 'lte', 'count', 'has',
+  'is',
+  'in',
+  'not',
+  'exists',
+  'glob',
+  'regex',
+  'contains',
+  'in_domain',
+  'in_list',
+  'cidr',
+  'gt',
+  'gte',
+  'lt',
+  'lte',
+  'count',
+  'has',
 ] as const;
 
 type Kind = 'string' | 'ip' | 'number' | 'boolean' | 'scalar';
@@ -284,9 +298,7 @@ export class ConditionCompiler {
       else ok = false;
     }
     if (!ok) return undefined;
-    return (v) =>
-      Array.isArray(v) &&
-      (v as readonly FactRecord[]).some((rec) => typeof rec === 'object' && rec !== null && parts.every(([f, m]) => m(rec[f])));
+    return (v) => Array.isArray(v) && (v as readonly FactRecord[]).some((rec) => typeof rec === 'object' && rec !== null && parts.every(([f, m]) => m(rec[f])));
   }
 
   #notApplicable(t: Target, op: string, path: PropertyKey[], applies: string): undefined {
@@ -402,8 +414,7 @@ export class ConditionCompiler {
           return undefined;
         }
         const n = arg;
-        const cmp =
-          op === 'gt' ? (x: number) => x > n : op === 'gte' ? (x: number) => x >= n : op === 'lt' ? (x: number) => x < n : (x: number) => x <= n;
+        const cmp = op === 'gt' ? (x: number) => x > n : op === 'gte' ? (x: number) => x >= n : op === 'lt' ? (x: number) => x < n : (x: number) => x <= n;
         return (x) => typeof x === 'number' && cmp(x);
       }
       default:

@@ -29,7 +29,12 @@ export function createFactLookup(specs: Iterable<FactSpec>): FactLookup {
   const families: Array<{ re: RegExp; spec: FactSpec }> = [];
   for (const s of specs) {
     if (s.name.includes('*')) {
-      const re = new RegExp(`^${s.name.split('*').map((p) => p.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('[a-z0-9_-]+')}$`);
+      const re = new RegExp(
+        `^${s.name
+          .split('*')
+          .map((p) => p.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))
+          .join('[a-z0-9_-]+')}$`,
+      );
       families.push({ re, spec: s });
       continue;
     }

@@ -199,7 +199,11 @@ interface Occurrence {
   at: Origin;
 }
 
-function combine(loader: Loader, spec: SectionSpec<unknown, unknown>, occs: Occurrence[]): { value: unknown; origin: (path: readonly PropertyKey[]) => { at: Origin; path: PropertyKey[] } } | undefined {
+function combine(
+  loader: Loader,
+  spec: SectionSpec<unknown, unknown>,
+  occs: Occurrence[],
+): { value: unknown; origin: (path: readonly PropertyKey[]) => { at: Origin; path: PropertyKey[] } } | undefined {
   let mode = spec.merge ?? 'auto';
   if (mode === 'auto') mode = occs.every((o) => Array.isArray(o.value)) ? 'concat' : 'merge';
   const last = occs[occs.length - 1] as Occurrence;
@@ -255,7 +259,8 @@ const actionsSection: SectionSpec<ActionsInput, Thresholds> = {
         if (cls === 0) ctx.error([action, 'reply'], `a reply goes with reject or tempfail`);
         else {
           if (t.reply.code !== undefined && Math.floor(t.reply.code / 100) !== cls) ctx.error([action, 'reply', 'code'], `${action} needs a ${cls}xx code`);
-          if (t.reply.enhanced !== undefined && Number(t.reply.enhanced[0]) !== cls) ctx.error([action, 'reply', 'enhanced'], `${action} needs an enhanced code starting with ${cls}.`);
+          if (t.reply.enhanced !== undefined && Number(t.reply.enhanced[0]) !== cls)
+            ctx.error([action, 'reply', 'enhanced'], `${action} needs an enhanced code starting with ${cls}.`);
           th.reply = {};
           if (t.reply.code !== undefined) th.reply.code = t.reply.code;
           if (t.reply.enhanced !== undefined) th.reply.enhanced = t.reply.enhanced;
@@ -284,11 +289,7 @@ const actionsSection: SectionSpec<ActionsInput, Thresholds> = {
  * Loads and validates the rules directory `dir` against the facts checks declare. Throws
  * SourceErrors listing every problem found (all files are checked, not just the first bad one).
  */
-export function loadRules(
-  dir: string,
-  factSpecs: readonly FactSpec[] | FactLookup,
-  sections: readonly AnySectionSpec[] = [],
-): LoadedRules {
+export function loadRules(dir: string, factSpecs: readonly FactSpec[] | FactLookup, sections: readonly AnySectionSpec[] = []): LoadedRules {
   const lookup = Array.isArray(factSpecs) ? createFactLookup(factSpecs as readonly FactSpec[]) : (factSpecs as FactLookup);
   const loader = new Loader(dir, lookup);
   const specs = new Map<string, SectionSpec<unknown, unknown>>([
@@ -354,7 +355,11 @@ export function loadRules(
       const existing = drafts.get(r.name);
       if (existing && !file.local) {
         const first = existing.defs[0] as Origin;
-        loader.error(at, ['name'], `rule ${r.name} is already defined at ${first.src.file}:${lineOf(first.src, first.base)} (to change a shipped rule, redefine it in ${LOCAL_DIR}/)`);
+        loader.error(
+          at,
+          ['name'],
+          `rule ${r.name} is already defined at ${first.src.file}:${lineOf(first.src, first.base)} (to change a shipped rule, redefine it in ${LOCAL_DIR}/)`,
+        );
         return;
       }
       const draft: Draft = existing ?? { name: r.name, fields: new Map(), defs: [], order: order++ };
@@ -467,7 +472,11 @@ export function loadRules(
     if (stageIndex(stage) > stageIndex('rcpt')) {
       const per = [...facts].filter((f) => PER_RECIPIENT_FACTS.includes(f));
       if (per.length > 0) {
-        loader.error(when.at, ['when'], `rule ${d.name} fires at ${stage} (it reads ${why}) but also reads ${per.join(', ')}, which exists only while each RCPT is checked; use rcpt.addresses`);
+        loader.error(
+          when.at,
+          ['when'],
+          `rule ${d.name} fires at ${stage} (it reads ${why}) but also reads ${per.join(', ')}, which exists only while each RCPT is checked; use rcpt.addresses`,
+        );
         continue;
       }
     }

@@ -95,9 +95,7 @@ export type ActionsInput = z.output<typeof actionsSchema>;
 /** `settings:` — engine settings that live with the rules so they reload with them. */
 export const settingsSchema = z.strictObject({
   /** Header added to delivered messages explaining the verdict; false for none. */
-  status_header: z
-    .union([z.string().regex(HEADER_NAME, 'expected a header field name'), z.literal(false)])
-    .default('X-Mailgate-Status'),
+  status_header: z.union([z.string().regex(HEADER_NAME, 'expected a header field name'), z.literal(false)]).default('X-Mailgate-Status'),
   /** Most bytes of decoded text (and of HTML) kept in message.body_text / message.body_html. */
   body_max_bytes: z.number().int().min(1024).max(16_777_216).default(262_144),
   /** Most bytes of the message read to find its text parts (attachments beyond are not parsed). */

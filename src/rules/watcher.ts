@@ -47,7 +47,9 @@ function fingerprint(dir: string, loaded: LoadedRules | undefined): string {
   for (const d of [dir, join(dir, LOCAL_DIR)]) {
     let names: string[];
     try {
-      names = readdirSync(d).filter((n) => /\.ya?ml$/.test(n)).sort();
+      names = readdirSync(d)
+        .filter((n) => /\.ya?ml$/.test(n))
+        .sort();
     } catch {
       parts.push(`${d}:-`);
       continue;
@@ -126,7 +128,10 @@ export class LiveRules implements Policy {
     this.#print = fingerprint(this.#opts.dir, loaded);
     this.#failedPrint = '';
     this.#installed(loaded);
-    this.#opts.logger?.info({ reason, rules: loaded.rules.length, files: loaded.files.length, lists: loaded.listFiles.length, disabled: loaded.disabled }, 'rules loaded');
+    this.#opts.logger?.info(
+      { reason, rules: loaded.rules.length, files: loaded.files.length, lists: loaded.listFiles.length, disabled: loaded.disabled },
+      'rules loaded',
+    );
     if (!this.#closed && this.#opts.watch !== false) this.#watch();
     return { ok: true, rules: loaded.rules.length };
   }

@@ -102,12 +102,7 @@ export class PolicyStore implements SharedStore {
     return this.backend.greylist(requests, params, now);
   }
 
-  async acquireSlot(
-    key: string,
-    limit: number,
-    leaseMs: number,
-    now: number,
-  ): Promise<{ lease?: ConcurrencyLease; count: number; served: Served }> {
+  async acquireSlot(key: string, limit: number, leaseMs: number, now: number): Promise<{ lease?: ConcurrencyLease; count: number; served: Served }> {
     const id = `${this.#instance}:${(++this.#seq).toString(36)}`;
     let served: Served = 'shared';
     let r;

@@ -2,15 +2,7 @@
 // fallback during a Redis outage in fail_open mode. It mirrors the Lua scripts in ./lua/ line for
 // line so both backends share one semantic test suite; entries expire by the caller's clock and the
 // table is bounded (least recently used entries go first once it is full).
-import type {
-  ConcurrencyResult,
-  GreylistParams,
-  GreylistRequest,
-  GreylistResult,
-  RateLimitRequest,
-  RateLimitResult,
-  StoreBackend,
-} from './shared-store.ts';
+import type { ConcurrencyResult, GreylistParams, GreylistRequest, GreylistResult, RateLimitRequest, RateLimitResult, StoreBackend } from './shared-store.ts';
 
 interface Bucket {
   kind: 'bucket';
@@ -133,12 +125,7 @@ export class MemoryBackend implements StoreBackend {
         const ttl = Math.max(e.windowMs, untilFull, s.block - now) + 1000;
         // A bucket denied before it was ever charged keeps tat "full" (0), like the absent field.
         const prev = this.#get(s.r.key, 'bucket', now);
-        this.#set(
-          s.r.key,
-          { kind: 'bucket', tat: prev?.tat ?? 0, strikes: s.strikes, last: now, block: s.block },
-          now + ttl,
-          now,
-        );
+        this.#set(s.r.key, { kind: 'bucket', tat: prev?.tat ?? 0, strikes: s.strikes, last: now, block: s.block }, now + ttl, now);
       }
       return { allowed: s.ok, retryAfterMs: s.retry, strikes: s.strikes, level };
     });

@@ -2,13 +2,9 @@
 // Sentinel group or a Cluster) and how mailgate behaves when it cannot reach it. See docs/ratelimit.md.
 import { z } from 'zod';
 
-const hostPort = z
-  .string()
-  .regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s/]+):\d{1,5}$/, 'expected "host:port" (IPv6 as "[addr]:port")');
+const hostPort = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s/]+):\d{1,5}$/, 'expected "host:port" (IPv6 as "[addr]:port")');
 
-const url = z
-  .string()
-  .regex(/^(rediss?:\/\/\S+|unix:\/\/\/\S+)$/, 'expected a redis://, rediss:// or unix:///path URL');
+const url = z.string().regex(/^(rediss?:\/\/\S+|unix:\/\/\/\S+)$/, 'expected a redis://, rediss:// or unix:///path URL');
 
 const auth = {
   username: z.string().min(1).optional(),

@@ -16,14 +16,7 @@ function io(): IoRedis {
 import type { Logger } from 'pino';
 import { metrics } from '../metrics/registry.ts';
 import { callScript, defineScripts } from './scripts.ts';
-import {
-  isCluster,
-  isSentinel,
-  parseHostPort,
-  describeRedis,
-  type RedisConnectionConfig,
-  type RedisOptionsConfig,
-} from './redis-config.ts';
+import { isCluster, isSentinel, parseHostPort, describeRedis, type RedisConnectionConfig, type RedisOptionsConfig } from './redis-config.ts';
 import {
   StoreUnavailableError,
   type ConcurrencyResult,
@@ -239,7 +232,11 @@ export class RedisBackend implements StoreBackend {
 
   async probe(): Promise<{ up: boolean; detail?: string }> {
     try {
-      await this.#run('ping', () => this.client.ping(), (r) => r);
+      await this.#run(
+        'ping',
+        () => this.client.ping(),
+        (r) => r,
+      );
       return { up: true };
     } catch (err) {
       return { up: false, detail: (err as Error).message };

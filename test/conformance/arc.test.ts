@@ -43,7 +43,12 @@ test('ARC validation suite', async () => {
     for (const [id, t] of Object.entries(scenario.tests)) {
       // An empty cv (3 tests) is to be treated as a failure (suite README).
       const want = (t.cv ?? '').trim().toLowerCase() || 'fail';
-      const out = await runCheck(check, 'data', { 'mail.from': '', 'client.ip': '192.0.2.1', 'spf.result': 'none', 'spf.domain': '' }, messageView(toCrlf(t.message ?? '')));
+      const out = await runCheck(
+        check,
+        'data',
+        { 'mail.from': '', 'client.ip': '192.0.2.1', 'spf.result': 'none', 'spf.domain': '' },
+        messageView(toCrlf(t.message ?? '')),
+      );
       const got = String(out.facts.get('arc.result'));
       outcomes.push({ id: `${scenario.description} / ${id}`, ok: got === want, detail: `expected ${want} got ${got}` });
     }

@@ -80,7 +80,11 @@ test('DKIM: Mail::DKIM corpus', async () => {
     // DomainKeys (RFC 4870) messages: a DKIM-only verifier finds no DKIM signature.
     const want = t.kind?.startsWith('DomainKeys') ? 'none' : t.mail_dkim_expected;
     const got = category(sigs);
-    outcomes.push({ id: t.file, ok: got === want, detail: `expected ${want} got ${got} (${sigs.map((s) => `${s.result}${s.comment ? ` ${s.comment}` : ''}`).join(' | ')})` });
+    outcomes.push({
+      id: t.file,
+      ok: got === want,
+      detail: `expected ${want} got ${got} (${sigs.map((s) => `${s.result}${s.comment ? ` ${s.comment}` : ''}`).join(' | ')})`,
+    });
   }
   judge('dkim_mail_dkim', 'DKIM Mail::DKIM corpus', outcomes, loadKnownFailures());
 });
@@ -104,7 +108,11 @@ test('DKIM: RFC 8463 example (dkimpy), Exim ed25519, mailauth EC fixture', async
     const { check } = dataCheck(c.now);
     const sigs = await verify(check, toCrlf(readFileSync(`${dir}/${c.file}`)));
     const got = sigs.map((s) => String(s.result));
-    outcomes.push({ id: c.id, ok: JSON.stringify(got) === JSON.stringify(c.want), detail: `expected ${c.want.join(',')} got ${sigs.map((s) => `${s.result} ${s.algorithm} ${s.comment}`).join(' | ')}` });
+    outcomes.push({
+      id: c.id,
+      ok: JSON.stringify(got) === JSON.stringify(c.want),
+      detail: `expected ${c.want.join(',')} got ${sigs.map((s) => `${s.result} ${s.algorithm} ${s.comment}`).join(' | ')}`,
+    });
   }
   judge('dkim_rfc8463', 'DKIM RFC 8463/ed25519 vectors', outcomes, loadKnownFailures());
 });

@@ -55,7 +55,16 @@ export function messageView(raw: Buffer): MessageView {
   for (const field of text.slice(0, end).split(/\r\n(?![ \t])/)) {
     const colon = field.indexOf(':');
     if (colon <= 0) continue;
-    headers.push({ name: field.slice(0, colon).trim(), value: Buffer.from(field.slice(colon + 1).replace(/\r\n([ \t])/g, '$1').trim(), 'latin1').toString('utf8') });
+    headers.push({
+      name: field.slice(0, colon).trim(),
+      value: Buffer.from(
+        field
+          .slice(colon + 1)
+          .replace(/\r\n([ \t])/g, '$1')
+          .trim(),
+        'latin1',
+      ).toString('utf8'),
+    });
   }
   return {
     size: raw.length,

@@ -79,7 +79,13 @@ function fields(delivered: Buffer): Array<{ name: string; value: string }> {
   const head = text.slice(0, text.indexOf('\n\n'));
   return head.split(/\n(?![ \t])/).map((f) => {
     const i = f.indexOf(':');
-    return { name: f.slice(0, i), value: f.slice(i + 1).replace(/\n[ \t]+/g, ' ').trim() };
+    return {
+      name: f.slice(0, i),
+      value: f
+        .slice(i + 1)
+        .replace(/\n[ \t]+/g, ' ')
+        .trim(),
+    };
   });
 }
 
@@ -108,7 +114,12 @@ after(async () => {
 describe('authenticated mail is delivered with honest results', () => {
   test('DKIM-signed, SPF-authorised mail: Authentication-Results and a valid ARC seal reach the mailbox', async () => {
     const tok = token('auth');
-    const r = await sendMessage(gw.port, { from: 'alice@sender.example', to: ['alice@example.test'], data: await signed(message(tok, 'Alice <alice@sender.example>')), helo: 'mail.sender.example' });
+    const r = await sendMessage(gw.port, {
+      from: 'alice@sender.example',
+      to: ['alice@example.test'],
+      data: await signed(message(tok, 'Alice <alice@sender.example>')),
+      helo: 'mail.sender.example',
+    });
     assert.equal(r.mail?.code, 250);
     assert.equal(r.end?.code, 250, r.end?.text);
     const [got] = await waitDelivered(tok);
@@ -133,7 +144,9 @@ describe('authenticated mail is delivered with honest results', () => {
 
   test('a forged Authentication-Results claiming our authserv-id is removed, others are kept', async () => {
     const tok = token('forged');
-    const forged = 'Authentication-Results: mx.example.test; dkim=pass header.d=bank.example; dmarc=pass header.from=bank.example\r\n' + 'Authentication-Results: upstream.example; spf=pass smtp.mailfrom=x@upstream.example\r\n';
+    const forged =
+      'Authentication-Results: mx.example.test; dkim=pass header.d=bank.example; dmarc=pass header.from=bank.example\r\n' +
+      'Authentication-Results: upstream.example; spf=pass smtp.mailfrom=x@upstream.example\r\n';
     const r = await sendMessage(gw.port, { from: 'bob@relaxed.example', to: ['alice@example.test'], data: message(tok, 'bob@relaxed.example', forged) });
     assert.equal(r.end?.code, 250, r.end?.text);
     const [got] = await waitDelivered(tok);

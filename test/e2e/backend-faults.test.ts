@@ -57,7 +57,10 @@ async function fakeBackend(mode: Mode, ehlo: string[] = ['PIPELINING', '8BITMIME
         buf = buf.slice(nl + 2);
         commands.push(line);
         const verb = line.split(' ')[0]!.toUpperCase();
-        if (verb === 'EHLO') sock.write(['250-fake.example', ...ehlo].map((l, i, a) => `250${i === a.length - 1 ? ' ' : '-'}${i === 0 ? 'fake.example' : l}`).join('\r\n') + '\r\n');
+        if (verb === 'EHLO')
+          sock.write(
+            ['250-fake.example', ...ehlo].map((l, i, a) => `250${i === a.length - 1 ? ' ' : '-'}${i === 0 ? 'fake.example' : l}`).join('\r\n') + '\r\n',
+          );
         else if (verb === 'XCLIENT') sock.write('220 fake.example ESMTP\r\n');
         else if (verb === 'RCPT' && mode === 'drop-at-rcpt') {
           sock.destroy();
@@ -97,7 +100,12 @@ after(async () => {
   for (const c of cleanups.reverse()) await c();
 });
 
-async function gatewayFor(fb: FakeBackend, extra: Record<string, unknown> = {}, backend: Record<string, unknown> = {}, logger?: pino.Logger): Promise<TestGateway> {
+async function gatewayFor(
+  fb: FakeBackend,
+  extra: Record<string, unknown> = {},
+  backend: Record<string, unknown> = {},
+  logger?: pino.Logger,
+): Promise<TestGateway> {
   const cfg = testConfig({
     backend: { host: '127.0.0.1', port: fb.port, command_timeout_ms: 2000, data_timeout_ms: 2000, connect_timeout_ms: 2000, pool_size: 0, ...backend },
     checks: { disabled: ['spf', 'dkim-arc-dmarc', 'dnsbl', 'greylist'] },
@@ -190,7 +198,10 @@ test('item 12: no answer to the final dot: 451, and the log says the backend may
   c.write('Subject: t\r\n\r\nbody\r\n.\r\n');
   const r = await c.read(10_000);
   assert.equal(r?.code, 451, r?.text);
-  assert.ok(lines.some((l) => l.includes('may have queued the message')), lines.join(''));
+  assert.ok(
+    lines.some((l) => l.includes('may have queued the message')),
+    lines.join(''),
+  );
 });
 
 test('item 7: XCLIENT carries the client rDNS name and a UTF-8 HELO xtext-encoded', async () => {
@@ -216,10 +227,12 @@ test('item 11: concurrent /readyz requests share one backend probe', async () =>
   const before = fb.connections;
   const get = () =>
     new Promise<number>((resolve, reject) => {
-      http.get({ host: '127.0.0.1', port: gw.adminPort, path: '/readyz' }, (res) => {
-        res.resume();
-        res.on('end', () => resolve(res.statusCode ?? 0));
-      }).on('error', reject);
+      http
+        .get({ host: '127.0.0.1', port: gw.adminPort, path: '/readyz' }, (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode ?? 0));
+        })
+        .on('error', reject);
     });
   const codes = await Promise.all(Array.from({ length: 10 }, get));
   assert.deepEqual(codes, Array(10).fill(200));

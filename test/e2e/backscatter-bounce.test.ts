@@ -4,7 +4,7 @@
 // are refused (strict) or scored (tag-only); the outbound listener refuses foreign clients.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -33,10 +33,12 @@ function token(): string {
 function delivered(pf: PostfixInstance, user: string, needle: string): string[] {
   const dir = join(pf.mailBase, user, 'new');
   if (!existsSync(dir)) return [];
-  return readdirSync(dir)
-    // Unfolded, so a test can match a whole header field on one line.
-    .map((f) => readFileSync(join(dir, f), 'latin1').replace(/\r?\n[ \t]+/g, ' '))
-    .filter((m) => m.includes(needle));
+  return (
+    readdirSync(dir)
+      // Unfolded, so a test can match a whole header field on one line.
+      .map((f) => readFileSync(join(dir, f), 'latin1').replace(/\r?\n[ \t]+/g, ' '))
+      .filter((m) => m.includes(needle))
+  );
 }
 
 async function waitFor<T>(what: string, fn: () => T | undefined, ms = 30_000): Promise<T> {
@@ -60,7 +62,8 @@ before(async () => {
       myhostname: 'relay.remote.test',
       // Accept unknown users at RCPT so that Postfix's virtual(8) bounces them itself.
       smtpd_reject_unlisted_recipient: 'no',
-      smtpd_recipient_restrictions: 'check_recipient_access inline:{ { refused@remote.test = 550 5.1.1 <refused@remote.test>: no such user here } }, permit_mynetworks, reject_unauth_destination',
+      smtpd_recipient_restrictions:
+        'check_recipient_access inline:{ { refused@remote.test = 550 5.1.1 <refused@remote.test>: no such user here } }, permit_mynetworks, reject_unauth_destination',
       // Bounces for our domains go back through the inbound gateway.
       transport_maps: `inline:{ example.test=smtp:[127.0.0.1]:${gwPort}, other.test=smtp:[127.0.0.1]:${gwPort} }`,
     },
@@ -132,7 +135,7 @@ test('a message sent out through the outbound listener bounces at a real Postfix
   assert.doesNotMatch(bounce, /BATV_|BOUNCE_/, 'no backscatter rule fired');
 });
 
-test('the backend sees the recipient without the tag (the core applies the check\'s envelope edit)', { skip }, async () => {
+test("the backend sees the recipient without the tag (the core applies the check's envelope edit)", { skip }, async () => {
   const ring = keyringOf(gw!.runtime.config.backscatter)!;
   const tok = token();
   const r = await sendMessage(gw!.port, {
@@ -209,7 +212,11 @@ test('a null-sender message to two recipients is scored (BOUNCE_MULTI_RCPT)', { 
   const tok = token();
   const ring = keyringOf(gw!.runtime.config.backscatter)!;
   // Valid tags pass BATV; with two recipients the bounce is still genuine (tags prove it), so no score.
-  const ok = await sendMessage(gw!.port, { from: '', to: [batvSign('alice@example.test', ring, Date.now()), batvSign('bob@example.test', ring, Date.now())], data: forged(tok, `${tok}@x.example.net`) });
+  const ok = await sendMessage(gw!.port, {
+    from: '',
+    to: [batvSign('alice@example.test', ring, Date.now()), batvSign('bob@example.test', ring, Date.now())],
+    data: forged(tok, `${tok}@x.example.net`),
+  });
   assert.equal(ok.end?.code, 250);
   const genuine = await waitFor('the tagged bounce', () => delivered(site!, 'bob', tok)[0]);
   assert.match(genuine, /X-Test-Backscatter: reason=batv-valid/);
@@ -254,7 +261,7 @@ test('the outbound listener refuses clients outside relay_networks with 554 5.7.
   c.close();
 });
 
-test('the outbound listener relays before-queue: the MTA gets the next hop\'s own refusal', { skip }, async () => {
+test("the outbound listener relays before-queue: the MTA gets the next hop's own refusal", { skip }, async () => {
   const c = await RawSmtp.connect(outPort);
   await c.read();
   await c.cmd('EHLO site.example.test');

@@ -23,19 +23,34 @@ after(async () => {
 async function runAv(msg: Buffer, cfg: Record<string, unknown>): Promise<CheckOutput> {
   const check = createAvCheck({ config: clamavSchema.parse({ enabled: true, ...cfg }) });
   const out: CheckOutput = { facts: new FactSet(), edits: emptyEdits() };
-  await check.run({ stage: 'data', connection: detachedConnection(), facts: new FactSet(), message: messageView(msg), signal: new AbortController().signal }, out);
+  await check.run(
+    { stage: 'data', connection: detachedConnection(), facts: new FactSet(), message: messageView(msg), signal: new AbortController().signal },
+    out,
+  );
   return out;
 }
 
 const cases = [
-  { desc: 'EICAR as a plain attachment', msg: () => mimeMessage({ attachments: [{ filename: 'eicar.com', type: 'application/octet-stream', data: eicar() }] }), virus: true },
-  { desc: 'EICAR inside a zip', msg: () => mimeMessage({ attachments: [{ filename: 'docs.zip', type: 'application/zip', data: makeZip([{ name: 'readme.com', data: eicar() }]) }] }), virus: true },
+  {
+    desc: 'EICAR as a plain attachment',
+    msg: () => mimeMessage({ attachments: [{ filename: 'eicar.com', type: 'application/octet-stream', data: eicar() }] }),
+    virus: true,
+  },
+  {
+    desc: 'EICAR inside a zip',
+    msg: () => mimeMessage({ attachments: [{ filename: 'docs.zip', type: 'application/zip', data: makeZip([{ name: 'readme.com', data: eicar() }]) }] }),
+    virus: true,
+  },
   {
     desc: 'EICAR base64 in a message/rfc822 attachment (base64 itself)',
     msg: () => forwardAsRfc822(mimeMessage({ attachments: [{ filename: 'e.bin', type: 'application/octet-stream', data: eicar() }] })),
     virus: true,
   },
-  { desc: 'a clean message', msg: () => mimeMessage({ attachments: [{ filename: 'a.txt', type: 'text/plain', data: Buffer.from('hello\r\n') }] }), virus: false },
+  {
+    desc: 'a clean message',
+    msg: () => mimeMessage({ attachments: [{ filename: 'a.txt', type: 'text/plain', data: Buffer.from('hello\r\n') }] }),
+    virus: false,
+  },
 ];
 
 for (const c of cases) {
@@ -51,7 +66,10 @@ for (const c of cases) {
 }
 
 test('clamd: scan_attachments also scans each decoded attachment', async () => {
-  const out = await runAv(mimeMessage({ attachments: [{ filename: 'eicar.com', type: 'application/octet-stream', data: eicar() }] }), { socket: clamd.socket, scan_attachments: true });
+  const out = await runAv(mimeMessage({ attachments: [{ filename: 'eicar.com', type: 'application/octet-stream', data: eicar() }] }), {
+    socket: clamd.socket,
+    scan_attachments: true,
+  });
   assert.equal(out.facts.get('av.virus'), true);
   assert.ok((out.facts.get('av.signatures') as string[]).length >= 1);
 });
@@ -68,9 +86,11 @@ test('clamd: its own StreamMaxLength answer ("size limit exceeded") is unscanned
   // The server limit is 25M; claim a bigger client limit so the client sends it all.
   const client = new ClamdClient({ socket: clamd.socket, host: '', port: 0, connectTimeoutMs: 2000, timeoutMs: 20_000, streamMaxBytes: 64 * 1024 * 1024 });
   const chunk = Buffer.alloc(1024 * 1024, 0x41);
-  const r = await client.scan((function* () {
-    for (let i = 0; i < 27; i++) yield chunk;
-  })());
+  const r = await client.scan(
+    (function* () {
+      for (let i = 0; i < 27; i++) yield chunk;
+    })(),
+  );
   assert.equal(r.result, 'unscanned');
 });
 

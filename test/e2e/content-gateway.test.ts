@@ -28,7 +28,12 @@ before(async () => {
   cpSync(join(repo, 'rules'), rules, { recursive: true });
   qdir = join(dir, 'quarantine');
   gw = await startGateway(
-    testConfig({ backend: { host: '127.0.0.1', port: pf.port }, rules, quarantine: { dir: qdir }, checks: { disabled: ['spf', 'dkim-arc-dmarc', 'fcrdns', 'dnsbl', 'greylist'] } }),
+    testConfig({
+      backend: { host: '127.0.0.1', port: pf.port },
+      rules,
+      quarantine: { dir: qdir },
+      checks: { disabled: ['spf', 'dkim-arc-dmarc', 'fcrdns', 'dnsbl', 'greylist'] },
+    }),
     { extraChecks: createContentChecks(contentConfigSchema.parse({})) },
   );
 });
@@ -72,8 +77,20 @@ const refused = [
   { desc: 'an exe attachment', att: () => ({ filename: 'setup.exe', type: 'application/octet-stream', data: fakeExe() }), type: /pe/ },
   { desc: 'an exe disguised as a PDF', att: () => ({ filename: 'statement.pdf', type: 'application/pdf', data: fakeExe() }), type: /pe/ },
   { desc: 'a .js script', att: () => ({ filename: 'invoice.js', type: 'text/plain', data: Buffer.from('WScript.Echo(1)') }), type: /js/ },
-  { desc: 'an exe in a zip', att: () => ({ filename: 'docs.zip', type: 'application/zip', data: makeZip([{ name: 'docs/readme.pdf.exe', data: fakeExe() }]) }), type: /pe/ },
-  { desc: 'an exe in a zip in a zip', att: () => ({ filename: 'outer.zip', type: 'application/zip', data: makeZip([{ name: 'inner.zip', data: makeZip([{ name: 'a.scr', data: fakeExe() }]) }]) }), type: /pe/ },
+  {
+    desc: 'an exe in a zip',
+    att: () => ({ filename: 'docs.zip', type: 'application/zip', data: makeZip([{ name: 'docs/readme.pdf.exe', data: fakeExe() }]) }),
+    type: /pe/,
+  },
+  {
+    desc: 'an exe in a zip in a zip',
+    att: () => ({
+      filename: 'outer.zip',
+      type: 'application/zip',
+      data: makeZip([{ name: 'inner.zip', data: makeZip([{ name: 'a.scr', data: fakeExe() }]) }]),
+    }),
+    type: /pe/,
+  },
 ];
 
 for (const c of refused) {
@@ -90,7 +107,12 @@ for (const c of refused) {
 
 test('an encrypted zip is quarantined: 250, on disk, not delivered', async () => {
   const tok = token('enc');
-  const r = await send(mimeMessage({ subject: tok, attachments: [{ filename: 'secret.zip', type: 'application/zip', data: makeZip([{ name: 'a.pdf', data: Buffer.from('%PDF-1.4 x'), encrypted: true }]) }] }));
+  const r = await send(
+    mimeMessage({
+      subject: tok,
+      attachments: [{ filename: 'secret.zip', type: 'application/zip', data: makeZip([{ name: 'a.pdf', data: Buffer.from('%PDF-1.4 x'), encrypted: true }]) }],
+    }),
+  );
   assert.equal(r.end?.code, 250, r.end?.text);
   assert.equal((await quarantined(tok)).length, 1);
   await new Promise((res) => setTimeout(res, 300));
@@ -113,7 +135,13 @@ test('a clean message with attachments arrives byte-identical apart from the add
   const tok = token('clean');
   const pdf = Buffer.concat([Buffer.from('%PDF-1.4\n'), Buffer.alloc(2000, 0x20)]);
   const zip = makeZip([{ name: 'notes.txt', data: Buffer.from('plain notes\r\n') }]);
-  const msg = mimeMessage({ subject: tok, attachments: [{ filename: 'report.pdf', type: 'application/pdf', data: pdf }, { filename: 'notes.zip', type: 'application/zip', data: zip }] });
+  const msg = mimeMessage({
+    subject: tok,
+    attachments: [
+      { filename: 'report.pdf', type: 'application/pdf', data: pdf },
+      { filename: 'notes.zip', type: 'application/zip', data: zip },
+    ],
+  });
   const r = await send(msg);
   assert.equal(r.end?.code, 250, r.end?.text);
   const [got] = await waitFor(tok);
@@ -150,7 +178,12 @@ describe('with clamd', () => {
     const rules = join(dir, 'rules');
     cpSync(join(repo, 'rules'), rules, { recursive: true });
     const g = await startGateway(
-      testConfig({ backend: { host: '127.0.0.1', port: pf.port }, rules, quarantine: { dir: join(dir, 'q') }, checks: { disabled: ['spf', 'dkim-arc-dmarc', 'fcrdns', 'dnsbl', 'greylist'] } }),
+      testConfig({
+        backend: { host: '127.0.0.1', port: pf.port },
+        rules,
+        quarantine: { dir: join(dir, 'q') },
+        checks: { disabled: ['spf', 'dkim-arc-dmarc', 'fcrdns', 'dnsbl', 'greylist'] },
+      }),
       { extraChecks: createContentChecks(contentConfigSchema.parse({ clamav: { enabled: true, ...clamav } })) },
     );
     gws.push(g);
@@ -160,7 +193,10 @@ describe('with clamd', () => {
   test('EICAR (zipped, so no executable rule fires) → 554 5.7.1 naming the signature', async () => {
     const g = await gatewayWith({ socket: clamd.socket });
     const tok = token('eicar');
-    const msg = mimeMessage({ subject: tok, attachments: [{ filename: 'e.zip', type: 'application/zip', data: makeZip([{ name: 'eicar.txt', data: eicar() }]) }] });
+    const msg = mimeMessage({
+      subject: tok,
+      attachments: [{ filename: 'e.zip', type: 'application/zip', data: makeZip([{ name: 'eicar.txt', data: eicar() }]) }],
+    });
     const r = await sendMessage(g.port, { from: 'sender@example.org', to: ['alice@example.test'], data: msg });
     assert.equal(r.end?.code, 554, r.end?.text);
     assert.match(r.end?.text ?? '', /^5\.7\.1 Message contains malware \(Gateway\.Test\.EICAR/);

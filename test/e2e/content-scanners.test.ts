@@ -24,7 +24,9 @@ import { token } from '../helpers/maildir.ts';
 import { messageView, mimeMessage } from '../helpers/content-fixtures.ts';
 
 const prize = () =>
-  Buffer.from('From: Lottery <win@prize.example>\r\nTo: <alice@example.test>\r\nSubject: YOU HAVE WON\r\nMIME-Version: 1.0\r\nContent-Type: text/html\r\n\r\n<html><body><p>YOU HAVE WON!!! CLAIM NOW <a href="http://bit.ly/x1">here</a></p></body></html>\r\n');
+  Buffer.from(
+    'From: Lottery <win@prize.example>\r\nTo: <alice@example.test>\r\nSubject: YOU HAVE WON\r\nMIME-Version: 1.0\r\nContent-Type: text/html\r\n\r\n<html><body><p>YOU HAVE WON!!! CLAIM NOW <a href="http://bit.ly/x1">here</a></p></body></html>\r\n',
+  );
 
 let dns: TestDnsServer;
 let rspamd: Scanner | undefined;
@@ -35,7 +37,17 @@ before(async () => {
   dns = await startDnsServer({ zone: {} });
   const t0 = Date.now();
   try {
-    spamd = await startSpamd(['required_score 5', 'body TEST_YOU_HAVE_WON /YOU HAVE WON/', 'score TEST_YOU_HAVE_WON 6.0', 'header TEST_HAS_DATE exists:Date', 'meta TEST_MISSING_DATE !TEST_HAS_DATE', 'score TEST_MISSING_DATE 1.0', ''].join('\n'));
+    spamd = await startSpamd(
+      [
+        'required_score 5',
+        'body TEST_YOU_HAVE_WON /YOU HAVE WON/',
+        'score TEST_YOU_HAVE_WON 6.0',
+        'header TEST_HAS_DATE exists:Date',
+        'meta TEST_MISSING_DATE !TEST_HAS_DATE',
+        'score TEST_MISSING_DATE 1.0',
+        '',
+      ].join('\n'),
+    );
   } catch (err) {
     spamdError = (err as Error).message;
   }
@@ -129,12 +141,20 @@ test('spamd: a real spamd scores the message (or the note says why it did not st
   assert.equal(f.get('spamassassin.score'), 7);
   assert.equal(f.get('spamassassin.required'), 5);
   assert.deepEqual([...(f.get('spamassassin.symbols') as string[])].sort(), ['TEST_MISSING_DATE', 'TEST_YOU_HAVE_WON']);
-  const ham = await run(createSpamassassinCheck(spamassassinSchema.parse({ enabled: true, port: spamd.port })), mimeMessage({ text: 'quarterly figures attached' }));
+  const ham = await run(
+    createSpamassassinCheck(spamassassinSchema.parse({ enabled: true, port: spamd.port })),
+    mimeMessage({ text: 'quarterly figures attached' }),
+  );
   assert.equal(ham.get('spamassassin.spam'), false);
 });
 
 test('spamd answer parsing', () => {
-  assert.deepEqual(parseSpamdAnswer('SPAMD/1.1 0 EX_OK\r\nContent-length: 5\r\nSpam: False ; 1.5 / 5.0\r\n\r\nA,B\r\n'), { spam: false, score: 1.5, required: 5, symbols: ['A', 'B'] });
+  assert.deepEqual(parseSpamdAnswer('SPAMD/1.1 0 EX_OK\r\nContent-length: 5\r\nSpam: False ; 1.5 / 5.0\r\n\r\nA,B\r\n'), {
+    spam: false,
+    score: 1.5,
+    required: 5,
+    symbols: ['A', 'B'],
+  });
   assert.throws(() => parseSpamdAnswer('SPAMD/1.0 76 Bad header line'), /Bad header/);
   assert.throws(() => parseSpamdAnswer('SPAMD/1.1 0 EX_OK\r\n\r\n'), /Spam header/);
 });
@@ -153,8 +173,18 @@ test('http hook: POSTs envelope + message, takes only declared, typed facts', as
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
   try {
     const port = (srv.address() as net.AddressInfo).port;
-    const check = createHttpHookCheck(hookSchema.parse({ name: 'phishcheck', url: `http://127.0.0.1:${port}/scan`, headers: { Authorization: 'Bearer t0k' }, facts: { verdict: 'string', score: 'number', tags: 'string[]', flagged: 'boolean' } }));
-    assert.deepEqual(check.facts.map((f) => f.name), ['hook.phishcheck.verdict', 'hook.phishcheck.score', 'hook.phishcheck.tags', 'hook.phishcheck.flagged', 'hook.phishcheck.skipped']);
+    const check = createHttpHookCheck(
+      hookSchema.parse({
+        name: 'phishcheck',
+        url: `http://127.0.0.1:${port}/scan`,
+        headers: { Authorization: 'Bearer t0k' },
+        facts: { verdict: 'string', score: 'number', tags: 'string[]', flagged: 'boolean' },
+      }),
+    );
+    assert.deepEqual(
+      check.facts.map((f) => f.name),
+      ['hook.phishcheck.verdict', 'hook.phishcheck.score', 'hook.phishcheck.tags', 'hook.phishcheck.flagged', 'hook.phishcheck.skipped'],
+    );
     const msg = prize();
     const f = await run(check, msg, envelope());
     assert.equal(f.get('hook.phishcheck.verdict'), 'phish');
@@ -183,7 +213,12 @@ test('end to end: Rspamd through SMTP — its score drives a local.d rule; deliv
   );
   const content = contentConfigSchema.parse({ rspamd: { enabled: true, url: `http://127.0.0.1:${rspamd?.port}` } });
   const gw = await startGateway(
-    testConfig({ backend: { host: '127.0.0.1', port: pf.port }, rules, quarantine: { dir: join(dir, 'q') }, checks: { disabled: ['spf', 'dkim-arc-dmarc', 'fcrdns', 'dnsbl', 'greylist'] } }),
+    testConfig({
+      backend: { host: '127.0.0.1', port: pf.port },
+      rules,
+      quarantine: { dir: join(dir, 'q') },
+      checks: { disabled: ['spf', 'dkim-arc-dmarc', 'fcrdns', 'dnsbl', 'greylist'] },
+    }),
     { extraChecks: createContentChecks(content) },
   );
   try {
@@ -195,10 +230,11 @@ test('end to end: Rspamd through SMTP — its score drives a local.d rule; deliv
     let got: string | undefined;
     while (!got && Date.now() < end) {
       const d = join(pf.mailBase, 'alice', 'new');
-      if (existsSync(d)) for (const f of readdirSync(d)) {
-        const c = readFileSync(join(d, f), 'latin1');
-        if (c.includes(tok.toUpperCase())) got = c;
-      }
+      if (existsSync(d))
+        for (const f of readdirSync(d)) {
+          const c = readFileSync(join(d, f), 'latin1');
+          if (c.includes(tok.toUpperCase())) got = c;
+        }
       if (!got) await new Promise((res) => setTimeout(res, 100));
     }
     assert.ok(got, 'delivered');

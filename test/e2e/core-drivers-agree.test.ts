@@ -36,7 +36,10 @@ before(async () => {
   pf = await startPostfix();
   // rules test reads the same host name and domains as the gateway (HELO_IS_OUR_NAME depends on them).
   configFile = join(mkdtempSync(join(tmpdir(), 'mailgate-agree-')), 'mailgate.yaml');
-  writeFileSync(configFile, `hostname: mx.example.test\ndomains: [example.test]\nbackend: { host: 127.0.0.1, port: ${pf.port} }\nrules: ${join(root, 'rules')}\nadmin: false\ncapture: false\n`);
+  writeFileSync(
+    configFile,
+    `hostname: mx.example.test\ndomains: [example.test]\nbackend: { host: 127.0.0.1, port: ${pf.port} }\nrules: ${join(root, 'rules')}\nadmin: false\ncapture: false\n`,
+  );
   gw = await startGateway(
     testConfig({
       backend: { host: '127.0.0.1', port: pf.port, command_timeout_ms: 5000, data_timeout_ms: 10_000 },
@@ -78,14 +81,21 @@ async function viaSmtp(raw: Buffer, env: Sidecar): Promise<{ stage: string; repl
   }
 }
 
-for (const name of readdirSync(corpus).filter((n) => n.endsWith('.eml')).sort()) {
+for (const name of readdirSync(corpus)
+  .filter((n) => n.endsWith('.eml'))
+  .sort()) {
   test(`same verdict through rules test and SMTP: ${name}`, async () => {
     const path = join(corpus, name);
     const env = JSON.parse(readFileSync(path.replace(/\.eml$/, '.json'), 'utf8')) as Sidecar;
     const raw = readFileSync(path);
     const cli = spawnSync(process.execPath, [main, 'rules', 'test', path, '--config', configFile, '--offline', '--json'], { encoding: 'utf8' });
     assert.equal(cli.status, 0, cli.stderr);
-    const offline = JSON.parse(cli.stdout) as { action: string; stage: string; reply: { code: number; enhanced: string; text: string } | null; envelope: Sidecar };
+    const offline = JSON.parse(cli.stdout) as {
+      action: string;
+      stage: string;
+      reply: { code: number; enhanced: string; text: string } | null;
+      envelope: Sidecar;
+    };
 
     // The same envelope through SMTP; the sidecar's facts (and its client address) injected in the core.
     const overrides = new Map<string, FactValue>(Object.entries(env.facts ?? {}));

@@ -60,7 +60,12 @@ const gateways: TestGateway[] = [];
 
 async function gateway(local: string, extra: Record<string, unknown> = {}): Promise<TestGateway> {
   const gw = await startGateway(
-    testConfig({ backend: { host: '127.0.0.1', port: pf.port, command_timeout_ms: 5000, data_timeout_ms: 10_000 }, dns: { servers: [dns.address], timeout_ms: 1000 }, rules: rules(local), ...extra }),
+    testConfig({
+      backend: { host: '127.0.0.1', port: pf.port, command_timeout_ms: 5000, data_timeout_ms: 10_000 },
+      dns: { servers: [dns.address], timeout_ms: 1000 },
+      rules: rules(local),
+      ...extra,
+    }),
   );
   gateways.push(gw);
   return gw;
@@ -70,10 +75,11 @@ async function delivered(tok: string, timeoutMs = 10_000): Promise<Buffer | unde
   const dir = join(pf.mailBase, 'alice', 'new');
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    if (existsSync(dir)) for (const f of readdirSync(dir)) {
-      const c = readFileSync(join(dir, f));
-      if (c.includes(tok)) return c;
-    }
+    if (existsSync(dir))
+      for (const f of readdirSync(dir)) {
+        const c = readFileSync(join(dir, f));
+        if (c.includes(tok)) return c;
+      }
     await new Promise((r) => setTimeout(r, 100));
   }
   return undefined;
@@ -93,7 +99,11 @@ describe('checks of one stage see the facts they need', () => {
   test('greylisting is skipped for DKIM-aligned DMARC-pass mail (and still defers the rest)', async () => {
     const gw = await gateway('greylist:\n  enabled: true\n  skip: { dmarc.result: pass }\n');
     const tok = token('grey-pass');
-    const ok = await sendMessage(gw.port, { from: 'news@signed.example', to: ['alice@example.test'], data: await signed(message(tok, 'News <news@signed.example>')) });
+    const ok = await sendMessage(gw.port, {
+      from: 'news@signed.example',
+      to: ['alice@example.test'],
+      data: await signed(message(tok, 'News <news@signed.example>')),
+    });
     assert.equal(ok.end?.code, 250, `DMARC-pass mail is not greylisted: ${ok.end?.text}`);
     assert.ok(await delivered(tok), 'delivered');
     const tok2 = token('grey-defer');
@@ -104,9 +114,17 @@ describe('checks of one stage see the facts they need', () => {
 
   test('a rate limit keyed on dmarc_domain counts (second message of the hour deferred)', async () => {
     const gw = await gateway('ratelimits:\n  - { name: dmarc_domain_messages, key: dmarc_domain, phase: message, rate: 1/1h, action: tempfail }\n');
-    const first = await sendMessage(gw.port, { from: 'news@signed.example', to: ['alice@example.test'], data: await signed(message(token('rl1'), 'News <news@signed.example>')) });
+    const first = await sendMessage(gw.port, {
+      from: 'news@signed.example',
+      to: ['alice@example.test'],
+      data: await signed(message(token('rl1'), 'News <news@signed.example>')),
+    });
     assert.equal(first.end?.code, 250, first.end?.text);
-    const second = await sendMessage(gw.port, { from: 'news@signed.example', to: ['alice@example.test'], data: await signed(message(token('rl2'), 'News <news@signed.example>')) });
+    const second = await sendMessage(gw.port, {
+      from: 'news@signed.example',
+      to: ['alice@example.test'],
+      data: await signed(message(token('rl2'), 'News <news@signed.example>')),
+    });
     assert.equal(second.end?.code, 451, `the second message of the DMARC domain is over the limit: ${second.end?.text}`);
     // Mail that does not authenticate has no DMARC domain: the limit does not apply to it.
     const other = await sendMessage(gw.port, { from: 'x@plain.example', to: ['alice@example.test'], data: message(token('rl3'), 'x@plain.example') });
@@ -117,10 +135,17 @@ describe('checks of one stage see the facts they need', () => {
 describe('finalize: edits first, then the signers', () => {
   test('a message whose Subject a rule tags arrives with an ARC set mailauth verifies as pass', async () => {
     const tok = token('arc-tag');
-    const gw = await gateway(`rules:\n  - { name: TAG_TEST, description: tag this test message, when: { message.subject: "${tok}" }, tag_subject: "[TAGGED]" }\n`, {
-      auth: { arc_seal: { domain: 'mx.example.test', selector: 'arc', key: pem(sealKey.privateKey) } },
+    const gw = await gateway(
+      `rules:\n  - { name: TAG_TEST, description: tag this test message, when: { message.subject: "${tok}" }, tag_subject: "[TAGGED]" }\n`,
+      {
+        auth: { arc_seal: { domain: 'mx.example.test', selector: 'arc', key: pem(sealKey.privateKey) } },
+      },
+    );
+    const r = await sendMessage(gw.port, {
+      from: 'news@signed.example',
+      to: ['alice@example.test'],
+      data: await signed(message(tok, 'News <news@signed.example>')),
     });
-    const r = await sendMessage(gw.port, { from: 'news@signed.example', to: ['alice@example.test'], data: await signed(message(tok, 'News <news@signed.example>')) });
     assert.equal(r.end?.code, 250, r.end?.text);
     const got = await delivered(tok);
     assert.ok(got, 'delivered');

@@ -77,7 +77,9 @@ before(async () => {
       await new Promise((r) => setTimeout(r, 100));
     }
   }
-  gw = await startGateway(testConfig({ backend: { host: '127.0.0.1', port: pfPort, command_timeout_ms: 5000, data_timeout_ms: 10_000, connect_timeout_ms: 2000 } }));
+  gw = await startGateway(
+    testConfig({ backend: { host: '127.0.0.1', port: pfPort, command_timeout_ms: 5000, data_timeout_ms: 10_000, connect_timeout_ms: 2000 } }),
+  );
 });
 
 after(async () => {

@@ -36,7 +36,7 @@ test('doctor: a lenient backend that ends DATA at <LF>.<LF> is reported dangerou
   for (const r of rs) assert.equal(r.mitigated, true);
 });
 
-test('doctor: a backend that relays for mailgate\'s address is reported, with the domain check as mitigation', async () => {
+test("doctor: a backend that relays for mailgate's address is reported, with the domain check as mitigation", async () => {
   // discard: nothing can leave this machine even though Postfix now relays for 127.0.0.1.
   const pf = await startPostfix({ main: { default_transport: 'discard:', relay_transport: 'discard:' } });
   instances.push(pf);
@@ -67,7 +67,10 @@ test('doctor --via: probes through mailgate decide "mitigated"; through nothing 
   const { startGateway, testConfig } = await import('../helpers/gateway.ts');
   const pf = instances[0]!;
   const gw = await startGateway(
-    testConfig({ backend: { host: '127.0.0.1', port: pf.port, command_timeout_ms: 5000, data_timeout_ms: 10_000, connect_timeout_ms: 2000 }, checks: { disabled: ['spf', 'dkim-arc-dmarc', 'dnsbl', 'greylist', 'fcrdns'] } }),
+    testConfig({
+      backend: { host: '127.0.0.1', port: pf.port, command_timeout_ms: 5000, data_timeout_ms: 10_000, connect_timeout_ms: 2000 },
+      checks: { disabled: ['spf', 'dkim-arc-dmarc', 'dnsbl', 'greylist', 'fcrdns'] },
+    }),
   );
   try {
     const dir = mkdtempSync(join(tmpdir(), 'mailgate-doctor-'));
@@ -77,7 +80,10 @@ test('doctor --via: probes through mailgate decide "mitigated"; through nothing 
     let err = '';
     const io = { out: (s: string) => void (out += s), err: (s: string) => void (err += s) };
     assert.equal(await runDoctor(['--config', cfg, '--rcpt', 'alice@example.test', '--via', `127.0.0.1:${gw.port}`, '--json'], io), 0, err);
-    const rs = out.trim().split('\n').map((l) => JSON.parse(l) as ProbeResult);
+    const rs = out
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as ProbeResult);
     const lf = byName(rs, 'bare LF');
     assert.equal(lf.dangerous, true);
     assert.equal(lf.mitigated, true);

@@ -58,7 +58,8 @@ test('faults: SIGKILL, backend down, resets and stalls — every 250 is delivere
       const tok = `fault-${next++}`;
       const o = await sendOne(port, tok);
       outcomes.set(tok, o);
-      if (o === 'refused') await sleep(100); // mailgate is restarting
+      if (o === 'refused')
+        await sleep(100); // mailgate is restarting
       else if (o !== 'accepted') await sleep(50); // a backend fault: like a real client, do not hammer
     }
   });
@@ -113,7 +114,10 @@ test('faults: SIGKILL, backend down, resets and stalls — every 250 is delivere
   gw.kill();
   await gw.exited();
   await gw.start();
-  assert.deepEqual(readdirSync(join(dir, 'spool')).filter((f) => f.startsWith('spool-')), []);
+  assert.deepEqual(
+    readdirSync(join(dir, 'spool')).filter((f) => f.startsWith('spool-')),
+    [],
+  );
 });
 
 test('faults: Redis killed and paused mid-load (fail_open and fail_closed) — nothing lost', async (t) => {
@@ -181,7 +185,7 @@ test('faults: Redis killed and paused mid-load (fail_open and fail_closed) — n
       const n = counts.get(tok) ?? 0;
       if (o === 'accepted') {
         accepted++;
-        if (n !== 1) (n === 0 ? lost++ : duplicated++);
+        if (n !== 1) n === 0 ? lost++ : duplicated++;
       } else other++;
     }
     figures[failMode] = { sent: outcomes.size, accepted, refusedOrTempfailed: other, lost, duplicated };

@@ -23,12 +23,23 @@ const cleanups: Array<() => Promise<void> | void> = [];
 const DISABLED = ['spf', 'dkim-arc-dmarc', 'dnsbl', 'greylist', 'fcrdns'];
 
 function config(overrides: Record<string, unknown> = {}): Config {
-  return testConfig({ backend: { host: '127.0.0.1', port: pf.port, command_timeout_ms: 5000, data_timeout_ms: 10_000, connect_timeout_ms: 2000 }, checks: { disabled: DISABLED }, ...overrides });
+  return testConfig({
+    backend: { host: '127.0.0.1', port: pf.port, command_timeout_ms: 5000, data_timeout_ms: 10_000, connect_timeout_ms: 2000 },
+    checks: { disabled: DISABLED },
+    ...overrides,
+  });
 }
 
 before(async () => {
   pf = await startPostfix();
-  gw = await startGateway(config({ listen: [{ host: '127.0.0.1', port: 0 }, { host: '127.0.0.1', port: 0, proxy_protocol: ['127.0.0.1'] }] }));
+  gw = await startGateway(
+    config({
+      listen: [
+        { host: '127.0.0.1', port: 0 },
+        { host: '127.0.0.1', port: 0, proxy_protocol: ['127.0.0.1'] },
+      ],
+    }),
+  );
 });
 after(async () => {
   for (const c of cleanups.reverse()) await c();
@@ -178,9 +189,32 @@ test('item 10: the spool is a private 0700 directory from config, emptied at sta
 
 test('item 6: an implicit-TLS client that never starts the handshake is dropped at the deadline', async () => {
   const certDir = mkdtempSync(join(tmpdir(), 'mailgate-tls-'));
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', join(certDir, 'key.pem'), '-out', join(certDir, 'cert.pem'), '-days', '2', '-subj', '/CN=mx.example.test'], { stdio: 'ignore' });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      join(certDir, 'key.pem'),
+      '-out',
+      join(certDir, 'cert.pem'),
+      '-days',
+      '2',
+      '-subj',
+      '/CN=mx.example.test',
+    ],
+    { stdio: 'ignore' },
+  );
   const g2 = await startGateway(
-    config({ listen: [{ host: '127.0.0.1', port: 0, tls: { key: join(certDir, 'key.pem'), cert: join(certDir, 'cert.pem'), implicit: true } }], smtp: { tls_handshake_timeout_ms: 500, shutdown_grace_s: 1 } }),
+    config({
+      listen: [{ host: '127.0.0.1', port: 0, tls: { key: join(certDir, 'key.pem'), cert: join(certDir, 'cert.pem'), implicit: true } }],
+      smtp: { tls_handshake_timeout_ms: 500, shutdown_grace_s: 1 },
+    }),
   );
   cleanups.push(() => g2.stop(100));
   const s = net.connect(g2.port, '127.0.0.1');
@@ -274,11 +308,13 @@ test('item 11: no mailgate_redis_up without a Redis', async () => {
   const g2 = await startGateway(config({ admin: { host: '127.0.0.1', port: 0 } }));
   cleanups.push(() => g2.stop(100));
   const body = await new Promise<string>((resolve, reject) => {
-    http.get({ host: '127.0.0.1', port: g2.adminPort, path: '/metrics' }, (res) => {
-      let b = '';
-      res.on('data', (d) => (b += d));
-      res.on('end', () => resolve(b));
-    }).on('error', reject);
+    http
+      .get({ host: '127.0.0.1', port: g2.adminPort, path: '/metrics' }, (res) => {
+        let b = '';
+        res.on('data', (d) => (b += d));
+        res.on('end', () => resolve(b));
+      })
+      .on('error', reject);
   });
   assert.match(body, /mailgate_messages_total|mailgate_connections_total/);
   assert.ok(!body.includes('mailgate_redis_up'), 'mailgate_redis_up exported without Redis');

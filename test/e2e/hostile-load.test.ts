@@ -43,7 +43,27 @@ test('hostile clients while legitimate mail flows: p99 < 1 s, every legitimate m
   cleanups.push(() => pf.destroy());
   const dir = mkdtempSync(join(tmpdir(), 'mailgate-hostile-load-'));
   mkdirSync(join(dir, 'rules'));
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-days', '2', '-subj', '/CN=mx.example.test'], { stdio: 'ignore' });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      join(dir, 'key.pem'),
+      '-out',
+      join(dir, 'cert.pem'),
+      '-days',
+      '2',
+      '-subj',
+      '/CN=mx.example.test',
+    ],
+    { stdio: 'ignore' },
+  );
   const port = await closedPort();
   const tlsPort = await closedPort();
   const cfg = join(dir, 'mailgate.yaml');
@@ -66,7 +86,10 @@ test('hostile clients while legitimate mail flows: p99 < 1 s, every legitimate m
       'capture: false',
     ].join('\n') + '\n',
   );
-  const child: ChildProcess = spawn(process.execPath, [join(ROOT, 'src/cli/main.ts'), 'serve', '--config', cfg], { stdio: ['ignore', 'ignore', 'pipe'], cwd: ROOT });
+  const child: ChildProcess = spawn(process.execPath, [join(ROOT, 'src/cli/main.ts'), 'serve', '--config', cfg], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    cwd: ROOT,
+  });
   let stderr = '';
   child.stderr?.on('data', (d) => (stderr += d));
   cleanups.push(() => child.kill('SIGKILL'));
@@ -149,7 +172,9 @@ test('hostile clients while legitimate mail flows: p99 < 1 s, every legitimate m
           await c.cmd('MAIL FROM:<i@inject.example.net>', 5000);
           await c.cmd('RCPT TO:<bob@example.test>', 5000);
           if ((await c.cmd('DATA', 5000))?.code === 354) {
-            c.write(' dkim=pass header.d=paypal.com\r\nAuthentication-Results: mx.example.test; dmarc=pass\r\nX-Spam-Flag: NO\r\nSubject: inject\r\n\r\nPROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\n\0\r\n.\r\n');
+            c.write(
+              ' dkim=pass header.d=paypal.com\r\nAuthentication-Results: mx.example.test; dmarc=pass\r\nX-Spam-Flag: NO\r\nSubject: inject\r\n\r\nPROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\n\0\r\n.\r\n',
+            );
             await c.read(10_000);
           }
         } catch {
@@ -176,7 +201,9 @@ test('hostile clients while legitimate mail flows: p99 < 1 s, every legitimate m
       assert.equal((await c.cmd('MAIL FROM:<l@legit.example.net>', 10_000))?.code, 250);
       assert.equal((await c.cmd('RCPT TO:<alice@example.test>', 10_000))?.code, 250);
       assert.equal((await c.cmd('DATA', 10_000))?.code, 354);
-      c.write(`From: <l@legit.example.net>\r\nTo: <alice@example.test>\r\nSubject: ${tok}\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\nMessage-ID: <${tok}@legit.example.net>\r\n\r\nHello.\r\n.\r\n`);
+      c.write(
+        `From: <l@legit.example.net>\r\nTo: <alice@example.test>\r\nSubject: ${tok}\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\nMessage-ID: <${tok}@legit.example.net>\r\n\r\nHello.\r\n.\r\n`,
+      );
       const end = await c.read(10_000);
       assert.equal(end?.code, 250, `${end?.code} ${end?.text}`);
     } finally {
@@ -203,17 +230,26 @@ test('hostile clients while legitimate mail flows: p99 < 1 s, every legitimate m
   }
   const p50 = percentile(times, 50);
   const p99 = percentile(times, 99);
-  t.diagnostic(`figures ${JSON.stringify({ idleOpen, stillOpenAtEnd: stillOpen, ...counts, legit: times.length, p50_ms: Math.round(p50), p99_ms: Math.round(p99), max_ms: Math.round(Math.max(...times)) })}`);
+  t.diagnostic(
+    `figures ${JSON.stringify({ idleOpen, stillOpenAtEnd: stillOpen, ...counts, legit: times.length, p50_ms: Math.round(p50), p99_ms: Math.round(p99), max_ms: Math.round(Math.max(...times)) })}`,
+  );
   assert.equal(idleOpen, IDLE, 'the idle crowd was admitted');
   assert.ok(p99 < 1000, `p99 of the legitimate client ${p99.toFixed(0)} ms`);
-  assert.deepEqual(tokens.filter((x) => !got.has(x)), [], 'legitimate messages not delivered');
+  assert.deepEqual(
+    tokens.filter((x) => !got.has(x)),
+    [],
+    'legitimate messages not delivered',
+  );
   // Nothing hostile reached Bob's mailbox with a forged result or an orphan continuation intact.
   const bob = join(pf.mailBase, 'bob', 'new');
   const bobFiles = existsSync(bob) ? readdirSync(bob) : [];
   assert.ok(bobFiles.length > 0, 'no injection message was delivered: the check below would prove nothing');
   for (const f of bobFiles) {
     const m = readFileSync(join(bob, f), 'latin1');
-    assert.ok(!m.includes('header.d=paypal.com') && !m.includes('mx.example.test; dmarc=pass') && !m.includes('X-Spam-Flag: NO') && !m.includes('\0'), m.slice(0, 400));
+    assert.ok(
+      !m.includes('header.d=paypal.com') && !m.includes('mx.example.test; dmarc=pass') && !m.includes('X-Spam-Flag: NO') && !m.includes('\0'),
+      m.slice(0, 400),
+    );
   }
   assert.equal(child.exitCode, null, `mailgate died: ${stderr}`);
 });

@@ -157,7 +157,11 @@ const mustNotArrive: string[] = [];
 async function assertServes(port: number): Promise<void> {
   const tok = token('alive');
   const r = await sendMessage(port, { from: 'sender@client.example.net', to: ['alice@example.test'], data: msg(tok) });
-  assert.equal(r.end?.code, 250, `a normal message afterwards: MAIL ${r.mail?.code} RCPT ${r.rcpts[0]?.code} DATA ${r.data?.code} end ${r.end?.code} ${r.end?.text}`);
+  assert.equal(
+    r.end?.code,
+    250,
+    `a normal message afterwards: MAIL ${r.mail?.code} RCPT ${r.rcpts[0]?.code} DATA ${r.data?.code} end ${r.end?.code} ${r.end?.text}`,
+  );
   mustArrive.push(tok);
 }
 
@@ -177,16 +181,46 @@ let certDir: string;
 before(async () => {
   await requireBackend();
   certDir = mkdtempSync(join(tmpdir(), 'mg-hostile-tls-'));
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', join(certDir, 'key.pem'), '-out', join(certDir, 'cert.pem'), '-days', '2', '-subj', '/CN=mx.example.test'], { stdio: 'ignore' });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      join(certDir, 'key.pem'),
+      '-out',
+      join(certDir, 'cert.pem'),
+      '-days',
+      '2',
+      '-subj',
+      '/CN=mx.example.test',
+    ],
+    { stdio: 'ignore' },
+  );
   const key = join(certDir, 'key.pem');
   const cert = join(certDir, 'cert.pem');
-  const bodyRules = makeRulesDir({ 'r.yaml': 'rules:\n  - { name: BODY_PROBE, description: makes the body-text check parse every message, when: { message.body_text: { regex: "/zzz-never-matches-zzz/" } }, score: 0.1 }\n' });
+  const bodyRules = makeRulesDir({
+    'r.yaml':
+      'rules:\n  - { name: BODY_PROBE, description: makes the body-text check parse every message, when: { message.body_text: { regex: "/zzz-never-matches-zzz/" } }, score: 0.1 }\n',
+  });
   [gw, small, body, idle, tlsGw] = await Promise.all([
     startGateway(testConfig({ limits: { idle_timeout_s: 20 } }), { logger }),
     startGateway(testConfig({ limits: { max_message_bytes: 10_000 } }), { logger }),
     startGateway(testConfig({ rules: bodyRules }), { logger }),
     startGateway(testConfig({ limits: { idle_timeout_s: 1, max_connections_per_ip: 100 } })),
-    startGateway(testConfig({ listen: [{ host: '127.0.0.1', port: 0, tls: { key, cert } }, { host: '127.0.0.1', port: 0, tls: { key, cert, implicit: true } }] })),
+    startGateway(
+      testConfig({
+        listen: [
+          { host: '127.0.0.1', port: 0, tls: { key, cert } },
+          { host: '127.0.0.1', port: 0, tls: { key, cert, implicit: true } },
+        ],
+      }),
+    ),
   ]);
 });
 
@@ -228,10 +262,7 @@ async function runScript(port: number, sc: ScriptCase): Promise<void> {
   }
   c.write(sc.input);
   const rs = await collect(c, sc.want.length);
-  assert.ok(
-    rs.length === sc.want.length && rs.every((r, i) => matches(r.code, sc.want[i] as Want)),
-    `want ${sc.want.join(', ')}; got ${show(rs)}`,
-  );
+  assert.ok(rs.length === sc.want.length && rs.every((r, i) => matches(r.code, sc.want[i] as Want)), `want ${sc.want.join(', ')}; got ${show(rs)}`);
   sc.check?.(rs);
   if (sc.closes) {
     assert.ok(await c.waitClosed(3000), 'the gateway closes the connection');
@@ -248,7 +279,11 @@ const COMMAND_CASES: ScriptCase[] = [
   { desc: 'NUL byte inside a verb', input: bytes('NO\0OP\r\n'), want: [500] },
   { desc: 'NUL byte in the EHLO name', input: bytes('EHLO client\0.example.net\r\n'), want: [501] },
   { desc: '8-bit garbage line', input: bytes('\xff\xfe\xfd\x80\x9b garbage\r\n'), want: [500] },
-  { desc: 'CR-only terminators do not end lines ("NOOP\\rRSET\\rQUIT\\r" is one unknown command; QUIT is not run)', input: 'NOOP\rRSET\rQUIT\r\r\n', want: [500] },
+  {
+    desc: 'CR-only terminators do not end lines ("NOOP\\rRSET\\rQUIT\\r" is one unknown command; QUIT is not run)',
+    input: 'NOOP\rRSET\rQUIT\r\r\n',
+    want: [500],
+  },
   { desc: 'LF-only terminators end command lines', input: 'NOOP\nRSET\n', want: [250, 250] },
   { desc: 'empty command line', input: '\r\n', want: [500] },
   { desc: 'command line of 20 KB (over the 16 KB command limit): 421 and close', input: `NOOP ${'a'.repeat(20_000)}\r\n`, want: [421], closes: true },
@@ -265,10 +300,25 @@ const COMMAND_CASES: ScriptCase[] = [
   { desc: 'HELP', input: 'HELP\r\n', want: [214] },
   { desc: 'XCLIENT from an untrusted client', input: 'XCLIENT ADDR=203.0.113.9 NAME=spoof.example\r\n', want: [550] },
   { desc: 'XFORWARD from an untrusted client', input: 'XFORWARD ADDR=203.0.113.9 HELO=spoof.example\r\n', want: [550] },
-  { desc: 'BDAT (CHUNKING not offered): refused, the chunk is read as a command line', setup: [EHLO, MAIL, RCPT], input: 'BDAT 7 LAST\r\nhello\r\n', want: [500, 500] },
-  { desc: 'mixed-case verbs', setup: [], input: `eHlO client.example.net\r\nmAiL fRoM:<sender@client.example.net>\r\nRcPt To:<alice@example.test>\r\nrSeT\r\n`, want: [250, 250, 250, 250] },
+  {
+    desc: 'BDAT (CHUNKING not offered): refused, the chunk is read as a command line',
+    setup: [EHLO, MAIL, RCPT],
+    input: 'BDAT 7 LAST\r\nhello\r\n',
+    want: [500, 500],
+  },
+  {
+    desc: 'mixed-case verbs',
+    setup: [],
+    input: `eHlO client.example.net\r\nmAiL fRoM:<sender@client.example.net>\r\nRcPt To:<alice@example.test>\r\nrSeT\r\n`,
+    want: [250, 250, 250, 250],
+  },
   { desc: 'HTTP request instead of SMTP: 421 and close', setup: [], input: 'GET / HTTP/1.1\r\nHost: mx.example.test\r\n\r\n', want: [421], closes: true },
-  { desc: 'HTTP POST after EHLO (cross-protocol from a browser): 421 and close', input: 'POST /form HTTP/1.0\r\nContent-Length: 20\r\n\r\nMAIL FROM:<x@evil>\r\n', want: [421], closes: true },
+  {
+    desc: 'HTTP POST after EHLO (cross-protocol from a browser): 421 and close',
+    input: 'POST /form HTTP/1.0\r\nContent-Length: 20\r\n\r\nMAIL FROM:<x@evil>\r\n',
+    want: [421],
+    closes: true,
+  },
   { desc: 'EHLO without a name', input: 'EHLO\r\n', want: [501] },
   { desc: 'EHLO with a 1000-character name', input: `EHLO ${'a'.repeat(1000)}\r\n`, want: [501] },
   { desc: 'QUIT mid-transaction', setup: [EHLO, MAIL, RCPT], input: 'QUIT\r\n', want: [221], closes: true },
@@ -285,17 +335,31 @@ describe('command level: one hostile write, clear replies in order, the gateway 
 const ADDRESS_CASES: ScriptCase[] = [
   { desc: 'MAIL FROM with a 1000-character local part', input: `MAIL FROM:<${'a'.repeat(1000)}@client.example.net>\r\n`, want: [501] },
   { desc: 'RCPT TO with a 1000-character local part', setup: [EHLO, MAIL], input: `RCPT TO:<${'a'.repeat(1000)}@example.test>\r\n`, want: [501] },
-  { desc: 'CRLF injected through xtext in ENVID (ENVID=a+0D+0A...)', input: 'MAIL FROM:<sender@client.example.net> ENVID=a+0D+0ARCPT+20TO:<victim@elsewhere.test>\r\n', want: [501] },
+  {
+    desc: 'CRLF injected through xtext in ENVID (ENVID=a+0D+0A...)',
+    input: 'MAIL FROM:<sender@client.example.net> ENVID=a+0D+0ARCPT+20TO:<victim@elsewhere.test>\r\n',
+    want: [501],
+  },
   { desc: 'CRLF injected through xtext in ORCPT', setup: [EHLO, MAIL], input: 'RCPT TO:<alice@example.test> ORCPT=rfc822;a+0D+0ADATA\r\n', want: [501] },
   { desc: 'NUL in the sender address', input: bytes('MAIL FROM:<sen\0der@client.example.net>\r\n'), want: [501] },
   { desc: 'address without angle brackets', input: 'MAIL FROM:sender@client.example.net\r\n', want: [501] },
   { desc: 'duplicate ESMTP parameter (SIZE=10 SIZE=20)', input: `${MAIL} SIZE=10 SIZE=20\r\n`, want: [501] },
   { desc: 'SIZE=-1', input: `${MAIL} SIZE=-1\r\n`, want: [501] },
   { desc: 'SIZE=abc', input: `${MAIL} SIZE=abc\r\n`, want: [501] },
-  { desc: 'SIZE far over the limit (20 digits)', input: `${MAIL} SIZE=99999999999999999999\r\n`, want: [552], check: (rs) => assert.match(rs[0]?.text ?? '', /^5\.3\.4/) },
+  {
+    desc: 'SIZE far over the limit (20 digits)',
+    input: `${MAIL} SIZE=99999999999999999999\r\n`,
+    want: [552],
+    check: (rs) => assert.match(rs[0]?.text ?? '', /^5\.3\.4/),
+  },
   { desc: 'BODY=BINARYMIME (needs CHUNKING, not offered)', input: `${MAIL} BODY=BINARYMIME\r\n`, want: ['5xx'] },
   { desc: 'SMTPUTF8 with a value', input: `${MAIL} SMTPUTF8=yes\r\n`, want: [501] },
-  { desc: 'source route in RCPT: ignored (RFC 5321 4.1.2), never followed', setup: [EHLO, MAIL], input: 'RCPT TO:<@relay.elsewhere.test:alice@example.test>\r\nRCPT TO:<@example.test:victim@elsewhere.test>\r\n', want: [250, 550] },
+  {
+    desc: 'source route in RCPT: ignored (RFC 5321 4.1.2), never followed',
+    setup: [EHLO, MAIL],
+    input: 'RCPT TO:<@relay.elsewhere.test:alice@example.test>\r\nRCPT TO:<@example.test:victim@elsewhere.test>\r\n',
+    want: [250, 550],
+  },
   {
     desc: 'domainless postmaster goes to the backend as postmaster@<first domain> (its answer relayed)',
     setup: [EHLO, MAIL],
@@ -303,7 +367,12 @@ const ADDRESS_CASES: ScriptCase[] = [
     want: ['5xx', '5xx'], // the test Postfix has no postmaster mailbox: its 550 is relayed
     check: (rs) => rs.forEach((r) => assert.match(r.text, /postmaster@example\.test/)),
   },
-  { desc: 'RCPT with an 8-bit local part and no SMTPUTF8: the backend\'s answer', setup: [EHLO, MAIL], input: Buffer.from('RCPT TO:<\u00e9l\u00e8ve@example.test>\r\n', 'utf8'), want: ['5xx'] },
+  {
+    desc: "RCPT with an 8-bit local part and no SMTPUTF8: the backend's answer",
+    setup: [EHLO, MAIL],
+    input: Buffer.from('RCPT TO:<\u00e9l\u00e8ve@example.test>\r\n', 'utf8'),
+    want: ['5xx'],
+  },
   {
     desc: 'MAIL FROM with invalid UTF-8 and no SMTPUTF8 is refused',
     input: bytes('MAIL FROM:<\xff\xfe@client.example.net>\r\n'),
@@ -460,33 +529,60 @@ const DATA_CASES: DataCase[] = [
     delivered: (text) => assert.ok(!text.includes('\r'), 'bare CR normalised before the backend'),
   },
   { desc: 'LF-only line endings throughout', data: (t) => msg(t).replace(/\r\n/g, '\n') + '\r\n', want: 250 },
-  { desc: '10,000 header fields (under max_header_bytes)', data: (t) => msg(t, Array.from({ length: 10_000 }, (_, i) => `X-F${i}: v\r\n`).join('')), want: 250, maxMs: 5000 },
-  { desc: '20,000 header fields (over max_header_bytes): 552 5.3.4', data: (t) => msg(t, Array.from({ length: 20_000 }, (_, i) => `X-Field-${i}: value\r\n`).join('')), want: 552, text: /^5\.3\.4/ },
+  {
+    desc: '10,000 header fields (under max_header_bytes)',
+    data: (t) => msg(t, Array.from({ length: 10_000 }, (_, i) => `X-F${i}: v\r\n`).join('')),
+    want: 250,
+    maxMs: 5000,
+  },
+  {
+    desc: '20,000 header fields (over max_header_bytes): 552 5.3.4',
+    data: (t) => msg(t, Array.from({ length: 20_000 }, (_, i) => `X-Field-${i}: value\r\n`).join('')),
+    want: 552,
+    text: /^5\.3\.4/,
+  },
   { desc: 'one 2 MB header line: 552 5.3.4', data: (t) => msg(t, `X-Huge: ${'h'.repeat(2 * MB)}\r\n`), want: 552, text: /^5\.3\.4/ },
   { desc: 'one 2 MB body line: 552 5.3.4', data: (t) => msg(t, '', `${'b'.repeat(2 * MB)}\r\n`), want: 552, text: /^5\.3\.4/ },
   { desc: 'one field folded over 5,000 continuation lines', data: (t) => msg(t, `X-Folded: start\r\n${' more\r\n'.repeat(5000)}`), want: 250 },
-  { desc: 'binary body: every byte value, 200 times, no MIME', data: (t) => Buffer.concat([Buffer.from(msg(t, '', '')), ...Array<Buffer>(200).fill(allBytes), Buffer.from('\r\n')]), want: 250 },
+  {
+    desc: 'binary body: every byte value, 200 times, no MIME',
+    data: (t) => Buffer.concat([Buffer.from(msg(t, '', '')), ...Array<Buffer>(200).fill(allBytes), Buffer.from('\r\n')]),
+    want: 250,
+  },
   { desc: 'NUL bytes in a header and in the body', data: (t) => bytes(msg(t, 'X-Nul: a\0b\r\n', 'body\0with\0nuls\r\n')), want: 250 },
   { desc: '8-bit header without MIME', data: (t) => bytes(msg(t, 'X-Latin: caf\xe9 \xff\xfe\r\n')), want: 250 },
   {
-    desc: '100 Received fields (a mail loop): the backend\'s end-of-data refusal is relayed',
+    desc: "100 Received fields (a mail loop): the backend's end-of-data refusal is relayed",
     data: (t) => msg(t, 'Received: from a by b; Mon, 23 Nov 2026 10:00:00 +0000\r\n'.repeat(100)),
     want: '5xx',
   },
-  { desc: '300 DKIM-Signature fields (verification capped)', data: (t) => msg(t, `DKIM-Signature: v=1; a=rsa-sha256; d=client.example.net; s=s1; h=from; bh=AAAA; b=AAAA\r\n`.repeat(300)), want: 250, maxMs: 5000 },
+  {
+    desc: '300 DKIM-Signature fields (verification capped)',
+    data: (t) => msg(t, `DKIM-Signature: v=1; a=rsa-sha256; d=client.example.net; s=s1; h=from; bh=AAAA; b=AAAA\r\n`.repeat(300)),
+    want: 250,
+    maxMs: 5000,
+  },
   { desc: 'MIME nested 1000 levels deep', gateway: 'body', data: (t) => mimeMsg(t, deepMime(1000)), want: ['2xx', '5xx'], maxMs: 5000 },
   { desc: 'MIME bomb: 5,000 text parts', gateway: 'body', data: (t) => mimeMsg(t, manyParts(5000, 'text/plain')), want: 250, maxMs: 5000 },
   {
     desc: 'MIME bomb: 25,000 empty attachment parts (~1.2 MB) is answered promptly',
     gateway: 'body',
-    data: (t) => mimeMsg(t, manyParts(25_000, 'application/octet-stream', () => '\r\n')),
+    data: (t) =>
+      mimeMsg(
+        t,
+        manyParts(25_000, 'application/octet-stream', () => '\r\n'),
+      ),
     want: 250,
     maxMs: 5000,
   },
   {
     desc: 'broken base64 parts',
     gateway: 'body',
-    data: (t) => mimeMsg(t, manyParts(50, 'text/plain; charset=utf-8', () => '!!!!====@@@@ not base64 ====\r\nQUJD===RA\r\n====\r\n', 'Content-Transfer-Encoding: base64\r\n')),
+    data: (t) =>
+      mimeMsg(
+        t,
+        manyParts(50, 'text/plain; charset=utf-8', () => '!!!!====@@@@ not base64 ====\r\nQUJD===RA\r\n====\r\n', 'Content-Transfer-Encoding: base64\r\n'),
+      ),
     want: 250,
   },
   { desc: 'exactly max_message_bytes: accepted', gateway: 'small', data: (t) => sized(t, 10_000), want: 250 },
@@ -513,7 +609,10 @@ async function runData(dc: DataCase): Promise<void> {
   const ms = performance.now() - t0;
   assert.ok(end, 'a reply to the end of data');
   const wants = Array.isArray(dc.want) ? dc.want : [dc.want];
-  assert.ok(wants.some((w) => matches(end.code, w)), `want ${wants.join(' or ')}; got ${end.code} ${end.text}`);
+  assert.ok(
+    wants.some((w) => matches(end.code, w)),
+    `want ${wants.join(' or ')}; got ${end.code} ${end.text}`,
+  );
   if (dc.text) assert.match(end.text, dc.text);
   assert.ok(ms < (dc.maxMs ?? 10_000), `answered in ${Math.round(ms)} ms`);
   // In step afterwards (no stray reply), and the transaction left one log line with the reply.
@@ -553,11 +652,20 @@ describe('protocol level', () => {
     await c.read();
     await c.cmd(EHLO);
     c.write(`MAIL FROM:<${t1}@client.example.net>\r\n${RCPT}\r\nDATA\r\n`);
-    assert.deepEqual((await collect(c, 3)).map((r) => r.code), [250, 250, 354]);
+    assert.deepEqual(
+      (await collect(c, 3)).map((r) => r.code),
+      [250, 250, 354],
+    );
     c.write(`${msg(t1)}.\r\nMAIL FROM:<${t2}@client.example.net>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n`);
-    assert.deepEqual((await collect(c, 4)).map((r) => r.code), [250, 250, 250, 354]);
+    assert.deepEqual(
+      (await collect(c, 4)).map((r) => r.code),
+      [250, 250, 250, 354],
+    );
     c.write(`${msg(t2)}.\r\nNOOP\r\nQUIT\r\n`);
-    assert.deepEqual((await collect(c, 3)).map((r) => r.code), [250, 250, 221]);
+    assert.deepEqual(
+      (await collect(c, 3)).map((r) => r.code),
+      [250, 250, 221],
+    );
     assert.ok(await c.waitClosed());
     mustArrive.push(t1, t2);
   });
@@ -569,7 +677,10 @@ describe('protocol level', () => {
     const tx = (t: string) => `MAIL FROM:<${t}@client.example.net>\r\n${RCPT}\r\nDATA\r\n${msg(t)}.\r\n`;
     c.write(`${EHLO}\r\n${tx(t1)}RSET\r\n${tx(t2)}QUIT\r\n`);
     // EHLO, MAIL, RCPT, DATA, end, RSET, MAIL, RCPT, DATA, end, QUIT
-    assert.deepEqual((await collect(c, 11)).map((r) => r.code), [250, 250, 250, 354, 250, 250, 250, 250, 354, 250, 221]);
+    assert.deepEqual(
+      (await collect(c, 11)).map((r) => r.code),
+      [250, 250, 250, 354, 250, 250, 250, 250, 354, 250, 221],
+    );
     mustArrive.push(t1, t2);
   });
 
@@ -587,7 +698,10 @@ describe('protocol level', () => {
       c.write('NOOP\r\nRSET\r\n'.repeat(5000));
       const rs = await collect(c, 10_000, 10_000);
       assert.equal(rs.length, 10_000);
-      assert.ok(rs.every((r, i) => r.code === 250 && (i % 2 === 0 ? /OK/ : /Flushed/).test(r.text)), 'replies in order');
+      assert.ok(
+        rs.every((r, i) => r.code === 250 && (i % 2 === 0 ? /OK/ : /Flushed/).test(r.text)),
+        'replies in order',
+      );
       assert.ok(Date.now() - t0 < 5000, `${Date.now() - t0} ms`);
     } finally {
       limits.max_junk_commands = junk;
@@ -602,7 +716,10 @@ describe('protocol level', () => {
     c.write(`${MAIL}\r\nRSET\r\n`.repeat(150));
     const rs = await collect(c, 300, 15_000);
     const max = gw.runtime.config.limits.max_messages_per_connection;
-    assert.ok(rs.slice(0, 2 * max).every((r) => r.code === 250), show(rs.slice(0, 4)));
+    assert.ok(
+      rs.slice(0, 2 * max).every((r) => r.code === 250),
+      show(rs.slice(0, 4)),
+    );
     assert.equal(rs[2 * max]?.code, 421);
     assert.match(rs[2 * max]?.text ?? '', /^4\.7\.0 Too many messages/);
     assert.equal(rs.length, 2 * max + 1);
@@ -667,7 +784,10 @@ describe('connection abuse: resets, half-closes, slow and idle clients', () => {
     c.socket.destroy();
     assert.ok(await until(() => logLines.some((l) => l.msg === 'message' && l.from === from), 2000), 'the transaction has its message line');
     const lines = logLines.filter((l) => l.from === from || (l.qid !== undefined && l.qid === logLines.find((m) => m.from === from)?.qid));
-    assert.ok(lines.every((l) => Number(l.level) < 50), JSON.stringify(lines));
+    assert.ok(
+      lines.every((l) => Number(l.level) < 50),
+      JSON.stringify(lines),
+    );
     assert.notEqual(lines.find((l) => l.msg === 'message')?.action, 'error');
     mustNotArrive.push(from);
   });
@@ -700,7 +820,10 @@ describe('connection abuse: resets, half-closes, slow and idle clients', () => {
       const t0 = Date.now();
       const all = [crOnly, midData, ...many];
       const rs = await Promise.all(all.map((c) => c.read(5000)));
-      assert.ok(rs.every((r) => r?.code === 421), rs.map((r) => r?.code).join(','));
+      assert.ok(
+        rs.every((r) => r?.code === 421),
+        rs.map((r) => r?.code).join(','),
+      );
       assert.ok((await Promise.all(all.map((c) => c.waitClosed(2000)))).every(Boolean), 'closed after 421');
       assert.ok(Date.now() - t0 < 4000, `${Date.now() - t0} ms`);
     });
@@ -715,7 +838,10 @@ describe('connection abuse: resets, half-closes, slow and idle clients', () => {
     const inCmd = await connect(idle.port);
     await inCmd.read();
     const trickle = async (c: RawSmtp, byte: string) => {
-      const got = c.read(4500).then((r) => r, () => undefined);
+      const got = c.read(4500).then(
+        (r) => r,
+        () => undefined,
+      );
       let answered = false;
       void got.then(() => (answered = true));
       const t0 = Date.now();
@@ -907,7 +1033,10 @@ describe('shutdown and logging under abuse', () => {
       assert.ok(await c.waitClosed(3000));
       await sleep(100);
       const fresh = logLines.slice(mark).filter((l) => Number(l.level) >= 30);
-      assert.ok(fresh.some((l) => /^421 /.test(String(l.reply ?? ''))), `${JSON.stringify(input.slice(0, 20))}: ${JSON.stringify(fresh)}`);
+      assert.ok(
+        fresh.some((l) => /^421 /.test(String(l.reply ?? ''))),
+        `${JSON.stringify(input.slice(0, 20))}: ${JSON.stringify(fresh)}`,
+      );
     }
   });
 });

@@ -24,10 +24,15 @@ after(async () => {
 });
 
 const lines: string[] = [];
-const logger = pino({ level: 'info' }, new Writable({ write: (c, _e, cb) => {
-    lines.push(String(c));
-    cb();
-  } }));
+const logger = pino(
+  { level: 'info' },
+  new Writable({
+    write: (c, _e, cb) => {
+      lines.push(String(c));
+      cb();
+    },
+  }),
+);
 
 const pipeline: MilterPipelineFactory = () => ({
   connect: async () => ({ kind: 'continue' }),
@@ -106,7 +111,16 @@ describe('milter listener', () => {
     dirs.push(dir);
     const path = join(dir, 'milter.sock');
     const owner = resolveOwner('postfix:postfix');
-    const l = new MilterListener({ address: { kind: 'unix', path }, mode: 0o660, owner: 'postfix:postfix', maxConnections: 10, maxPacketBytes: 65_536, idleTimeoutMs: 10_000, pipeline, logger });
+    const l = new MilterListener({
+      address: { kind: 'unix', path },
+      mode: 0o660,
+      owner: 'postfix:postfix',
+      maxConnections: 10,
+      maxPacketBytes: 65_536,
+      idleTimeoutMs: 10_000,
+      pipeline,
+      logger,
+    });
     listeners.push(l);
     await l.listen();
     const st = statSync(path);
@@ -140,7 +154,14 @@ describe('milter listener', () => {
   });
 
   test('an oversized packet closes that connection with a log line; the listener keeps serving', async () => {
-    const l = new MilterListener({ address: { kind: 'inet', host: '127.0.0.1', port: 0 }, maxConnections: 10, maxPacketBytes: 65_536, idleTimeoutMs: 10_000, pipeline, logger });
+    const l = new MilterListener({
+      address: { kind: 'inet', host: '127.0.0.1', port: 0 },
+      maxConnections: 10,
+      maxPacketBytes: 65_536,
+      idleTimeoutMs: 10_000,
+      pipeline,
+      logger,
+    });
     listeners.push(l);
     const port = await l.listen();
     const before = await counter('mailgate_milter_packets_rejected_total', 'oversized');
@@ -149,7 +170,10 @@ describe('milter listener', () => {
     assert.equal(r.closed, true, 'closed by mailgate');
     assert.deepEqual(r.replies, [0x4f]);
     assert.equal(await counter('mailgate_milter_packets_rejected_total', 'oversized'), before + 1);
-    assert.ok(lines.some((x) => x.includes('milter protocol violation') && x.includes('oversized')), 'log line');
+    assert.ok(
+      lines.some((x) => x.includes('milter protocol violation') && x.includes('oversized')),
+      'log line',
+    );
     const garbage = await talk({ port }, Buffer.concat([optneg(), Buffer.from([0, 0, 0, 1, 0x5a])]));
     assert.equal(garbage.closed, true);
     assert.ok(lines.some((x) => x.includes('unknown milter command 0x5a')));
@@ -159,7 +183,14 @@ describe('milter listener', () => {
   });
 
   test('connections past limits.max_connections are closed without a reply (Postfix applies milter_default_action)', async () => {
-    const l = new MilterListener({ address: { kind: 'inet', host: '127.0.0.1', port: 0 }, maxConnections: 1, maxPacketBytes: 65_536, idleTimeoutMs: 10_000, pipeline, logger });
+    const l = new MilterListener({
+      address: { kind: 'inet', host: '127.0.0.1', port: 0 },
+      maxConnections: 1,
+      maxPacketBytes: 65_536,
+      idleTimeoutMs: 10_000,
+      pipeline,
+      logger,
+    });
     listeners.push(l);
     const port = await l.listen();
     const first = net.connect(port, '127.0.0.1');
@@ -186,7 +217,14 @@ describe('milter listener', () => {
         },
       };
     };
-    const l = new MilterListener({ address: { kind: 'inet', host: '127.0.0.1', port: 0 }, maxConnections: 10, maxPacketBytes: 65_536, idleTimeoutMs: 10_000, pipeline: slow, logger });
+    const l = new MilterListener({
+      address: { kind: 'inet', host: '127.0.0.1', port: 0 },
+      maxConnections: 10,
+      maxPacketBytes: 65_536,
+      idleTimeoutMs: 10_000,
+      pipeline: slow,
+      logger,
+    });
     listeners.push(l);
     const port = await l.listen();
     const inflight = talk({ port }, messageBytes(), 3000);
@@ -201,7 +239,14 @@ describe('milter listener', () => {
   });
 
   test('a message through the socket: DISCARD at end of message', async () => {
-    const l = new MilterListener({ address: { kind: 'inet', host: '127.0.0.1', port: 0 }, maxConnections: 10, maxPacketBytes: 65_536, idleTimeoutMs: 10_000, pipeline, logger });
+    const l = new MilterListener({
+      address: { kind: 'inet', host: '127.0.0.1', port: 0 },
+      maxConnections: 10,
+      maxPacketBytes: 65_536,
+      idleTimeoutMs: 10_000,
+      pipeline,
+      logger,
+    });
     listeners.push(l);
     const port = await l.listen();
     const bytes = messageBytes();

@@ -71,10 +71,15 @@ let smtpGw: TestGateway;
 let smtpMaildir: string;
 const logs = { milter: [] as Array<Record<string, unknown>>, smtp: [] as Array<Record<string, unknown>> };
 const capture = (into: Array<Record<string, unknown>>) =>
-  pino({ level: 'info' }, new Writable({ write: (c, _e, cb) => {
-    into.push(JSON.parse(String(c)) as Record<string, unknown>);
-    cb();
-  } }));
+  pino(
+    { level: 'info' },
+    new Writable({
+      write: (c, _e, cb) => {
+        into.push(JSON.parse(String(c)) as Record<string, unknown>);
+        cb();
+      },
+    }),
+  );
 let pf: PostfixInstance;
 let rulesDir: string;
 
@@ -90,7 +95,9 @@ before(async () => {
     { logger: capture(logs.milter), extraChecks: [boomCheck] },
   );
   smtpMaildir = mkdtempSync(join(tmpdir(), 'mailgate-milter-cmp-'));
-  smtpGw = await startGateway(testConfig({ backend: { maildir: smtpMaildir }, rules: rulesDir, dns: { servers: [dns.address], timeout_ms: 1000 } }), { logger: capture(logs.smtp) });
+  smtpGw = await startGateway(testConfig({ backend: { maildir: smtpMaildir }, rules: rulesDir, dns: { servers: [dns.address], timeout_ms: 1000 } }), {
+    logger: capture(logs.smtp),
+  });
   assert.ok(gw.milterPort && gw.milterPort > 0);
   pf = await startPostfix({ main: { smtpd_milters: `inet:127.0.0.1:${gw.milterPort}`, milter_protocol: '6', milter_default_action: 'tempfail' } });
 });
@@ -130,7 +137,13 @@ function fields(text: string): Array<{ name: string; value: string }> {
   const head = text.slice(0, text.indexOf('\n\n'));
   return head.split(/\n(?![ \t])/).map((f) => {
     const i = f.indexOf(':');
-    return { name: f.slice(0, i), value: f.slice(i + 1).replace(/\n[ \t]+/g, ' ').trim() };
+    return {
+      name: f.slice(0, i),
+      value: f
+        .slice(i + 1)
+        .replace(/\n[ \t]+/g, ' ')
+        .trim(),
+    };
   });
 }
 
@@ -140,7 +153,13 @@ describe('over a unix socket', { skip: SKIP }, () => {
     chmodSync(sdir, 0o755);
     const path = join(sdir, 'milter.sock');
     const g = await startGateway(
-      testConfig({ listen: [], backend: undefined, milter: { listen: `unix:${path}`, mode: '0660', owner: 'postfix:postfix' }, rules: rulesDir, dns: { servers: [dns.address], timeout_ms: 1000 } }),
+      testConfig({
+        listen: [],
+        backend: undefined,
+        milter: { listen: `unix:${path}`, mode: '0660', owner: 'postfix:postfix' },
+        rules: rulesDir,
+        dns: { servers: [dns.address], timeout_ms: 1000 },
+      }),
     );
     const p = await startPostfix({ main: { smtpd_milters: `unix:${path}`, milter_protocol: '6', milter_default_action: 'tempfail' } });
     try {
@@ -172,12 +191,23 @@ describe('quarantine: store (mailgate quarantine, Postfix discards)', { skip: SK
   test('the copy is in mailgate quarantine with our headers; Postfix neither delivers nor holds it', async () => {
     const qdir = mkdtempSync(join(tmpdir(), 'mailgate-milter-q-'));
     const g = await startGateway(
-      testConfig({ listen: [], backend: undefined, milter: { listen: 'inet:0@127.0.0.1', quarantine: 'store' }, rules: rulesDir, quarantine: { dir: qdir }, dns: { servers: [dns.address], timeout_ms: 1000 } }),
+      testConfig({
+        listen: [],
+        backend: undefined,
+        milter: { listen: 'inet:0@127.0.0.1', quarantine: 'store' },
+        rules: rulesDir,
+        quarantine: { dir: qdir },
+        dns: { servers: [dns.address], timeout_ms: 1000 },
+      }),
     );
     const p = await startPostfix({ main: { smtpd_milters: `inet:127.0.0.1:${g.milterPort}`, milter_protocol: '6', milter_default_action: 'tempfail' } });
     try {
       const tok = token('milter-store');
-      const r = await sendMessage(p.port, { from: 'hank@sender.example', to: ['alice@example.test'], data: message(tok, 'hank@sender.example', '', `${tok} quarantine-me`) });
+      const r = await sendMessage(p.port, {
+        from: 'hank@sender.example',
+        to: ['alice@example.test'],
+        data: message(tok, 'hank@sender.example', '', `${tok} quarantine-me`),
+      });
       assert.equal(r.end?.code, 250, r.end?.text);
       const { rows: list } = await g.quarantine.list({ status: 'all' });
       assert.equal(list.length, 1);
@@ -200,7 +230,12 @@ describe('quarantine: store (mailgate quarantine, Postfix discards)', { skip: SK
 describe('mailgate as a Postfix milter', { skip: SKIP }, () => {
   test('clean mail arrives with mailgate Authentication-Results on top and the status header', async () => {
     const tok = token('milter-clean');
-    const r = await sendMessage(pf.port, { from: 'alice@sender.example', to: ['alice@example.test'], data: message(tok, 'Alice <alice@sender.example>'), helo: 'mail.sender.example' });
+    const r = await sendMessage(pf.port, {
+      from: 'alice@sender.example',
+      to: ['alice@example.test'],
+      data: message(tok, 'Alice <alice@sender.example>'),
+      helo: 'mail.sender.example',
+    });
     assert.equal(r.mail?.code, 250, r.mail?.text);
     assert.equal(r.end?.code, 250, r.end?.text);
     const [got] = await delivered(tok);
@@ -213,8 +248,14 @@ describe('mailgate as a Postfix milter', { skip: SKIP }, () => {
     // Our results come before the sender's own header fields (inserted at index 0).
     const names = f.map((h) => h.name.toLowerCase());
     assert.ok(names.indexOf('authentication-results') < names.indexOf('from'));
-    assert.ok(f.some((h) => h.name === 'X-Mailgate-Status' && h.value.startsWith('accept')), 'status header');
-    assert.ok(f.some((h) => h.name === 'X-Test-MTA' && h.value === 'backend.example.test'), 'a rule read a milter-only fact');
+    assert.ok(
+      f.some((h) => h.name === 'X-Mailgate-Status' && h.value.startsWith('accept')),
+      'status header',
+    );
+    assert.ok(
+      f.some((h) => h.name === 'X-Test-MTA' && h.value === 'backend.example.test'),
+      'a rule read a milter-only fact',
+    );
   });
 
   test('a forged Authentication-Results with our authserv-id is removed, foreign ones are kept', async () => {
@@ -226,10 +267,15 @@ describe('mailgate as a Postfix milter', { skip: SKIP }, () => {
     assert.equal(r.end?.code, 250, r.end?.text);
     const [got] = await delivered(tok);
     assert.ok(got);
-    const ars = fields(got).filter((h) => h.name.toLowerCase() === 'authentication-results').map((h) => h.value);
+    const ars = fields(got)
+      .filter((h) => h.name.toLowerCase() === 'authentication-results')
+      .map((h) => h.value);
     assert.equal(ars.filter((v) => v.startsWith('mx.example.test')).length, 1, ars.join('\n'));
     assert.ok(!ars.some((v) => v.includes('header.d=bank.example')), 'the forged one is gone');
-    assert.ok(ars.some((v) => v.startsWith('upstream.example')), 'a foreign one is kept');
+    assert.ok(
+      ars.some((v) => v.startsWith('upstream.example')),
+      'a foreign one is kept',
+    );
   });
 
   test('a DMARC p=reject spoof is refused in the SMTP session with mailgate reply text', async () => {
@@ -243,7 +289,11 @@ describe('mailgate as a Postfix milter', { skip: SKIP }, () => {
 
   test('a quarantined message lands in Postfix HOLD queue', async () => {
     const tok = token('milter-hold');
-    const r = await sendMessage(pf.port, { from: 'carol@sender.example', to: ['alice@example.test'], data: message(tok, 'carol@sender.example', '', `${tok} quarantine-me`) });
+    const r = await sendMessage(pf.port, {
+      from: 'carol@sender.example',
+      to: ['alice@example.test'],
+      data: message(tok, 'carol@sender.example', '', `${tok} quarantine-me`),
+    });
     assert.equal(r.end?.code, 250, r.end?.text);
     let held: Array<Record<string, unknown>> = [];
     const deadline = Date.now() + 10_000;
@@ -267,7 +317,11 @@ describe('mailgate as a Postfix milter', { skip: SKIP }, () => {
     const results: Array<number | undefined> = [];
     let last = '';
     for (let i = 0; i < 3; i++) {
-      const r = await sendMessage(pf.port, { from: 'limited@sender.example', to: ['bob@example.test'], data: message(`${tok}-${i}`, 'limited@sender.example') });
+      const r = await sendMessage(pf.port, {
+        from: 'limited@sender.example',
+        to: ['bob@example.test'],
+        data: message(`${tok}-${i}`, 'limited@sender.example'),
+      });
       results.push(r.rcpts[0]?.code);
       last = r.rcpts[0]?.text ?? '';
     }
@@ -312,12 +366,19 @@ describe('mailgate as a Postfix milter', { skip: SKIP }, () => {
 
   test('the subject tag of a rule is applied with CHGHEADER', async () => {
     const tok = token('milter-tag');
-    const r = await sendMessage(pf.port, { from: 'dave@sender.example', to: ['alice@example.test'], data: message(tok, 'dave@sender.example', '', `${tok} tag-me`) });
+    const r = await sendMessage(pf.port, {
+      from: 'dave@sender.example',
+      to: ['alice@example.test'],
+      data: message(tok, 'dave@sender.example', '', `${tok} tag-me`),
+    });
     assert.equal(r.end?.code, 250, r.end?.text);
     const [got] = await delivered(tok);
     assert.ok(got);
     const subjects = fields(got).filter((h) => h.name.toLowerCase() === 'subject');
-    assert.deepEqual(subjects.map((h) => h.value), [`[EXT] ${tok} tag-me`]);
+    assert.deepEqual(
+      subjects.map((h) => h.value),
+      [`[EXT] ${tok} tag-me`],
+    );
   });
 
   test('one corpus through both fronts: the same action, score, rules and refusal text', async () => {

@@ -93,6 +93,7 @@ test('record the milter conversation of a real Postfix', { skip: avail.ok ? fals
     writeFileSync(FIXTURE, JSON.stringify({ recorded_by: 'test/e2e/milter-record.test.ts', postfix: version, milter_protocol: 6, sessions }, null, 2) + '\n');
   } else {
     const fixture = JSON.parse(readFileSync(FIXTURE, 'utf8')) as { sessions: Array<{ scenario: string; hex: string }> };
-    for (const [i, s] of sessions.entries()) assert.deepEqual(sequence(s.hex), sequence(fixture.sessions[i]?.hex ?? ''), `${s.scenario}: same command sequence as the fixture`);
+    for (const [i, s] of sessions.entries())
+      assert.deepEqual(sequence(s.hex), sequence(fixture.sessions[i]?.hex ?? ''), `${s.scenario}: same command sequence as the fixture`);
   }
 });

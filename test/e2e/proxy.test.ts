@@ -34,7 +34,7 @@ describe('relaying to the real backend', () => {
     assert.equal(r.mail?.code, 250);
     assert.equal(r.rcpts[0]?.code, 250);
     assert.equal(r.end?.code, 250);
-    assert.match(r.end?.text ?? '', /^2\.0\.0 Ok: queued as [0-9A-F]+/, 'the 250 is Postfix\'s own');
+    assert.match(r.end?.text ?? '', /^2\.0\.0 Ok: queued as [0-9A-F]+/, "the 250 is Postfix's own");
     const got = await waitDelivered(tok);
     assert.equal(got.length, 1);
     const content = got[0]!.content.toString('latin1');
@@ -48,14 +48,24 @@ describe('relaying to the real backend', () => {
   test('nodemailer client: delivered', async () => {
     const tok = token();
     const t = nodemailer.createTransport({ host: '127.0.0.1', port: gw.port, secure: false, ignoreTLS: true });
-    const info = await t.sendMail({ from: 'a@client.example.net', to: 'bob@example.test', subject: tok, text: 'hi', attachments: [{ filename: 'a.txt', content: 'x'.repeat(2000) }] });
+    const info = await t.sendMail({
+      from: 'a@client.example.net',
+      to: 'bob@example.test',
+      subject: tok,
+      text: 'hi',
+      attachments: [{ filename: 'a.txt', content: 'x'.repeat(2000) }],
+    });
     assert.match(info.response, /^250 2\.0\.0 Ok: queued/);
     assert.equal((await waitDelivered(tok, 1, 15_000, 'bob')).length, 1);
   });
 
   test('multi-recipient with one unknown user: backend 550 5.1.1 relayed at RCPT, others delivered once', async () => {
     const tok = token();
-    const r = await sendMessage(gw.port, { from: 's@client.example.net', to: ['alice@example.test', 'nobody@example.test', 'bob@example.test'], data: msg(tok) });
+    const r = await sendMessage(gw.port, {
+      from: 's@client.example.net',
+      to: ['alice@example.test', 'nobody@example.test', 'bob@example.test'],
+      data: msg(tok),
+    });
     assert.equal(r.rcpts[0]?.code, 250);
     assert.equal(r.rcpts[1]?.code, 550);
     assert.match(r.rcpts[1]?.text ?? '', /^5\.1\.1 <nobody@example\.test>: Recipient address rejected: User unknown/);
@@ -104,7 +114,9 @@ describe('relaying to the real backend', () => {
   });
 
   test('IDN: a U-label recipient domain matches its configured A-label (and vice versa)', async () => {
-    const idn = await startGateway(testConfig({ domains: ['example.test', 'xn--bcher-kva.test'], backend: { maildir: mkdtempSync(join(tmpdir(), 'mg-idn-')) } }));
+    const idn = await startGateway(
+      testConfig({ domains: ['example.test', 'xn--bcher-kva.test'], backend: { maildir: mkdtempSync(join(tmpdir(), 'mg-idn-')) } }),
+    );
     try {
       const c = await RawSmtp.connect(idn.port);
       await c.read();
@@ -119,7 +131,7 @@ describe('relaying to the real backend', () => {
     }
   });
 
-  test('backend rejects at end of DATA: client gets the backend\'s 5xx', async () => {
+  test("backend rejects at end of DATA: client gets the backend's 5xx", async () => {
     const tok = token();
     const r = await sendMessage(gw.port, { from: 's@client.example.net', to: ['alice@example.test'], data: msg(tok, 'X-Backend-Reject: yes\r\n') });
     assert.equal(r.end?.code, 550);
@@ -184,7 +196,11 @@ describe('relaying to the real backend', () => {
     assert.equal((await c.read())?.code, 250);
     c.close();
     const got = await waitDelivered(tok);
-    assert.deepEqual(got.map((g) => g.user), ['bob'], 'only the recipient of the second transaction');
+    assert.deepEqual(
+      got.map((g) => g.user),
+      ['bob'],
+      'only the recipient of the second transaction',
+    );
   });
 });
 
@@ -193,7 +209,10 @@ describe('quarantine', () => {
     const dir = mkdtempSync(join(tmpdir(), 'mg-quar-'));
     const rules = join(dir, 'rules');
     mkdirSync(rules);
-    writeFileSync(join(rules, '10-test.yaml'), 'rules:\n  - name: QUARANTINE_ME\n    description: test rule\n    when: { message.subject: { glob: "*QUARANTINE-ME*" } }\n    action: quarantine\n');
+    writeFileSync(
+      join(rules, '10-test.yaml'),
+      'rules:\n  - name: QUARANTINE_ME\n    description: test rule\n    when: { message.subject: { glob: "*QUARANTINE-ME*" } }\n    action: quarantine\n',
+    );
     const qdir = join(dir, 'quarantine');
     const g = await startGateway(testConfig({ rules, quarantine: { dir: qdir } }));
     try {
@@ -262,7 +281,11 @@ describe('limits', () => {
     const g = await startGateway(testConfig({ limits: { max_message_bytes: 10_000 } }));
     try {
       const tok = token();
-      const r = await sendMessage(g.port, { from: 's@client.example.net', to: ['alice@example.test'], data: msg(tok, '', 'x'.repeat(70) + '\r\n'.repeat(1) + ('y'.repeat(78) + '\r\n').repeat(200)) });
+      const r = await sendMessage(g.port, {
+        from: 's@client.example.net',
+        to: ['alice@example.test'],
+        data: msg(tok, '', 'x'.repeat(70) + '\r\n'.repeat(1) + ('y'.repeat(78) + '\r\n').repeat(200)),
+      });
       assert.equal(r.end?.code, 552);
       assert.match(r.end?.text ?? '', /^5\.3\.4/);
       assert.equal((await settle(tok, 800)).length, 0);
@@ -347,7 +370,11 @@ describe('limits', () => {
   test('header block over max_header_bytes and lines over max_line_bytes: 552', async () => {
     const g = await startGateway(testConfig({ limits: { max_header_bytes: 2000, max_line_bytes: 1000 } }));
     try {
-      const big = await sendMessage(g.port, { from: 's@client.example.net', to: ['alice@example.test'], data: msg(token(), `X-Big: ${'a'.repeat(900)}\r\nX-Big2: ${'b'.repeat(900)}\r\nX-Big3: ${'c'.repeat(900)}\r\n`) });
+      const big = await sendMessage(g.port, {
+        from: 's@client.example.net',
+        to: ['alice@example.test'],
+        data: msg(token(), `X-Big: ${'a'.repeat(900)}\r\nX-Big2: ${'b'.repeat(900)}\r\nX-Big3: ${'c'.repeat(900)}\r\n`),
+      });
       assert.equal(big.end?.code, 552);
       const long = await sendMessage(g.port, { from: 's@client.example.net', to: ['alice@example.test'], data: msg(token(), '', 'z'.repeat(5000) + '\r\n') });
       assert.equal(long.end?.code, 552);
@@ -373,7 +400,25 @@ describe('TLS and PROXY protocol', () => {
   let dir: string;
   before(() => {
     dir = mkdtempSync(join(tmpdir(), 'mg-tls-'));
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-days', '2', '-subj', '/CN=mx.example.test'], { stdio: 'ignore' });
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-keyout',
+        join(dir, 'key.pem'),
+        '-out',
+        join(dir, 'cert.pem'),
+        '-days',
+        '2',
+        '-subj',
+        '/CN=mx.example.test',
+      ],
+      { stdio: 'ignore' },
+    );
   });
 
   test('STARTTLS: advertised, negotiated, Received says ESMTPS', async () => {
@@ -414,7 +459,10 @@ describe('TLS and PROXY protocol', () => {
       const v1 = Buffer.from('PROXY TCP4 192.0.2.10 127.0.0.1 40000 25\r\n');
       const v2addr = Buffer.from([198, 51, 100, 7, 127, 0, 0, 1, 0x9c, 0x40, 0, 25]);
       const v2 = Buffer.concat([Buffer.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a, 0x21, 0x11, 0x00, 12]), v2addr]);
-      for (const [preface, ip] of [[v1, '192.0.2.10'], [v2, '198.51.100.7']] as const) {
+      for (const [preface, ip] of [
+        [v1, '192.0.2.10'],
+        [v2, '198.51.100.7'],
+      ] as const) {
         const tok = token();
         const c = await RawSmtp.connect(g.port, '127.0.0.1', preface);
         assert.equal((await c.read())?.code, 220);
@@ -429,7 +477,10 @@ describe('TLS and PROXY protocol', () => {
         const text = got[0]!.content.toString();
         // Our Received names the real client; Postfix's (via XCLIENT) too.
         assert.match(text, new RegExp(`from proxied-client\\.example\\.net \\(\\[${ip.replace(/\./g, '\\.')}\\]\\)\\s+by mx\\.example\\.test`));
-        assert.match(text, new RegExp(`Received: from proxied-client\\.example\\.net \\(unknown \\[${ip.replace(/\./g, '\\.')}\\]\\)\\s+by backend\\.example\\.test`));
+        assert.match(
+          text,
+          new RegExp(`Received: from proxied-client\\.example\\.net \\(unknown \\[${ip.replace(/\./g, '\\.')}\\]\\)\\s+by backend\\.example\\.test`),
+        );
       }
       // Garbage instead of a PROXY header: connection dropped without a banner.
       const bad = await RawSmtp.connect(g.port, '127.0.0.1', Buffer.from('EHLO x\r\n'));
@@ -469,7 +520,13 @@ describe('lifecycle', () => {
       child.kill('SIGTERM');
       await new Promise((r) => setTimeout(r, 300));
       // New connections are refused while draining.
-      await assert.rejects(RawSmtp.connect(port).then((x) => x.read(1000)).then((x) => { if (x?.code !== 220) throw new Error('refused'); }));
+      await assert.rejects(
+        RawSmtp.connect(port)
+          .then((x) => x.read(1000))
+          .then((x) => {
+            if (x?.code !== 220) throw new Error('refused');
+          }),
+      );
       c.write(`${msg(tok).slice(40)}.\r\n`);
       const end = await c.read();
       assert.equal(end?.code, 250, `${end?.code} ${end?.text}`);
@@ -488,7 +545,10 @@ describe('lifecycle', () => {
     const cfg = join(dir, 'mailgate.yaml');
     const dns = await loopbackDns();
     const write = (domains: string, extra = '') =>
-      writeFileSync(cfg, `hostname: mx.example.test\nlisten: [{ host: 127.0.0.1, port: ${port} }]\ndomains: [${domains}]\nbackend: { maildir: ${dir}/maildir }\nadmin: false\nrules: ${dir}/rules\ndns: { servers: ["${dns}"] }\n${extra}`);
+      writeFileSync(
+        cfg,
+        `hostname: mx.example.test\nlisten: [{ host: 127.0.0.1, port: ${port} }]\ndomains: [${domains}]\nbackend: { maildir: ${dir}/maildir }\nadmin: false\nrules: ${dir}/rules\ndns: { servers: ["${dns}"] }\n${extra}`,
+      );
     write('example.test');
     const child = spawn(process.execPath, ['src/cli/main.ts', 'serve', '--config', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
@@ -535,7 +595,10 @@ describe('lifecycle', () => {
       const g2 = await startGateway(testConfig({ dns: { servers: [dns.address] } }));
       await sendMessage(g2.port, { from: 's@client.example.net', to: ['alice@example.test'], data: msg(token()) });
       await g2.stop(500);
-      assert.ok(dns.queries.some((q) => q.name.includes('client.example.net')), 'SPF looked up when enabled');
+      assert.ok(
+        dns.queries.some((q) => q.name.includes('client.example.net')),
+        'SPF looked up when enabled',
+      );
       await assert.rejects(startGateway(testConfig({ checks: { disabled: ['spff'] } })), /checks\.disabled: unknown check "spff"/);
     } finally {
       await dns.close();
@@ -545,7 +608,10 @@ describe('lifecycle', () => {
   test('config errors name the file, line and key; unknown keys are errors', () => {
     const dir = mkdtempSync(join(tmpdir(), 'mg-cfg-'));
     const f = join(dir, 'bad.yaml');
-    writeFileSync(f, `hostname: mx.example.test\ndomains: [example.test]\nbackend: { host: 127.0.0.1, port: ${BACKEND_PORT} }\nlimits:\n  max_recipients: lots\n  max_recipents: 5\n`);
+    writeFileSync(
+      f,
+      `hostname: mx.example.test\ndomains: [example.test]\nbackend: { host: 127.0.0.1, port: ${BACKEND_PORT} }\nlimits:\n  max_recipients: lots\n  max_recipents: 5\n`,
+    );
     let err = '';
     try {
       execFileSync(process.execPath, ['src/cli/main.ts', 'config', 'check', f], { stdio: 'pipe' });

@@ -58,11 +58,17 @@ for (const backend of ['sqlite', 'postgres'] as const) {
     test('list, view, raw, release (byte-identical delivery), second release refused, delete', async () => {
       const q = await env.quarantine({ subject: 'QUARANTINE-ME api' });
       assert.equal(q.code, 250);
-      const list = (await (await api(`/api/quarantine?rcpt=alice@example.test&rule=QUARANTINE_ME&limit=500`)).json()) as { total: number; rows: Array<{ id: string }> };
+      const list = (await (await api(`/api/quarantine?rcpt=alice@example.test&rule=QUARANTINE_ME&limit=500`)).json()) as {
+        total: number;
+        rows: Array<{ id: string }>;
+      };
       assert.ok(list.rows.some((r) => r.id === q.id));
       const bad = await api('/api/quarantine?min_score=lots');
       assert.equal(bad.status, 400);
-      const one = (await (await api(`/api/quarantine/${q.id}`)).json()) as { meta: { rules: string[]; client: { ip: string } }; view: { subject: string; text: string; headers: Array<{ name: string }> } };
+      const one = (await (await api(`/api/quarantine/${q.id}`)).json()) as {
+        meta: { rules: string[]; client: { ip: string } };
+        view: { subject: string; text: string; headers: Array<{ name: string }> };
+      };
       assert.deepEqual(one.meta.rules, ['QUARANTINE_ME']);
       assert.equal(one.meta.client.ip, '127.0.0.1');
       assert.match(one.view.subject, /QUARANTINE-ME api/);
@@ -106,13 +112,20 @@ for (const backend of ['sqlite', 'postgres'] as const) {
         const q = await env.quarantine({ subject: 'QUARANTINE-ME shared' });
         const cfg = env.gw.runtime.config;
         const other = await startGateway(
-          testConfig({ backend: cfg.backend, quarantine: { dir: env.qdir, index: { backend: 'postgres', url: (pg as TestPostgres).url, schema: 'api_e2e' } }, admin: { host: '127.0.0.1', port: 0, auth: { tokens: [TOKEN] } } }),
+          testConfig({
+            backend: cfg.backend,
+            quarantine: { dir: env.qdir, index: { backend: 'postgres', url: (pg as TestPostgres).url, schema: 'api_e2e' } },
+            admin: { host: '127.0.0.1', port: 0, auth: { tokens: [TOKEN] } },
+          }),
         );
         try {
           const b = `http://127.0.0.1:${other.adminPort}`;
           const auth = { authorization: `Bearer ${TOKEN}` };
           const list = (await (await fetch(`${b}/api/quarantine?rule=QUARANTINE_ME&limit=500`, { headers: auth })).json()) as { rows: Array<{ id: string }> };
-          assert.ok(list.rows.some((r) => r.id === q.id), 'listed by the other instance');
+          assert.ok(
+            list.rows.some((r) => r.id === q.id),
+            'listed by the other instance',
+          );
           const [r1, r2] = await Promise.all([
             fetch(`${b}/api/quarantine/${q.id}/release`, { method: 'POST', headers: auth }),
             api(`/api/quarantine/${q.id}/release`, { method: 'POST' }),
@@ -128,7 +141,11 @@ for (const backend of ['sqlite', 'postgres'] as const) {
 
     test('release to chosen recipients (JSON body)', async () => {
       const q = await env.quarantine();
-      const rel = await api(`/api/quarantine/${q.id}/release`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ to: ['carol@example.test'] }) });
+      const rel = await api(`/api/quarantine/${q.id}/release`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ to: ['carol@example.test'] }),
+      });
       assert.equal(rel.status, 200);
       assert.equal((await env.waitDelivered('carol', q.tok)).length, 1);
       assert.equal(env.delivered('alice', q.tok).length, 0);

@@ -32,8 +32,14 @@ test('quarantined via SMTP (250), then CLI list, show, release delivers it byte-
   // Columns line up under the header.
   assert.equal(row.indexOf('<sender'), (lines[0] as string).indexOf('FROM'));
 
-  const json = JSON.parse((await env.cli(['list', '--json', '--rcpt', '@example.test', '--rule', 'QUARANTINE_ME'])).out) as { total: number; rows: Array<{ id: string }> };
-  assert.deepEqual(json.rows.map((r) => r.id), [q.id]);
+  const json = JSON.parse((await env.cli(['list', '--json', '--rcpt', '@example.test', '--rule', 'QUARANTINE_ME'])).out) as {
+    total: number;
+    rows: Array<{ id: string }>;
+  };
+  assert.deepEqual(
+    json.rows.map((r) => r.id),
+    [q.id],
+  );
   assert.equal((JSON.parse((await env.cli(['list', '--json', '--rule', 'OTHER'])).out) as { total: number }).total, 0);
 
   const show = await env.cli(['show', q.id]);
@@ -54,10 +60,15 @@ test('quarantined via SMTP (250), then CLI list, show, release delivers it byte-
   const got = await env.waitDelivered('alice', q.tok);
   assert.equal(got.length, 1);
   const added = addedHeaders(got[0] as Buffer, stored);
-  if (!added) { process.stderr.write("DELIVERED:\n" + (got[0] as Buffer).toString("latin1") + "\nSTORED:\n" + stored.toString("latin1")); }
-  assert.ok(added, "delivered = stored bytes with headers added in front");
+  if (!added) {
+    process.stderr.write('DELIVERED:\n' + (got[0] as Buffer).toString('latin1') + '\nSTORED:\n' + stored.toString('latin1'));
+  }
+  assert.ok(added, 'delivered = stored bytes with headers added in front');
   assert.ok(added.includes('X-Mailgate-Released'), added.join());
-  assert.ok(added.every((h) => ['Return-Path', 'X-Original-To', 'Delivered-To', 'Received', 'X-Mailgate-Released'].includes(h)), added.join());
+  assert.ok(
+    added.every((h) => ['Return-Path', 'X-Original-To', 'Delivered-To', 'Received', 'X-Mailgate-Released'].includes(h)),
+    added.join(),
+  );
 
   const again = await env.cli(['release', q.id]);
   assert.equal(again.code, 0);

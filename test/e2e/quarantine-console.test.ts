@@ -46,7 +46,9 @@ async function login(page: import('playwright-core').Page): Promise<void> {
   await Promise.all([page.waitForURL(`${base}/quarantine`), page.click('button[type=submit]')]);
 }
 
-test('console: 401 without credentials; log in, filter, open, release, and the message arrives', { skip: existsSync(CHROMIUM) ? false : 'chromium not installed' }, async () => {
+test('console: 401 without credentials; log in, filter, open, release, and the message arrives', {
+  skip: existsSync(CHROMIUM) ? false : 'chromium not installed',
+}, async () => {
   const forBob = await env.quarantine({ subject: 'QUARANTINE-ME invoice', to: ['bob@example.test'] });
   await env.quarantine({ subject: 'QUARANTINE-ME newsletter' });
   const ctx = await browser.newContext();
@@ -95,7 +97,9 @@ test('console: 401 without credentials; log in, filter, open, release, and the m
   await ctx.close();
 });
 
-test('console: a forged cross-site POST is refused (logged-in browser, no CSRF token)', { skip: existsSync(CHROMIUM) ? false : 'chromium not installed' }, async () => {
+test('console: a forged cross-site POST is refused (logged-in browser, no CSRF token)', {
+  skip: existsSync(CHROMIUM) ? false : 'chromium not installed',
+}, async () => {
   const q = await env.quarantine({ subject: 'QUARANTINE-ME target' });
   const ctx = await browser.newContext();
   const page = await ctx.newPage();
@@ -103,7 +107,9 @@ test('console: a forged cross-site POST is refused (logged-in browser, no CSRF t
   // The attacker's page, on another origin, auto-submits a release form to the console.
   const evil = http.createServer((_req, res) => {
     res.setHeader('content-type', 'text/html');
-    res.end(`<form id=f method=post action="${base}/quarantine/m/${q.id}/release"><input name=to value="carol@example.test"></form><script>document.getElementById('f').submit()</script>`);
+    res.end(
+      `<form id=f method=post action="${base}/quarantine/m/${q.id}/release"><input name=to value="carol@example.test"></form><script>document.getElementById('f').submit()</script>`,
+    );
   });
   await new Promise<void>((r) => evil.listen(0, '127.0.0.1', () => r()));
   try {
@@ -126,7 +132,9 @@ test('console: a forged cross-site POST is refused (logged-in browser, no CSRF t
   await ctx.close();
 });
 
-test('console: a script-laden HTML message renders inert — no script runs, nothing remote is fetched', { skip: existsSync(CHROMIUM) ? false : 'chromium not installed' }, async () => {
+test('console: a script-laden HTML message renders inert — no script runs, nothing remote is fetched', {
+  skip: existsSync(CHROMIUM) ? false : 'chromium not installed',
+}, async () => {
   const htmlBody = [
     '--b1',
     'Content-Type: text/html; charset=utf-8',
@@ -169,7 +177,10 @@ test('console: a script-laden HTML message renders inert — no script runs, not
   assert.match(await page.locator('pre.body').innerText(), /Claim it now <3/);
   assert.match(await page.locator('p.note').first().innerText(), /shown as plain text only/);
   assert.deepEqual(trackerHits, [], 'no remote fetch');
-  assert.ok(requests.every((u) => u.startsWith(base)), requests.join('\n'));
+  assert.ok(
+    requests.every((u) => u.startsWith(base)),
+    requests.join('\n'),
+  );
   assert.deepEqual(problems, []);
   await ctx.close();
 });

@@ -18,7 +18,9 @@ before(async () => {
   const adminPort = await freePort();
   base = `http://127.0.0.1:${adminPort}`;
   env = await startQuarantineEnv({
-    quarantine: { digest: { enabled: true, hmac_key: KEY, link_base_url: base, link_ttl: '2d', interval: 0, from: 'quarantine', domains: { 'example.test': {} } } },
+    quarantine: {
+      digest: { enabled: true, hmac_key: KEY, link_base_url: base, link_ttl: '2d', interval: 0, from: 'quarantine', domains: { 'example.test': {} } },
+    },
     admin: { host: '127.0.0.1', port: adminPort },
   });
 });
@@ -31,7 +33,10 @@ test('digest: sent per recipient through the backend; its link releases once; ta
   const dry = await env.cli(['digest', '--dry-run', '--json']);
   assert.equal(dry.code, 0, dry.err);
   const planned = JSON.parse(dry.out) as Array<{ rcpt: string; count: number; result: string }>;
-  assert.deepEqual(planned.map((p) => [p.rcpt, p.count, p.result]).sort(), [['alice@example.test', 2, 'dry run'], ['bob@example.test', 1, 'dry run']]);
+  assert.deepEqual(planned.map((p) => [p.rcpt, p.count, p.result]).sort(), [
+    ['alice@example.test', 2, 'dry run'],
+    ['bob@example.test', 1, 'dry run'],
+  ]);
 
   const rt = env.gw.runtime;
   const sent = await sendDigests({ store: env.gw.quarantine, backend: rt.backend, config: rt.config });
@@ -75,7 +80,11 @@ test('digest: sent per recipient through the backend; its link releases once; ta
     { desc: 'signature changed', url: `${base}/q/release/${body}.${mac.slice(0, -2)}AA`, status: 403 },
     { desc: 'garbage', url: `${base}/q/release/not-a-token`, status: 403 },
     { desc: 'expired', url: `${base}/q/release/${signToken(KEY, { id: a2.id, rcpt: 'alice@example.test', exp: Date.now() - 1000 })}`, status: 410 },
-    { desc: 'signed with another key', url: `${base}/q/release/${signToken('another-key-another-key-another-key!', { id: a2.id, rcpt: 'alice@example.test', exp: Date.now() + 60_000 })}`, status: 403 },
+    {
+      desc: 'signed with another key',
+      url: `${base}/q/release/${signToken('another-key-another-key-another-key!', { id: a2.id, rcpt: 'alice@example.test', exp: Date.now() + 60_000 })}`,
+      status: 403,
+    },
   ];
   for (const c of cases) {
     assert.equal((await fetch(c.url)).status, c.status, `GET ${c.desc}`);
@@ -104,7 +113,11 @@ test('digest signing (table): verify accepts only the exact token before expiry'
 });
 
 test('digest settings per domain (table): off by default, listed domains, "*", disabled entries', () => {
-  const on = digestSchema.parse({ enabled: true, hmac_key: KEY, domains: { 'example.test': {}, 'example.org': { from: 'pm@example.org' }, 'legacy.example': { enabled: false } } });
+  const on = digestSchema.parse({
+    enabled: true,
+    hmac_key: KEY,
+    domains: { 'example.test': {}, 'example.org': { from: 'pm@example.org' }, 'legacy.example': { enabled: false } },
+  });
   const star = digestSchema.parse({ enabled: true, hmac_key: KEY, domains: { '*': {}, 'quiet.example': { enabled: false } } });
   const cases = [
     { desc: 'default config: off', cfg: digestSchema.parse({}), rcpt: 'a@example.test', expected: undefined },

@@ -19,7 +19,10 @@ test('quota reached: 452 4.3.1 to the client, nothing stored, refused_quota coun
   assert.equal(second.code, 452);
   assert.match(second.text, /^4\.3\.1 Insufficient system storage: quarantine full/);
   const { rows } = await env.gw.quarantine.list({ status: 'all' });
-  assert.deepEqual(rows.map((r) => r.id), [first.id]);
+  assert.deepEqual(
+    rows.map((r) => r.id),
+    [first.id],
+  );
   const refusedAfter = (await quarantineMetrics.actions.get()).values.find((v) => v.labels.action === 'refused_quota')?.value ?? 0;
   assert.equal(refusedAfter - refusedBefore, 1);
   // Room again after a delete: the retry is accepted.

@@ -79,7 +79,10 @@ after(async () => {
 });
 
 async function gateway(rules: string, extra: Record<string, unknown> = {}, deps: { now?: () => number } = {}): Promise<TestGateway> {
-  const gw = await startGateway(testConfig({ rules, dns: { servers: [dns.address], timeout_ms: 1000 }, ...extra }), deps.now ? { deps: { now: deps.now } } : {});
+  const gw = await startGateway(
+    testConfig({ rules, dns: { servers: [dns.address], timeout_ms: 1000 }, ...extra }),
+    deps.now ? { deps: { now: deps.now } } : {},
+  );
   gateways.push(gw);
   return gw;
 }
@@ -154,7 +157,10 @@ describe('Redis outage through SMTP', { skip: SKIP || (process.env.REDIS_URL ? '
   - name: client_ip_connects
     when: { client.ip: { exists: true } }
 `);
-    const gw = await gateway(rules, { redis: own.url, redis_options: { key_prefix: uniquePrefix('fc'), fail_mode: 'fail_closed', reconnect_max_delay_ms: 200 } });
+    const gw = await gateway(rules, {
+      redis: own.url,
+      redis_options: { key_prefix: uniquePrefix('fc'), fail_mode: 'fail_closed', reconnect_max_delay_ms: 200 },
+    });
     const tok = token('fc');
     const ok1 = await sendMessage(gw.port, { from: 'sender@example.net', to: ['alice@example.test'], data: message(`${tok}-1`) });
     assert.equal(ok1.end?.code, 250);

@@ -58,7 +58,8 @@ after(async () => {
 describe('a rule refuses at the stage of its facts', () => {
   test('connect: a blocked client gets 554 instead of the greeting', async () => {
     const { gw } = await gatewayWith({
-      'r.yaml': 'rules:\n  - name: BLOCK_LOOPBACK\n    description: d\n    when: { client.ip: { cidr: 127.0.0.0/8 } }\n    action: reject\n    reply: { text: "Client [{client.ip}] is blocked" }\n',
+      'r.yaml':
+        'rules:\n  - name: BLOCK_LOOPBACK\n    description: d\n    when: { client.ip: { cidr: 127.0.0.0/8 } }\n    action: reject\n    reply: { text: "Client [{client.ip}] is blocked" }\n',
     });
     const hits = await counterValue(metrics.ruleHits, 'BLOCK_LOOPBACK');
     const c = await connect(gw.port);
@@ -72,7 +73,9 @@ describe('a rule refuses at the stage of its facts', () => {
   });
 
   test('helo: a forbidden HELO name is refused, a good one then works', async () => {
-    const { gw } = await gatewayWith({ 'r.yaml': 'rules:\n  - { name: BAD_HELO, description: d, when: { helo.name: { glob: "*.bad.example" } }, action: reject }\n' });
+    const { gw } = await gatewayWith({
+      'r.yaml': 'rules:\n  - { name: BAD_HELO, description: d, when: { helo.name: { glob: "*.bad.example" } }, action: reject }\n',
+    });
     const c = await connect(gw.port);
     assert.equal((await c.read())?.code, 220);
     const bad = await c.cmd('EHLO bot.bad.example');
@@ -86,7 +89,8 @@ describe('a rule refuses at the stage of its facts', () => {
 
   test('mail: a blocked sender is refused at MAIL FROM; the next transaction is delivered', async () => {
     const { gw } = await gatewayWith({
-      'r.yaml': 'rules:\n  - name: BLOCKED_SENDER\n    description: d\n    when: { mail.from_domain: blocked.example }\n    action: reject\n    reply: { code: 550, enhanced: 5.7.1, text: "Sender <{mail.from}> is blocked" }\n',
+      'r.yaml':
+        'rules:\n  - name: BLOCKED_SENDER\n    description: d\n    when: { mail.from_domain: blocked.example }\n    action: reject\n    reply: { code: 550, enhanced: 5.7.1, text: "Sender <{mail.from}> is blocked" }\n',
     });
     const tok = token('mail');
     const c = await connect(gw.port);
@@ -100,7 +104,10 @@ describe('a rule refuses at the stage of its facts', () => {
   });
 
   test('rcpt: only the matching recipient is refused; the others get the message', async () => {
-    const { gw } = await gatewayWith({ 'r.yaml': 'rules:\n  - { name: NO_BOB, description: d, when: { rcpt.address: bob@example.test }, action: reject, reply: { text: "Bob does not take mail from you" } }\n' });
+    const { gw } = await gatewayWith({
+      'r.yaml':
+        'rules:\n  - { name: NO_BOB, description: d, when: { rcpt.address: bob@example.test }, action: reject, reply: { text: "Bob does not take mail from you" } }\n',
+    });
     const tok = token('rcpt');
     const r = await sendMessage(gw.port, { from: 'a@good.example', to: ['bob@example.test', 'alice@example.test'], data: message(tok) });
     assert.equal(r.rcpts[0]?.code, 550);
@@ -108,12 +115,20 @@ describe('a rule refuses at the stage of its facts', () => {
     assert.equal(r.rcpts[1]?.code, 250);
     assert.equal(r.end?.code, 250);
     const got = await waitDelivered(tok);
-    assert.deepEqual(got.map((g) => g.user), ['alice']);
-    assert.deepEqual((await settle(tok, 500)).map((g) => g.user), ['alice']);
+    assert.deepEqual(
+      got.map((g) => g.user),
+      ['alice'],
+    );
+    assert.deepEqual(
+      (await settle(tok, 500)).map((g) => g.user),
+      ['alice'],
+    );
   });
 
   test('data: a content rule refuses at end of DATA and nothing is delivered', async () => {
-    const { gw } = await gatewayWith({ 'r.yaml': 'rules:\n  - { name: FORBIDDEN_SUBJECT, description: d, when: { message.subject: { regex: "/forbidden/i" } }, action: reject }\n' });
+    const { gw } = await gatewayWith({
+      'r.yaml': 'rules:\n  - { name: FORBIDDEN_SUBJECT, description: d, when: { message.subject: { regex: "/forbidden/i" } }, action: reject }\n',
+    });
     const tok = token('data');
     const r = await sendMessage(gw.port, { from: 'a@good.example', to: ['alice@example.test'], data: message(tok, 'FORBIDDEN words') });
     assert.equal(r.mail?.code, 250);
@@ -127,7 +142,8 @@ describe('a rule refuses at the stage of its facts', () => {
 test('delivered mail carries X-Mailgate-Status, threshold tags and rule headers', async () => {
   const { gw } = await gatewayWith({
     '00-actions.yaml': 'actions: { reject: 15, quarantine: 8, tag: { score: 5, add_header: { X-Spam-Flag: "YES" }, tag_subject: "[SPAM]" } }\n',
-    '10-r.yaml': 'rules:\n  - { name: SCORE_SIX, description: d, when: { message.subject: { contains: scored } }, score: 6, add_header: { X-Note: "sender {mail.from_domain}" } }\n',
+    '10-r.yaml':
+      'rules:\n  - { name: SCORE_SIX, description: d, when: { message.subject: { contains: scored } }, score: 6, add_header: { X-Note: "sender {mail.from_domain}" } }\n',
   });
   const tok = token('tag');
   const r = await sendMessage(gw.port, { from: 'a@good.example', to: ['alice@example.test'], data: message(tok, 'scored') });
@@ -143,7 +159,11 @@ test('delivered mail carries X-Mailgate-Status, threshold tags and rule headers'
 test('a forged X-Mailgate-Status from the client is removed', async () => {
   const { gw } = await gatewayWith({ '00.yaml': '# no rules\n' });
   const tok = token('strip');
-  const r = await sendMessage(gw.port, { from: 'a@good.example', to: ['alice@example.test'], data: `X-Mailgate-Status: accept score=-100 forged-by-sender\r\n${message(tok)}` });
+  const r = await sendMessage(gw.port, {
+    from: 'a@good.example',
+    to: ['alice@example.test'],
+    data: `X-Mailgate-Status: accept score=-100 forged-by-sender\r\n${message(tok)}`,
+  });
   assert.equal(r.end?.code, 250);
   const [got] = await waitDelivered(tok);
   const text = got?.content.toString('utf8') ?? '';
@@ -152,7 +172,9 @@ test('a forged X-Mailgate-Status from the client is removed', async () => {
 });
 
 test('hot reload under an open connection: the next command follows the new rules; a broken edit keeps them', async () => {
-  const { gw, dir } = await gatewayWith({ '10-r.yaml': 'rules:\n  - { name: FIRST, description: d, when: { mail.from_domain: first.example }, action: reject }\n' });
+  const { gw, dir } = await gatewayWith({
+    '10-r.yaml': 'rules:\n  - { name: FIRST, description: d, when: { mail.from_domain: first.example }, action: reject }\n',
+  });
   const c = await connect(gw.port);
   await c.read();
   await c.cmd('EHLO client.example.net');

@@ -239,7 +239,9 @@ backend mailgate
     for (let i = 0; i < 3; i++) assert.equal((await waitDelivered(`${tok}-${i}`)).length, 1);
   });
 
-  test('the quarantine is shared: held through one instance, listed and released through the other', { skip: postgresAvailable().ok ? false : 'postgresql is missing' }, async () => {
+  test('the quarantine is shared: held through one instance, listed and released through the other', {
+    skip: postgresAvailable().ok ? false : 'postgresql is missing',
+  }, async () => {
     const tok = token('lbq');
     const r = await transaction(lbPort, '127.0.0.8', tok);
     assert.match(r.end ?? '', /^250 2\.0\.0 Message accepted \(/, JSON.stringify(r));

@@ -37,7 +37,10 @@ test('no secret in the logs: a Redis password never appears, at debug level, dur
   } finally {
     await gw.stop(100);
   }
-  assert.ok(lines.some((l) => /redis/i.test(l)), 'the Redis outage was logged (else the test proves nothing)');
+  assert.ok(
+    lines.some((l) => /redis/i.test(l)),
+    'the Redis outage was logged (else the test proves nothing)',
+  );
   const leaked = lines.filter((l) => l.includes(secret));
   assert.deepEqual(leaked, [], 'a log line carries the Redis password');
 });

@@ -81,7 +81,11 @@ test('tracing on: one message through Postfix arrives as a span tree with the de
   const tok = token('trace');
   let sent: Awaited<ReturnType<typeof sendMessage>>;
   try {
-    sent = await sendMessage(gw.port, { from: 'sender@client.example.net', to: ['alice@example.test', 'bob@example.test'], data: `Subject: ${tok}\r\nFrom: sender@client.example.net\r\n\r\nbody ${tok}\r\n` });
+    sent = await sendMessage(gw.port, {
+      from: 'sender@client.example.net',
+      to: ['alice@example.test', 'bob@example.test'],
+      data: `Subject: ${tok}\r\nFrom: sender@client.example.net\r\n\r\nbody ${tok}\r\n`,
+    });
     assert.equal(sent.end?.code, 250, sent.end?.text);
     assert.equal((await waitDelivered(tok, 2)).length, 2);
   } finally {
@@ -137,11 +141,20 @@ test('tracing on: one message through Postfix arrives as a span tree with the de
   const spf = checkRuns.find((s) => s.name === 'spf') as OtlpSpan;
   const lookups = spans.filter((s) => s.name === 'dns' && s.parentSpanId === spf.spanId);
   assert.ok(lookups.length > 0, 'the SPF check has dns spans');
-  assert.ok(lookups.some((l) => attr(l, 'dns.question.name') === 'client.example.net' && attr(l, 'dns.question.type') === 'TXT'), JSON.stringify(lookups.map((l) => l.attributes)));
+  assert.ok(
+    lookups.some((l) => attr(l, 'dns.question.name') === 'client.example.net' && attr(l, 'dns.question.type') === 'TXT'),
+    JSON.stringify(lookups.map((l) => l.attributes)),
+  );
   assert.ok(lookups.every((l) => typeof attr(l, 'dns.error') === 'string'));
   const backend = inMessage.find((s) => s.name === 'backend');
   assert.equal(attr(backend, 'mailgate.reply_code'), 250);
-  assert.equal(attr(inMessage.find((s) => s.name === 'data'), 'mailgate.stage'), 'data');
+  assert.equal(
+    attr(
+      inMessage.find((s) => s.name === 'data'),
+      'mailgate.stage',
+    ),
+    'data',
+  );
 });
 
 test('tracing off: the receiver gets nothing', async () => {
@@ -150,7 +163,11 @@ test('tracing off: the receiver gets nothing', async () => {
   const gw = await startGateway(testConfig({ tracing: { enabled: false, endpoint: rx.url } }));
   const tok = token('notrace');
   try {
-    const sent = await sendMessage(gw.port, { from: 'sender@client.example.net', to: ['alice@example.test'], data: `Subject: ${tok}\r\nFrom: sender@client.example.net\r\n\r\nbody ${tok}\r\n` });
+    const sent = await sendMessage(gw.port, {
+      from: 'sender@client.example.net',
+      to: ['alice@example.test'],
+      data: `Subject: ${tok}\r\nFrom: sender@client.example.net\r\n\r\nbody ${tok}\r\n`,
+    });
     assert.equal(sent.end?.code, 250, sent.end?.text);
     assert.equal((await waitDelivered(tok)).length, 1, `not delivered: ${sent.end?.text}`);
   } finally {
@@ -172,10 +189,16 @@ test('collector down: mail flows, stop() returns, and the failed export is a war
     },
   });
   const port = await closedPort();
-  const gw = await startGateway(testConfig({ tracing: { enabled: true, endpoint: `http://127.0.0.1:${port}/v1/traces` } }), { logger: pino({ level: 'warn' }, stream) });
+  const gw = await startGateway(testConfig({ tracing: { enabled: true, endpoint: `http://127.0.0.1:${port}/v1/traces` } }), {
+    logger: pino({ level: 'warn' }, stream),
+  });
   const tok = token('down');
   try {
-    const sent = await sendMessage(gw.port, { from: 'sender@client.example.net', to: ['alice@example.test'], data: `Subject: ${tok}\r\nFrom: sender@client.example.net\r\n\r\nbody ${tok}\r\n` });
+    const sent = await sendMessage(gw.port, {
+      from: 'sender@client.example.net',
+      to: ['alice@example.test'],
+      data: `Subject: ${tok}\r\nFrom: sender@client.example.net\r\n\r\nbody ${tok}\r\n`,
+    });
     assert.equal(sent.end?.code, 250, sent.end?.text);
     assert.equal((await waitDelivered(tok)).length, 1);
   } finally {
@@ -183,5 +206,8 @@ test('collector down: mail flows, stop() returns, and the failed export is a war
     await gw.stop(1000);
     assert.ok(Date.now() - t0 < 15_000, 'stop() is not held up by the dead collector');
   }
-  assert.ok(lines.some((l) => l.includes('tracing export failed')), `a warning was logged (got ${lines.length} lines)`);
+  assert.ok(
+    lines.some((l) => l.includes('tracing export failed')),
+    `a warning was logged (got ${lines.length} lines)`,
+  );
 });

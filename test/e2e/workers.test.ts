@@ -28,7 +28,10 @@ test('workers: 2 — both workers take connections, metrics aggregated, SIGTERM 
     let ready = false;
     for (let i = 0; i < 150 && !ready; i++) {
       await new Promise((r) => setTimeout(r, 100));
-      ready = await fetch(`http://127.0.0.1:${adminPort}/readyz`).then((r) => r.ok, () => false);
+      ready = await fetch(`http://127.0.0.1:${adminPort}/readyz`).then(
+        (r) => r.ok,
+        () => false,
+      );
     }
     assert.ok(ready, out);
     for (let i = 0; i < 8; i++) {

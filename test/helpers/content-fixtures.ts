@@ -16,7 +16,9 @@ const repo = resolve(import.meta.dirname, '../..');
  * /work/wt/<name> finds it one level further up.
  */
 export const SHARED =
-  process.env.MAILGATE_SHARED ?? [resolve(repo, '..', 'shared'), resolve(repo, '..', '..', 'shared')].find((d) => existsSync(d)) ?? resolve(repo, '..', 'shared');
+  process.env.MAILGATE_SHARED ??
+  [resolve(repo, '..', 'shared'), resolve(repo, '..', '..', 'shared')].find((d) => existsSync(d)) ??
+  resolve(repo, '..', 'shared');
 
 /** The 68-byte EICAR test file, assembled from two halves so no scanner flags this source. */
 export function eicar(): Buffer {

@@ -192,7 +192,8 @@ export async function startDnsServer(opts: DnsServerOptions = {}): Promise<TestD
     const reply: Packet = {
       type: 'response',
       id: query.id ?? 0,
-      flags: packet.AUTHORITATIVE_ANSWER | ((query.flags ?? 0) & packet.RECURSION_DESIRED) | RCODE_BITS[res.rcode] | (truncated ? packet.TRUNCATED_RESPONSE : 0),
+      flags:
+        packet.AUTHORITATIVE_ANSWER | ((query.flags ?? 0) & packet.RECURSION_DESIRED) | RCODE_BITS[res.rcode] | (truncated ? packet.TRUNCATED_RESPONSE : 0),
       questions: [{ name: q.name, type: q.type as RecordType, class: 'IN' }],
       answers: truncated ? [] : res.answers,
       authorities: truncated ? [] : authorities,

@@ -27,7 +27,7 @@ export async function faultProxy(upstreamPort: number, faultRate: number) {
     down.on('error', () => undefined);
     const r = rand();
     const mode: ProxyMode =
-      r >= faultRate ? 'clean' : (['refuse', 'reset-mid-data', 'reset-after-dot', 'stall-after-dot'] as const)[Math.floor((r / faultRate) * 4)] ?? 'clean';
+      r >= faultRate ? 'clean' : ((['refuse', 'reset-mid-data', 'reset-after-dot', 'stall-after-dot'] as const)[Math.floor((r / faultRate) * 4)] ?? 'clean');
     injected[mode]++;
     if (mode === 'refuse') return void down.destroy();
     const up = net.connect(upstreamPort, '127.0.0.1');
@@ -65,10 +65,11 @@ export async function faultProxy(upstreamPort: number, faultRate: number) {
   return {
     port: (server.address() as net.AddressInfo).port,
     injected,
-    close: () => new Promise<void>((r) => {
-      for (const s of sockets) s.destroy();
-      server.close(() => r());
-    }),
+    close: () =>
+      new Promise<void>((r) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => r());
+      }),
   };
 }
 
@@ -134,7 +135,10 @@ export async function sendOne(port: number, tok: string, bodyLines = Math.floor(
       const r = await c.cmd(s, 10_000);
       if (!r) return 'dropped';
       if (r.code >= 400) {
-        tempfailTexts.set(`${s.split(' ')[0]} ${r.code} ${r.text.slice(0, 60)}`, (tempfailTexts.get(`${s.split(' ')[0]} ${r.code} ${r.text.slice(0, 60)}`) ?? 0) + 1);
+        tempfailTexts.set(
+          `${s.split(' ')[0]} ${r.code} ${r.text.slice(0, 60)}`,
+          (tempfailTexts.get(`${s.split(' ')[0]} ${r.code} ${r.text.slice(0, 60)}`) ?? 0) + 1,
+        );
         return r.code >= 500 ? 'reject' : 'tempfail';
       }
     }
@@ -144,7 +148,8 @@ export async function sendOne(port: number, tok: string, bodyLines = Math.floor(
     );
     const end = await c.read(20_000);
     if (!end) return 'dropped';
-    if (end.code >= 300) tempfailTexts.set(`DOT ${end.code} ${end.text.slice(0, 60)}`, (tempfailTexts.get(`DOT ${end.code} ${end.text.slice(0, 60)}`) ?? 0) + 1);
+    if (end.code >= 300)
+      tempfailTexts.set(`DOT ${end.code} ${end.text.slice(0, 60)}`, (tempfailTexts.get(`DOT ${end.code} ${end.text.slice(0, 60)}`) ?? 0) + 1);
     return end.code < 300 ? 'accepted' : end.code < 500 ? 'tempfail' : 'reject';
   } catch {
     return 'dropped';
@@ -166,4 +171,3 @@ export function deliveredTokens(dirs: string[]): Map<string, number> {
   }
   return counts;
 }
-

@@ -19,7 +19,9 @@ export function fuzzSettings(): fc.Parameters<unknown> {
 export function runFuzz<T extends [unknown, ...unknown[]]>(parser: string, prop: fc.IPropertyWithHooks<T> | fc.IProperty<T>): number {
   const out = fc.check(prop as fc.IProperty<T>, fuzzSettings() as fc.Parameters<T>);
   if (out.failed) {
-    assert.fail(`${parser}: counterexample ${fc.stringify(out.counterexample)} (seed ${out.seed}, path ${out.counterexamplePath}): ${String(out.errorInstance)}`);
+    assert.fail(
+      `${parser}: counterexample ${fc.stringify(out.counterexample)} (seed ${out.seed}, path ${out.counterexamplePath}): ${String(out.errorInstance)}`,
+    );
   }
   if (process.env.MAILGATE_FUZZ_REPORT) appendFileSync(process.env.MAILGATE_FUZZ_REPORT, JSON.stringify({ parser, runs: out.numRuns }) + '\n');
   return out.numRuns;
@@ -30,7 +32,9 @@ export async function runFuzzAsync<T extends [unknown, ...unknown[]]>(parser: st
   const settings = SECONDS > 0 ? fuzzSettings() : { ...fuzzSettings(), numRuns: Math.min(RUNS, maxRuns), interruptAfterTimeLimit: 5000 };
   const out = await fc.check(prop, settings as fc.Parameters<T>);
   if (out.failed) {
-    assert.fail(`${parser}: counterexample ${fc.stringify(out.counterexample)} (seed ${out.seed}, path ${out.counterexamplePath}): ${String(out.errorInstance)}`);
+    assert.fail(
+      `${parser}: counterexample ${fc.stringify(out.counterexample)} (seed ${out.seed}, path ${out.counterexamplePath}): ${String(out.errorInstance)}`,
+    );
   }
   if (process.env.MAILGATE_FUZZ_REPORT) appendFileSync(process.env.MAILGATE_FUZZ_REPORT, JSON.stringify({ parser, runs: out.numRuns }) + '\n');
   return out.numRuns;

@@ -117,7 +117,12 @@ export async function startPostfix(opts: PostfixOptions = {}): Promise<PostfixIn
     ...opts.main,
   };
   if (main.shlib_directory === 'no') delete main.shlib_directory;
-  writeFileSync(join(confDir, 'main.cf'), Object.entries(main).map(([k, v]) => `${k} = ${v}`).join('\n') + '\n');
+  writeFileSync(
+    join(confDir, 'main.cf'),
+    Object.entries(main)
+      .map(([k, v]) => `${k} = ${v}`)
+      .join('\n') + '\n',
+  );
   writeFileSync(join(confDir, 'vmailbox'), domains.flatMap((d) => users.map((u) => `${u}@${d} ${u}/`)).join('\n') + '\n');
   // A header that makes the backend reject at end of DATA: tests "backend rejects DATA".
   writeFileSync(join(confDir, 'header_checks'), '/^X-Backend-Reject:/ REJECT 5.7.1 rejected by backend header check\n');

@@ -11,7 +11,8 @@ import { makeRulesDir } from './rules-dir.ts';
 import { sendMessage } from './smtp-client.ts';
 
 export const QUARANTINE_RULES = {
-  '10-quarantine.yaml': 'rules:\n  - name: QUARANTINE_ME\n    description: test rule\n    when: { message.subject: { glob: "*QUARANTINE-ME*" } }\n    action: quarantine\n',
+  '10-quarantine.yaml':
+    'rules:\n  - name: QUARANTINE_ME\n    description: test rule\n    when: { message.subject: { glob: "*QUARANTINE-ME*" } }\n    action: quarantine\n',
 };
 
 export interface QuarantineEnv {
@@ -21,7 +22,12 @@ export interface QuarantineEnv {
   qdir: string;
   configFile: string;
   /** Sends a message the rules quarantine; returns its id (from the 250 reply) and the raw data. */
-  quarantine(o?: { subject?: string; body?: string; headers?: string; to?: string[] }): Promise<{ id: string; tok: string; code: number | undefined; text: string }>;
+  quarantine(o?: {
+    subject?: string;
+    body?: string;
+    headers?: string;
+    to?: string[];
+  }): Promise<{ id: string; tok: string; code: number | undefined; text: string }>;
   /** Messages delivered to a Postfix user whose content includes `needle`. */
   delivered(user: string, needle: string): Buffer[];
   waitDelivered(user: string, needle: string, count?: number, ms?: number): Promise<Buffer[]>;
@@ -29,14 +35,21 @@ export interface QuarantineEnv {
   close(): Promise<void>;
 }
 
-export async function startQuarantineEnv(o: { quarantine?: Record<string, unknown>; admin?: Record<string, unknown> | false; extraYaml?: string } = {}): Promise<QuarantineEnv> {
+export async function startQuarantineEnv(
+  o: { quarantine?: Record<string, unknown>; admin?: Record<string, unknown> | false; extraYaml?: string } = {},
+): Promise<QuarantineEnv> {
   const pf = await startPostfix();
   const dir = mkdtempSync(join(tmpdir(), 'mg-qe2e-'));
   const qdir = join(dir, 'quarantine');
   const rules = makeRulesDir(QUARANTINE_RULES);
   const quarantine = { dir: qdir, ...o.quarantine };
   const gw = await startGateway(
-    testConfig({ backend: { host: '127.0.0.1', port: pf.port, command_timeout_ms: 5000, data_timeout_ms: 10_000, connect_timeout_ms: 2000 }, rules, quarantine, admin: o.admin ?? false }),
+    testConfig({
+      backend: { host: '127.0.0.1', port: pf.port, command_timeout_ms: 5000, data_timeout_ms: 10_000, connect_timeout_ms: 2000 },
+      rules,
+      quarantine,
+      admin: o.admin ?? false,
+    }),
   );
   const configFile = join(dir, 'mailgate.yaml');
   writeFileSync(
@@ -81,8 +94,11 @@ export async function startQuarantineEnv(o: { quarantine?: Record<string, unknow
     },
     cli(args, stdin) {
       return new Promise((resolve) => {
-        const child = execFile(process.execPath, ['src/cli/main.ts', 'quarantine', ...args, '--config', configFile], { encoding: 'latin1' }, (err, out, errOut) =>
-          resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, out, err: errOut }),
+        const child = execFile(
+          process.execPath,
+          ['src/cli/main.ts', 'quarantine', ...args, '--config', configFile],
+          { encoding: 'latin1' },
+          (err, out, errOut) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, out, err: errOut }),
         );
         child.stdin?.end(stdin ?? '');
       });

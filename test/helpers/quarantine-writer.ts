@@ -39,7 +39,17 @@ if (process.argv[1] && import.meta.url.endsWith(process.argv[1].split('/').pop()
     const id = `${prefix}${String(n).padStart(5, '0')}`;
     const m = messageFor(id);
     await store.put(
-      { id, received: new Date().toISOString(), client: { ip: '192.0.2.7', helo: 'crash' }, from: 's@example.net', rcpts: ['alice@example.test'], size: m.size, reason: 'test', score: 10, rules: ['CRASH'] },
+      {
+        id,
+        received: new Date().toISOString(),
+        client: { ip: '192.0.2.7', helo: 'crash' },
+        from: 's@example.net',
+        rcpts: ['alice@example.test'],
+        size: m.size,
+        reason: 'test',
+        score: 10,
+        rules: ['CRASH'],
+      },
       [m.stream()],
     );
     process.stdout.write(`ACK ${id}\n`);

@@ -100,9 +100,7 @@ export async function startRedis(): Promise<TestRedis> {
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );
     c.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-    const exited = new Promise<never>((_, reject) =>
-      c.once('exit', (code) => reject(new Error(`redis-server exited (${code}): ${stderr}`))),
-    );
+    const exited = new Promise<never>((_, reject) => c.once('exit', (code) => reject(new Error(`redis-server exited (${code}): ${stderr}`))));
     exited.catch(() => undefined);
     const spawnError = new Promise<never>((_, reject) => c.once('error', reject));
     spawnError.catch(() => undefined);
@@ -198,7 +196,17 @@ export async function startRedisCluster(): Promise<TestCluster> {
   try {
     const nodes: string[] = [];
     for (let i = 0; i < 3; i++) {
-      const { port, child } = await spawnServer(dir, (p) => ['--port', String(p), ...base, '--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${p}.conf`, '--dir', dir]);
+      const { port, child } = await spawnServer(dir, (p) => [
+        '--port',
+        String(p),
+        ...base,
+        '--cluster-enabled',
+        'yes',
+        '--cluster-config-file',
+        `nodes-${p}.conf`,
+        '--dir',
+        dir,
+      ]);
       children.push(child);
       nodes.push(`127.0.0.1:${port}`);
     }
@@ -237,7 +245,10 @@ export async function startRedisSentinel(): Promise<TestSentinel> {
     const conf = join(dir, 'sentinel.conf');
     const sentinel = await spawnServer(dir, (p) => {
       // Sentinel rewrites its config file: one per attempt, in the temp dir.
-      writeFileSync(conf, `port ${p}\nbind 127.0.0.1\ndir ${dir}\nsentinel monitor mymaster 127.0.0.1 ${master.port} 1\nsentinel down-after-milliseconds mymaster 2000\n`);
+      writeFileSync(
+        conf,
+        `port ${p}\nbind 127.0.0.1\ndir ${dir}\nsentinel monitor mymaster 127.0.0.1 ${master.port} 1\nsentinel down-after-milliseconds mymaster 2000\n`,
+      );
       return [conf, '--sentinel'];
     });
     children.push(sentinel.child);

@@ -73,7 +73,16 @@ export async function startRspamd(dns: string): Promise<Scanner> {
   writeFileSync(join(dir, 'conf/local.d/logging.inc'), 'type = "console"; level = "error";\n');
   const child = spawn(
     'rspamd',
-    ['-f', '-i', '-c', join(dir, 'rspamd.conf'), `--var=LOCAL_CONFDIR=${join(dir, 'conf')}`, `--var=DBDIR=${join(dir, 'db')}`, `--var=RUNDIR=${join(dir, 'run')}`, `--var=LOGDIR=${join(dir, 'log')}`],
+    [
+      '-f',
+      '-i',
+      '-c',
+      join(dir, 'rspamd.conf'),
+      `--var=LOCAL_CONFDIR=${join(dir, 'conf')}`,
+      `--var=DBDIR=${join(dir, 'db')}`,
+      `--var=RUNDIR=${join(dir, 'run')}`,
+      `--var=LOGDIR=${join(dir, 'log')}`,
+    ],
     { stdio: 'ignore' },
   );
   const port = ports[0] as number;
@@ -99,7 +108,29 @@ export async function startSpamd(rules: string): Promise<Scanner> {
   const port = await freePort();
   const child = spawn(
     'spamd',
-    ['-x', '-s', 'stderr', '-C', join(dir, 'rules'), `--siteconfigpath=${join(dir, 'site')}`, '-i', '127.0.0.1', '-A', '127.0.0.1', '-p', String(port), '-m', '2', '--min-spare=1', '--max-spare=1', '-u', 'nobody', '-r', join(dir, 'spamd.pid'), '-L'],
+    [
+      '-x',
+      '-s',
+      'stderr',
+      '-C',
+      join(dir, 'rules'),
+      `--siteconfigpath=${join(dir, 'site')}`,
+      '-i',
+      '127.0.0.1',
+      '-A',
+      '127.0.0.1',
+      '-p',
+      String(port),
+      '-m',
+      '2',
+      '--min-spare=1',
+      '--max-spare=1',
+      '-u',
+      'nobody',
+      '-r',
+      join(dir, 'spamd.pid'),
+      '-L',
+    ],
     { stdio: 'ignore' },
   );
   try {

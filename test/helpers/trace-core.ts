@@ -65,7 +65,13 @@ export function traceRuntime(tracer: Tracer | undefined): Runtime {
     knownFacts(facts),
   ).policy;
   const rt: Runtime = {
-    config: configSchema.parse({ hostname: 'mx.test', domains: ['example.test'], backend: { maildir: join(tmpdir(), 'mailgate-unused') }, admin: false, capture: false }),
+    config: configSchema.parse({
+      hostname: 'mx.test',
+      domains: ['example.test'],
+      backend: { maildir: join(tmpdir(), 'mailgate-unused') },
+      admin: false,
+      capture: false,
+    }),
     logger: pino({ level: 'silent' }),
     domains: new Set(['example.test']),
     checks: [mailCheck, wordCheck],

@@ -32,7 +32,10 @@ function procStat(pid: number): { rssKb: number; fds: number } {
 
 /** Event-loop p99 (ms) and V8 heap used (MB) from the child's own /metrics. */
 async function fromMetrics(adminPort: number): Promise<{ loopP99Ms: number; heapUsedMb: number }> {
-  const text = await fetch(`http://127.0.0.1:${adminPort}/metrics`).then((r) => r.text(), () => '');
+  const text = await fetch(`http://127.0.0.1:${adminPort}/metrics`).then(
+    (r) => r.text(),
+    () => '',
+  );
   const lag = /^nodejs_eventloop_lag_p99_seconds (\S+)$/m.exec(text)?.[1];
   const heap = /^nodejs_heap_size_used_bytes (\S+)$/m.exec(text)?.[1];
   return { loopP99Ms: lag ? Math.round(Number(lag) * 1000 * 10) / 10 : -1, heapUsedMb: heap ? Math.round(Number(heap) / 1024 / 102.4) / 10 : -1 };
@@ -162,7 +165,10 @@ async function main(): Promise<number> {
   // RSS trend over the second half: the first minutes are warm-up (JIT, heap growing to its
   // working size: a 4-minute run here grew 140 → 185 MB in its first 90 s, then stayed flat).
   const warm = samples.slice(Math.floor(samples.length / 2));
-  const rssSlopeKbPerMin = slope(warm.map((s) => s.t / 60), warm.map((s) => s.rssKb));
+  const rssSlopeKbPerMin = slope(
+    warm.map((s) => s.t / 60),
+    warm.map((s) => s.rssKb),
+  );
   const report = {
     seconds: SECONDS,
     rate: RATE,
@@ -176,7 +182,12 @@ async function main(): Promise<number> {
     rssStartMb: Math.round((warm[0]?.rssKb ?? 0) / 102.4) / 10,
     rssEndMb: Math.round((warm.at(-1)?.rssKb ?? 0) / 102.4) / 10,
     rssSlopeKbPerMin: Math.round(rssSlopeKbPerMin),
-    heapUsedSlopeKbPerMin: Math.round(slope(warm.map((s) => s.t / 60), warm.map((s) => s.heapUsedMb * 1024))),
+    heapUsedSlopeKbPerMin: Math.round(
+      slope(
+        warm.map((s) => s.t / 60),
+        warm.map((s) => s.heapUsedMb * 1024),
+      ),
+    ),
     fdsMax: Math.max(...samples.map((s) => s.fds)),
     fdsEnd: samples.at(-1)?.fds,
     loopP99MaxMs: Math.max(...samples.map((s) => s.loopP99Ms)),

@@ -85,7 +85,12 @@ interface Envelope {
 /** Runs SPF at mail, then the data check with the SPF facts, like the pipeline does. */
 async function authenticate(c: { spf: Check; data: Check }, raw: Buffer, env: Envelope = {}): Promise<CheckOutput> {
   const from = env.from ?? 'alice@example.com';
-  const facts: Record<string, FactValue> = { 'client.ip': env.ip ?? '192.0.2.10', 'helo.name': env.helo ?? 'mail.example.com', 'mail.from': from, 'mail.null_sender': from === '' };
+  const facts: Record<string, FactValue> = {
+    'client.ip': env.ip ?? '192.0.2.10',
+    'helo.name': env.helo ?? 'mail.example.com',
+    'mail.from': from,
+    'mail.null_sender': from === '',
+  };
   const mail = await runCheck(c.spf, 'mail', facts);
   return runCheck(c.data, 'data', Object.fromEntries(mail.facts.entries()), messageView(raw));
 }
@@ -119,13 +124,20 @@ describe('results', () => {
     assert.equal(f.get('auth.dns_temperror'), false);
     assert.ok((f.get('auth.dns_lookups') as number) >= 3);
     const ar = arHeader(out);
-    assert.match(ar, /^mx\.mailgate\.test; spf=pass .*smtp\.mailfrom=alice@example\.com; dkim=pass .*header\.i=@example\.com header\.s=s1 header\.a=rsa-sha256/);
+    assert.match(
+      ar,
+      /^mx\.mailgate\.test; spf=pass .*smtp\.mailfrom=alice@example\.com; dkim=pass .*header\.i=@example\.com header\.s=s1 header\.a=rsa-sha256/,
+    );
     assert.match(ar, /; dmarc=pass \(p=REJECT arc=none\) policy\.dmarc=reject header\.from=example\.com/);
     assert.match(ar, /; arc=none$/);
   });
 
   test('DMARC p=reject failure: nothing aligned', async () => {
-    const out = await authenticate(checks(), await sign(message(), 'other.net', keys.other.privateKey), { ip: '192.0.2.20', from: 'bounce@other.net', helo: 'mx.other.net' });
+    const out = await authenticate(checks(), await sign(message(), 'other.net', keys.other.privateKey), {
+      ip: '192.0.2.20',
+      from: 'bounce@other.net',
+      helo: 'mx.other.net',
+    });
     const f = out.facts;
     assert.equal(f.get('spf.result'), 'pass');
     assert.equal(f.get('spf.domain'), 'other.net');
@@ -277,7 +289,9 @@ describe('forged results and stripped headers', () => {
   });
 
   test('the data check registers the removal before anything else and counts the forgeries', async () => {
-    const raw = message({ extra: ['Authentication-Results: mx.mailgate.test; dmarc=pass header.from=example.com', 'X-MS-Exchange-Organization-AuthAs: Internal'] });
+    const raw = message({
+      extra: ['Authentication-Results: mx.mailgate.test; dmarc=pass header.from=example.com', 'X-MS-Exchange-Organization-AuthAs: Internal'],
+    });
     const out = await authenticate(checks(), raw);
     assert.equal(out.facts.get('auth.forged_results_removed'), 1);
     const rm = out.edits.removeHeaders[0];
@@ -330,13 +344,22 @@ describe('ARC', () => {
     const raw = await sign(message(), 'example.com', keys.example.privateKey);
     const out = await authenticate(gw, raw);
     assert.equal(out.facts.get('arc.sealed'), true);
-    assert.deepEqual(out.edits.addHeaders.map((h) => h.name), ['Authentication-Results']);
-    assert.deepEqual(out.edits.signers.map((x) => x.name), ['arc-seal']);
+    assert.deepEqual(
+      out.edits.addHeaders.map((h) => h.name),
+      ['Authentication-Results'],
+    );
+    assert.deepEqual(
+      out.edits.signers.map((x) => x.name),
+      ['arc-seal'],
+    );
     // The seal is made in the finalize step, over the header block as delivered (a subject tag too).
     const split = raw.indexOf('\r\n\r\n') + 4;
     out.edits.tagSubject = '[SPAM]';
     const final = await finalizeHeader({ fields: parseHeaderBlock(raw.subarray(0, split)), headerTerminated: true, edits: out.edits, trace: [] });
-    assert.deepEqual(final.added.map((h) => h.name), ['ARC-Seal', 'ARC-Message-Signature', 'ARC-Authentication-Results', 'Authentication-Results']);
+    assert.deepEqual(
+      final.added.map((h) => h.name),
+      ['ARC-Seal', 'ARC-Message-Signature', 'ARC-Authentication-Results', 'Authentication-Results'],
+    );
     assert.match(final.added[2]?.value ?? '', /^i=1; mx\.mailgate\.test; spf=pass/);
     assert.match(final.block.toString(), /\r\nSubject: \[SPAM\] /);
     const relayed = Buffer.concat([final.block, raw.subarray(split)]);

@@ -33,7 +33,8 @@ interface Recorder {
   repliesSent: number;
 }
 
-const EHLO_FULL = '250-backend.test Hello\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250-8BITMIME\r\n250-XCLIENT NAME ADDR PORT PROTO HELO\r\n250 ENHANCEDSTATUSCODES';
+const EHLO_FULL =
+  '250-backend.test Hello\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250-8BITMIME\r\n250-XCLIENT NAME ADDR PORT PROTO HELO\r\n250 ENHANCEDSTATUSCODES';
 
 async function scriptedServer(script: Script): Promise<{ port: number; rec: Recorder; close: () => Promise<void> }> {
   const rec: Recorder = { commands: [], repliesSentBefore: [], data: [], repliesSent: 0 };
@@ -184,8 +185,16 @@ test('open: a multi-line greeting is one reply', async () => {
 const replyCases: Array<{ desc: string; input: string; expected: BackendReply }> = [
   { desc: 'code, enhanced code and text', input: '250 2.1.0 Ok', expected: { code: 250, enhanced: '2.1.0', lines: ['Ok'] } },
   { desc: 'no enhanced code', input: '250 Ok', expected: { code: 250, enhanced: '', lines: ['Ok'] } },
-  { desc: 'multi-line with the enhanced code on every line', input: '550-5.1.1 <x@example.test>: Recipient address rejected:\r\n550 5.1.1 User unknown in virtual mailbox table', expected: { code: 550, enhanced: '5.1.1', lines: ['<x@example.test>: Recipient address rejected:', 'User unknown in virtual mailbox table'] } },
-  { desc: 'multi-line with the enhanced code on the first line only', input: '452-4.5.3 Too many\r\n452 recipients', expected: { code: 452, enhanced: '4.5.3', lines: ['Too many', 'recipients'] } },
+  {
+    desc: 'multi-line with the enhanced code on every line',
+    input: '550-5.1.1 <x@example.test>: Recipient address rejected:\r\n550 5.1.1 User unknown in virtual mailbox table',
+    expected: { code: 550, enhanced: '5.1.1', lines: ['<x@example.test>: Recipient address rejected:', 'User unknown in virtual mailbox table'] },
+  },
+  {
+    desc: 'multi-line with the enhanced code on the first line only',
+    input: '452-4.5.3 Too many\r\n452 recipients',
+    expected: { code: 452, enhanced: '4.5.3', lines: ['Too many', 'recipients'] },
+  },
   { desc: 'enhanced class must match the code class', input: '550 4.1.1 mismatched', expected: { code: 550, enhanced: '', lines: ['4.1.1 mismatched'] } },
   { desc: 'three-digit detail', input: '451 4.7.100 slow down', expected: { code: 451, enhanced: '4.7.100', lines: ['slow down'] } },
   { desc: 'enhanced code alone', input: '451 4.3.0', expected: { code: 451, enhanced: '4.3.0', lines: [''] } },
@@ -224,12 +233,16 @@ test('reply: an endless reply line → BackendError protocol (bounded memory)', 
 // --- pipelining -------------------------------------------------------------------------------
 
 test('pipeline: with PIPELINING all commands leave before the first reply; replies in order', async () => {
-  const answer = (l: string, verb: string) => (verb === 'MAIL' ? { text: '250 2.1.0 Ok', delayMs: 50 } : verb === 'RCPT' ? (l.includes('bad') ? '550 5.1.1 unknown' : '250 2.1.5 Ok') : undefined);
+  const answer = (l: string, verb: string) =>
+    verb === 'MAIL' ? { text: '250 2.1.0 Ok', delayMs: 50 } : verb === 'RCPT' ? (l.includes('bad') ? '550 5.1.1 unknown' : '250 2.1.5 Ok') : undefined;
   await withServer({ answer }, async ({ port, rec }) => {
     const s = await BackendSession.open(opts(port));
     try {
       const r = await s.pipeline(['MAIL FROM:<a@example.org>', 'RCPT TO:<bad@example.test>', 'RCPT TO:<good@example.test>']);
-      assert.deepEqual(r.map((x) => `${x.code} ${x.enhanced}`), ['250 2.1.0', '550 5.1.1', '250 2.1.5']);
+      assert.deepEqual(
+        r.map((x) => `${x.code} ${x.enhanced}`),
+        ['250 2.1.0', '550 5.1.1', '250 2.1.5'],
+      );
       const i = rec.commands.indexOf('MAIL FROM:<a@example.org>');
       assert.deepEqual(rec.repliesSentBefore.slice(i, i + 3), [2, 2, 2], 'RCPTs arrived before the MAIL reply was sent');
     } finally {
@@ -239,13 +252,17 @@ test('pipeline: with PIPELINING all commands leave before the first reply; repli
 });
 
 test('pipeline: without PIPELINING each command waits for the previous reply', async () => {
-  const answer = (_l: string, verb: string) => (verb === 'EHLO' ? '250-backend.test\r\n250 SIZE 1000' : verb === 'MAIL' ? { text: '250 2.1.0 Ok', delayMs: 50 } : undefined);
+  const answer = (_l: string, verb: string) =>
+    verb === 'EHLO' ? '250-backend.test\r\n250 SIZE 1000' : verb === 'MAIL' ? { text: '250 2.1.0 Ok', delayMs: 50 } : undefined;
   await withServer({ answer }, async ({ port, rec }) => {
     const s = await BackendSession.open(opts(port));
     try {
       assert.equal(s.has('PIPELINING'), false);
       const r = await s.pipeline(['MAIL FROM:<a@example.org>', 'RCPT TO:<b@example.test>']);
-      assert.deepEqual(r.map((x) => x.code), [250, 250]);
+      assert.deepEqual(
+        r.map((x) => x.code),
+        [250, 250],
+      );
       const i = rec.commands.indexOf('MAIL FROM:<a@example.org>');
       assert.deepEqual(rec.repliesSentBefore.slice(i, i + 2), [2, 3]);
     } finally {
@@ -259,7 +276,10 @@ test('pipeline: without PIPELINING each command waits for the previous reply', a
 const xclientCases = [
   {
     desc: 'every attribute offered: NAME ADDR PORT PROTO HELO sent, IPv6 tagged',
-    input: { offered: 'NAME ADDR PORT PROTO HELO', attrs: { addr: '2001:db8::1', port: 40000, name: 'client.example.org', helo: 'client.example.org', proto: 'ESMTP' as const } },
+    input: {
+      offered: 'NAME ADDR PORT PROTO HELO',
+      attrs: { addr: '2001:db8::1', port: 40000, name: 'client.example.org', helo: 'client.example.org', proto: 'ESMTP' as const },
+    },
     expected: 'XCLIENT NAME=client.example.org ADDR=IPV6:2001:db8::1 PORT=40000 PROTO=ESMTP HELO=client.example.org',
   },
   {
@@ -291,7 +311,8 @@ const xclientCases = [
 
 for (const c of xclientCases) {
   test(`xclient: ${c.desc}`, async () => {
-    const answer = (_l: string, verb: string) => (verb === 'EHLO' ? `250-backend.test\r\n250-PIPELINING\r\n250 XCLIENT ${c.input.offered}` : verb === 'XCLIENT' ? '220 backend.test ESMTP' : undefined);
+    const answer = (_l: string, verb: string) =>
+      verb === 'EHLO' ? `250-backend.test\r\n250-PIPELINING\r\n250 XCLIENT ${c.input.offered}` : verb === 'XCLIENT' ? '220 backend.test ESMTP' : undefined;
     await withServer({ answer }, async ({ port, rec }) => {
       const s = await BackendSession.open(opts(port));
       try {
@@ -439,7 +460,11 @@ test('a server that never answers the final dot → BackendError timeout within 
 });
 
 test('a server that closes mid-DATA → BackendError, not a hang', async () => {
-  const script: Script = { onDataBytes: (sock, soFar) => { if (soFar.length > 0) sock.destroy(); } };
+  const script: Script = {
+    onDataBytes: (sock, soFar) => {
+      if (soFar.length > 0) sock.destroy();
+    },
+  };
   await withServer(script, async ({ port }) => {
     const s = await BackendSession.open(opts(port));
     await s.mail('a@example.org', []);
@@ -473,12 +498,24 @@ const dataCases = [
   { desc: 'no final CRLF: CRLF.CRLF added', input: ['Subject: x\r\n\r\nbody'], expected: 'Subject: x\r\n\r\nbody\r\n.\r\n' },
   { desc: 'empty message: just the dot', input: [], expected: '.\r\n' },
   { desc: 'a line starting with "." is doubled', input: ['Subject: x\r\n\r\n.hidden\r\nok\r\n'], expected: 'Subject: x\r\n\r\n..hidden\r\nok\r\n.\r\n' },
-  { desc: 'a lone "." line (smuggled end) is doubled', input: ['Subject: x\r\n\r\na\r\n.\r\nMAIL FROM:<e@vil>\r\n'], expected: 'Subject: x\r\n\r\na\r\n..\r\nMAIL FROM:<e@vil>\r\n.\r\n' },
-  { desc: 'a "." at the start of a chunk after a chunk that ended a line', input: ['Subject: x\r\n\r\na\r\n', '.b\r\n', '..c\r\n'], expected: 'Subject: x\r\n\r\na\r\n..b\r\n...c\r\n.\r\n' },
+  {
+    desc: 'a lone "." line (smuggled end) is doubled',
+    input: ['Subject: x\r\n\r\na\r\n.\r\nMAIL FROM:<e@vil>\r\n'],
+    expected: 'Subject: x\r\n\r\na\r\n..\r\nMAIL FROM:<e@vil>\r\n.\r\n',
+  },
+  {
+    desc: 'a "." at the start of a chunk after a chunk that ended a line',
+    input: ['Subject: x\r\n\r\na\r\n', '.b\r\n', '..c\r\n'],
+    expected: 'Subject: x\r\n\r\na\r\n..b\r\n...c\r\n.\r\n',
+  },
   { desc: 'a "." at the start of a chunk in mid-line is not doubled', input: ['Subject: x\r\n\r\na', '.b\r\n'], expected: 'Subject: x\r\n\r\na.b\r\n.\r\n' },
   { desc: 'the very first byte is "."', input: ['.x: y\r\n\r\n'], expected: '..x: y\r\n\r\n.\r\n' },
   { desc: 'a message ending in CR LF split over chunks', input: ['Subject: x\r\n\r\nbody\r', '\n'], expected: 'Subject: x\r\n\r\nbody\r\n.\r\n' },
-  { desc: 'header block and body as separate parts (as the core sends them)', input: ['Received: r\r\nSubject: x\r\n\r\n', '.\r\n'], expected: 'Received: r\r\nSubject: x\r\n\r\n..\r\n.\r\n' },
+  {
+    desc: 'header block and body as separate parts (as the core sends them)',
+    input: ['Received: r\r\nSubject: x\r\n\r\n', '.\r\n'],
+    expected: 'Received: r\r\nSubject: x\r\n\r\n..\r\n.\r\n',
+  },
 ];
 
 for (const c of dataCases) {

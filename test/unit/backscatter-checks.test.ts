@@ -33,16 +33,67 @@ function rcptFacts(from: string, tx = 1): FactSet {
 }
 
 const batvCases: Array<{ desc: string; cfg: Record<string, unknown>; from: string; rcpt: string; result: string; reject: boolean; rewrite?: string }> = [
-  { desc: 'strict, valid tag: passes, tag stripped', cfg: { mode: 'strict' }, from: '', rcpt: tagged, result: 'valid', reject: false, rewrite: 'alice@example.test' },
+  {
+    desc: 'strict, valid tag: passes, tag stripped',
+    cfg: { mode: 'strict' },
+    from: '',
+    rcpt: tagged,
+    result: 'valid',
+    reject: false,
+    rewrite: 'alice@example.test',
+  },
   { desc: 'strict, untagged bounce: refused', cfg: { mode: 'strict' }, from: '', rcpt: 'alice@example.test', result: 'missing', reject: true },
-  { desc: 'strict, forged tag: refused', cfg: { mode: 'strict' }, from: '', rcpt: tagged.replace(/^(prvs=\d{4})./, '$1z').replace('z', tagged[9] === '0' ? '1' : '0'), result: 'invalid', reject: true },
-  { desc: 'strict, ordinary mail untagged: not judged', cfg: { mode: 'strict' }, from: 'bob@remote.test', rcpt: 'alice@example.test', result: 'none', reject: false },
+  {
+    desc: 'strict, forged tag: refused',
+    cfg: { mode: 'strict' },
+    from: '',
+    rcpt: tagged.replace(/^(prvs=\d{4})./, '$1z').replace('z', tagged[9] === '0' ? '1' : '0'),
+    result: 'invalid',
+    reject: true,
+  },
+  {
+    desc: 'strict, ordinary mail untagged: not judged',
+    cfg: { mode: 'strict' },
+    from: 'bob@remote.test',
+    rcpt: 'alice@example.test',
+    result: 'none',
+    reject: false,
+  },
   { desc: 'tag-only, untagged bounce: scored, not refused', cfg: { mode: 'tag-only' }, from: '', rcpt: 'alice@example.test', result: 'missing', reject: false },
-  { desc: 'per-domain strict overrides mode off', cfg: { mode: 'off', domains: { 'example.test': 'strict' } }, from: '', rcpt: 'alice@example.test', result: 'missing', reject: true },
-  { desc: 'per-domain keys are case-insensitive, trailing dot ignored', cfg: { mode: 'off', domains: { 'EXAMPLE.test.': 'strict' } }, from: '', rcpt: 'alice@example.test', result: 'missing', reject: true },
-  { desc: 'per-domain off overrides strict', cfg: { mode: 'strict', domains: { 'example.test': 'off' } }, from: '', rcpt: 'alice@example.test', result: 'none', reject: false },
+  {
+    desc: 'per-domain strict overrides mode off',
+    cfg: { mode: 'off', domains: { 'example.test': 'strict' } },
+    from: '',
+    rcpt: 'alice@example.test',
+    result: 'missing',
+    reject: true,
+  },
+  {
+    desc: 'per-domain keys are case-insensitive, trailing dot ignored',
+    cfg: { mode: 'off', domains: { 'EXAMPLE.test.': 'strict' } },
+    from: '',
+    rcpt: 'alice@example.test',
+    result: 'missing',
+    reject: true,
+  },
+  {
+    desc: 'per-domain off overrides strict',
+    cfg: { mode: 'strict', domains: { 'example.test': 'off' } },
+    from: '',
+    rcpt: 'alice@example.test',
+    result: 'none',
+    reject: false,
+  },
   { desc: 'off, valid tag: still stripped', cfg: { mode: 'off' }, from: '', rcpt: tagged, result: 'valid', reject: false, rewrite: 'alice@example.test' },
-  { desc: 'reply to a tagged return path (non-null sender): stripped', cfg: { mode: 'strict' }, from: 'bob@remote.test', rcpt: tagged, result: 'valid', reject: false, rewrite: 'alice@example.test' },
+  {
+    desc: 'reply to a tagged return path (non-null sender): stripped',
+    cfg: { mode: 'strict' },
+    from: 'bob@remote.test',
+    rcpt: tagged,
+    result: 'valid',
+    reject: false,
+    rewrite: 'alice@example.test',
+  },
 ];
 
 for (const c of batvCases) {
@@ -103,15 +154,58 @@ interface DataCase {
 }
 
 const dataCases: DataCase[] = [
-  { desc: 'ordinary mail', from: 'bob@remote.test', raw: 'From: bob@remote.test\nSubject: x\n\nhello\n', expect: { 'backscatter.kind': 'none', 'backscatter.reason': 'not-dsn' } },
-  { desc: 'bounce for a recorded outbound message: genuine', raw: bounce('sent-1@mail.example.test'), recorded: ['sent-1@mail.example.test'], expect: { 'backscatter.genuine': true, 'backscatter.foreign_msgid': false, 'backscatter.reason': 'recorded-outbound' } },
-  { desc: 'bounce for a foreign Message-ID never sent', raw: bounce('spam-1@botnet.test'), expect: { 'backscatter.genuine': false, 'backscatter.foreign_msgid': true, 'backscatter.reason': 'foreign-msgid', 'backscatter.kind': 'postfix' } },
-  { desc: 'bounce whose Message-ID is from our domain: not foreign', raw: bounce('x@example.test'), expect: { 'backscatter.foreign_msgid': false, 'backscatter.reason': 'no-evidence' } },
-  { desc: 'null sender to two recipients', rcpts: ['alice@example.test', 'bob@example.test'], raw: bounce('x@example.test'), expect: { 'backscatter.multi_rcpt': true, 'backscatter.reason': 'multi-rcpt' } },
-  { desc: 'unsigned original while outbound is signed', cfg: { outbound_signed: true }, raw: bounce('x@example.test'), expect: { 'backscatter.unsigned_original': true, 'backscatter.reason': 'unsigned-original' } },
-  { desc: 'original with our DKIM signature: genuine', cfg: { outbound_signed: true }, raw: bounce('z@elsewhere.test', 'DKIM-Signature: v=1; d=example.test; s=s1; b=x\n'), expect: { 'backscatter.genuine': true, 'backscatter.unsigned_original': false, 'backscatter.reason': 'our-dkim' } },
-  { desc: 'all recipients had valid BATV tags: genuine', raw: bounce('spam-2@botnet.test'), batv: ['valid'], expect: { 'backscatter.genuine': true, 'backscatter.foreign_msgid': false, 'backscatter.reason': 'batv-valid' } },
-  { desc: 'BATV missing decides first', raw: bounce('spam-3@botnet.test'), batv: ['missing'], expect: { 'backscatter.foreign_msgid': true, 'backscatter.reason': 'batv-missing' } },
+  {
+    desc: 'ordinary mail',
+    from: 'bob@remote.test',
+    raw: 'From: bob@remote.test\nSubject: x\n\nhello\n',
+    expect: { 'backscatter.kind': 'none', 'backscatter.reason': 'not-dsn' },
+  },
+  {
+    desc: 'bounce for a recorded outbound message: genuine',
+    raw: bounce('sent-1@mail.example.test'),
+    recorded: ['sent-1@mail.example.test'],
+    expect: { 'backscatter.genuine': true, 'backscatter.foreign_msgid': false, 'backscatter.reason': 'recorded-outbound' },
+  },
+  {
+    desc: 'bounce for a foreign Message-ID never sent',
+    raw: bounce('spam-1@botnet.test'),
+    expect: { 'backscatter.genuine': false, 'backscatter.foreign_msgid': true, 'backscatter.reason': 'foreign-msgid', 'backscatter.kind': 'postfix' },
+  },
+  {
+    desc: 'bounce whose Message-ID is from our domain: not foreign',
+    raw: bounce('x@example.test'),
+    expect: { 'backscatter.foreign_msgid': false, 'backscatter.reason': 'no-evidence' },
+  },
+  {
+    desc: 'null sender to two recipients',
+    rcpts: ['alice@example.test', 'bob@example.test'],
+    raw: bounce('x@example.test'),
+    expect: { 'backscatter.multi_rcpt': true, 'backscatter.reason': 'multi-rcpt' },
+  },
+  {
+    desc: 'unsigned original while outbound is signed',
+    cfg: { outbound_signed: true },
+    raw: bounce('x@example.test'),
+    expect: { 'backscatter.unsigned_original': true, 'backscatter.reason': 'unsigned-original' },
+  },
+  {
+    desc: 'original with our DKIM signature: genuine',
+    cfg: { outbound_signed: true },
+    raw: bounce('z@elsewhere.test', 'DKIM-Signature: v=1; d=example.test; s=s1; b=x\n'),
+    expect: { 'backscatter.genuine': true, 'backscatter.unsigned_original': false, 'backscatter.reason': 'our-dkim' },
+  },
+  {
+    desc: 'all recipients had valid BATV tags: genuine',
+    raw: bounce('spam-2@botnet.test'),
+    batv: ['valid'],
+    expect: { 'backscatter.genuine': true, 'backscatter.foreign_msgid': false, 'backscatter.reason': 'batv-valid' },
+  },
+  {
+    desc: 'BATV missing decides first',
+    raw: bounce('spam-3@botnet.test'),
+    batv: ['missing'],
+    expect: { 'backscatter.foreign_msgid': true, 'backscatter.reason': 'batv-missing' },
+  },
 ];
 
 for (const c of dataCases) {
@@ -140,7 +234,10 @@ test('backscatter check: bounce rate per recipient (untagged and tagged forms co
     const facts = rcptFacts('');
     facts.set('rcpt.addresses', [i % 2 ? tagged : 'alice@example.test']);
     const o = out();
-    await checks[1].run({ stage: 'data', connection: detachedConnection(), facts, message: view(bounce(`x${i}@example.test`)), signal: new AbortController().signal }, o);
+    await checks[1].run(
+      { stage: 'data', connection: detachedConnection(), facts, message: view(bounce(`x${i}@example.test`)), signal: new AbortController().signal },
+      o,
+    );
     seen.push(o.facts.get('backscatter.bounce_rate_exceeded'));
   }
   assert.deepEqual(seen, [false, false, false, true, true]);

@@ -50,13 +50,25 @@ const helo = check('helo', ['helo'], ['helo.valid'], ['arc.result']);
 const layerCases = [
   { desc: 'independent checks share one layer', input: { checks: [dkim, body], stage: 'data' as Stage }, expected: [['body', 'dkim']] },
   { desc: 'a need on another check’s fact orders it after', input: { checks: [dmarc, dkim], stage: 'data' as Stage }, expected: [['dkim'], ['dmarc']] },
-  { desc: 'a chain gives one layer per step, independent ones in the first', input: { checks: [grey, dmarc, body, dkim], stage: 'data' as Stage }, expected: [['body', 'dkim'], ['dmarc'], ['greylist']] },
-  { desc: 'a prefix.* need waits for the producer of any fact under it', input: { checks: [arc, dkim], stage: 'data' as Stage }, expected: [['dkim'], ['arc']] },
+  {
+    desc: 'a chain gives one layer per step, independent ones in the first',
+    input: { checks: [grey, dmarc, body, dkim], stage: 'data' as Stage },
+    expected: [['body', 'dkim'], ['dmarc'], ['greylist']],
+  },
+  {
+    desc: 'a prefix.* need waits for the producer of any fact under it',
+    input: { checks: [arc, dkim], stage: 'data' as Stage },
+    expected: [['dkim'], ['arc']],
+  },
   { desc: 'a need produced at another stage does not order within this one', input: { checks: [dmarc, spf], stage: 'data' as Stage }, expected: [['dmarc']] },
   { desc: 'checks of other stages are ignored', input: { checks: [spf, helo, dkim], stage: 'data' as Stage }, expected: [['dkim']] },
   { desc: 'no check at the stage: no layers', input: { checks: [dkim], stage: 'connect' as Stage }, expected: [] },
   { desc: 'one check: one layer', input: { checks: [helo], stage: 'helo' as Stage }, expected: [['helo']] },
-  { desc: 'a check needing its own fact is not a cycle', input: { checks: [check('self', ['data'], ['self.x'], ['self.x']), body], stage: 'data' as Stage }, expected: [['body', 'self']] },
+  {
+    desc: 'a check needing its own fact is not a cycle',
+    input: { checks: [check('self', ['data'], ['self.x'], ['self.x']), body], stage: 'data' as Stage },
+    expected: [['body', 'self']],
+  },
 ];
 
 for (const c of layerCases) {
@@ -66,13 +78,16 @@ for (const c of layerCases) {
 test('stageLayers: a cycle throws naming the checks in it (and the stage)', () => {
   const a = check('alpha', ['data'], ['alpha.x'], ['beta.x']);
   const bb = check('beta', ['data'], ['beta.x'], ['alpha.*']);
-  assert.throws(() => stageLayers([body, a, bb], 'data'), (err: Error) => {
-    assert.match(err.message, /alpha/);
-    assert.match(err.message, /beta/);
-    assert.match(err.message, /data/);
-    assert.doesNotMatch(err.message, /body/, 'a check outside the cycle is not blamed');
-    return true;
-  });
+  assert.throws(
+    () => stageLayers([body, a, bb], 'data'),
+    (err: Error) => {
+      assert.match(err.message, /alpha/);
+      assert.match(err.message, /beta/);
+      assert.match(err.message, /data/);
+      assert.doesNotMatch(err.message, /body/, 'a check outside the cycle is not blamed');
+      return true;
+    },
+  );
 });
 
 test('stageLayers: a cycle at another stage does not matter here', () => {
@@ -86,15 +101,35 @@ test('stageLayers: a cycle at another stage does not matter here', () => {
 const stages: Stage[] = ['connect', 'helo', 'mail', 'rcpt', 'data'];
 const planCases = [
   { desc: 'everything satisfied', input: [spf, dkim, dmarc, arc, grey], expected: [] as RegExp[] },
-  { desc: 'an unknown need is reported with the check and the fact', input: [check('needy', ['data'], [], ['nothing.here'])], expected: [/needy.*nothing\.here/] },
+  {
+    desc: 'an unknown need is reported with the check and the fact',
+    input: [check('needy', ['data'], [], ['nothing.here'])],
+    expected: [/needy.*nothing\.here/],
+  },
   { desc: 'a need satisfied by an earlier stage’s check is fine', input: [spf, check('late', ['rcpt'], [], ['spf.result'])], expected: [] },
-  { desc: 'a need satisfied only by a later stage’s check is reported', input: [dkim, check('early', ['mail'], [], ['dkim.result'])], expected: [/early.*dkim\.result/] },
+  {
+    desc: 'a need satisfied only by a later stage’s check is reported',
+    input: [dkim, check('early', ['mail'], [], ['dkim.result'])],
+    expected: [/early.*dkim\.result/],
+  },
   { desc: 'a need on a core fact is fine', input: [check('c', ['mail'], [], ['client.ip', 'mail.from'])], expected: [] },
-  { desc: 'a need on a core fact not yet known at that stage is reported', input: [check('c', ['mail'], [], ['message.subject'])], expected: [/c needs message\.subject/] },
+  {
+    desc: 'a need on a core fact not yet known at that stage is reported',
+    input: [check('c', ['mail'], [], ['message.subject'])],
+    expected: [/c needs message\.subject/],
+  },
   { desc: 'a prefix need on core facts', input: [check('c', ['helo'], [], ['client.*'])], expected: [] },
   { desc: 'a check with no stages (switched off) is ignored', input: [check('off', [], [], ['nothing.here'])], expected: [] },
-  { desc: 'a producer with no stages does not satisfy a need', input: [check('off', [], ['x.y']), check('on', ['data'], [], ['x.y'])], expected: [/on needs x\.y/] },
-  { desc: 'a cycle is a problem', input: [check('alpha', ['data'], ['alpha.x'], ['beta.x']), check('beta', ['data'], ['beta.x'], ['alpha.x'])], expected: [/alpha.*beta|beta.*alpha/] },
+  {
+    desc: 'a producer with no stages does not satisfy a need',
+    input: [check('off', [], ['x.y']), check('on', ['data'], [], ['x.y'])],
+    expected: [/on needs x\.y/],
+  },
+  {
+    desc: 'a cycle is a problem',
+    input: [check('alpha', ['data'], ['alpha.x'], ['beta.x']), check('beta', ['data'], ['beta.x'], ['alpha.x'])],
+    expected: [/alpha.*beta|beta.*alpha/],
+  },
 ];
 
 for (const c of planCases) {
@@ -175,12 +210,21 @@ test('runStage: checks of one layer run concurrently', async () => {
 const failureCases = [
   { desc: 'a throwing check tempfails by default', input: { onFailure: undefined }, expected: { outcome: 'tempfail' as const, failure: true } },
   { desc: 'a throwing check with onFailure reject rejects', input: { onFailure: 'reject' as const }, expected: { outcome: 'reject' as const, failure: true } },
-  { desc: 'a throwing check with onFailure continue goes on (fact still set)', input: { onFailure: 'continue' as const }, expected: { outcome: undefined, failure: false } },
+  {
+    desc: 'a throwing check with onFailure continue goes on (fact still set)',
+    input: { onFailure: 'continue' as const },
+    expected: { outcome: undefined, failure: false },
+  },
 ];
 
 for (const c of failureCases) {
   test(`runStage: ${c.desc}`, async () => {
-    const boom: Check = { ...check('boom', ['data'], ['boom.x'], [], () => { throw new Error('resolver exploded'); }), ...(c.input.onFailure ? { onFailure: c.input.onFailure } : {}) };
+    const boom: Check = {
+      ...check('boom', ['data'], ['boom.x'], [], () => {
+        throw new Error('resolver exploded');
+      }),
+      ...(c.input.onFailure ? { onFailure: c.input.onFailure } : {}),
+    };
     const ok = check('fine', ['data'], ['fine.x'], [], setFact('fine.x', 'yes'));
     const seen: Array<Record<string, FactValue>> = [];
     const a = args([boom, ok], { policy: recordingPolicy(seen) });
@@ -194,8 +238,15 @@ for (const c of failureCases) {
 }
 
 test('runStage: a reject failure wins over a tempfail failure in the same stage', async () => {
-  const t: Check = check('t', ['data'], [], [], () => { throw new Error('t'); });
-  const r: Check = { ...check('r', ['data'], [], [], () => { throw new Error('r'); }), onFailure: 'reject' };
+  const t: Check = check('t', ['data'], [], [], () => {
+    throw new Error('t');
+  });
+  const r: Check = {
+    ...check('r', ['data'], [], [], () => {
+      throw new Error('r');
+    }),
+    onFailure: 'reject',
+  };
   const res = await runStage(args([t, r]));
   assert.equal(res.failure?.check, 'r');
   assert.equal(res.failure?.outcome, 'reject');
@@ -209,7 +260,13 @@ test('runStage: a rejected promise counts like a throw', async () => {
 
 test('runStage: a check that never finishes fails within its timeoutMs, its signal aborted', async () => {
   let signal: AbortSignal | undefined;
-  const hang: Check = { ...check('hang', ['data'], [], [], (i) => { signal = i.signal; return new Promise(() => undefined); }), timeoutMs: 100 };
+  const hang: Check = {
+    ...check('hang', ['data'], [], [], (i) => {
+      signal = i.signal;
+      return new Promise(() => undefined);
+    }),
+    timeoutMs: 100,
+  };
   const started = performance.now();
   const a = args([hang]);
   const res = await runStage(a);
@@ -231,7 +288,13 @@ test('runStage: defaultTimeoutMs applies to a check without its own', async () =
 test('runStage: overrides win over check facts', async () => {
   const c = check('c', ['data'], ['spf.result'], [], setFact('spf.result', 'pass'));
   const seen: Array<Record<string, FactValue>> = [];
-  const a = args([c], { policy: recordingPolicy(seen), overrides: new Map<string, FactValue>([['spf.result', 'fail'], ['extra', 3]]) });
+  const a = args([c], {
+    policy: recordingPolicy(seen),
+    overrides: new Map<string, FactValue>([
+      ['spf.result', 'fail'],
+      ['extra', 3],
+    ]),
+  });
   await runStage(a);
   assert.equal(seen[0]?.['spf.result'], 'fail');
   assert.equal(seen[0]?.['extra'], 3);
@@ -240,7 +303,9 @@ test('runStage: overrides win over check facts', async () => {
 
 test('runStage: checks of other stages do not run; the policy gets the previous verdict', async () => {
   let ran = false;
-  const other = check('other', ['mail'], [], [], () => { ran = true; });
+  const other = check('other', ['mail'], [], [], () => {
+    ran = true;
+  });
   const prevSeen: Array<Verdict | undefined> = [];
   const previous = { ...emptyVerdict(), score: 7 };
   await runStage(args([other], { policy: recordingPolicy([], prevSeen), previous }));
@@ -251,7 +316,9 @@ test('runStage: checks of other stages do not run; the policy gets the previous 
 test('runStage: the check input carries stage, recipient and connection', async () => {
   const inputs: CheckInput[] = [];
   const conn = detachedConnection('conn-1');
-  const c = check('c', ['rcpt'], [], [], (i) => { inputs.push(i); });
+  const c = check('c', ['rcpt'], [], [], (i) => {
+    inputs.push(i);
+  });
   await runStage(args([c], { stage: 'rcpt', recipient: 'bob@example.test', connection: conn }));
   assert.equal(inputs[0]?.stage, 'rcpt');
   assert.equal(inputs[0]?.recipient, 'bob@example.test');

@@ -50,7 +50,10 @@ after(async () => {
 
 async function runCheck(check: Check, given: Record<string, FactValue>, ms = 5000): Promise<Record<string, FactValue>> {
   const out: CheckOutput = { facts: new FactSet(), edits: emptyEdits() };
-  await check.run({ stage: check.stages[0] ?? 'connect', connection: detachedConnection(), facts: new FactSet(Object.entries(given)), signal: AbortSignal.timeout(ms) }, out);
+  await check.run(
+    { stage: check.stages[0] ?? 'connect', connection: detachedConnection(), facts: new FactSet(Object.entries(given)), signal: AbortSignal.timeout(ms) },
+    out,
+  );
   return out.facts.toJSON();
 }
 
@@ -63,11 +66,27 @@ interface RdnsCase {
 }
 
 const rdnsCases: RdnsCase[] = [
-  { desc: 'confirmed', ip: '198.51.100.10', expected: { 'client.rdns_names': ['mail.good.example'], 'client.rdns': 'mail.good.example', 'client.fcrdns': true, 'client.rdns_status': 'pass' } },
-  { desc: 'PTR does not resolve back', ip: '198.51.100.11', expected: { 'client.rdns_names': ['dyn-11.isp.example'], 'client.rdns': 'dyn-11.isp.example', 'client.fcrdns': false, 'client.rdns_status': 'fail' } },
+  {
+    desc: 'confirmed',
+    ip: '198.51.100.10',
+    expected: { 'client.rdns_names': ['mail.good.example'], 'client.rdns': 'mail.good.example', 'client.fcrdns': true, 'client.rdns_status': 'pass' },
+  },
+  {
+    desc: 'PTR does not resolve back',
+    ip: '198.51.100.11',
+    expected: { 'client.rdns_names': ['dyn-11.isp.example'], 'client.rdns': 'dyn-11.isp.example', 'client.fcrdns': false, 'client.rdns_status': 'fail' },
+  },
   { desc: 'no PTR', ip: '198.51.100.12', expected: { 'client.rdns': '', 'client.rdns_names': [], 'client.fcrdns': false, 'client.rdns_status': 'none' } },
-  { desc: 'DNS failure is a temperror, not an exception', ip: '198.51.100.13', expected: { 'client.rdns': '', 'client.rdns_names': [], 'client.fcrdns': false, 'client.rdns_status': 'temperror' } },
-  { desc: 'IPv6', ip: '2001:db8::25', expected: { 'client.rdns_names': ['v6.good.example'], 'client.rdns': 'v6.good.example', 'client.fcrdns': true, 'client.rdns_status': 'pass' } },
+  {
+    desc: 'DNS failure is a temperror, not an exception',
+    ip: '198.51.100.13',
+    expected: { 'client.rdns': '', 'client.rdns_names': [], 'client.fcrdns': false, 'client.rdns_status': 'temperror' },
+  },
+  {
+    desc: 'IPv6',
+    ip: '2001:db8::25',
+    expected: { 'client.rdns_names': ['v6.good.example'], 'client.rdns': 'v6.good.example', 'client.fcrdns': true, 'client.rdns_status': 'pass' },
+  },
 ];
 
 for (const c of rdnsCases) {
@@ -100,7 +119,10 @@ test('dnsbl: weights add up, allow lists subtract, error answers and failures ne
     - { name: slow, zone: slow.test, weight: 5 }
     - { name: clean, zone: clean.test, weight: 5 }
 `);
-  const facts = await runCheck(createDnsblCheck({ dns: resolver() }, () => cfg), { 'client.ip': '198.51.100.10' });
+  const facts = await runCheck(
+    createDnsblCheck({ dns: resolver() }, () => cfg),
+    { 'client.ip': '198.51.100.10' },
+  );
   assert.deepEqual(facts, {
     'dnsbl.score': 2,
     'dnsbl.listed': ['bl', 'big-any'],
@@ -116,12 +138,27 @@ test('dnsbl: weights add up, allow lists subtract, error answers and failures ne
 
 test('dnsbl: off by default, private addresses skipped, slow lists give up at timeout_ms', async () => {
   const off = dnsblConfig('dnsbl: { lists: [ { zone: bl.test } ] }\n');
-  assert.deepEqual(await runCheck(createDnsblCheck({ dns: resolver() }, () => off), { 'client.ip': '198.51.100.10' }), {});
+  assert.deepEqual(
+    await runCheck(
+      createDnsblCheck({ dns: resolver() }, () => off),
+      { 'client.ip': '198.51.100.10' },
+    ),
+    {},
+  );
   const on = dnsblConfig('dnsbl: { enabled: true, lists: [ { zone: bl.test } ] }\n');
-  assert.deepEqual(await runCheck(createDnsblCheck({ dns: resolver() }, () => on), { 'client.ip': '10.1.2.3' }), {});
+  assert.deepEqual(
+    await runCheck(
+      createDnsblCheck({ dns: resolver() }, () => on),
+      { 'client.ip': '10.1.2.3' },
+    ),
+    {},
+  );
   const slow = dnsblConfig('dnsbl: { enabled: true, skip_private: false, timeout_ms: 200, lists: [ { zone: bl.test } ] }\n');
   const start = Date.now();
-  const facts = await runCheck(createDnsblCheck({ dns: new Resolver({ servers: [silent.address], timeoutMs: 5000 }) }, () => slow), { 'client.ip': '198.51.100.10' });
+  const facts = await runCheck(
+    createDnsblCheck({ dns: new Resolver({ servers: [silent.address], timeoutMs: 5000 }) }, () => slow),
+    { 'client.ip': '198.51.100.10' },
+  );
   assert.ok(Date.now() - start < 2000);
   assert.deepEqual(facts['dnsbl.errors'], ['bl.test']);
   assert.equal(facts['dnsbl.score'], 0);
@@ -130,12 +167,19 @@ test('dnsbl: off by default, private addresses skipped, slow lists give up at ti
 test('dnsbl: the check follows the rules (RulesAware)', async () => {
   const check = createDnsblCheck({ dns: resolver() });
   assert.deepEqual(await runCheck(check, { 'client.ip': '198.51.100.10' }), {});
-  check.onRulesLoaded(loadRules(makeRulesDir({ 'a.yaml': 'dnsbl: { enabled: true, skip_private: false, lists: [ { zone: bl.test, weight: 4 } ] }\n' }), knownFacts(), [dnsblSection]));
+  check.onRulesLoaded(
+    loadRules(makeRulesDir({ 'a.yaml': 'dnsbl: { enabled: true, skip_private: false, lists: [ { zone: bl.test, weight: 4 } ] }\n' }), knownFacts(), [
+      dnsblSection,
+    ]),
+  );
   assert.equal((await runCheck(check, { 'client.ip': '198.51.100.10' }))['dnsbl.score'], 4);
 });
 
 test('dnsbl: a bad returns entry is a located error', () => {
-  assert.throws(() => dnsblConfig('dnsbl:\n  lists:\n    - zone: bl.test\n      returns: [127.0.0.2, bogus]\n'), /a.yaml:4: dnsbl.lists\[0\].returns\[1\]: "bogus" is not an address, CIDR block or glob/);
+  assert.throws(
+    () => dnsblConfig('dnsbl:\n  lists:\n    - zone: bl.test\n      returns: [127.0.0.2, bogus]\n'),
+    /a.yaml:4: dnsbl.lists\[0\].returns\[1\]: "bogus" is not an address, CIDR block or glob/,
+  );
 });
 
 interface HeloCase {
@@ -146,7 +190,10 @@ interface HeloCase {
 }
 
 const heloCases: HeloCase[] = [
-  { helo: 'mail.example.org', expected: { 'helo.fqdn': true, 'helo.is_ip_literal': false, 'helo.is_bare_ip': false, 'helo.literal_mismatch': false, 'helo.is_our_name': false } },
+  {
+    helo: 'mail.example.org',
+    expected: { 'helo.fqdn': true, 'helo.is_ip_literal': false, 'helo.is_bare_ip': false, 'helo.literal_mismatch': false, 'helo.is_our_name': false },
+  },
   { helo: 'localhost', expected: { 'helo.fqdn': false } },
   { helo: 'PC-123', expected: { 'helo.fqdn': false } },
   { helo: 'host.123', expected: { 'helo.fqdn': false } },

@@ -19,13 +19,33 @@ import { fakeExe, makeZip, mimeMessage, messageView, SHARED } from '../helpers/c
 
 const nameCases = [
   { desc: 'plain', input: 'Report.PDF', expected: { name: 'report.pdf', extension: 'pdf', hidden: false, doubleExtension: false, risky: false } },
-  { desc: 'double extension', input: 'invoice.pdf.exe', expected: { name: 'invoice.pdf.exe', extension: 'exe', hidden: false, doubleExtension: true, risky: true } },
+  {
+    desc: 'double extension',
+    input: 'invoice.pdf.exe',
+    expected: { name: 'invoice.pdf.exe', extension: 'exe', hidden: false, doubleExtension: true, risky: true },
+  },
   { desc: 'RTLO', input: 'invoice\u202efdp.exe', expected: { name: 'invoicefdp.exe', extension: 'exe', hidden: true, doubleExtension: false, risky: true } },
-  { desc: 'trailing dots and spaces', input: 'photo.jpg.scr. . ', expected: { name: 'photo.jpg.scr', extension: 'scr', hidden: true, doubleExtension: true, risky: true } },
-  { desc: 'spaces before the real extension', input: 'photo.jpg      .js', expected: { name: 'photo.jpg      .js', extension: 'js', hidden: false, doubleExtension: true, risky: true } },
+  {
+    desc: 'trailing dots and spaces',
+    input: 'photo.jpg.scr. . ',
+    expected: { name: 'photo.jpg.scr', extension: 'scr', hidden: true, doubleExtension: true, risky: true },
+  },
+  {
+    desc: 'spaces before the real extension',
+    input: 'photo.jpg      .js',
+    expected: { name: 'photo.jpg      .js', extension: 'js', hidden: false, doubleExtension: true, risky: true },
+  },
   { desc: 'zero-width joiner', input: 'a\u200d.vbs', expected: { name: 'a.vbs', extension: 'vbs', hidden: true, doubleExtension: false, risky: true } },
-  { desc: 'fullwidth letters fold (NFKC)', input: 'setup.\uff45\uff58\uff45', expected: { name: 'setup.exe', extension: 'exe', hidden: false, doubleExtension: false, risky: true } },
-  { desc: 'path in a zip member', input: 'docs\\sub/readme.txt', expected: { name: 'readme.txt', extension: 'txt', hidden: false, doubleExtension: false, risky: false } },
+  {
+    desc: 'fullwidth letters fold (NFKC)',
+    input: 'setup.\uff45\uff58\uff45',
+    expected: { name: 'setup.exe', extension: 'exe', hidden: false, doubleExtension: false, risky: true },
+  },
+  {
+    desc: 'path in a zip member',
+    input: 'docs\\sub/readme.txt',
+    expected: { name: 'readme.txt', extension: 'txt', hidden: false, doubleExtension: false, risky: false },
+  },
   { desc: 'no extension', input: 'README', expected: { name: 'readme', extension: '', hidden: false, doubleExtension: false, risky: false } },
   { desc: 'iso image', input: 'Shipping.ISO', expected: { name: 'shipping.iso', extension: 'iso', hidden: false, doubleExtension: false, risky: true } },
 ];
@@ -87,18 +107,53 @@ const reportCases: Array<{ desc: string; atts: ReturnType<typeof att>[]; expect:
   { desc: 'OLE2 Word document without macros', atts: [att('a.doc', 'application/msword', oleDoc(false))], expect: { macro: false } },
   {
     desc: 'OOXML with vbaProject.bin',
-    atts: [att('a.docx', 'application/vnd.openxmlformats-officedocument.wordprocessingml.document', makeZip([{ name: '[Content_Types].xml', data: Buffer.from('<Types/>') }, { name: 'word/vbaProject.bin', data: oleDoc(true) }]))],
+    atts: [
+      att(
+        'a.docx',
+        'application/vnd.openxmlformats-officedocument.wordprocessingml.document',
+        makeZip([
+          { name: '[Content_Types].xml', data: Buffer.from('<Types/>') },
+          { name: 'word/vbaProject.bin', data: oleDoc(true) },
+        ]),
+      ),
+    ],
     expect: { macro: true },
   },
   { desc: '.xlsm is macro-enabled by name', atts: [att('book.xlsm', 'application/octet-stream', Buffer.from('PK'))], expect: { macro: true } },
-  { desc: 'exe in a zip', atts: [att('d.zip', 'application/zip', makeZip([{ name: 'docs/readme.pdf.exe', data: fakeExe() }]))], expect: { executable: true, archiveExecutable: true, doubleExtension: true, archives: 1 } },
-  { desc: 'script in a deflated zip', atts: [att('d.zip', 'application/zip', makeZip([{ name: 'run.vbs', data: Buffer.from('MsgBox 1'), deflate: true }]))], expect: { executable: true, archiveExecutable: true } },
-  { desc: 'zip in a zip in a zip', atts: [att('a.zip', 'application/zip', makeZip([{ name: 'b.zip', data: makeZip([{ name: 'c.zip', data: makeZip([{ name: 'x.exe', data: fakeExe() }]) }]) }]))], expect: { executable: true, archives: 3 } },
-  { desc: 'encrypted zip', atts: [att('s.zip', 'application/zip', makeZip([{ name: 'a.pdf', data: Buffer.from('%PDF'), encrypted: true }]))], expect: { encrypted: true, executable: false } },
-  { desc: 'zip bomb (ratio)', atts: [att('b.zip', 'application/zip', makeZip([{ name: 'zeros.bin', data: Buffer.alloc(8 * 1024 * 1024), deflate: true }]))], expect: { bomb: true } },
+  {
+    desc: 'exe in a zip',
+    atts: [att('d.zip', 'application/zip', makeZip([{ name: 'docs/readme.pdf.exe', data: fakeExe() }]))],
+    expect: { executable: true, archiveExecutable: true, doubleExtension: true, archives: 1 },
+  },
+  {
+    desc: 'script in a deflated zip',
+    atts: [att('d.zip', 'application/zip', makeZip([{ name: 'run.vbs', data: Buffer.from('MsgBox 1'), deflate: true }]))],
+    expect: { executable: true, archiveExecutable: true },
+  },
+  {
+    desc: 'zip in a zip in a zip',
+    atts: [
+      att('a.zip', 'application/zip', makeZip([{ name: 'b.zip', data: makeZip([{ name: 'c.zip', data: makeZip([{ name: 'x.exe', data: fakeExe() }]) }]) }])),
+    ],
+    expect: { executable: true, archives: 3 },
+  },
+  {
+    desc: 'encrypted zip',
+    atts: [att('s.zip', 'application/zip', makeZip([{ name: 'a.pdf', data: Buffer.from('%PDF'), encrypted: true }]))],
+    expect: { encrypted: true, executable: false },
+  },
+  {
+    desc: 'zip bomb (ratio)',
+    atts: [att('b.zip', 'application/zip', makeZip([{ name: 'zeros.bin', data: Buffer.alloc(8 * 1024 * 1024), deflate: true }]))],
+    expect: { bomb: true },
+  },
   { desc: 'gzip of an exe', atts: [att('a.exe.gz', 'application/gzip', gzipSync(fakeExe()))], expect: { executable: true, archives: 1 } },
   { desc: 'exe disguised as pdf', atts: [att('statement.pdf', 'application/pdf', fakeExe())], expect: { executable: true, typeMismatch: true } },
-  { desc: 'clean pdf and csv', atts: [att('r.pdf', 'application/pdf', Buffer.from('%PDF-1.4\n')), att('d.csv', 'text/csv', Buffer.from('a,b\n'))], expect: { executable: false, macro: false, typeMismatch: false, count: 2 } },
+  {
+    desc: 'clean pdf and csv',
+    atts: [att('r.pdf', 'application/pdf', Buffer.from('%PDF-1.4\n')), att('d.csv', 'text/csv', Buffer.from('a,b\n'))],
+    expect: { executable: false, macro: false, typeMismatch: false, count: 2 },
+  },
 ];
 for (const c of reportCases) {
   test(`attachments: ${c.desc}`, async () => {
@@ -127,7 +182,10 @@ test('tar inside gzip (.tgz) is listed', async () => {
   header.write('ustar\x0000', 257, 'latin1');
   const tar = Buffer.concat([header, Buffer.from('alert(1)\0'), Buffer.alloc(512 - 9), Buffer.alloc(1024)]);
   const r = await analyseAttachments(await walkMime([mimeMessage({ attachments: [att('a.tgz', 'application/gzip', gzipSync(tar))] })]));
-  assert.ok(r.files.some((f) => f.name === 'evil.js' && f.executable), JSON.stringify(r.files.map((f) => f.name)));
+  assert.ok(
+    r.files.some((f) => f.name === 'evil.js' && f.executable),
+    JSON.stringify(r.files.map((f) => f.name)),
+  );
   assert.equal(r.archives, 2);
 });
 

@@ -43,7 +43,8 @@ test('the README example of content: is valid', () => {
 });
 
 test('errors name the file, line and key', () => {
-  const text = 'hostname: mx.example.test\ndomains: [example.test]\nbackend: { host: 127.0.0.1 }\ncontent:\n  clamav:\n    stream_max_bytes: 25X\n  hooks:\n    - { name: Bad Name, url: "http://x/" }\n';
+  const text =
+    'hostname: mx.example.test\ndomains: [example.test]\nbackend: { host: 127.0.0.1 }\ncontent:\n  clamav:\n    stream_max_bytes: 25X\n  hooks:\n    - { name: Bad Name, url: "http://x/" }\n';
   assert.throws(
     () => parseConfig('/etc/mailgate.yaml', text),
     (err: Error) => {

@@ -49,7 +49,10 @@ test('lookup names: host, parent domain, reversed IPv4', () => {
 
 async function run(check: ReturnType<typeof createUrlCheck>, msg: Buffer): Promise<FactSet> {
   const out: CheckOutput = { facts: new FactSet(), edits: emptyEdits() };
-  await check.run({ stage: 'data', connection: detachedConnection(), facts: new FactSet(), message: messageView(msg), signal: new AbortController().signal }, out);
+  await check.run(
+    { stage: 'data', connection: detachedConnection(), facts: new FactSet(), message: messageView(msg), signal: new AbortController().signal },
+    out,
+  );
   return out.facts;
 }
 
@@ -76,7 +79,14 @@ test('check: URI blocklist through the shared resolver (listed, unlisted, error 
   });
   const resolver = createResolver({ servers: [dns.address], timeout_ms: 1000 });
   const settings = urlSettingsSchema.parse({
-    dnsbl: { enabled: true, max_lookups: 8, lists: [{ zone: 'dbl.test', weight: 5, name: 'dbl' }, { zone: 'multi.test', weight: 3 }] },
+    dnsbl: {
+      enabled: true,
+      max_lookups: 8,
+      lists: [
+        { zone: 'dbl.test', weight: 5, name: 'dbl' },
+        { zone: 'multi.test', weight: 3 },
+      ],
+    },
   });
   const check = createUrlCheck({ settings, deps: { dns: resolver } });
   const f = await run(check, mimeMessage({ text: 'http://www.bad.example/ http://evil.example/ http://good.example/ http://clean.example/' }));
@@ -90,18 +100,31 @@ test('check: URI blocklist through the shared resolver (listed, unlisted, error 
 test('body text from the walk: text part, HTML fallback, caps', async () => {
   const { createWalkBodyTextCheck } = await import('../../src/checks/content/body-text-walk.ts');
   const cases = [
-    { desc: 'text/plain wins', msg: mimeMessage({ text: 'Plain words', html: '<p>Html words</p>' }), text: 'Plain words', html: '<p>Html words</p>', truncated: false, max: 1000 },
+    {
+      desc: 'text/plain wins',
+      msg: mimeMessage({ text: 'Plain words', html: '<p>Html words</p>' }),
+      text: 'Plain words',
+      html: '<p>Html words</p>',
+      truncated: false,
+      max: 1000,
+    },
     { desc: 'capped', msg: mimeMessage({ text: 'abcdefghij' }), text: 'abcd', html: '', truncated: true, max: 4 },
   ];
   for (const c of cases) {
     const out: CheckOutput = { facts: new FactSet(), edits: emptyEdits() };
-    await createWalkBodyTextCheck({ always: true, maxBytes: c.max }).run({ stage: 'data', connection: detachedConnection(), facts: new FactSet(), message: messageView(c.msg), signal: new AbortController().signal }, out);
+    await createWalkBodyTextCheck({ always: true, maxBytes: c.max }).run(
+      { stage: 'data', connection: detachedConnection(), facts: new FactSet(), message: messageView(c.msg), signal: new AbortController().signal },
+      out,
+    );
     assert.equal(out.facts.get('message.body_text'), c.text, c.desc);
     assert.equal(out.facts.get('message.body_html'), c.html, c.desc);
     assert.equal(out.facts.get('message.body_truncated'), c.truncated, c.desc);
   }
   const htmlOnly = Buffer.from('Content-Type: text/html\r\n\r\n<html><body><p>YOU HAVE WON</p></body></html>\r\n');
   const out: CheckOutput = { facts: new FactSet(), edits: emptyEdits() };
-  await createWalkBodyTextCheck({ always: true }).run({ stage: 'data', connection: detachedConnection(), facts: new FactSet(), message: messageView(htmlOnly), signal: new AbortController().signal }, out);
+  await createWalkBodyTextCheck({ always: true }).run(
+    { stage: 'data', connection: detachedConnection(), facts: new FactSet(), message: messageView(htmlOnly), signal: new AbortController().signal },
+    out,
+  );
   assert.equal(out.facts.get('message.body_text'), 'YOU HAVE WON');
 });

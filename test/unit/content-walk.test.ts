@@ -12,29 +12,63 @@ const crafted = join(SHARED, 'conformance', 'mime', 'crafted');
 const sample = (n: string) => readFileSync(join(crafted, n));
 
 const walkCases: Array<{ desc: string; input: () => Buffer; limits?: Partial<WalkLimits>; files: string[]; malformed: string[] }> = [
-  { desc: 'plain multipart with one attachment', input: () => mimeMessage({ attachments: [{ filename: 'a.pdf', type: 'application/pdf', data: Buffer.from('%PDF-1.4') }] }), files: ['a.pdf'], malformed: [] },
+  {
+    desc: 'plain multipart with one attachment',
+    input: () => mimeMessage({ attachments: [{ filename: 'a.pdf', type: 'application/pdf', data: Buffer.from('%PDF-1.4') }] }),
+    files: ['a.pdf'],
+    malformed: [],
+  },
   { desc: 'double extension', input: () => sample('double-extension.eml'), files: ['invoice.pdf.exe'], malformed: [] },
   { desc: 'RFC 2047 encoded-word file name', input: () => sample('encoded-word-filename-exe.eml'), files: ['invoice.pdf.exe'], malformed: [] },
   { desc: 'RFC 2231 continuations', input: () => sample('rfc2231-continuation-filename.eml'), files: ['report 2024.pdf.scr'], malformed: [] },
   { desc: 'RFC 2231 with RTLO', input: () => sample('rfc2231-filename-exe.eml'), files: ['\u202efdp.exe'], malformed: [] },
-  { desc: 'Content-Disposition filename wins over Content-Type name', input: () => sample('name-vs-filename-conflict.eml'), files: ['payload.js'], malformed: [] },
+  {
+    desc: 'Content-Disposition filename wins over Content-Type name',
+    input: () => sample('name-vs-filename-conflict.eml'),
+    files: ['payload.js'],
+    malformed: [],
+  },
   { desc: 'duplicate boundary parameter', input: () => sample('duplicate-boundary-param.eml'), files: ['x.exe'], malformed: ['duplicate-boundary'] },
   { desc: 'missing final boundary', input: () => sample('missing-final-boundary.eml'), files: ['y.exe'], malformed: ['missing-final-boundary'] },
   { desc: 'uuencode inside text/plain', input: () => sample('uuencoded-in-plain-body.eml'), files: ['tool.exe'], malformed: [] },
-  { desc: 'exe inside a forwarded message/rfc822', input: () => sample('message-rfc822-attachment-with-exe.eml'), files: ['fwd.eml', 'inner.exe'], malformed: [] },
-  { desc: 'base64 message/rfc822 is decoded and walked', input: () => forwardAsRfc822(mimeMessage({ attachments: [{ filename: 'in.exe', type: 'application/octet-stream', data: fakeExe() }] })), files: ['fwd.eml', 'in.exe'], malformed: [] },
-  { desc: 'unknown CTE and base64 junk', input: () => sample('cte-unknown-and-base64-garbage.eml'), files: ['q.bin', 'r.bin'], malformed: ['unknown-encoding', 'base64-garbage'] },
+  {
+    desc: 'exe inside a forwarded message/rfc822',
+    input: () => sample('message-rfc822-attachment-with-exe.eml'),
+    files: ['fwd.eml', 'inner.exe'],
+    malformed: [],
+  },
+  {
+    desc: 'base64 message/rfc822 is decoded and walked',
+    input: () => forwardAsRfc822(mimeMessage({ attachments: [{ filename: 'in.exe', type: 'application/octet-stream', data: fakeExe() }] })),
+    files: ['fwd.eml', 'in.exe'],
+    malformed: [],
+  },
+  {
+    desc: 'unknown CTE and base64 junk',
+    input: () => sample('cte-unknown-and-base64-garbage.eml'),
+    files: ['q.bin', 'r.bin'],
+    malformed: ['unknown-encoding', 'base64-garbage'],
+  },
   { desc: '120 nesting levels: deeper parts skipped', input: () => sample('deep-nesting-120.eml'), files: [], malformed: ['too-deep'] },
   { desc: '2000 parts: stops at max_parts', input: () => sample('many-parts-2000.eml'), files: [], malformed: ['too-many-parts'] },
   { desc: '1 MiB header line', input: () => sample('huge-header-line-1MiB.eml'), files: [], malformed: ['header-too-big'] },
   { desc: 'lf-only line endings', input: () => sample('lf-only-line-endings.eml'), files: ['lf.exe'], malformed: [] },
-  { desc: 'decoded-bytes limit', input: () => mimeMessage({ attachments: [{ filename: 'big.bin', type: 'application/octet-stream', data: Buffer.alloc(50_000, 1) }] }), limits: { maxDecodedBytes: 10_000 }, files: ['big.bin'], malformed: ['decoded-limit'] },
+  {
+    desc: 'decoded-bytes limit',
+    input: () => mimeMessage({ attachments: [{ filename: 'big.bin', type: 'application/octet-stream', data: Buffer.alloc(50_000, 1) }] }),
+    limits: { maxDecodedBytes: 10_000 },
+    files: ['big.bin'],
+    malformed: ['decoded-limit'],
+  },
 ];
 
 for (const c of walkCases) {
   test(`walk: ${c.desc}`, async () => {
     const w = await walkMime([c.input()], { ...DEFAULT_WALK_LIMITS, ...c.limits });
-    assert.deepEqual(w.parts.filter((p) => p.filename).map((p) => p.filename), c.files);
+    assert.deepEqual(
+      w.parts.filter((p) => p.filename).map((p) => p.filename),
+      c.files,
+    );
     assert.deepEqual([...w.malformed].sort(), [...c.malformed].sort());
   });
 }
@@ -52,12 +86,18 @@ test('walk: text and HTML are decoded (QP, charset) and capped', async () => {
 });
 
 test('walk: chunk boundaries do not matter (1-byte chunks give the same result)', async () => {
-  const msg = mimeMessage({ text: 'hello =3D world', attachments: [{ filename: 'a.bin', type: 'application/octet-stream', data: Buffer.from('0123456789abcdef') }] });
+  const msg = mimeMessage({
+    text: 'hello =3D world',
+    attachments: [{ filename: 'a.bin', type: 'application/octet-stream', data: Buffer.from('0123456789abcdef') }],
+  });
   const whole = await walkMime([msg]);
   const bytes = [...msg].map((b) => Buffer.from([b]));
   const split = await walkMime(bytes);
   assert.equal(split.parts[1]?.data?.toString(), '0123456789abcdef');
-  assert.deepEqual(split.parts.map((p) => p.size), whole.parts.map((p) => p.size));
+  assert.deepEqual(
+    split.parts.map((p) => p.size),
+    whole.parts.map((p) => p.size),
+  );
 });
 
 test('walk: attachments over max_keep_bytes keep only their first bytes', async () => {
@@ -139,6 +179,16 @@ test('walk: a chunk ending between CR and LF followed by a short chunk loses not
 });
 
 test('walk: a raw UTF-8 file name (RFC 6532) is decoded, so an RTLO in it is seen', async () => {
-  const w = await walkMime([mimeMessage({ attachments: [{ filename: 'report\u202ecod.doc', type: 'application/msword', data: Buffer.from('x') }, { filename: 'café.pdf', type: 'application/pdf', data: Buffer.from('%PDF') }] })]);
-  assert.deepEqual(w.parts.filter((p) => p.filename).map((p) => p.filename), ['report\u202ecod.doc', 'café.pdf']);
+  const w = await walkMime([
+    mimeMessage({
+      attachments: [
+        { filename: 'report\u202ecod.doc', type: 'application/msword', data: Buffer.from('x') },
+        { filename: 'café.pdf', type: 'application/pdf', data: Buffer.from('%PDF') },
+      ],
+    }),
+  ]);
+  assert.deepEqual(
+    w.parts.filter((p) => p.filename).map((p) => p.filename),
+    ['report\u202ecod.doc', 'café.pdf'],
+  );
 });

@@ -44,7 +44,16 @@ const allRules = rules.groups.flatMap((g) => g.rules);
 
 test('the alerts the operator guide promises exist', () => {
   const names = new Set(allRules.map((r) => r.alert).filter((a) => a !== undefined));
-  for (const a of ['MailgateDown', 'MailgateBackendDown', 'MailgateRedisDown', 'MailgateClamdDown', 'MailgateRulesReloadFailing', 'MailgateRejectRatioSpike', 'MailgateQuarantineGrowth', 'MailgateLatencyHigh']) {
+  for (const a of [
+    'MailgateDown',
+    'MailgateBackendDown',
+    'MailgateRedisDown',
+    'MailgateClamdDown',
+    'MailgateRulesReloadFailing',
+    'MailgateRejectRatioSpike',
+    'MailgateQuarantineGrowth',
+    'MailgateLatencyHigh',
+  ]) {
     assert.ok(names.has(a), a);
   }
 });
@@ -139,7 +148,10 @@ test('every metric the dashboard and alerts use is registered by the code (or li
         if (!recorded.has(n)) problems.push(`${where}: recording rule ${n} is not defined in alerts.yml`);
         continue;
       }
-      const base = SUFFIXES.reduce((b, s) => (b.endsWith(s) && (known(b.slice(0, -s.length)) || pend.has(b.slice(0, -s.length))) ? b.slice(0, -s.length) : b), n);
+      const base = SUFFIXES.reduce(
+        (b, s) => (b.endsWith(s) && (known(b.slice(0, -s.length)) || pend.has(b.slice(0, -s.length))) ? b.slice(0, -s.length) : b),
+        n,
+      );
       if (known(base)) continue;
       if (pend.has(base)) usedPending.add(base);
       else problems.push(`${where}: ${n} is not registered in src/ (name: '…') nor listed in deploy/metrics-pending.txt`);
@@ -154,8 +166,22 @@ test('every metric the dashboard and alerts use is registered by the code (or li
 });
 
 test('the dashboard covers what the operator guide lists', () => {
-  const exprs = usedExpressions().map((e) => e.expr).join('\n');
-  for (const m of ['mailgate_connections_total', 'mailgate_messages_total', 'mailgate_check_duration_seconds_bucket', 'mailgate_auth_results_total', 'mailgate_ratelimit_exceeded_total', 'mailgate_greylist_total', 'mailgate_av_scans_total', 'mailgate_backend_replies_total', 'mailgate_quarantine_messages', 'mailgate_redis_up', 'mailgate_dns_queries_total']) {
+  const exprs = usedExpressions()
+    .map((e) => e.expr)
+    .join('\n');
+  for (const m of [
+    'mailgate_connections_total',
+    'mailgate_messages_total',
+    'mailgate_check_duration_seconds_bucket',
+    'mailgate_auth_results_total',
+    'mailgate_ratelimit_exceeded_total',
+    'mailgate_greylist_total',
+    'mailgate_av_scans_total',
+    'mailgate_backend_replies_total',
+    'mailgate_quarantine_messages',
+    'mailgate_redis_up',
+    'mailgate_dns_queries_total',
+  ]) {
     assert.ok(exprs.includes(m), m);
   }
 });
@@ -167,7 +193,9 @@ test('dashboard JSON: unique panel ids, one datasource uid that Grafana provisio
   };
   const ids = dash.panels.map((p) => p.id);
   assert.equal(new Set(ids).size, ids.length);
-  const ds = parse(readFileSync(join(root, 'deploy', 'grafana', 'provisioning', 'datasources', 'prometheus.yml'), 'utf8')) as { datasources: Array<{ uid: string }> };
+  const ds = parse(readFileSync(join(root, 'deploy', 'grafana', 'provisioning', 'datasources', 'prometheus.yml'), 'utf8')) as {
+    datasources: Array<{ uid: string }>;
+  };
   const uids = new Set(ds.datasources.map((d) => d.uid));
   for (const p of dash.panels) if (p.datasource) assert.ok(uids.has(p.datasource.uid), `panel ${p.id}: datasource ${p.datasource.uid}`);
 });

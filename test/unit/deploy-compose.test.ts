@@ -61,7 +61,9 @@ function containerPorts(s: Service): number[] {
 
 function dependsOn(s: Service): Array<{ name: string; condition: string }> {
   const d = s.depends_on ?? [];
-  return Array.isArray(d) ? d.map((name) => ({ name, condition: 'service_started' })) : Object.entries(d).map(([name, v]) => ({ name, condition: v.condition }));
+  return Array.isArray(d)
+    ? d.map((name) => ({ name, condition: 'service_started' }))
+    : Object.entries(d).map(([name, v]) => ({ name, condition: v.condition }));
 }
 
 function dockerfileOf(s: Service): string | undefined {
@@ -79,7 +81,9 @@ function composeCli(): string[] | undefined {
 }
 const cli = composeCli();
 
-test('docker compose config accepts docker-compose.yml', { skip: cli ? false : 'neither `docker compose` nor `docker-compose` is installed (apt-get install -y docker-compose)' }, () => {
+test('docker compose config accepts docker-compose.yml', {
+  skip: cli ? false : 'neither `docker compose` nor `docker-compose` is installed (apt-get install -y docker-compose)',
+}, () => {
   const [cmd, ...pre] = cli as string[];
   const r = spawnSync(cmd as string, [...pre, '-f', 'docker-compose.yml', 'config', '-q'], { cwd: root, encoding: 'utf8' });
   assert.equal(r.status, 0, `${r.stdout}${r.stderr}`);
@@ -145,10 +149,15 @@ test('Redis persists (AOF) into a volume', () => {
   const r = services.redis as Service;
   const cmd = (r.command ?? []).join(' ');
   assert.match(cmd, /--appendonly yes/);
-  assert.ok(mounts(r).some((m) => !m.bind && m.dst === '/data'), 'redis /data on a named volume');
+  assert.ok(
+    mounts(r).some((m) => !m.bind && m.dst === '/data'),
+    'redis /data on a named volume',
+  );
 });
 
-test('the Redis command line starts a real redis-server with AOF on', { skip: existsSync('/usr/bin/redis-server') ? false : 'redis-server is missing' }, async () => {
+test('the Redis command line starts a real redis-server with AOF on', {
+  skip: existsSync('/usr/bin/redis-server') ? false : 'redis-server is missing',
+}, async () => {
   const args = (services.redis?.command ?? []).slice(1);
   const dir = mkdtempSync(join(tmpdir(), 'mg-compose-redis-'));
   const port = await freePort();
@@ -218,7 +227,10 @@ test('Prometheus scrapes mailgate on its admin port and loads the mounted alert 
   const p = services.prometheus as Service;
   const cfgFile = hostPathOf(p, '/etc/prometheus/prometheus.yml');
   assert.ok(cfgFile && existsSync(cfgFile));
-  const prom = parse(readFileSync(cfgFile, 'utf8')) as { rule_files: string[]; scrape_configs: Array<{ job_name: string; static_configs: Array<{ targets: string[] }> }> };
+  const prom = parse(readFileSync(cfgFile, 'utf8')) as {
+    rule_files: string[];
+    scrape_configs: Array<{ job_name: string; static_configs: Array<{ targets: string[] }> }>;
+  };
   for (const rf of prom.rule_files) assert.ok(hostPathOf(p, `/etc/prometheus/${rf}`), `rule file ${rf} not mounted`);
   const job = prom.scrape_configs.find((j) => j.job_name === 'mailgate');
   assert.ok(job, 'job mailgate (the dashboard and alerts select job="mailgate")');
@@ -232,11 +244,15 @@ test('Prometheus scrapes mailgate on its admin port and loads the mounted alert 
 
 test('Grafana provisions the Prometheus datasource and the dashboard from mounted files', () => {
   const g = services.grafana as Service;
-  const ds = parse(readFileSync(hostPathOf(g, '/etc/grafana/provisioning/datasources/prometheus.yml') as string, 'utf8')) as { datasources: Array<{ url: string }> };
+  const ds = parse(readFileSync(hostPathOf(g, '/etc/grafana/provisioning/datasources/prometheus.yml') as string, 'utf8')) as {
+    datasources: Array<{ url: string }>;
+  };
   const u = new URL(ds.datasources[0]?.url as string);
   assert.ok(services[u.hostname], `datasource host ${u.hostname}`);
   assert.ok(containerPorts(services[u.hostname] as Service).includes(Number(u.port)), 'datasource port is the one Prometheus serves');
-  const prov = parse(readFileSync(hostPathOf(g, '/etc/grafana/provisioning/dashboards/mailgate.yml') as string, 'utf8')) as { providers: Array<{ options: { path: string } }> };
+  const prov = parse(readFileSync(hostPathOf(g, '/etc/grafana/provisioning/dashboards/mailgate.yml') as string, 'utf8')) as {
+    providers: Array<{ options: { path: string } }>;
+  };
   const dir = hostPathOf(g, prov.providers[0]?.options.path as string);
   assert.ok(dir && existsSync(join(dir, 'mailgate.json')), 'dashboard JSON under the provider path');
   const home = g.environment?.GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH as string;
@@ -270,9 +286,15 @@ test('Dockerfile: production deps only, non-root, healthcheck on /healthz, volum
 });
 
 test('Dockerfile: every COPY source exists and .dockerignore keeps it in the build context', () => {
-  const ignore = readFileSync(join(root, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'));
+  const ignore = readFileSync(join(root, '.dockerignore'), 'utf8')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '' && !l.startsWith('#'));
   for (const l of lines.filter((x) => x.startsWith('COPY ') && !x.includes('--from='))) {
-    const parts = l.split(' ').slice(1).filter((p) => !p.startsWith('--'));
+    const parts = l
+      .split(' ')
+      .slice(1)
+      .filter((p) => !p.startsWith('--'));
     for (const src of parts.slice(0, -1)) {
       assert.ok(existsSync(join(root, src)), `COPY ${src}: missing`);
       assert.ok(!ignore.some((i) => src === i || src.startsWith(`${i}/`)), `COPY ${src} is excluded by .dockerignore`);

@@ -29,7 +29,17 @@ const cases: Array<{ desc: string; text: string; all?: boolean; env?: Record<str
     desc: '-a: defaults too',
     text: BASE,
     all: true,
-    has: ['limits.max_errors = 10', 'smtp.banner = mailgate', 'listen[0].port = 25', 'listen[0].proxy_protocol = false', 'workers = 1', 'checks.disabled = []', 'dns.servers =', 'redis =', 'log.file ='],
+    has: [
+      'limits.max_errors = 10',
+      'smtp.banner = mailgate',
+      'listen[0].port = 25',
+      'listen[0].proxy_protocol = false',
+      'workers = 1',
+      'checks.disabled = []',
+      'dns.servers =',
+      'redis =',
+      'log.file =',
+    ],
     hasNot: [],
   },
   {
@@ -74,7 +84,10 @@ for (const [i, c] of cases.entries()) {
 
 test('config dump: an invalid file is FILE:LINE: KEY: problem', () => {
   const f = file('bad.yaml', BASE + 'limits:\n  max_recipents: 5\n');
-  assert.throws(() => dumpConfig(f, { env: {} }), (e: unknown) => e instanceof SourceErrors && e.message.includes(`${f}:5: limits`));
+  assert.throws(
+    () => dumpConfig(f, { env: {} }),
+    (e: unknown) => e instanceof SourceErrors && e.message.includes(`${f}:5: limits`),
+  );
 });
 
 const valueCases: Array<{ key: string; value: unknown; expected: string }> = [

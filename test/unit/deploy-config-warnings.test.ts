@@ -17,11 +17,20 @@ const cases: Array<{ desc: string; text: string; cores?: number; expected: strin
   {
     desc: 'workers: 4 without Redis',
     text: `${BASE}workers: 4\n`,
-    expected: [`f.yaml:5: workers: warning: 4 worker processes without 'redis': rate limits, concurrency limits and greylisting are kept per process, so a client can get up to 4x each limit; set 'redis' to share them (docs/operations.md "Scaling out")`],
+    expected: [
+      `f.yaml:5: workers: warning: 4 worker processes without 'redis': rate limits, concurrency limits and greylisting are kept per process, so a client can get up to 4x each limit; set 'redis' to share them (docs/operations.md "Scaling out")`,
+    ],
   },
   { desc: 'workers: 4 with Redis', text: `${BASE}workers: 4\nredis: redis://127.0.0.1:6379\n`, expected: [] },
   { desc: 'workers: auto on one core', text: `${BASE}workers: auto\n`, cores: 1, expected: [] },
-  { desc: 'workers: auto on 8 cores', text: `workers: auto\n${BASE}`, cores: 8, expected: [`f.yaml:1: workers: warning: 8 worker processes without 'redis': rate limits, concurrency limits and greylisting are kept per process, so a client can get up to 8x each limit; set 'redis' to share them (docs/operations.md "Scaling out")`] },
+  {
+    desc: 'workers: auto on 8 cores',
+    text: `workers: auto\n${BASE}`,
+    cores: 8,
+    expected: [
+      `f.yaml:1: workers: warning: 8 worker processes without 'redis': rate limits, concurrency limits and greylisting are kept per process, so a client can get up to 8x each limit; set 'redis' to share them (docs/operations.md "Scaling out")`,
+    ],
+  },
 ];
 
 for (const c of cases) {

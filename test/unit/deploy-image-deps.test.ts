@@ -35,7 +35,8 @@ function packageName(spec: string): string {
 }
 
 test('runtimeImports: static, side-effect and dynamic imports; type imports skipped', () => {
-  const src = "import a from 'pino';\nimport type { X } from 'typescript';\nimport 'yaml';\nconst m = await import('ioredis');\nimport { b } from './local.ts';\nimport fs from 'node:fs';";
+  const src =
+    "import a from 'pino';\nimport type { X } from 'typescript';\nimport 'yaml';\nconst m = await import('ioredis');\nimport { b } from './local.ts';\nimport fs from 'node:fs';";
   assert.deepEqual(runtimeImports(src), ['pino', 'yaml', 'ioredis', 'node:fs']);
 });
 
@@ -49,7 +50,8 @@ test('src/ imports only production dependencies and Node built-ins', () => {
         for (const spec of runtimeImports(readFileSync(p, 'utf8'))) {
           if (spec.startsWith('node:') || builtinModules.includes(spec)) continue;
           const name = packageName(spec);
-          if (!(name in pkg.dependencies)) problems.push(`${p.slice(root.length + 1)}: '${spec}' is ${name in pkg.devDependencies ? 'a devDependency' : 'not in package.json'}`);
+          if (!(name in pkg.dependencies))
+            problems.push(`${p.slice(root.length + 1)}: '${spec}' is ${name in pkg.devDependencies ? 'a devDependency' : 'not in package.json'}`);
         }
       }
     }

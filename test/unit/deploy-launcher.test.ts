@@ -18,7 +18,12 @@ const cases: Array<{ desc: string; explicit?: string; env: Record<string, string
   { desc: 'empty $MAILGATE_CONFIG is unset', env: { MAILGATE_CONFIG: '' }, files: ['/cwd/mailgate.yaml'], expected: './mailgate.yaml' },
   { desc: './mailgate.yaml before /etc', env: {}, files: ['/cwd/mailgate.yaml', '/etc/mailgate/mailgate.yaml'], expected: './mailgate.yaml' },
   { desc: '/etc/mailgate/mailgate.yaml last', env: {}, files: ['/etc/mailgate/mailgate.yaml'], expected: '/etc/mailgate/mailgate.yaml' },
-  { desc: 'none: one error naming every path tried', env: {}, files: [], expected: /no config file: tried \$MAILGATE_CONFIG \(unset\), \.\/mailgate\.yaml, \/etc\/mailgate\/mailgate\.yaml/ },
+  {
+    desc: 'none: one error naming every path tried',
+    env: {},
+    files: [],
+    expected: /no config file: tried \$MAILGATE_CONFIG \(unset\), \.\/mailgate\.yaml, \/etc\/mailgate\/mailgate\.yaml/,
+  },
 ];
 
 for (const c of cases) {

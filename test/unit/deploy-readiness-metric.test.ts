@@ -12,7 +12,12 @@ import { configSchema } from '../../src/config/schema.ts';
 import { QuarantineStore } from '../../src/delivery/quarantine/store.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'mailgate-readiness-'));
-const config = configSchema.parse({ hostname: 'mx.example.test', domains: ['example.test'], backend: { maildir: join(dir, 'md') }, quarantine: { dir: join(dir, 'q') } });
+const config = configSchema.parse({
+  hostname: 'mx.example.test',
+  domains: ['example.test'],
+  backend: { maildir: join(dir, 'md') },
+  quarantine: { dir: join(dir, 'q') },
+});
 const rt = { config, logger: pino({ level: 'silent' }), draining: false } as unknown as Runtime;
 const store = new QuarantineStore({ config: config.quarantine, logger: pino({ level: 'silent' }) });
 

@@ -18,7 +18,10 @@ const cases: Array<{ desc: string; present: string[]; expected: string[] }> = [
 for (const c of cases) {
   test(`missingPackages: ${c.desc}`, () => {
     const set = new Set(c.present);
-    assert.deepEqual(missingPackages((p) => set.has(p)), c.expected);
+    assert.deepEqual(
+      missingPackages((p) => set.has(p)),
+      c.expected,
+    );
   });
 }
 

@@ -31,7 +31,8 @@ async function codeOf(p: Promise<unknown>): Promise<string> {
   }
 }
 
-const count = (server: TestDnsServer, name: string, type: string): number => server.queries.filter((q) => q.name.toLowerCase() === name && q.type === type).length;
+const count = (server: TestDnsServer, name: string, type: string): number =>
+  server.queries.filter((q) => q.name.toLowerCase() === name && q.type === type).length;
 
 let server: TestDnsServer;
 before(async () => {
@@ -228,7 +229,10 @@ describe('timeouts and failures', () => {
 
 describe('concurrency bound', () => {
   test('at most maxConcurrency queries are in flight; the others wait', async () => {
-    const slow = await startDnsServer({ zone: Object.fromEntries(Array.from({ length: 6 }, (_, i) => [`h${i}.example.com`, { A: [`192.0.2.${i}`] }])), delayMs: 100 });
+    const slow = await startDnsServer({
+      zone: Object.fromEntries(Array.from({ length: 6 }, (_, i) => [`h${i}.example.com`, { A: [`192.0.2.${i}`] }])),
+      delayMs: 100,
+    });
     try {
       const r = new Resolver({ servers: [slow.address], timeoutMs: 2000, maxConcurrency: 2 });
       let maxActive = 0;
@@ -246,7 +250,10 @@ describe('concurrency bound', () => {
       } finally {
         clearInterval(timer);
       }
-      assert.deepEqual(answers, Array.from({ length: 6 }, (_, i) => [`192.0.2.${i}`]));
+      assert.deepEqual(
+        answers,
+        Array.from({ length: 6 }, (_, i) => [`192.0.2.${i}`]),
+      );
       assert.equal(maxActive, 2);
       assert.ok(performance.now() - t0 >= 290, 'three rounds of two');
     } finally {

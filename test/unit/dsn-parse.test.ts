@@ -187,12 +187,63 @@ Message-ID: <x@remote.test>
 see you at noon
 `);
 
-const cases: Array<{ desc: string; input: string; kind: DsnKind; bounce: boolean; messageId?: string; from?: string; dkim?: string[]; received?: number; source?: string; status?: string; action?: string }> = [
-  { desc: 'Exchange NDR (multipart/report inside, X-MS-Exchange-Message-Is-Ndr)', input: exchangeNdr, kind: 'exchange', bounce: true, messageId: 'orig-1234@example.test', from: 'alice@example.test', dkim: ['example.test'], received: 1, source: 'message/rfc822', status: '5.1.10', action: 'failed' },
-  { desc: 'RFC 3834 auto-reply: original from In-Reply-To', input: autoReply, kind: 'auto-reply', bounce: false, messageId: 'orig-1234@example.test', source: 'in-reply-to' },
+const cases: Array<{
+  desc: string;
+  input: string;
+  kind: DsnKind;
+  bounce: boolean;
+  messageId?: string;
+  from?: string;
+  dkim?: string[];
+  received?: number;
+  source?: string;
+  status?: string;
+  action?: string;
+}> = [
+  {
+    desc: 'Exchange NDR (multipart/report inside, X-MS-Exchange-Message-Is-Ndr)',
+    input: exchangeNdr,
+    kind: 'exchange',
+    bounce: true,
+    messageId: 'orig-1234@example.test',
+    from: 'alice@example.test',
+    dkim: ['example.test'],
+    received: 1,
+    source: 'message/rfc822',
+    status: '5.1.10',
+    action: 'failed',
+  },
+  {
+    desc: 'RFC 3834 auto-reply: original from In-Reply-To',
+    input: autoReply,
+    kind: 'auto-reply',
+    bounce: false,
+    messageId: 'orig-1234@example.test',
+    source: 'in-reply-to',
+  },
   { desc: 'Auto-Submitted: no is not an auto-reply', input: notAuto, kind: 'none', bounce: false },
-  { desc: "Postfix's own bounce with text/rfc822-headers", input: postfixBounce, kind: 'postfix', bounce: true, messageId: 'orig-1234@example.test', from: 'alice@example.test', dkim: ['example.test'], received: 1, source: 'rfc822-headers', status: '5.0.0' },
-  { desc: 'qmail-send bounce', input: qmailBounce, kind: 'qmail', bounce: true, messageId: 'orig-1234@example.test', from: 'alice@example.test', dkim: ['example.test'], source: 'qmail' },
+  {
+    desc: "Postfix's own bounce with text/rfc822-headers",
+    input: postfixBounce,
+    kind: 'postfix',
+    bounce: true,
+    messageId: 'orig-1234@example.test',
+    from: 'alice@example.test',
+    dkim: ['example.test'],
+    received: 1,
+    source: 'rfc822-headers',
+    status: '5.0.0',
+  },
+  {
+    desc: 'qmail-send bounce',
+    input: qmailBounce,
+    kind: 'qmail',
+    bounce: true,
+    messageId: 'orig-1234@example.test',
+    from: 'alice@example.test',
+    dkim: ['example.test'],
+    source: 'qmail',
+  },
   { desc: 'challenge-response (TMDA)', input: challenge, kind: 'challenge', bounce: false, messageId: 'orig-1234@example.test' },
   { desc: 'forged RFC 3464 bounce for a message we never sent', input: forged, kind: 'rfc3464', bounce: true, messageId: 'spam-9999@botnet.test', dkim: [] },
   { desc: 'ordinary message', input: plain, kind: 'none', bounce: false },
@@ -224,8 +275,14 @@ test('helpers: d= of a DKIM-Signature, From address', () => {
 });
 
 // ../shared/conformance beside the repository (one level further up from a worktree in /work/wt/).
-const CORPUS = [new URL('../../../shared/conformance/mime/dsn-sisimai/', import.meta.url), new URL('../../../../shared/conformance/mime/dsn-sisimai/', import.meta.url)].find((u) => existsSync(u)) ?? new URL('../../../shared/conformance/mime/dsn-sisimai/', import.meta.url);
-test('sisimai corpus: real bounces are bounces, the auto-reply is one, the non-bounces are not', { skip: !existsSync(CORPUS) && 'no ../shared/conformance' }, () => {
+const CORPUS =
+  [
+    new URL('../../../shared/conformance/mime/dsn-sisimai/', import.meta.url),
+    new URL('../../../../shared/conformance/mime/dsn-sisimai/', import.meta.url),
+  ].find((u) => existsSync(u)) ?? new URL('../../../shared/conformance/mime/dsn-sisimai/', import.meta.url);
+test('sisimai corpus: real bounces are bounces, the auto-reply is one, the non-bounces are not', {
+  skip: !existsSync(CORPUS) && 'no ../shared/conformance',
+}, () => {
   const files = readdirSync(CORPUS).filter((f) => f.endsWith('.eml'));
   assert.ok(files.length > 20);
   const wrong: string[] = [];
@@ -261,14 +318,16 @@ test('readCapped stops at the cap and reports truncation', async () => {
 
 test('property: random, cut and mangled input never throws, results stay bounded', () => {
   const samples = [exchangeNdr, postfixBounce, qmailBounce, autoReply, forged, challenge];
-  const mangled = fc
-    .tuple(fc.constantFrom(...samples), fc.nat(), fc.nat(), fc.string({ maxLength: 200 }))
-    .map(([s, a, b, junk]) => {
-      const cut = s.slice(0, a % (s.length + 1));
-      const at = b % (cut.length + 1);
-      return cut.slice(0, at) + junk + cut.slice(at);
-    });
-  const anything = fc.oneof(mangled, fc.string({ maxLength: 2000 }), fc.uint8Array({ maxLength: 2000 }).map((u) => Buffer.from(u).toString('latin1')));
+  const mangled = fc.tuple(fc.constantFrom(...samples), fc.nat(), fc.nat(), fc.string({ maxLength: 200 })).map(([s, a, b, junk]) => {
+    const cut = s.slice(0, a % (s.length + 1));
+    const at = b % (cut.length + 1);
+    return cut.slice(0, at) + junk + cut.slice(at);
+  });
+  const anything = fc.oneof(
+    mangled,
+    fc.string({ maxLength: 2000 }),
+    fc.uint8Array({ maxLength: 2000 }).map((u) => Buffer.from(u).toString('latin1')),
+  );
   fc.assert(
     fc.property(anything, (input) => {
       const r = parseDsn(Buffer.from(input, 'latin1'));
@@ -284,7 +343,10 @@ test('property: random, cut and mangled input never throws, results stay bounded
 });
 
 test('hostile shapes stay fast: 5000 parts, deep nesting, 1 MiB header line, many boundaries', () => {
-  const many = 'Content-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n' + '--b\r\nContent-Type: text/plain\r\n\r\nx\r\n'.repeat(5000) + '--b--\r\n';
+  const many =
+    'Content-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n' +
+    '--b\r\nContent-Type: text/plain\r\n\r\nx\r\n'.repeat(5000) +
+    '--b--\r\n';
   let deep = 'x\r\n';
   for (let i = 0; i < 200; i++) deep = `Content-Type: multipart/mixed; boundary=b${i}\r\n\r\n--b${i}\r\n${deep}\r\n--b${i}--\r\n`;
   const longLine = 'Subject: ' + 'a'.repeat(1 << 20) + '\r\n\r\nbody';

@@ -24,7 +24,13 @@ const removalCases = [
     desc: 'a predicate on the name removes every field of that name, indexed per name',
     input: 'X-Spam: 1\r\nSubject: s\r\nx-spam: 2\r\nTo: t\r\n\r\n',
     remove: [(n: string) => n.toLowerCase() === 'x-spam'],
-    expected: { block: 'Subject: s\r\nTo: t\r\n\r\n', removed: [{ name: 'X-Spam', index: 1 }, { name: 'x-spam', index: 2 }] },
+    expected: {
+      block: 'Subject: s\r\nTo: t\r\n\r\n',
+      removed: [
+        { name: 'X-Spam', index: 1 },
+        { name: 'x-spam', index: 2 },
+      ],
+    },
   },
   {
     desc: 'a predicate on the value removes only the matching occurrence; the index counts the kept ones too',
@@ -36,7 +42,13 @@ const removalCases = [
     desc: 'several predicates: any one removes',
     input: 'A: 1\r\nB: 2\r\nC: 3\r\n\r\n',
     remove: [(n: string) => n === 'A', (n: string) => n === 'C'],
-    expected: { block: 'B: 2\r\n\r\n', removed: [{ name: 'A', index: 1 }, { name: 'C', index: 1 }] },
+    expected: {
+      block: 'B: 2\r\n\r\n',
+      removed: [
+        { name: 'A', index: 1 },
+        { name: 'C', index: 1 },
+      ],
+    },
   },
   {
     desc: 'a folded field is removed with all its continuation lines',
@@ -48,7 +60,13 @@ const removalCases = [
     desc: 'a nameless (broken) line is kept even by a predicate that matches everything',
     input: 'A: 1\r\nthis line has no colon\r\nB: 2\r\n\r\n',
     remove: [() => true],
-    expected: { block: 'this line has no colon\r\n\r\n', removed: [{ name: 'A', index: 1 }, { name: 'B', index: 1 }] },
+    expected: {
+      block: 'this line has no colon\r\n\r\n',
+      removed: [
+        { name: 'A', index: 1 },
+        { name: 'B', index: 1 },
+      ],
+    },
   },
   {
     desc: 'no predicate: the block is byte for byte the original',
@@ -72,7 +90,12 @@ for (const c of removalCases) {
 test('added fields go on top in order, trace fields above them', async () => {
   const out = await fin(
     'Subject: s\r\n\r\n',
-    { addHeaders: [{ name: 'Authentication-Results', value: 'mx; spf=pass' }, { name: 'X-Mailgate-Status', value: 'score=1' }] },
+    {
+      addHeaders: [
+        { name: 'Authentication-Results', value: 'mx; spf=pass' },
+        { name: 'X-Mailgate-Status', value: 'score=1' },
+      ],
+    },
     [{ name: 'Received', value: 'from a by b; date' }],
   );
   assert.equal(out.block.toString(), 'Received: from a by b; date\r\nAuthentication-Results: mx; spf=pass\r\nX-Mailgate-Status: score=1\r\nSubject: s\r\n\r\n');
@@ -113,18 +136,51 @@ test('an empty header block with the empty line: only ours and the empty line', 
 
 const subjectCases = [
   { desc: 'plain subject', input: 'Subject: hello\r\n\r\n', tag: '[SPAM]', expected: { block: 'Subject: [SPAM] hello\r\n\r\n', subject: '[SPAM] hello' } },
-  { desc: 'only the first Subject field is tagged', input: 'Subject: one\r\nTo: t\r\nSubject: two\r\n\r\n', tag: '[SPAM]', expected: { block: 'Subject: [SPAM] one\r\nTo: t\r\nSubject: two\r\n\r\n', subject: '[SPAM] one' } },
-  { desc: 'already tagged: not tagged twice', input: 'Subject: [SPAM] hello\r\n\r\n', tag: '[SPAM]', expected: { block: 'Subject: [SPAM] hello\r\n\r\n', subject: undefined } },
+  {
+    desc: 'only the first Subject field is tagged',
+    input: 'Subject: one\r\nTo: t\r\nSubject: two\r\n\r\n',
+    tag: '[SPAM]',
+    expected: { block: 'Subject: [SPAM] one\r\nTo: t\r\nSubject: two\r\n\r\n', subject: '[SPAM] one' },
+  },
+  {
+    desc: 'already tagged: not tagged twice',
+    input: 'Subject: [SPAM] hello\r\n\r\n',
+    tag: '[SPAM]',
+    expected: { block: 'Subject: [SPAM] hello\r\n\r\n', subject: undefined },
+  },
   {
     desc: 'folding and encoded words kept byte-exact',
     input: 'Subject: =?UTF-8?B?w6lsw6h2ZQ==?=\r\n =?ISO-8859-1?Q?caf=E9?=\r\n\r\n',
     tag: '[SPAM]',
-    expected: { block: 'Subject: [SPAM] =?UTF-8?B?w6lsw6h2ZQ==?=\r\n =?ISO-8859-1?Q?caf=E9?=\r\n\r\n', subject: '[SPAM] =?UTF-8?B?w6lsw6h2ZQ==?= =?ISO-8859-1?Q?caf=E9?=' },
+    expected: {
+      block: 'Subject: [SPAM] =?UTF-8?B?w6lsw6h2ZQ==?=\r\n =?ISO-8859-1?Q?caf=E9?=\r\n\r\n',
+      subject: '[SPAM] =?UTF-8?B?w6lsw6h2ZQ==?= =?ISO-8859-1?Q?caf=E9?=',
+    },
   },
-  { desc: 'tab after the colon and raw 8-bit bytes kept', input: 'Subject:\tr\xe9sum\xe9\r\n\r\n', tag: '[SPAM]', expected: { block: 'Subject: [SPAM]\tr\xe9sum\xe9\r\n\r\n', subject: '[SPAM] r\ufffdsum\ufffd' as string | undefined } },
-  { desc: 'lower-case field name matched, name kept as written', input: 'subject: hi\r\n\r\n', tag: '[SPAM]', expected: { block: 'subject: [SPAM] hi\r\n\r\n', subject: '[SPAM] hi' } },
-  { desc: 'no space after the colon: the tag is still a separate word', input: 'Subject:hi\r\n\r\n', tag: '[SPAM]', expected: { block: 'Subject: [SPAM] hi\r\n\r\n', subject: '[SPAM] hi' } },
-  { desc: 'whitespace before the colon (obsolete syntax, RFC 5322 4.5.8): tagged, not mangled', input: 'Subject : hi\r\n\r\n', tag: '[SPAM]', expected: { block: 'Subject: [SPAM] hi\r\n\r\n', subject: '[SPAM] hi' } },
+  {
+    desc: 'tab after the colon and raw 8-bit bytes kept',
+    input: 'Subject:\tr\xe9sum\xe9\r\n\r\n',
+    tag: '[SPAM]',
+    expected: { block: 'Subject: [SPAM]\tr\xe9sum\xe9\r\n\r\n', subject: '[SPAM] r\ufffdsum\ufffd' as string | undefined },
+  },
+  {
+    desc: 'lower-case field name matched, name kept as written',
+    input: 'subject: hi\r\n\r\n',
+    tag: '[SPAM]',
+    expected: { block: 'subject: [SPAM] hi\r\n\r\n', subject: '[SPAM] hi' },
+  },
+  {
+    desc: 'no space after the colon: the tag is still a separate word',
+    input: 'Subject:hi\r\n\r\n',
+    tag: '[SPAM]',
+    expected: { block: 'Subject: [SPAM] hi\r\n\r\n', subject: '[SPAM] hi' },
+  },
+  {
+    desc: 'whitespace before the colon (obsolete syntax, RFC 5322 4.5.8): tagged, not mangled',
+    input: 'Subject : hi\r\n\r\n',
+    tag: '[SPAM]',
+    expected: { block: 'Subject: [SPAM] hi\r\n\r\n', subject: '[SPAM] hi' },
+  },
   { desc: 'no Subject field: nothing added', input: 'To: t\r\n\r\n', tag: '[SPAM]', expected: { block: 'To: t\r\n\r\n', subject: undefined } },
   { desc: 'no tag: Subject untouched', input: 'Subject: hi\r\n\r\n', tag: undefined, expected: { block: 'Subject: hi\r\n\r\n', subject: undefined } },
 ];
@@ -170,12 +226,18 @@ test('signers run after every edit, in `order`, each over the block the previous
     [{ name: 'Received', value: 'r' }],
   );
   const edited = 'Received: r\r\nAuthentication-Results: mx; dkim=pass\r\nSubject: [SPAM] hi\r\n\r\n';
-  assert.deepEqual(seen.map((s) => s.name), ['ARC', 'DKIM']);
+  assert.deepEqual(
+    seen.map((s) => s.name),
+    ['ARC', 'DKIM'],
+  );
   assert.equal(seen[0]?.block, edited, 'the first signer sees the fully edited block (tag included, forged field gone)');
   assert.equal(seen[1]?.block, `X-ARC: signed ${edited.length}\r\n${edited}`, 'the next signer sees the previous signer’s fields');
   const arc = `X-ARC: signed ${edited.length}\r\n`;
   assert.equal(out.block.toString(), `X-DKIM: signed ${arc.length + edited.length}\r\n${arc}${edited}`);
-  assert.deepEqual(out.added.map((h) => h.name), ['X-DKIM', 'X-ARC', 'Received', 'Authentication-Results']);
+  assert.deepEqual(
+    out.added.map((h) => h.name),
+    ['X-DKIM', 'X-ARC', 'Received', 'Authentication-Results'],
+  );
 });
 
 test('a signer that returns nothing changes nothing', async () => {
@@ -195,13 +257,39 @@ test('mergeEdits: lists append, the first subject tag wins, later rewrites win',
   const s1: Signer = { name: 'a', order: 1, sign: async () => [] };
   const s2: Signer = { name: 'b', order: 2, sign: async () => [] };
   const into = emptyEdits();
-  mergeEdits(into, { addHeaders: [{ name: 'A', value: '1' }], removeHeaders: [r1], tagSubject: '[first]', rcptRewrites: new Map([['x@a', 'y@a'], ['p@a', 'q@a']]), senderRewrite: 's1@a', signers: [s1] });
-  mergeEdits(into, { addHeaders: [{ name: 'B', value: '2' }], removeHeaders: [r2], tagSubject: '[second]', rcptRewrites: new Map([['x@a', 'z@a']]), senderRewrite: 's2@a', signers: [s2] });
+  mergeEdits(into, {
+    addHeaders: [{ name: 'A', value: '1' }],
+    removeHeaders: [r1],
+    tagSubject: '[first]',
+    rcptRewrites: new Map([
+      ['x@a', 'y@a'],
+      ['p@a', 'q@a'],
+    ]),
+    senderRewrite: 's1@a',
+    signers: [s1],
+  });
+  mergeEdits(into, {
+    addHeaders: [{ name: 'B', value: '2' }],
+    removeHeaders: [r2],
+    tagSubject: '[second]',
+    rcptRewrites: new Map([['x@a', 'z@a']]),
+    senderRewrite: 's2@a',
+    signers: [s2],
+  });
   mergeEdits(into, {});
-  assert.deepEqual(into.addHeaders, [{ name: 'A', value: '1' }, { name: 'B', value: '2' }]);
+  assert.deepEqual(into.addHeaders, [
+    { name: 'A', value: '1' },
+    { name: 'B', value: '2' },
+  ]);
   assert.deepEqual(into.removeHeaders, [r1, r2]);
   assert.equal(into.tagSubject, '[first]');
-  assert.deepEqual([...into.rcptRewrites], [['x@a', 'z@a'], ['p@a', 'q@a']]);
+  assert.deepEqual(
+    [...into.rcptRewrites],
+    [
+      ['x@a', 'z@a'],
+      ['p@a', 'q@a'],
+    ],
+  );
   assert.equal(into.senderRewrite, 's2@a');
   assert.deepEqual(into.signers, [s1, s2]);
 });
@@ -217,14 +305,49 @@ test('mergeEdits: merging does not alias the source lists', () => {
 // --- headers.ts -------------------------------------------------------------------------------
 
 const parseCases = [
-  { desc: 'simple fields', input: 'From: a@b\r\nTo: c@d\r\n\r\n', expected: [['From', 'a@b'], ['To', 'c@d']] },
+  {
+    desc: 'simple fields',
+    input: 'From: a@b\r\nTo: c@d\r\n\r\n',
+    expected: [
+      ['From', 'a@b'],
+      ['To', 'c@d'],
+    ],
+  },
   { desc: 'folded value unfolded, raw keeps the folding', input: 'Subject: a\r\n b\r\n\tc\r\n\r\n', expected: [['Subject', 'a b\tc']] },
-  { desc: 'no empty line', input: 'A: 1\r\nB: 2\r\n', expected: [['A', '1'], ['B', '2']] },
-  { desc: 'last line without CRLF', input: 'A: 1\r\nB: 2', expected: [['A', '1'], ['B', '2']] },
+  {
+    desc: 'no empty line',
+    input: 'A: 1\r\nB: 2\r\n',
+    expected: [
+      ['A', '1'],
+      ['B', '2'],
+    ],
+  },
+  {
+    desc: 'last line without CRLF',
+    input: 'A: 1\r\nB: 2',
+    expected: [
+      ['A', '1'],
+      ['B', '2'],
+    ],
+  },
   { desc: 'stops at the empty line (body not parsed)', input: 'A: 1\r\n\r\nB: 2\r\n', expected: [['A', '1']] },
-  { desc: 'empty value', input: 'A:\r\nB: \r\n\r\n', expected: [['A', ''], ['B', '']] },
+  {
+    desc: 'empty value',
+    input: 'A:\r\nB: \r\n\r\n',
+    expected: [
+      ['A', ''],
+      ['B', ''],
+    ],
+  },
   { desc: 'colon in the value', input: 'X: a: b: c\r\n\r\n', expected: [['X', 'a: b: c']] },
-  { desc: 'nameless line kept with its text as value', input: 'A: 1\r\ngarbage\r\n\r\n', expected: [['A', '1'], ['', 'garbage']] },
+  {
+    desc: 'nameless line kept with its text as value',
+    input: 'A: 1\r\ngarbage\r\n\r\n',
+    expected: [
+      ['A', '1'],
+      ['', 'garbage'],
+    ],
+  },
   { desc: 'line starting with a colon is nameless', input: ': x\r\n\r\n', expected: [['', ': x']] },
   { desc: 'UTF-8 value decoded', input: 'Subject: caf\xc3\xa9\r\n\r\n', expected: [['Subject', 'caf\u00e9']] },
 ];
@@ -233,7 +356,10 @@ for (const c of parseCases) {
   test(`parseHeaderBlock: ${c.desc}`, () => {
     const block = b(c.input);
     const fields = parseHeaderBlock(block);
-    assert.deepEqual(fields.map((f) => [f.name, f.value]), c.expected);
+    assert.deepEqual(
+      fields.map((f) => [f.name, f.value]),
+      c.expected,
+    );
     // raw fields concatenated are the block up to the empty line, byte for byte.
     const end = c.input.indexOf('\r\n\r\n');
     const head = end < 0 ? c.input : c.input.slice(0, end + 2);
@@ -269,8 +395,25 @@ test('foldHeader: a single over-long word is not split', () => {
 
 const rewriteCases = [
   { desc: 'nothing to do: identical bytes', input: 'A: 1\r\n b\r\nB: 2\r\n\r\n', had: true, prepend: [], remove: [], expected: 'A: 1\r\n b\r\nB: 2\r\n\r\n' },
-  { desc: 'prepend in order', input: 'A: 1\r\n\r\n', had: true, prepend: [{ name: 'R', value: '1' }, { name: 'S', value: '2' }], remove: [], expected: 'R: 1\r\nS: 2\r\nA: 1\r\n\r\n' },
-  { desc: 'remove by name', input: 'A: 1\r\nX-Mailgate-Status: forged\r\nB: 2\r\n\r\n', had: true, prepend: [], remove: [(n: string) => n.toLowerCase() === 'x-mailgate-status'], expected: 'A: 1\r\nB: 2\r\n\r\n' },
+  {
+    desc: 'prepend in order',
+    input: 'A: 1\r\n\r\n',
+    had: true,
+    prepend: [
+      { name: 'R', value: '1' },
+      { name: 'S', value: '2' },
+    ],
+    remove: [],
+    expected: 'R: 1\r\nS: 2\r\nA: 1\r\n\r\n',
+  },
+  {
+    desc: 'remove by name',
+    input: 'A: 1\r\nX-Mailgate-Status: forged\r\nB: 2\r\n\r\n',
+    had: true,
+    prepend: [],
+    remove: [(n: string) => n.toLowerCase() === 'x-mailgate-status'],
+    expected: 'A: 1\r\nB: 2\r\n\r\n',
+  },
   { desc: 'without the empty line', input: 'A: 1\r\n', had: false, prepend: [{ name: 'R', value: 'r' }], remove: [], expected: 'R: r\r\nA: 1\r\n' },
   { desc: 'nameless line never removed', input: 'junk\r\nA: 1\r\n\r\n', had: true, prepend: [], remove: [() => true], expected: 'junk\r\n\r\n' },
 ];

@@ -208,14 +208,29 @@ for (const c of xtextCases) {
 
 const BASE = 'hostname: mx.example.test\ndomains: [example.test]\nbackend: { host: 127.0.0.1, port: 10025 }\n';
 const configCases = [
-  { desc: 'proxy_protocol: true is refused, naming the key', yaml: `${BASE}listen:\n  - port: 25\n    proxy_protocol: true\n`, error: /x\.yaml:6: listen\[0\]\.proxy_protocol: true would trust every peer/ },
-  { desc: 'proxy_protocol entry not an address', yaml: `${BASE}listen:\n  - port: 25\n    proxy_protocol: [lb.example]\n`, error: /x\.yaml:6: listen\[0\]\.proxy_protocol\[0\]: expected an IP address or CIDR/ },
-  { desc: 'proxy_protocol CIDR out of range', yaml: `${BASE}listen:\n  - port: 25\n    proxy_protocol: [10.0.0.0/33]\n`, error: /proxy_protocol\[0\]: expected an IP address or CIDR/ },
+  {
+    desc: 'proxy_protocol: true is refused, naming the key',
+    yaml: `${BASE}listen:\n  - port: 25\n    proxy_protocol: true\n`,
+    error: /x\.yaml:6: listen\[0\]\.proxy_protocol: true would trust every peer/,
+  },
+  {
+    desc: 'proxy_protocol entry not an address',
+    yaml: `${BASE}listen:\n  - port: 25\n    proxy_protocol: [lb.example]\n`,
+    error: /x\.yaml:6: listen\[0\]\.proxy_protocol\[0\]: expected an IP address or CIDR/,
+  },
+  {
+    desc: 'proxy_protocol CIDR out of range',
+    yaml: `${BASE}listen:\n  - port: 25\n    proxy_protocol: [10.0.0.0/33]\n`,
+    error: /proxy_protocol\[0\]: expected an IP address or CIDR/,
+  },
   { desc: 'nul_bytes unknown value', yaml: `${BASE}smtp: { nul_bytes: keep }\n`, error: /smtp\.nul_bytes/ },
 ];
 for (const c of configCases) {
   test(`config: ${c.desc}`, () => {
-    assert.throws(() => parseConfig('x.yaml', c.yaml, {}), (err: unknown) => err instanceof SourceErrors && c.error.test(err.message));
+    assert.throws(
+      () => parseConfig('x.yaml', c.yaml, {}),
+      (err: unknown) => err instanceof SourceErrors && c.error.test(err.message),
+    );
   });
 }
 test('config: a list of load balancers is accepted', () => {
@@ -259,7 +274,6 @@ test('config check: missing TLS files are errors, risky settings warnings, each 
   assert.ok(existsSync(file));
 });
 
-
 // --- regressions found by fuzzing ---------------------------------------------------------------
 
 const aliasCases = [
@@ -269,7 +283,10 @@ const aliasCases = [
 ];
 for (const c of aliasCases) {
   test(`config: ${c.desc} is a located YAML error, not a ReferenceError`, () => {
-    assert.throws(() => parseConfig('x.yaml', c.yaml, {}), (err: unknown) => err instanceof SourceErrors && /^x\.yaml:\d+: YAML error: /.test(err.message));
+    assert.throws(
+      () => parseConfig('x.yaml', c.yaml, {}),
+      (err: unknown) => err instanceof SourceErrors && /^x\.yaml:\d+: YAML error: /.test(err.message),
+    );
   });
 }
 
@@ -279,7 +296,9 @@ test('config check: an admin listener off loopback is warned about', () => {
   writeFileSync(file, `${BASE}admin: { host: 0.0.0.0, port: 9025 }\n`);
   const { config } = parseConfig(file, readFileSync(file, 'utf8'), {});
   const w = checkConfig(file, config).warnings.map((x) => x.message);
-  assert.deepEqual(w, [`${file}:4: admin.host: warning: 0.0.0.0 is not a loopback address: /metrics and /readyz have no authentication, keep them on 127.0.0.1 or behind a firewall`]);
+  assert.deepEqual(w, [
+    `${file}:4: admin.host: warning: 0.0.0.0 is not a loopback address: /metrics and /readyz have no authentication, keep them on 127.0.0.1 or behind a firewall`,
+  ]);
   writeFileSync(file, `${BASE}admin: { host: 127.0.0.1, port: 9025 }\n`);
   assert.deepEqual(checkConfig(file, parseConfig(file, readFileSync(file, 'utf8'), {}).config).warnings, []);
 });

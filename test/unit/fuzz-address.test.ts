@@ -9,7 +9,29 @@ import { runFuzz } from '../helpers/fuzz.ts';
 
 const domains = new Set(['example.test', 'xn--bcher-kva.example']);
 const piece = fc.oneof(
-  fc.constantFrom('%', '!', '@', '"', '\\', '.', '[', ']', ':', ',', ' ', '\t', '<', '>', 'example.test', 'EXAMPLE.TEST.', 'bücher.example', 'xn--', 'postmaster', '\0', '\r\n'),
+  fc.constantFrom(
+    '%',
+    '!',
+    '@',
+    '"',
+    '\\',
+    '.',
+    '[',
+    ']',
+    ':',
+    ',',
+    ' ',
+    '\t',
+    '<',
+    '>',
+    'example.test',
+    'EXAMPLE.TEST.',
+    'bücher.example',
+    'xn--',
+    'postmaster',
+    '\0',
+    '\r\n',
+  ),
   fc.string({ maxLength: 8 }),
   fc.string({ unit: 'grapheme', maxLength: 4 }),
 );

@@ -11,7 +11,33 @@ import { buildTransactionStrip } from '../../src/message/strip-headers.ts';
 import { runFuzz } from '../helpers/fuzz.ts';
 
 const token = fc.oneof(
-  fc.constantFrom('From', 'Subject', 'Authentication-Results', 'X-Spam-Flag', 'X-Mailgate-Status', ':', ': ', ' ', '\t', '\r\n', '\r\n ', '\r\n\t', '\n', '\r', '\0', 'mx.example.test;', 'dkim=pass', '"', '(', ')', '<', '>', '@', ',', '=?utf-8?q?x?='),
+  fc.constantFrom(
+    'From',
+    'Subject',
+    'Authentication-Results',
+    'X-Spam-Flag',
+    'X-Mailgate-Status',
+    ':',
+    ': ',
+    ' ',
+    '\t',
+    '\r\n',
+    '\r\n ',
+    '\r\n\t',
+    '\n',
+    '\r',
+    '\0',
+    'mx.example.test;',
+    'dkim=pass',
+    '"',
+    '(',
+    ')',
+    '<',
+    '>',
+    '@',
+    ',',
+    '=?utf-8?q?x?=',
+  ),
   fc.string({ maxLength: 6 }),
   fc.string({ unit: 'binary', maxLength: 4 }),
 );
@@ -28,7 +54,10 @@ test('fuzz: header parse → rewrite never throws, round-trips, and never contin
       // Round trip: the raw fields are the block up to the empty line (or the whole block).
       const joined = fields.map((f) => f.raw).join('');
       assert.ok(bytes.startsWith(joined), 'raw fields are not a prefix of the block');
-      const prepend = [{ name: 'Received', value: 'from x by mx.example.test; Mon, 1 Jan 2026 00:00:00 +0000' }, { name: 'Authentication-Results', value: 'mx.example.test; spf=none' }];
+      const prepend = [
+        { name: 'Received', value: 'from x by mx.example.test; Mon, 1 Jan 2026 00:00:00 +0000' },
+        { name: 'Authentication-Results', value: 'mx.example.test; spf=none' },
+      ];
       const out = rewriteHeaderBlock(fields, true, prepend, withRemoval ? [strip] : []).toString('latin1');
       const ours = prepend.map((h) => foldHeader(h.name, h.value)).join('');
       assert.ok(out.startsWith(ours));
@@ -43,32 +72,64 @@ test('fuzz: header parse → rewrite never throws, round-trips, and never contin
   t.diagnostic(`runs ${runs}`);
 });
 
-const addrToken = fc.oneof(fc.constantFrom('"', '\\', '(', ')', '<', '>', '@', ',', ':', ';', ' ', 'a', 'b.example', 'x@y.example', '<a@b.example>'), fc.string({ maxLength: 5 }));
+const addrToken = fc.oneof(
+  fc.constantFrom('"', '\\', '(', ')', '<', '>', '@', ',', ':', ';', ' ', 'a', 'b.example', 'x@y.example', '<a@b.example>'),
+  fc.string({ maxLength: 5 }),
+);
 test('fuzz: extractAddresses never throws and returns addresses only', (t) => {
   const runs = runFuzz(
     'From address list',
-    fc.property(fc.array(addrToken, { maxLength: 40 }).map((a) => a.join('')), (v) => {
-      const out = extractAddresses(v);
-      assert.ok(out.length <= MAX_ADDRESSES);
-      for (const a of out) {
-        assert.ok(a.includes('@'));
-        assert.equal(a, a.toLowerCase());
-        assert.ok(!a.includes('<') && !a.includes('>'));
-      }
-    }),
+    fc.property(
+      fc.array(addrToken, { maxLength: 40 }).map((a) => a.join('')),
+      (v) => {
+        const out = extractAddresses(v);
+        assert.ok(out.length <= MAX_ADDRESSES);
+        for (const a of out) {
+          assert.ok(a.includes('@'));
+          assert.equal(a, a.toLowerCase());
+          assert.ok(!a.includes('<') && !a.includes('>'));
+        }
+      },
+    ),
   );
   t.diagnostic(`runs ${runs}`);
 });
 
-const htmlToken = fc.oneof(fc.constantFrom('<', '>', '</', '<script>', '</script>', '<STYLE >', '</style >', '<br/>', '</p>', '&amp;', '&#x41;', '&#65;', '&', ';', '\n', ' ', '\t', 'text'), fc.string({ maxLength: 5 }));
+const htmlToken = fc.oneof(
+  fc.constantFrom(
+    '<',
+    '>',
+    '</',
+    '<script>',
+    '</script>',
+    '<STYLE >',
+    '</style >',
+    '<br/>',
+    '</p>',
+    '&amp;',
+    '&#x41;',
+    '&#65;',
+    '&',
+    ';',
+    '\n',
+    ' ',
+    '\t',
+    'text',
+  ),
+  fc.string({ maxLength: 5 }),
+);
 test('fuzz: htmlToText never throws and respects maxChars', (t) => {
   const runs = runFuzz(
     'HTML to text',
-    fc.property(fc.array(htmlToken, { maxLength: 40 }).map((a) => a.join('')), fc.integer({ min: 0, max: 200 }), (h, max) => {
-      const out = htmlToText(h, max);
-      assert.ok(out.length <= max);
-      assert.equal(out, out.trim());
-    }),
+    fc.property(
+      fc.array(htmlToken, { maxLength: 40 }).map((a) => a.join('')),
+      fc.integer({ min: 0, max: 200 }),
+      (h, max) => {
+        const out = htmlToText(h, max);
+        assert.ok(out.length <= max);
+        assert.equal(out, out.trim());
+      },
+    ),
   );
   t.diagnostic(`runs ${runs}`);
 });

@@ -28,8 +28,61 @@ function onlyLocatedErrors(file: string, fn: () => unknown): void {
 }
 
 const yamlToken = fc.oneof(
-  fc.constantFrom(':', ': ', '- ', '-', '[', ']', '{', '}', ',', '&a ', '*a', '!!binary ', '!!map', '? ', '|', '>', '\t', '  ', '\n', '#', '"', "'", '%YAML 1.2\n', '---\n', '...\n', '<<: *a', 'null', '~', 'true', '0x1F', '1e309', '-0', '.nan'),
-  fc.constantFrom('hostname', 'listen', 'port', 'domains', 'backend', 'host', 'limits', 'smtp', 'proxy_protocol', 'tls', 'spool_dir', 'rules', 'name', 'when', 'score', 'actions', 'regex', 'glob'),
+  fc.constantFrom(
+    ':',
+    ': ',
+    '- ',
+    '-',
+    '[',
+    ']',
+    '{',
+    '}',
+    ',',
+    '&a ',
+    '*a',
+    '!!binary ',
+    '!!map',
+    '? ',
+    '|',
+    '>',
+    '\t',
+    '  ',
+    '\n',
+    '#',
+    '"',
+    "'",
+    '%YAML 1.2\n',
+    '---\n',
+    '...\n',
+    '<<: *a',
+    'null',
+    '~',
+    'true',
+    '0x1F',
+    '1e309',
+    '-0',
+    '.nan',
+  ),
+  fc.constantFrom(
+    'hostname',
+    'listen',
+    'port',
+    'domains',
+    'backend',
+    'host',
+    'limits',
+    'smtp',
+    'proxy_protocol',
+    'tls',
+    'spool_dir',
+    'rules',
+    'name',
+    'when',
+    'score',
+    'actions',
+    'regex',
+    'glob',
+  ),
   fc.string({ maxLength: 6 }),
 );
 const randomYaml = fc.array(yamlToken, { maxLength: 40 }).map((a) => a.join(''));
@@ -47,18 +100,22 @@ const VALID_CONFIG = {
 };
 /** A valid document with values at random paths replaced by random JSON. */
 function mutated(valid: object) {
-  return fc.array(fc.tuple(fc.array(fc.oneof(fc.string({ maxLength: 12 }), fc.nat(3)), { minLength: 1, maxLength: 3 }), fc.jsonValue({ maxDepth: 2 })), { maxLength: 4 }).map((edits) => {
-    const doc = structuredClone(valid) as Record<string, unknown>;
-    for (const [path, value] of edits) {
-      let node: unknown = doc;
-      for (let i = 0; i < path.length - 1; i++) {
-        if (node === null || typeof node !== 'object') break;
-        node = (node as Record<string, unknown>)[String(path[i])];
+  return fc
+    .array(fc.tuple(fc.array(fc.oneof(fc.string({ maxLength: 12 }), fc.nat(3)), { minLength: 1, maxLength: 3 }), fc.jsonValue({ maxDepth: 2 })), {
+      maxLength: 4,
+    })
+    .map((edits) => {
+      const doc = structuredClone(valid) as Record<string, unknown>;
+      for (const [path, value] of edits) {
+        let node: unknown = doc;
+        for (let i = 0; i < path.length - 1; i++) {
+          if (node === null || typeof node !== 'object') break;
+          node = (node as Record<string, unknown>)[String(path[i])];
+        }
+        if (node !== null && typeof node === 'object') (node as Record<string, unknown>)[String(path.at(-1))] = value;
       }
-      if (node !== null && typeof node === 'object') (node as Record<string, unknown>)[String(path.at(-1))] = value;
-    }
-    return YAML.stringify(doc);
-  });
+      return YAML.stringify(doc);
+    });
 }
 
 test('fuzz: the config loader only ever throws located errors', (t) => {
@@ -79,8 +136,14 @@ const VALID_RULES = {
 const facts = knownFacts();
 const dir = mkdtempSync(join(tmpdir(), 'mailgate-fuzz-rules-'));
 const file = join(dir, '10-fuzz.yaml');
-const regexish = fc.array(fc.constantFrom('(', ')', '\\1', '(?=', '(?<!', '*', '+', '?', '{2,}', '[', ']', 'a', '|', '^', '$', '/', '\\'), { maxLength: 10 }).map((a) => a.join(''));
-const ruleWithPattern = fc.tuple(fc.constantFrom('regex', 'glob'), regexish).map(([op, p]) => YAML.stringify({ rules: [{ name: 'P', description: 'd', when: { 'message.subject': { [op]: op === 'regex' ? `/${p}/` : p } }, score: 1 }] }));
+const regexish = fc
+  .array(fc.constantFrom('(', ')', '\\1', '(?=', '(?<!', '*', '+', '?', '{2,}', '[', ']', 'a', '|', '^', '$', '/', '\\'), { maxLength: 10 })
+  .map((a) => a.join(''));
+const ruleWithPattern = fc
+  .tuple(fc.constantFrom('regex', 'glob'), regexish)
+  .map(([op, p]) =>
+    YAML.stringify({ rules: [{ name: 'P', description: 'd', when: { 'message.subject': { [op]: op === 'regex' ? `/${p}/` : p } }, score: 1 }] }),
+  );
 
 test('fuzz: the rules loader only ever throws located errors', (t) => {
   const runs = runFuzz(

@@ -16,7 +16,7 @@ const token = fc.oneof(
     'Content-Type: application/octet-stream; name="a.exe"\r\n',
     'Content-Transfer-Encoding: base64\r\n',
     'Content-Transfer-Encoding: quoted-printable\r\n',
-    'Content-Disposition: attachment; filename*=UTF-8\'\'%E2%80%AEfdp.exe\r\n',
+    "Content-Disposition: attachment; filename*=UTF-8''%E2%80%AEfdp.exe\r\n",
     '\r\n',
     '--b\r\n',
     '--b--\r\n',
@@ -53,7 +53,10 @@ test('fuzz: the MIME walk never throws, stays bounded and does not depend on chu
       const split = await walkMime(chunks(buf, cuts));
       assert.ok(whole.partCount <= DEFAULT_WALK_LIMITS.maxParts + 1, 'part count within the limit');
       assert.ok(whole.depth <= DEFAULT_WALK_LIMITS.maxDepth + 1, 'depth within the limit');
-      assert.deepEqual(split.parts.map((p) => [p.contentType, p.filename, p.size]), whole.parts.map((p) => [p.contentType, p.filename, p.size]));
+      assert.deepEqual(
+        split.parts.map((p) => [p.contentType, p.filename, p.size]),
+        whole.parts.map((p) => [p.contentType, p.filename, p.size]),
+      );
       assert.equal(split.text, whole.text);
       assert.deepEqual(split.malformed, whole.malformed);
     }),

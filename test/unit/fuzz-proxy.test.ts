@@ -19,12 +19,32 @@ function check(buf: Buffer): void {
 }
 
 const v1Field = fc.oneof(
-  fc.constantFrom('TCP4', 'TCP6', 'UNKNOWN', '192.0.2.1', '::1', '2001:db8::1', '1.2.3.4\nX: y', '65535', '0', '-1', '', ' ', '\r', '\n', '\0', '01', '255.255.255.255', '1.2.3.4.5', '::ffff:1.2.3.4'),
+  fc.constantFrom(
+    'TCP4',
+    'TCP6',
+    'UNKNOWN',
+    '192.0.2.1',
+    '::1',
+    '2001:db8::1',
+    '1.2.3.4\nX: y',
+    '65535',
+    '0',
+    '-1',
+    '',
+    ' ',
+    '\r',
+    '\n',
+    '\0',
+    '01',
+    '255.255.255.255',
+    '1.2.3.4.5',
+    '::ffff:1.2.3.4',
+  ),
   fc.string({ maxLength: 20 }),
 );
-const v1 = fc.array(v1Field, { minLength: 1, maxLength: 7 }).chain((fields) =>
-  fc.constantFrom('\r\n', '\n', '', '\r\n\r\nEHLO x\r\n').map((end) => Buffer.from(`PROXY ${fields.join(' ')}${end}`, 'latin1')),
-);
+const v1 = fc
+  .array(v1Field, { minLength: 1, maxLength: 7 })
+  .chain((fields) => fc.constantFrom('\r\n', '\n', '', '\r\n\r\nEHLO x\r\n').map((end) => Buffer.from(`PROXY ${fields.join(' ')}${end}`, 'latin1')));
 const v2 = fc
   .record({
     verCmd: fc.oneof(fc.constantFrom(0x20, 0x21, 0x22, 0x11), fc.integer({ min: 0, max: 255 })),

@@ -29,16 +29,71 @@ let gw: TestGateway | undefined;
 after(() => gw?.stop(100));
 
 const addrPiece = fc.oneof(
-  fc.constantFrom('alice', 'postmaster', 'example.test', 'EXAMPLE.TEST.', 'elsewhere.test', '%', '!', '@', '"', '\\', '[127.0.0.1]', '@relay.test:', ',', ' ', '\0', 'ü', 'xn--bcher-kva.example', ''),
+  fc.constantFrom(
+    'alice',
+    'postmaster',
+    'example.test',
+    'EXAMPLE.TEST.',
+    'elsewhere.test',
+    '%',
+    '!',
+    '@',
+    '"',
+    '\\',
+    '[127.0.0.1]',
+    '@relay.test:',
+    ',',
+    ' ',
+    '\0',
+    'ü',
+    'xn--bcher-kva.example',
+    '',
+  ),
   fc.string({ maxLength: 6 }),
 );
 const address = fc.array(addrPiece, { maxLength: 6 }).map((a) => a.join(''));
-const param = fc.constantFrom('', ' SIZE=100', ' SIZE=-1', ' SIZE=99999999999999', ' BODY=8BITMIME', ' BODY=BINARYMIME', ' SMTPUTF8', ' NOTIFY=NEVER', ' RET=FULL', ' X=Y', ' AUTH=<>', ' =');
+const param = fc.constantFrom(
+  '',
+  ' SIZE=100',
+  ' SIZE=-1',
+  ' SIZE=99999999999999',
+  ' BODY=8BITMIME',
+  ' BODY=BINARYMIME',
+  ' SMTPUTF8',
+  ' NOTIFY=NEVER',
+  ' RET=FULL',
+  ' X=Y',
+  ' AUTH=<>',
+  ' =',
+);
 const line = fc.oneof(
-  fc.tuple(fc.constantFrom('EHLO', 'HELO', 'ehlo', 'LHLO'), fc.oneof(fc.constantFrom('client.example.net', '[127.0.0.1]', 'bücher.example', ''), fc.string({ maxLength: 20 }))).map(([v, a]) => `${v} ${a}`),
+  fc
+    .tuple(
+      fc.constantFrom('EHLO', 'HELO', 'ehlo', 'LHLO'),
+      fc.oneof(fc.constantFrom('client.example.net', '[127.0.0.1]', 'bücher.example', ''), fc.string({ maxLength: 20 })),
+    )
+    .map(([v, a]) => `${v} ${a}`),
   fc.tuple(fc.constantFrom('MAIL FROM:', 'mail from:', 'MAIL FROM: ', 'MAIL FROM'), address, param).map(([v, a, p]) => `${v}<${a}>${p}`),
   fc.tuple(fc.constantFrom('RCPT TO:', 'rcpt to:', 'RCPT TO: '), address, param).map(([v, a, p]) => `${v}<${a}>${p}`),
-  fc.constantFrom('DATA', 'RSET', 'NOOP', 'NOOP x', 'VRFY alice', 'VRFY', 'EXPN list', 'HELP', 'STARTTLS', 'AUTH PLAIN AGFsaWNlAHg=', 'BDAT 10 LAST', 'XCLIENT ADDR=1.2.3.4', 'ETRN example.test', 'TURN', '', ' ', 'QUIT'),
+  fc.constantFrom(
+    'DATA',
+    'RSET',
+    'NOOP',
+    'NOOP x',
+    'VRFY alice',
+    'VRFY',
+    'EXPN list',
+    'HELP',
+    'STARTTLS',
+    'AUTH PLAIN AGFsaWNlAHg=',
+    'BDAT 10 LAST',
+    'XCLIENT ADDR=1.2.3.4',
+    'ETRN example.test',
+    'TURN',
+    '',
+    ' ',
+    'QUIT',
+  ),
   fc.string({ maxLength: 40 }),
   fc.string({ unit: 'binary', maxLength: 40 }),
   fc.integer({ min: 500, max: 20_000 }).map((n) => `NOOP ${'a'.repeat(n)}`),

@@ -26,9 +26,21 @@ test('the source tree has no upward import and no cycle', () => {
 });
 
 const cases: Array<{ desc: string; files: Record<string, string>; expected: RegExp }> = [
-  { desc: 'a lower layer importing a higher one', files: { 'net/a.ts': "import { b } from '../checks/b.ts';\n", 'checks/b.ts': 'export const b = 1;\n' }, expected: /net may not import checks/ },
-  { desc: 'a type-only upward import', files: { 'pipeline/a.ts': "import type { B } from '../fronts/b.ts';\n", 'fronts/b.ts': 'export type B = 1;\n' }, expected: /pipeline may not import fronts/ },
-  { desc: 'a cycle inside one layer', files: { 'rules/a.ts': "import './b.ts';\n", 'rules/b.ts': "import './a.ts';\n" }, expected: /import cycle: rules\/a\.ts → rules\/b\.ts → rules\/a\.ts/ },
+  {
+    desc: 'a lower layer importing a higher one',
+    files: { 'net/a.ts': "import { b } from '../checks/b.ts';\n", 'checks/b.ts': 'export const b = 1;\n' },
+    expected: /net may not import checks/,
+  },
+  {
+    desc: 'a type-only upward import',
+    files: { 'pipeline/a.ts': "import type { B } from '../fronts/b.ts';\n", 'fronts/b.ts': 'export type B = 1;\n' },
+    expected: /pipeline may not import fronts/,
+  },
+  {
+    desc: 'a cycle inside one layer',
+    files: { 'rules/a.ts': "import './b.ts';\n", 'rules/b.ts': "import './a.ts';\n" },
+    expected: /import cycle: rules\/a\.ts → rules\/b\.ts → rules\/a\.ts/,
+  },
   { desc: 'a directory in no layer', files: { 'misc/a.ts': 'export {};\n' }, expected: /src\/misc is not in a layer/ },
 ];
 for (const c of cases) {

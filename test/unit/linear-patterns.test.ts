@@ -122,16 +122,16 @@ test('From: at most 100 addresses are taken', () => {
 
 // Expected outputs are the old regex renderer's (the one it replaced), so body rules match as before.
 const htmlCases: Array<[string, string]> = [
-  ["<p>Hello <b>world</b></p><p>Second</p>", "Hello world\nSecond"],
-  ["<html><head><title>t</title></head><body>Text &amp; more &lt;b&gt; &#65;&#x42; &nbsp;x</body></html>", "Text & more <b> AB x"],
-  ["a<br>b<br/>c<BR />d", "a\nb\nc\nd"],
-  ["<script>var x = \"<p>\";</script>visible<style>p{}</style>", "visible"],
-  ["<div>one</div>\n\n\n<div>two</div>", "one\ntwo"],
-  ["x &bogus; y &#0; z &#x110000; w", "x &bogus; y &#0; z &#x110000; w"],
-  ["a < b and c > d", "a d"],
-  ["<SCRIPT type=\"x\">hidden</SCRIPT >shown", "shown"],
-  ["unclosed <script> stays", "unclosed stays"],
-  ["tabs\t\tand   spaces", "tabs and spaces"],
+  ['<p>Hello <b>world</b></p><p>Second</p>', 'Hello world\nSecond'],
+  ['<html><head><title>t</title></head><body>Text &amp; more &lt;b&gt; &#65;&#x42; &nbsp;x</body></html>', 'Text & more <b> AB x'],
+  ['a<br>b<br/>c<BR />d', 'a\nb\nc\nd'],
+  ['<script>var x = "<p>";</script>visible<style>p{}</style>', 'visible'],
+  ['<div>one</div>\n\n\n<div>two</div>', 'one\ntwo'],
+  ['x &bogus; y &#0; z &#x110000; w', 'x &bogus; y &#0; z &#x110000; w'],
+  ['a < b and c > d', 'a d'],
+  ['<SCRIPT type="x">hidden</SCRIPT >shown', 'shown'],
+  ['unclosed <script> stays', 'unclosed stays'],
+  ['tabs\t\tand   spaces', 'tabs and spaces'],
 ];
 for (const [h, expected] of htmlCases) {
   test(`htmlToText agrees with the old renderer: ${JSON.stringify(h.slice(0, 40))}`, () => {

@@ -30,7 +30,12 @@ async function worstDelayMs(fn: () => void): Promise<number> {
 }
 
 const cases: Array<{ desc: string; run: () => void }> = [
-  { desc: 'From: 64 KB without "@", four times', run: () => { for (let i = 0; i < 4; i++) extractAddresses('a'.repeat(K64)); } },
+  {
+    desc: 'From: 64 KB without "@", four times',
+    run: () => {
+      for (let i = 0; i < 4; i++) extractAddresses('a'.repeat(K64));
+    },
+  },
   { desc: 'From: 64 KB of "<"', run: () => extractAddresses('<'.repeat(K64)) },
   { desc: 'From: 64 KB of "a:"', run: () => extractAddresses('a:'.repeat(K64 / 2)) },
   { desc: 'From: 64 KB of "(("', run: () => extractAddresses('('.repeat(K64)) },

@@ -9,7 +9,19 @@ import type { Readable } from 'node:stream';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import pino from 'pino';
-import { Cmd, decodeCommand, encode, formatReply, MilterProtocolError, PacketReader, Reply, Step, WANTED_ACTIONS, WANTED_STEPS, type Command } from '../../src/fronts/milter/protocol.ts';
+import {
+  Cmd,
+  decodeCommand,
+  encode,
+  formatReply,
+  MilterProtocolError,
+  PacketReader,
+  Reply,
+  Step,
+  WANTED_ACTIONS,
+  WANTED_STEPS,
+  type Command,
+} from '../../src/fronts/milter/protocol.ts';
 import { MilterSession } from '../../src/fronts/milter/milter-session.ts';
 import { connectionFacts, esmtpArgs, mailMacroFacts, tlsFacts } from '../../src/fronts/milter/macros.ts';
 import { eomReplies, unfoldValue, wireValue } from '../../src/fronts/milter/reply-map.ts';
@@ -51,7 +63,26 @@ describe('decoding what Postfix sent (recorded fixture)', () => {
   test('a message with two recipients: every command in order, values exact', () => {
     const cmds = decodeAll(captured('message-two-recipients'));
     const seq = cmds.filter((c) => c.cmd !== 'macro').map((c) => c.cmd);
-    assert.deepEqual(seq, ['optneg', 'connect', 'helo', 'mail', 'rcpt', 'rcpt', 'header', 'header', 'header', 'header', 'header', 'header', 'eoh', 'body', 'eom', 'abort', 'abort', 'quit']);
+    assert.deepEqual(seq, [
+      'optneg',
+      'connect',
+      'helo',
+      'mail',
+      'rcpt',
+      'rcpt',
+      'header',
+      'header',
+      'header',
+      'header',
+      'header',
+      'header',
+      'eoh',
+      'body',
+      'eom',
+      'abort',
+      'abort',
+      'quit',
+    ]);
     const connect = cmds.find((c) => c.cmd === 'connect');
     assert.ok(connect?.cmd === 'connect');
     assert.equal(connect.family, 'inet');
@@ -79,7 +110,9 @@ describe('decoding what Postfix sent (recorded fixture)', () => {
   });
 
   test('RSET mid-transaction arrives as ABORT, then a new MAIL on the same connection', () => {
-    const seq = decodeAll(captured('rset-then-message')).filter((c) => c.cmd !== 'macro').map((c) => (c.cmd === 'mail' ? `mail:${c.from}` : c.cmd));
+    const seq = decodeAll(captured('rset-then-message'))
+      .filter((c) => c.cmd !== 'macro')
+      .map((c) => (c.cmd === 'mail' ? `mail:${c.from}` : c.cmd));
     const i = seq.indexOf('abort');
     assert.deepEqual(seq.slice(i - 2, i + 3), ['mail:first@example.net', 'rcpt', 'abort', 'mail:', 'rcpt']);
   });
@@ -90,7 +123,8 @@ describe('decoding what Postfix sent (recorded fixture)', () => {
     assert.equal(WANTED_ACTIONS & ~o.actions, 0);
     assert.equal(WANTED_STEPS & ~o.protocol, 0);
     for (const f of [Step.NR_HDR, Step.NR_EOH, Step.NR_BODY, Step.NODATA, Step.NOUNKNOWN, Step.HDR_LEADSPC]) assert.ok(WANTED_STEPS & f);
-    for (const f of [Step.NR_CONN, Step.NR_HELO, Step.NR_MAIL, Step.NR_RCPT, Step.NOBODY, Step.NOHDRS]) assert.equal(WANTED_STEPS & f, 0, 'steps that can be refused keep their reply');
+    for (const f of [Step.NR_CONN, Step.NR_HELO, Step.NR_MAIL, Step.NR_RCPT, Step.NOBODY, Step.NOHDRS])
+      assert.equal(WANTED_STEPS & f, 0, 'steps that can be refused keep their reply');
   });
 });
 
@@ -103,7 +137,10 @@ interface Recorded {
   open: number;
 }
 
-function scriptedPipeline(answers: Partial<Record<'connect' | 'helo' | 'mail' | 'rcpt' | 'data', Outcome>> = {}): { factory: MilterPipelineFactory; rec: Recorded } {
+function scriptedPipeline(answers: Partial<Record<'connect' | 'helo' | 'mail' | 'rcpt' | 'data', Outcome>> = {}): {
+  factory: MilterPipelineFactory;
+  rec: Recorded;
+} {
   const rec: Recorded = { calls: [], messages: [], closed: 0, open: 0 };
   const ok: Outcome = { kind: 'continue' };
   const factory: MilterPipelineFactory = () => {
@@ -153,7 +190,12 @@ function noEdits(): FinalEdits {
   return { addHeaders: [], appendHeaders: [], removeHeaders: [], rcptRewrites: new Map() };
 }
 
-async function drive(bytes: Buffer, chunkSizes: number[], factory: MilterPipelineFactory, maxPacketBytes = 1_048_576): Promise<{ out: Command[]; replies: number[]; session: MilterSession; closedByUs: boolean }> {
+async function drive(
+  bytes: Buffer,
+  chunkSizes: number[],
+  factory: MilterPipelineFactory,
+  maxPacketBytes = 1_048_576,
+): Promise<{ out: Command[]; replies: number[]; session: MilterSession; closedByUs: boolean }> {
   const written: Buffer[] = [];
   let closedByUs = false;
   const session = new MilterSession({ id: 't', log, pipeline: factory, maxPacketBytes, write: (b) => written.push(b), close: () => (closedByUs = true) });
@@ -178,10 +220,22 @@ describe('the session over recorded Postfix bytes', () => {
   test('whole stream: pipeline sees each stage, the message is rebuilt byte for byte, replies as negotiated', async () => {
     const { factory, rec } = scriptedPipeline();
     const { replies, session, closedByUs } = await drive(captured('message-two-recipients'), [], factory);
-    assert.deepEqual(rec.calls.slice(0, 6), ['connect 127.0.0.1', 'helo client.example.net', 'mail <sender@example.net> SIZE,BODY tls=false', 'rcpt <alice@example.test>', 'rcpt <bob@example.test>', rec.calls[5]]);
+    assert.deepEqual(rec.calls.slice(0, 6), [
+      'connect 127.0.0.1',
+      'helo client.example.net',
+      'mail <sender@example.net> SIZE,BODY tls=false',
+      'rcpt <alice@example.test>',
+      'rcpt <bob@example.test>',
+      rec.calls[5],
+    ]);
     assert.match(rec.calls[5] ?? '', /^data qid=[0-9A-F]+$/);
     const msg = rec.messages[0] ?? '';
-    assert.ok(msg.startsWith('From: Sender <sender@example.net>\r\nTo: alice@example.test, bob@example.test\r\nSubject: recorded\r\nX-Folded: first line\r\n\tsecond line\r\n'), msg);
+    assert.ok(
+      msg.startsWith(
+        'From: Sender <sender@example.net>\r\nTo: alice@example.test, bob@example.test\r\nSubject: recorded\r\nX-Folded: first line\r\n\tsecond line\r\n',
+      ),
+      msg,
+    );
     assert.ok(msg.endsWith('\r\n\r\nHello,\r\nthis is a recorded message.\r\n'));
     // OPTNEG, then CONTINUE for connect, helo, mail, 2×rcpt and end of message; nothing for headers/body.
     assert.deepEqual(replies, [Cmd.OPTNEG, Reply.CONTINUE, Reply.CONTINUE, Reply.CONTINUE, Reply.CONTINUE, Reply.CONTINUE, Reply.CONTINUE]);
@@ -195,13 +249,18 @@ describe('the session over recorded Postfix bytes', () => {
     await drive(captured('rset-then-message'), [7], factory);
     const i = rec.calls.indexOf('abort');
     assert.ok(i > 0);
-    assert.deepEqual(rec.calls.slice(i - 2, i + 3).map((c) => c.split(' ')[0]), ['mail', 'rcpt', 'abort', 'mail', 'rcpt']);
+    assert.deepEqual(
+      rec.calls.slice(i - 2, i + 3).map((c) => c.split(' ')[0]),
+      ['mail', 'rcpt', 'abort', 'mail', 'rcpt'],
+    );
     assert.equal(rec.messages.length, 1);
     assert.ok(rec.messages[0]?.startsWith('Subject: after rset\r\n'));
   });
 
   test('a refusal at RCPT becomes REPLYCODE with the code, enhanced code and text', async () => {
-    const { factory } = scriptedPipeline({ rcpt: { kind: 'refuse', reply: { code: 450, enhanced: '4.7.1', text: 'Rate limit exceeded (recipient_messages); try again in 1 hour' } } });
+    const { factory } = scriptedPipeline({
+      rcpt: { kind: 'refuse', reply: { code: 450, enhanced: '4.7.1', text: 'Rate limit exceeded (recipient_messages); try again in 1 hour' } },
+    });
     const written: Buffer[] = [];
     const s = new MilterSession({ id: 't', log, pipeline: factory, maxPacketBytes: 1 << 20, write: (b) => written.push(b), close: () => undefined });
     s.feed(captured('message-two-recipients'));
@@ -224,7 +283,16 @@ describe('backpressure', () => {
     };
     let paused = 0;
     let resumed = 0;
-    const s = new MilterSession({ id: 't', log, pipeline: slow, maxPacketBytes: 65_536, write: () => undefined, close: () => undefined, pause: () => paused++, resume: () => resumed++ });
+    const s = new MilterSession({
+      id: 't',
+      log,
+      pipeline: slow,
+      maxPacketBytes: 65_536,
+      write: () => undefined,
+      close: () => undefined,
+      pause: () => paused++,
+      resume: () => resumed++,
+    });
     const pk = rawPackets(captured('message-two-recipients'));
     const upToEoh = pk.slice(0, pk.findIndex((b) => b[4] === Cmd.EOH) + 1);
     s.feed(Buffer.concat(upToEoh));
@@ -314,19 +382,32 @@ describe('reply map at end of message (table)', () => {
     { name: 'authentication-results', value: ' upstream.example; spf=pass' },
   ];
   const forged = (n: string, v: string) => n.toLowerCase() === 'authentication-results' && v.startsWith('mx.example.test');
-  const decode = (bufs: Buffer[]) => bufs.map((b) => {
-    const p = new PacketReader().push(b)[0] as { cmd: number; payload: Buffer };
-    const s = p.payload.toString('latin1');
-    return p.cmd === Reply.INSHEADER || p.cmd === Reply.CHGHEADER ? `${String.fromCharCode(p.cmd)} ${p.payload.readUInt32BE(0)} ${s.slice(4)}` : `${String.fromCharCode(p.cmd)} ${s}`;
-  });
+  const decode = (bufs: Buffer[]) =>
+    bufs.map((b) => {
+      const p = new PacketReader().push(b)[0] as { cmd: number; payload: Buffer };
+      const s = p.payload.toString('latin1');
+      return p.cmd === Reply.INSHEADER || p.cmd === Reply.CHGHEADER
+        ? `${String.fromCharCode(p.cmd)} ${p.payload.readUInt32BE(0)} ${s.slice(4)}`
+        : `${String.fromCharCode(p.cmd)} ${s}`;
+    });
   const cases: Array<{ desc: string; outcome: Outcome; expected: string[] }> = [
-    { desc: 'refuse → REPLYCODE only', outcome: { kind: 'refuse', reply: { code: 550, enhanced: '5.7.1', text: 'Rejected by the DMARC policy of bank.example' } }, expected: ['y 550 5.7.1 Rejected by the DMARC policy of bank.example\0'] },
+    {
+      desc: 'refuse → REPLYCODE only',
+      outcome: { kind: 'refuse', reply: { code: 550, enhanced: '5.7.1', text: 'Rejected by the DMARC policy of bank.example' } },
+      expected: ['y 550 5.7.1 Rejected by the DMARC policy of bank.example\0'],
+    },
     { desc: 'discard → DISCARD', outcome: { kind: 'discard' }, expected: ['d '] },
     {
       desc: 'deliver: forged results deleted highest index first, subject tagged, ours inserted on top in order, rcpt rewritten',
       outcome: {
         kind: 'deliver',
-        edits: { addHeaders: [{ name: 'Authentication-Results', value: 'mx.example.test; spf=pass' }], appendHeaders: [{ name: 'X-Mailgate-Status', value: 'accept score=0' }], removeHeaders: [forged], tagSubject: '[SPAM]', rcptRewrites: new Map([['prvs=1=bob@example.test', 'bob@example.test']]) },
+        edits: {
+          addHeaders: [{ name: 'Authentication-Results', value: 'mx.example.test; spf=pass' }],
+          appendHeaders: [{ name: 'X-Mailgate-Status', value: 'accept score=0' }],
+          removeHeaders: [forged],
+          tagSubject: '[SPAM]',
+          rcptRewrites: new Map([['prvs=1=bob@example.test', 'bob@example.test']]),
+        },
       },
       expected: [
         'm 2 Authentication-Results\0\0',
@@ -339,7 +420,11 @@ describe('reply map at end of message (table)', () => {
         'c ',
       ],
     },
-    { desc: 'quarantine (hold) → edits, QUARANTINE, CONTINUE', outcome: { kind: 'quarantine', edits: noEdits(), reason: 'mailgate X: SPAM' }, expected: ['q mailgate X: SPAM\0', 'c '] },
+    {
+      desc: 'quarantine (hold) → edits, QUARANTINE, CONTINUE',
+      outcome: { kind: 'quarantine', edits: noEdits(), reason: 'mailgate X: SPAM' },
+      expected: ['q mailgate X: SPAM\0', 'c '],
+    },
     { desc: 'quarantine (store) → DISCARD', outcome: { kind: 'quarantine', edits: noEdits(), reason: 'x', stored: 'ID' }, expected: ['d '] },
   ];
   for (const c of cases) test(c.desc, () => assert.deepEqual(decode(eomReplies(c.outcome, headers, { leadingSpace: true })), c.expected));
@@ -362,20 +447,63 @@ describe('reply map at end of message (table)', () => {
 
 describe('macros → the SMTP front facts (table)', () => {
   const cases: Array<{ desc: string; got: Map<string, FactValue>; expected: Record<string, FactValue> }> = [
-    { desc: 'connect packet only', got: connectionFacts({ address: '192.0.2.7', port: 4000 }, new Map()), expected: { 'client.ip': '192.0.2.7', 'client.port': 4000, 'client.proxied': false } },
+    {
+      desc: 'connect packet only',
+      got: connectionFacts({ address: '192.0.2.7', port: 4000 }, new Map()),
+      expected: { 'client.ip': '192.0.2.7', 'client.port': 4000, 'client.proxied': false },
+    },
     {
       desc: 'macros win, names normalised',
-      got: connectionFacts({ address: '::ffff:10.0.0.1', port: 1 }, new Map([['client_addr', '::ffff:198.51.100.2'], ['client_port', '2525'], ['client_name', 'unknown'], ['daemon_name', 'smtpd'], ['j', 'mx.example.test']])),
-      expected: { 'client.ip': '198.51.100.2', 'client.port': 2525, 'client.proxied': false, 'milter.client_name': '', 'milter.daemon_name': 'smtpd', 'milter.mta_hostname': 'mx.example.test' },
+      got: connectionFacts(
+        { address: '::ffff:10.0.0.1', port: 1 },
+        new Map([
+          ['client_addr', '::ffff:198.51.100.2'],
+          ['client_port', '2525'],
+          ['client_name', 'unknown'],
+          ['daemon_name', 'smtpd'],
+          ['j', 'mx.example.test'],
+        ]),
+      ),
+      expected: {
+        'client.ip': '198.51.100.2',
+        'client.port': 2525,
+        'client.proxied': false,
+        'milter.client_name': '',
+        'milter.daemon_name': 'smtpd',
+        'milter.mta_hostname': 'mx.example.test',
+      },
     },
-    { desc: 'a unix-socket client counts as local', got: connectionFacts({ address: '/run/x.sock', port: 0 }, new Map()), expected: { 'client.ip': '127.0.0.1', 'client.port': 0, 'client.proxied': false } },
+    {
+      desc: 'a unix-socket client counts as local',
+      got: connectionFacts({ address: '/run/x.sock', port: 0 }, new Map()),
+      expected: { 'client.ip': '127.0.0.1', 'client.port': 0, 'client.proxied': false },
+    },
     { desc: 'no TLS', got: tlsFacts(new Map()), expected: { tls: false } },
-    { desc: 'TLS', got: tlsFacts(new Map([['tls_version', 'TLSv1.3'], ['cipher', 'TLS_AES_256_GCM_SHA384']])), expected: { tls: true, 'tls.version': 'TLSv1.3', 'tls.cipher': 'TLS_AES_256_GCM_SHA384' } },
-    { desc: 'SASL login and queue id', got: mailMacroFacts(new Map([['auth_authen', 'alice'], ['i', 'ABC123']])), expected: { 'milter.queue_id': 'ABC123', 'milter.authenticated': true, 'milter.auth_user': 'alice' } },
+    {
+      desc: 'TLS',
+      got: tlsFacts(
+        new Map([
+          ['tls_version', 'TLSv1.3'],
+          ['cipher', 'TLS_AES_256_GCM_SHA384'],
+        ]),
+      ),
+      expected: { tls: true, 'tls.version': 'TLSv1.3', 'tls.cipher': 'TLS_AES_256_GCM_SHA384' },
+    },
+    {
+      desc: 'SASL login and queue id',
+      got: mailMacroFacts(
+        new Map([
+          ['auth_authen', 'alice'],
+          ['i', 'ABC123'],
+        ]),
+      ),
+      expected: { 'milter.queue_id': 'ABC123', 'milter.authenticated': true, 'milter.auth_user': 'alice' },
+    },
   ];
   for (const c of cases) test(c.desc, () => assert.deepEqual(Object.fromEntries(c.got), c.expected));
 
-  test('ESMTP args like smtp-server gives them', () => assert.deepEqual(esmtpArgs(['SIZE=300', 'body=8BITMIME', 'SMTPUTF8']), { SIZE: '300', BODY: '8BITMIME', SMTPUTF8: true }));
+  test('ESMTP args like smtp-server gives them', () =>
+    assert.deepEqual(esmtpArgs(['SIZE=300', 'body=8BITMIME', 'SMTPUTF8']), { SIZE: '300', BODY: '8BITMIME', SMTPUTF8: true }));
 
   const addrs: Array<{ s: string; expected: unknown }> = [
     { s: 'inet:11332@127.0.0.1', expected: { kind: 'inet', host: '127.0.0.1', port: 11332 } },
@@ -431,7 +559,10 @@ describe('properties (fast-check)', () => {
         const r = new PacketReader(65_536);
         const b = Buffer.alloc(4);
         b.writeUInt32BE(n);
-        assert.throws(() => r.push(b), (e: unknown) => e instanceof MilterProtocolError && e.reason === 'oversized');
+        assert.throws(
+          () => r.push(b),
+          (e: unknown) => e instanceof MilterProtocolError && e.reason === 'oversized',
+        );
       }),
       { numRuns: 300 },
     );
@@ -455,7 +586,10 @@ describe('properties (fast-check)', () => {
     await fc.assert(
       fc.asyncProperty(
         fc.constantFrom(...streams),
-        fc.array(fc.record({ at: fc.nat(), kind: fc.constantFrom('flip', 'insert', 'delete'), byte: fc.integer({ min: 0, max: 255 }) }), { minLength: 1, maxLength: 8 }),
+        fc.array(fc.record({ at: fc.nat(), kind: fc.constantFrom('flip', 'insert', 'delete'), byte: fc.integer({ min: 0, max: 255 }) }), {
+          minLength: 1,
+          maxLength: 8,
+        }),
         async (orig, muts) => {
           const bytes = [...orig];
           for (const m of muts) {

@@ -50,9 +50,25 @@ after(async () => {
 });
 
 function app(admin: Record<string, unknown> = {}) {
-  const config = configSchema.parse({ hostname: 'mx.example.test', domains: ['example.test'], backend: { maildir: join(dir, 'md') }, quarantine: { dir: join(dir, 'q') } });
-  const rt = { config, logger: pino({ level: 'silent' }), quarantine: store, backend: new MaildirBackend(join(dir, 'md')), draining: false } as unknown as Runtime;
-  return createAdminApp(rt, [{ name: 'backend', check: async () => ({ ok: true, detail: 'ok' }) }], adminSchema.parse({ auth: { tokens: [TOKEN], users: [{ name: 'admin', password: hash }] }, ...admin }), store);
+  const config = configSchema.parse({
+    hostname: 'mx.example.test',
+    domains: ['example.test'],
+    backend: { maildir: join(dir, 'md') },
+    quarantine: { dir: join(dir, 'q') },
+  });
+  const rt = {
+    config,
+    logger: pino({ level: 'silent' }),
+    quarantine: store,
+    backend: new MaildirBackend(join(dir, 'md')),
+    draining: false,
+  } as unknown as Runtime;
+  return createAdminApp(
+    rt,
+    [{ name: 'backend', check: async () => ({ ok: true, detail: 'ok' }) }],
+    adminSchema.parse({ auth: { tokens: [TOKEN], users: [{ name: 'admin', password: hash }] }, ...admin }),
+    store,
+  );
 }
 
 function cookiesOf(res: Response): Record<string, string> {
@@ -225,7 +241,10 @@ describe('helpers (tables)', () => {
     const t = Date.now();
     htmlToPlain(hostile);
     assert.ok(Date.now() - t < 1000, 'linear time');
-    assert.deepEqual(headerFields(Buffer.from('A: 1\r\nB: x\r\n y\r\n\r\nbody')), [{ name: 'A', value: '1' }, { name: 'B', value: 'x y' }]);
+    assert.deepEqual(headerFields(Buffer.from('A: 1\r\nB: x\r\n y\r\n\r\nbody')), [
+      { name: 'A', value: '1' },
+      { name: 'B', value: 'x y' },
+    ]);
   });
 
   test('WindowLimiter resets per window and stays bounded', () => {
@@ -240,7 +259,10 @@ describe('helpers (tables)', () => {
 
   test('config keys (table): quarantine and admin', () => {
     const base = { hostname: 'mx.example.test', domains: ['example.test'], backend: { maildir: '/tmp/x' } };
-    const ok = configSchema.parse({ ...base, quarantine: { retention: '30d', quota: { max_bytes: '10GB', max_messages: 5000 }, index: { backend: 'postgres', url: 'postgres://q@db/mailgate' } } });
+    const ok = configSchema.parse({
+      ...base,
+      quarantine: { retention: '30d', quota: { max_bytes: '10GB', max_messages: 5000 }, index: { backend: 'postgres', url: 'postgres://q@db/mailgate' } },
+    });
     assert.equal(ok.quarantine.retention, 30 * 86_400_000);
     assert.equal(ok.quarantine.quota.max_bytes, 10 * 1024 ** 3);
     assert.equal(ok.quarantine.quota.outcome, 'tempfail');
@@ -261,7 +283,10 @@ describe('helpers (tables)', () => {
     for (const c of bad) {
       const r = configSchema.safeParse({ ...base, ...c });
       assert.equal(r.success, false, c.path);
-      assert.ok(r.error?.issues.some((i) => i.path.join('.') === c.path), `${c.path}: ${JSON.stringify(r.error?.issues.map((i) => i.path.join('.')))}`);
+      assert.ok(
+        r.error?.issues.some((i) => i.path.join('.') === c.path),
+        `${c.path}: ${JSON.stringify(r.error?.issues.map((i) => i.path.join('.')))}`,
+      );
     }
     const sizes = [
       { input: '1024', expected: 1024 },

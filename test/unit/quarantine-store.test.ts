@@ -54,7 +54,8 @@ for (const b of backends) {
     function cfg(over: Record<string, unknown> = {}): QuarantineConfig {
       const dir = mkdtempSync(join(tmpdir(), `mg-qstore-${b.name}-`));
       dirs.push(dir);
-      const index = b.name === 'postgres' ? { backend: 'postgres', url: (pg as TestPostgres).url, schema: `t${process.pid}_${++schemaSeq}` } : { backend: 'sqlite' };
+      const index =
+        b.name === 'postgres' ? { backend: 'postgres', url: (pg as TestPostgres).url, schema: `t${process.pid}_${++schemaSeq}` } : { backend: 'sqlite' };
       return quarantineSchema.parse({ dir, index, ...over });
     }
     function store(c: QuarantineConfig = cfg(), extra: Partial<ConstructorParameters<typeof QuarantineStore>[0] & object> = {}): QuarantineStore {
@@ -73,7 +74,10 @@ for (const b of backends) {
       assert.deepEqual(await s.bytes(e.row), body);
       assert.equal(e.row.size, body.length);
       assert.ok(existsSync(join(s.dir, '2026-11-20', 'AAA1.eml')) && existsSync(join(s.dir, '2026-11-20', 'AAA1.json')));
-      assert.deepEqual((await s.list()).rows.map((r) => r.id), ['AAA1']);
+      assert.deepEqual(
+        (await s.list()).rows.map((r) => r.id),
+        ['AAA1'],
+      );
       assert.equal(await s.get('../etc'), undefined, 'ids never reach a path');
     });
 
@@ -81,9 +85,45 @@ for (const b of backends) {
       const s = store();
       const ix = await s.index();
       const rows: IndexRow[] = [
-        { id: 'F1', received: '2026-11-01T00:00:00.000Z', from: 'a@x.example', rcpts: ['Alice@Example.test'], rules: ['R1'], size: 1, score: 3, reason: 'rule R1', subject: 'x', clientIp: '192.0.2.1', helo: 'h' },
-        { id: 'F2', received: '2026-11-02T00:00:00.000Z', from: 'b@y.example', rcpts: ['bob@example.test', 'carol@other.test'], rules: ['R1', 'R2'], size: 1, score: 8, reason: 'score 8', subject: 'x', clientIp: '192.0.2.1', helo: 'h' },
-        { id: 'F3', received: '2026-11-03T00:00:00.000Z', from: 'A@X.example', rcpts: ['carol@other.test'], rules: ['R3'], size: 1, score: 15, reason: 'virus 100%_match', subject: 'x', clientIp: '192.0.2.1', helo: 'h' },
+        {
+          id: 'F1',
+          received: '2026-11-01T00:00:00.000Z',
+          from: 'a@x.example',
+          rcpts: ['Alice@Example.test'],
+          rules: ['R1'],
+          size: 1,
+          score: 3,
+          reason: 'rule R1',
+          subject: 'x',
+          clientIp: '192.0.2.1',
+          helo: 'h',
+        },
+        {
+          id: 'F2',
+          received: '2026-11-02T00:00:00.000Z',
+          from: 'b@y.example',
+          rcpts: ['bob@example.test', 'carol@other.test'],
+          rules: ['R1', 'R2'],
+          size: 1,
+          score: 8,
+          reason: 'score 8',
+          subject: 'x',
+          clientIp: '192.0.2.1',
+          helo: 'h',
+        },
+        {
+          id: 'F3',
+          received: '2026-11-03T00:00:00.000Z',
+          from: 'A@X.example',
+          rcpts: ['carol@other.test'],
+          rules: ['R3'],
+          size: 1,
+          score: 15,
+          reason: 'virus 100%_match',
+          subject: 'x',
+          clientIp: '192.0.2.1',
+          helo: 'h',
+        },
       ];
       await ix.insert(rows);
       const cases: Array<{ desc: string; filter: Parameters<QuarantineStore['list']>[0]; expected: string[] }> = [
@@ -105,7 +145,11 @@ for (const b of backends) {
       ];
       for (const c of cases) {
         const r = await s.list(c.filter);
-        assert.deepEqual(r.rows.map((x) => x.id), c.expected, c.desc);
+        assert.deepEqual(
+          r.rows.map((x) => x.id),
+          c.expected,
+          c.desc,
+        );
         if (c.desc !== 'paging') assert.equal(r.total, c.expected.length, `${c.desc}: total`);
       }
       assert.equal((await s.list({ limit: 1, offset: 1 })).total, 3, 'total ignores paging');
@@ -126,7 +170,8 @@ for (const b of backends) {
           size: 1000,
           score: i % 30,
           reason: `score ${i % 30}`,
-          subject: 'x', clientIp: '192.0.2.9',
+          subject: 'x',
+          clientIp: '192.0.2.9',
           helo: 'bulk',
         });
       }
@@ -171,7 +216,11 @@ for (const b of backends) {
       await s.put(meta('E1', { received: old() }), [Buffer.from('1\r\n')]);
       await s.put(meta('E2', { received: new Date().toISOString() }), [Buffer.from('2\r\n')]);
       await s.start();
-      assert.deepEqual((await s.list({ status: 'all' })).rows.map((r) => r.id), ['E2'], 'expired at start');
+      assert.deepEqual(
+        (await s.list({ status: 'all' })).rows.map((r) => r.id),
+        ['E2'],
+        'expired at start',
+      );
       await s.put(meta('E3', { received: old() }), [Buffer.from('3\r\n')]);
       const deadline = Date.now() + 5000;
       while ((await s.get('E3')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
@@ -194,7 +243,11 @@ for (const b of backends) {
           await assert.rejects(p, (e: unknown) => e instanceof QuarantineFullError && e.reply.code === c.code);
           assert.equal(existsSync(join(s.dir, '2026-11-20', 'Q3.eml')), false, `${c.outcome}: nothing written`);
         } else await p;
-        assert.deepEqual((await s.list()).rows.map((r) => r.id), c.kept, c.outcome);
+        assert.deepEqual(
+          (await s.list()).rows.map((r) => r.id),
+          c.kept,
+          c.outcome,
+        );
       }
       const bytes = store(cfg({ quota: { max_bytes: '1KB' } }));
       await bytes.put(meta('S1', { size: 600 }), [Buffer.alloc(600, 65)]);
@@ -215,7 +268,10 @@ for (const b of backends) {
       assert.equal(await a.claimRelease('NOPE'), 'missing');
       const row = (await other.get('R1'))?.row;
       assert.equal(row?.releasedBy, 'alice');
-      assert.deepEqual((await a.list({ status: 'released' })).rows.map((r) => r.id), ['R1']);
+      assert.deepEqual(
+        (await a.list({ status: 'released' })).rows.map((r) => r.id),
+        ['R1'],
+      );
       assert.equal((await a.list()).total, 0, 'held listing no longer shows it');
       // A failed release gives the claim back.
       await a.put(meta('R2'), [Buffer.from('x\r\n')]);
@@ -273,7 +329,11 @@ for (const b of backends) {
         const body = Buffer.alloc(256 * 1024, 120);
         await assert.rejects(s.put(meta('C1', { size: body.length }), [body]), /crash at/);
         const listed = (await s.list()).rows;
-        if (step === 'indexed') assert.deepEqual(listed.map((x) => x.id), ['C1']);
+        if (step === 'indexed')
+          assert.deepEqual(
+            listed.map((x) => x.id),
+            ['C1'],
+          );
         else assert.deepEqual(listed, [], `${step}: not listed`);
         const fresh = store(c);
         await fresh.reconcile();

@@ -97,11 +97,21 @@ interface Msg {
 }
 
 /** A whole connection with one message; returns where it stopped and the reply. */
-async function deliver(r: Rig, m: Msg = {}): Promise<{ stage: Stage | 'done'; code?: number; enhanced?: string; text?: string; facts: FactSet; accepted: string[] }> {
+async function deliver(
+  r: Rig,
+  m: Msg = {},
+): Promise<{ stage: Stage | 'done'; code?: number; enhanced?: string; text?: string; facts: FactSet; accepted: string[] }> {
   const conn = new FactSet();
   conn.set('client.ip', m.ip ?? '192.0.2.10');
   conn.set('client.port', 40000);
-  const refused = (st: Stage, v: Verdict, facts: FactSet) => ({ stage: st, code: v.reply?.code, enhanced: v.reply?.enhanced, text: v.reply?.text, facts, accepted: [] as string[] });
+  const refused = (st: Stage, v: Verdict, facts: FactSet) => ({
+    stage: st,
+    code: v.reply?.code,
+    enhanced: v.reply?.enhanced,
+    text: v.reply?.text,
+    facts,
+    accepted: [] as string[],
+  });
   try {
     let v = await stage(r, 'connect', conn, emptyVerdict());
     if (v.action === 'tempfail' || v.action === 'reject') return refused('connect', v, conn);
@@ -143,7 +153,10 @@ after(async () => {
   for (const c of cleanups) await c();
 });
 function track(r: Rig): Rig {
-  cleanups.push(() => r.store.close(), () => rmSync(r.dir, { recursive: true, force: true }));
+  cleanups.push(
+    () => r.store.close(),
+    () => rmSync(r.dir, { recursive: true, force: true }),
+  );
   return r;
 }
 
@@ -151,10 +164,19 @@ describe('shipped rules/50-ratelimits.yaml', () => {
   test('loads with the limit sections; greylisting off; private networks are not limited', async () => {
     const r = track(rig());
     const names = r.loaded.rules.map((x) => x.name);
-    for (const n of ['CONCURRENCY_TEMPFAIL', 'RATELIMIT_CONNECT_TEMPFAIL', 'RATELIMIT_RCPT_TEMPFAIL', 'RATELIMIT_DATA_REJECT', 'GREYLIST_DEFER']) assert.ok(names.includes(n), n);
+    for (const n of ['CONCURRENCY_TEMPFAIL', 'RATELIMIT_CONNECT_TEMPFAIL', 'RATELIMIT_RCPT_TEMPFAIL', 'RATELIMIT_DATA_REJECT', 'GREYLIST_DEFER'])
+      assert.ok(names.includes(n), n);
     const byName = new Map(r.loaded.rules.map((x) => [x.name, x]));
     assert.deepEqual(
-      ['RATELIMIT_CONNECT_TEMPFAIL', 'RATELIMIT_HELO_TEMPFAIL', 'RATELIMIT_MAIL_TEMPFAIL', 'RATELIMIT_RCPT_TEMPFAIL', 'RATELIMIT_DATA_TEMPFAIL', 'GREYLIST_DEFER', 'CONCURRENCY_TEMPFAIL'].map((n) => byName.get(n)?.stage),
+      [
+        'RATELIMIT_CONNECT_TEMPFAIL',
+        'RATELIMIT_HELO_TEMPFAIL',
+        'RATELIMIT_MAIL_TEMPFAIL',
+        'RATELIMIT_RCPT_TEMPFAIL',
+        'RATELIMIT_DATA_TEMPFAIL',
+        'GREYLIST_DEFER',
+        'CONCURRENCY_TEMPFAIL',
+      ].map((n) => byName.get(n)?.stage),
       ['connect', 'helo', 'mail', 'rcpt', 'data', 'data', 'connect'],
     );
     const greylist = r.checks.find((c) => c.name === 'greylist');
@@ -311,7 +333,12 @@ describe('shipped rules/50-ratelimits.yaml', () => {
       logger,
       now: () => T0,
     });
-    const r = track(rig(`ratelimits:\n  - { name: client_ip_connects, rate: 100/1m }\nconcurrency:\n  - { name: client_ip_connections, max: 10 }\ngreylist: { enabled: true, skip: { spf.result: pass } }\n`, store));
+    const r = track(
+      rig(
+        `ratelimits:\n  - { name: client_ip_connects, rate: 100/1m }\nconcurrency:\n  - { name: client_ip_connections, max: 10 }\ngreylist: { enabled: true, skip: { spf.result: pass } }\n`,
+        store,
+      ),
+    );
     const t = performance.now();
     const res = await deliver(r);
     assert.ok(performance.now() - t < 500);
@@ -390,7 +417,10 @@ greylist:
   });
 
   test('compileLimitSections (without the loader) lists problems by path', () => {
-    assert.throws(() => compileLimitSections({ ratelimits: [{ name: 'x', key: 'client_ip', phase: 'connection' }] }), /ratelimits\[0\]\.name: limit x: missing "rate"/);
+    assert.throws(
+      () => compileLimitSections({ ratelimits: [{ name: 'x', key: 'client_ip', phase: 'connection' }] }),
+      /ratelimits\[0\]\.name: limit x: missing "rate"/,
+    );
     const ok = compileLimitSections({ ratelimits: [{ name: 'x', key: ['client_net', 'sender_domain'], phase: 'message', rate: '100/1m', burst: 20 }] });
     assert.deepEqual(
       ok.ratelimits?.map((l) => [l.stage, l.burst, l.rate]),

@@ -79,17 +79,32 @@ async function exercise(store: SharedStore): Promise<void> {
   // Keys of different kinds in one call: on a Cluster they would be in different slots without
   // the hash tag, and the multi-key script would fail with CROSSSLOT.
   const keys = ['rl:a:198.51.100.1', 'rl:b:example.net', 'rl:c:bob@example.test'].map((k) => store.key(k));
-  const first = await store.rateLimit(keys.map((k) => limit(k, 1)), T0);
+  const first = await store.rateLimit(
+    keys.map((k) => limit(k, 1)),
+    T0,
+  );
   assert.equal(first.served, 'shared');
-  assert.deepEqual(first.results.map((r) => r.allowed), [true, true, true]);
-  const second = await store.rateLimit(keys.map((k) => limit(k, 1)), T0);
-  assert.deepEqual(second.results.map((r) => r.allowed), [false, false, false]);
+  assert.deepEqual(
+    first.results.map((r) => r.allowed),
+    [true, true, true],
+  );
+  const second = await store.rateLimit(
+    keys.map((k) => limit(k, 1)),
+    T0,
+  );
+  assert.deepEqual(
+    second.results.map((r) => r.allowed),
+    [false, false, false],
+  );
   const gl = await store.greylist(
     ['t1', 't2', 't3'].map((t) => ({ tripletKey: store.key('gl', 't', t), networkKey: store.key('gl', 'n', 'net') })),
     { delayMs: 1000, retryWindowMs: 10_000, lifetimeMs: 100_000, autoAllowAfter: 0 },
     T0,
   );
-  assert.deepEqual(gl.map((r) => r.result), ['new', 'new', 'new']);
+  assert.deepEqual(
+    gl.map((r) => r.result),
+    ['new', 'new', 'new'],
+  );
   const slot = await store.acquireSlot(store.key('cc', 'x'), 1, 60_000, T0);
   assert.equal(slot.served, 'shared');
   assert.ok(slot.lease);

@@ -27,7 +27,10 @@ before(async () => {
     join(dir, 'mailgate.yaml'),
     `hostname: mx.example.test\ndomains: [example.test]\nbackend: { maildir: ${dir}/md }\nrules: ${join(root, 'rules')}\ndns: { servers: ["${dns.address}"], timeout_ms: 1000 }\ncapture: false\n`,
   );
-  writeFileSync(join(dir, 'spoof.eml'), 'From: CEO <ceo@bank.test>\r\nTo: alice@example.test\r\nSubject: wire transfer\r\nMessage-ID: <x1@bank.test>\r\n\r\nPlease pay.\r\n');
+  writeFileSync(
+    join(dir, 'spoof.eml'),
+    'From: CEO <ceo@bank.test>\r\nTo: alice@example.test\r\nSubject: wire transfer\r\nMessage-ID: <x1@bank.test>\r\n\r\nPlease pay.\r\n',
+  );
 });
 after(() => dns.close());
 
@@ -46,7 +49,10 @@ test('with a config, SPF and DMARC are computed: a p=reject failure is rejected'
   assert.match(r.out, /Result: +reject/i);
   assert.match(r.out, /spf\.result\s+"fail"/);
   assert.match(r.out, /client\.fcrdns\s+true/);
-  assert.ok(dns.queries.some((q) => q.name === '_dmarc.bank.test'), 'DMARC record looked up on the configured server');
+  assert.ok(
+    dns.queries.some((q) => q.name === '_dmarc.bank.test'),
+    'DMARC record looked up on the configured server',
+  );
 });
 
 test('--offline computes nothing over DNS; --fact overrides a computed fact', async () => {

@@ -65,11 +65,17 @@ test('cli: rules check lists every problem as FILE:LINE: KEY: MESSAGE and exits 
 test('cli: rules test prints the rules that fired, the result and what it could not see', async () => {
   const r = await cli('test', phish, '--rules', shipped);
   assert.equal(r.code, 0, r.err);
-  assert.match(r.out, /^Message: {2}.*phish.eml \(\d+ bytes\)\nEnvelope: client 203\.0\.113\.9 helo localhost, from <service@paypal.example> to <alice@example.test>\n/);
+  assert.match(
+    r.out,
+    /^Message: {2}.*phish.eml \(\d+ bytes\)\nEnvelope: client 203\.0\.113\.9 helo localhost, from <service@paypal.example> to <alice@example.test>\n/,
+  );
   assert.match(r.out, /\nhelo {5}HELO_NOT_FQDN {17}\+1 {6}/);
   assert.match(r.out, /\nmail {5}SPF_FAIL {22}\+3 /);
   assert.match(r.out, /\ndata {5}DMARC_REJECT {26}reject {6}20-auth.yaml:\d+\n/);
-  assert.match(r.out, /\nResult: {3}reject at data: 550 5\.7\.1 Message rejected: it fails DMARC authentication and the DMARC policy of paypal\.example is reject\n/);
+  assert.match(
+    r.out,
+    /\nResult: {3}reject at data: 550 5\.7\.1 Message rejected: it fails DMARC authentication and the DMARC policy of paypal\.example is reject\n/,
+  );
   assert.match(r.out, /decided by rule DMARC_REJECT@data/);
   assert.match(r.out, /Facts \d+ rules read but this run did not have/);
 });
@@ -80,7 +86,10 @@ test('cli: rules test options override the sidecar; --fact values are JSON or te
   const j = JSON.parse(r.out) as { action: string; fired: Array<{ rule: string }>; envelope: { helo: string } };
   assert.equal(j.action, 'quarantine');
   assert.equal(j.envelope.helo, 'mail.paypal.example');
-  assert.deepEqual(j.fired.map((f) => f.rule), ['SPF_FAIL', 'DMARC_QUARANTINE', 'MISSING_MESSAGE_ID', 'MISSING_DATE']);
+  assert.deepEqual(
+    j.fired.map((f) => f.rule),
+    ['SPF_FAIL', 'DMARC_QUARANTINE', 'MISSING_MESSAGE_ID', 'MISSING_DATE'],
+  );
 });
 
 test('cli: rules test refuses unknown facts and missing files', async () => {
@@ -96,7 +105,10 @@ test('cli: rules diff on a corpus prints each message whose action changes and w
   });
   const r = await cli('diff', stricter, '--rules', shipped, '--corpus', corpus);
   assert.equal(r.code, 1, r.err);
-  assert.match(r.out, /^dmarc-quarantine\.eml\n {4}quarantine@data → reject@data {3}score 0 → 0\n {4}now decided by rule DMARC_QUARANTINE@data \(was rule DMARC_QUARANTINE@data\)\n {4}reply: 550 5\.7\.1 Message rejected by policy\n/m);
+  assert.match(
+    r.out,
+    /^dmarc-quarantine\.eml\n {4}quarantine@data → reject@data {3}score 0 → 0\n {4}now decided by rule DMARC_QUARANTINE@data \(was rule DMARC_QUARANTINE@data\)\n {4}reply: 550 5\.7\.1 Message rejected by policy\n/m,
+  );
   assert.match(r.out, /Replayed 10 messages from corpus .* 1 would change \(quarantine→reject 1\)\.\n$/);
   const same = await cli('diff', shipped, '--rules', shipped, '--corpus', corpus);
   assert.equal(same.code, 0);
@@ -127,7 +139,11 @@ test('cli: rules diff replays the capture the gateway writes', async () => {
   const blockSpf = proposed({ 'local.d/50-spf.yaml': 'rules:\n  - name: SPF_FAIL\n    action: reject\n' });
   const r = await cli('diff', blockSpf, '--rules', shipped, '--capture', file, '--json');
   assert.equal(r.code, 1, r.err);
-  const j = JSON.parse(r.out) as { replayed: number; changed: number; messages: Array<{ message: string; before: { action: string }; after: { action: string; stage: string }; rules: string[] }> };
+  const j = JSON.parse(r.out) as {
+    replayed: number;
+    changed: number;
+    messages: Array<{ message: string; before: { action: string }; after: { action: string; stage: string }; rules: string[] }>;
+  };
   assert.equal(j.replayed, 2);
   assert.equal(j.changed, 1);
   assert.match(j.messages[0]?.message ?? '', / q2 <a@sender.example> -> alice@example.test$/);
@@ -156,7 +172,10 @@ test('cli: the capture files of several worker processes are read together, olde
   await new Promise((r) => setTimeout(r, 5));
   a.record(new FactSet([['client.ip', '192.0.2.3']]), emptyVerdict(), 'accept', 'third');
   await Promise.all([a.close(), b.close()]);
-  assert.deepEqual(readCapture(join(dir, 'capture.jsonl')).entries.map((e) => e.id), ['first', 'second', 'third']);
+  assert.deepEqual(
+    readCapture(join(dir, 'capture.jsonl')).entries.map((e) => e.id),
+    ['first', 'second', 'third'],
+  );
 });
 
 test('cli: `mailgate rules` is dispatched by the main command', async () => {

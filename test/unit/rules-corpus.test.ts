@@ -13,7 +13,13 @@ import { configSchema } from '../../src/config/schema.ts';
 
 const root = join(import.meta.dirname, '..', '..');
 const corpus = join(root, 'test/fixtures/rules/corpus');
-const config = configSchema.parse({ hostname: 'mx.example.test', domains: ['example.test'], backend: { maildir: '/nonexistent' }, admin: false, capture: false });
+const config = configSchema.parse({
+  hostname: 'mx.example.test',
+  domains: ['example.test'],
+  backend: { maildir: '/nonexistent' },
+  admin: false,
+  capture: false,
+});
 const shipped = loadRules(join(root, 'rules'), knownFacts(), knownSections());
 
 interface Expect {
@@ -25,7 +31,9 @@ interface Expect {
   score?: number;
 }
 
-for (const name of readdirSync(corpus).filter((n) => n.endsWith('.eml')).sort()) {
+for (const name of readdirSync(corpus)
+  .filter((n) => n.endsWith('.eml'))
+  .sort()) {
   test(`shipped policy: ${name}`, async () => {
     const path = join(corpus, name);
     const env = readSidecar(path) as Envelope & { expect: Expect };
@@ -33,11 +41,18 @@ for (const name of readdirSync(corpus).filter((n) => n.endsWith('.eml')).sort())
     const { checks, close } = await offlineChecks(config, shipped, false);
     const r = await runOffline({ policy: shipped.policy, checks, config, envelope: env, message: readFileSync(path) }).finally(close);
     const e = env.expect;
-    assert.deepEqual(r.verdict.fired.map((f) => f.rule), e.rules);
+    assert.deepEqual(
+      r.verdict.fired.map((f) => f.rule),
+      e.rules,
+    );
     assert.equal(r.action, e.action);
     assert.equal(r.stage, e.stage);
     if (e.reply) assert.equal(r.reply?.toString(), e.reply);
-    if (e.header) assert.ok(r.verdict.addHeaders.some((h) => `${h.name}: ${h.value}` === e.header), JSON.stringify(r.verdict.addHeaders));
+    if (e.header)
+      assert.ok(
+        r.verdict.addHeaders.some((h) => `${h.name}: ${h.value}` === e.header),
+        JSON.stringify(r.verdict.addHeaders),
+      );
     if (e.score !== undefined) assert.equal(r.verdict.score, e.score);
   });
 }

@@ -13,7 +13,10 @@ import { makeRulesDir } from '../helpers/rules-dir.ts';
 
 const facts = knownFacts();
 
-function policyOf(rules: string, actions = 'actions: { reject: 10, quarantine: 5, tag: { score: 3, add_header: { X-Spam: "yes {score}" }, tag_subject: "[SPAM]" } }\n') {
+function policyOf(
+  rules: string,
+  actions = 'actions: { reject: 10, quarantine: 5, tag: { score: 3, add_header: { X-Spam: "yes {score}" }, tag_subject: "[SPAM]" } }\n',
+) {
   return loadRules(makeRulesDir({ '00-actions.yaml': actions, '10-rules.yaml': `rules:\n${rules}` }), facts).policy;
 }
 
@@ -25,7 +28,13 @@ async function replay(policy: Policy, input: { facts: FactSet; recipients?: stri
   return runOffline({
     policy,
     checks: [],
-    envelope: { facts: f, ip: str('client.ip') ?? '192.0.2.1', from: str('mail.from') ?? '', to, ...(str('helo.name') ? { helo: str('helo.name') as string } : {}) },
+    envelope: {
+      facts: f,
+      ip: str('client.ip') ?? '192.0.2.1',
+      from: str('mail.from') ?? '',
+      to,
+      ...(str('helo.name') ? { helo: str('helo.name') as string } : {}),
+    },
     message: Buffer.from('Subject: t\r\n\r\nbody\r\n'),
   });
 }
@@ -58,35 +67,74 @@ interface Case {
 
 const cases: Case[] = [
   { desc: 'no rule fires: accept', rules: '  - { name: X, description: d, when: { tls: true }, score: 50 }\n', action: 'accept', stage: 'data', score: 0 },
-  { desc: 'score below every threshold: accept', rules: '  - { name: A, description: d, when: { mail.from_domain: example.org }, score: 2 }\n', action: 'accept', stage: 'data', score: 2 },
+  {
+    desc: 'score below every threshold: accept',
+    rules: '  - { name: A, description: d, when: { mail.from_domain: example.org }, score: 2 }\n',
+    action: 'accept',
+    stage: 'data',
+    score: 2,
+  },
   {
     desc: 'scores add up across stages to the quarantine threshold',
-    rules: '  - { name: A, description: d, when: { client.ip: 192.0.2.1 }, score: 3 }\n  - { name: B, description: d, when: { message.subject: hello }, score: 3 }\n',
+    rules:
+      '  - { name: A, description: d, when: { client.ip: 192.0.2.1 }, score: 3 }\n  - { name: B, description: d, when: { message.subject: hello }, score: 3 }\n',
     action: 'quarantine',
     stage: 'data',
     score: 6,
   },
-  { desc: 'highest threshold reached wins', rules: '  - { name: A, description: d, when: { client.ip: 192.0.2.1 }, score: 12 }\n', action: 'reject', stage: 'data', score: 12 },
-  { desc: 'negative scores lower the total', rules: '  - { name: A, description: d, when: { client.ip: 192.0.2.1 }, score: 12 }\n  - { name: W, description: d, when: { helo.name: { in_domain: example.org } }, score: -8 }\n', action: 'accept', stage: 'data', score: 4 },
-  { desc: 'a direct reject at connect stops there', rules: '  - { name: BL, description: d, when: { client.ip: 192.0.2.1 }, action: reject }\n', action: 'reject', stage: 'connect', fired: ['BL'] },
-  { desc: 'a direct reject at mail', rules: '  - { name: BS, description: d, when: { mail.from_domain: example.org }, action: reject }\n', action: 'reject', stage: 'mail' },
-  { desc: 'a direct action beats the score', rules: '  - { name: Q, description: d, when: { message.subject: hello }, action: quarantine, score: -100 }\n', action: 'quarantine', stage: 'data' },
+  {
+    desc: 'highest threshold reached wins',
+    rules: '  - { name: A, description: d, when: { client.ip: 192.0.2.1 }, score: 12 }\n',
+    action: 'reject',
+    stage: 'data',
+    score: 12,
+  },
+  {
+    desc: 'negative scores lower the total',
+    rules:
+      '  - { name: A, description: d, when: { client.ip: 192.0.2.1 }, score: 12 }\n  - { name: W, description: d, when: { helo.name: { in_domain: example.org } }, score: -8 }\n',
+    action: 'accept',
+    stage: 'data',
+    score: 4,
+  },
+  {
+    desc: 'a direct reject at connect stops there',
+    rules: '  - { name: BL, description: d, when: { client.ip: 192.0.2.1 }, action: reject }\n',
+    action: 'reject',
+    stage: 'connect',
+    fired: ['BL'],
+  },
+  {
+    desc: 'a direct reject at mail',
+    rules: '  - { name: BS, description: d, when: { mail.from_domain: example.org }, action: reject }\n',
+    action: 'reject',
+    stage: 'mail',
+  },
+  {
+    desc: 'a direct action beats the score',
+    rules: '  - { name: Q, description: d, when: { message.subject: hello }, action: quarantine, score: -100 }\n',
+    action: 'quarantine',
+    stage: 'data',
+  },
   {
     desc: 'accept (allow list) wins over reject at the same stage',
-    rules: '  - { name: BLOCK, description: d, when: { client.ip: 192.0.2.1 }, action: reject }\n  - { name: ALLOW, description: d, when: { client.ip: { cidr: 192.0.2.0/24 } }, action: accept }\n',
+    rules:
+      '  - { name: BLOCK, description: d, when: { client.ip: 192.0.2.1 }, action: reject }\n  - { name: ALLOW, description: d, when: { client.ip: { cidr: 192.0.2.0/24 } }, action: accept }\n',
     action: 'accept',
     stage: 'data',
     fired: ['BLOCK', 'ALLOW'],
   },
   {
     desc: 'priority beats the action order',
-    rules: '  - { name: BLOCK, description: d, when: { client.ip: 192.0.2.1 }, action: reject, priority: 10 }\n  - { name: ALLOW, description: d, when: { client.ip: { cidr: 192.0.2.0/24 } }, action: accept }\n',
+    rules:
+      '  - { name: BLOCK, description: d, when: { client.ip: 192.0.2.1 }, action: reject, priority: 10 }\n  - { name: ALLOW, description: d, when: { client.ip: { cidr: 192.0.2.0/24 } }, action: accept }\n',
     action: 'reject',
     stage: 'connect',
   },
   {
     desc: 'accept at connect skips every later rule',
-    rules: '  - { name: ALLOW, description: d, when: { client.ip: 192.0.2.1 }, action: accept }\n  - { name: LATER, description: d, when: { message.subject: hello }, action: reject }\n',
+    rules:
+      '  - { name: ALLOW, description: d, when: { client.ip: 192.0.2.1 }, action: accept }\n  - { name: LATER, description: d, when: { message.subject: hello }, action: reject }\n',
     action: 'accept',
     stage: 'data',
     fired: ['ALLOW'],
@@ -99,7 +147,8 @@ const cases: Case[] = [
   },
   {
     desc: 'a later reject overrides an earlier quarantine',
-    rules: '  - { name: Q, description: d, when: { mail.from_domain: example.org }, action: quarantine }\n  - { name: R, description: d, when: { message.subject: hello }, action: reject }\n',
+    rules:
+      '  - { name: Q, description: d, when: { mail.from_domain: example.org }, action: quarantine }\n  - { name: R, description: d, when: { message.subject: hello }, action: reject }\n',
     action: 'reject',
     stage: 'data',
   },
@@ -111,7 +160,11 @@ for (const c of cases) {
     assert.equal(r.action, c.action);
     assert.equal(r.stage, c.stage);
     if (c.score !== undefined) assert.equal(r.verdict.score, c.score);
-    if (c.fired) assert.deepEqual(r.verdict.fired.map((f) => f.rule), c.fired);
+    if (c.fired)
+      assert.deepEqual(
+        r.verdict.fired.map((f) => f.rule),
+        c.fired,
+      );
   });
 }
 
@@ -125,7 +178,8 @@ test('engine: default replies per stage (554 at connect, 550 later, 451 for temp
 });
 
 test('engine: reply templates interpolate facts and the score, and cannot inject CR/LF', async () => {
-  const rules = '  - { name: S, description: d, when: { helo.name: { exists: true } }, score: 2.5 }\n  - name: T\n    description: d\n    when: { mail.from: { exists: true } }\n    action: tempfail\n    reply: { code: 421, enhanced: 4.7.0, text: "slow down {helo.name} (score {score}); {{literal}}" }\n';
+  const rules =
+    '  - { name: S, description: d, when: { helo.name: { exists: true } }, score: 2.5 }\n  - name: T\n    description: d\n    when: { mail.from: { exists: true } }\n    action: tempfail\n    reply: { code: 421, enhanced: 4.7.0, text: "slow down {helo.name} (score {score}); {{literal}}" }\n';
   const r = await run(rules, { ...msg, 'helo.name': 'evil\r\n250 OK\u00e9' });
   assert.equal(r.reply?.code, 421);
   assert.equal(r.reply?.text, 'slow down evil 250 OK? (score 2.5); {literal}');
@@ -144,7 +198,10 @@ test('engine: tag threshold adds headers and the subject tag to delivered mail; 
 });
 
 test('engine: rule add_header and tag_subject', async () => {
-  const r = await run('  - { name: H, description: d, when: { message.subject: hello }, add_header: { X-Note: "from {mail.from_domain}" }, tag_subject: "[EXT]" }\n', msg);
+  const r = await run(
+    '  - { name: H, description: d, when: { message.subject: hello }, add_header: { X-Note: "from {mail.from_domain}" }, tag_subject: "[EXT]" }\n',
+    msg,
+  );
   assert.equal(r.verdict.tagSubject, '[EXT]');
   assert.deepEqual(r.verdict.addHeaders[0], { name: 'X-Note', value: 'from example.org' });
 });
@@ -154,10 +211,16 @@ test('engine: recipients are judged one by one; a refused one adds nothing', asy
   - { name: EXT, description: d, when: { rcpt.domain: example.test }, score: 2 }
 `;
   const r = await run(rules, msg, ['trap@example.test', 'bob@example.test', 'carol@example.test']);
-  assert.deepEqual(r.recipients.map((x) => x.action), ['reject', 'continue', 'continue']);
+  assert.deepEqual(
+    r.recipients.map((x) => x.action),
+    ['reject', 'continue', 'continue'],
+  );
   assert.equal(r.action, 'accept');
   // EXT fired for two accepted recipients but counts once.
-  assert.deepEqual(r.verdict.fired.map((f) => f.rule), ['EXT']);
+  assert.deepEqual(
+    r.verdict.fired.map((f) => f.rule),
+    ['EXT'],
+  );
   assert.equal(r.verdict.score, 2);
 });
 
@@ -171,7 +234,10 @@ test('engine: a per-recipient accept (postmaster) does not allow-list the whole 
 
 test('engine: evaluating helo again (second EHLO) replaces the first one', async () => {
   const policy = policyOf('  - { name: NOT_FQDN, description: d, when: { helo.name: localhost }, score: 2 }\n');
-  const f = new FactSet([['client.ip', '192.0.2.1'], ['helo.name', 'localhost']]);
+  const f = new FactSet([
+    ['client.ip', '192.0.2.1'],
+    ['helo.name', 'localhost'],
+  ]);
   let v: Verdict = policy.evaluate('connect', f);
   v = policy.evaluate('helo', f, v);
   v = policy.evaluate('helo', f, v);
@@ -184,7 +250,10 @@ test('engine: evaluating helo again (second EHLO) replaces the first one', async
 
 test('engine: a new EHLO after a refused one is judged afresh; MAIL after a refused HELO stays refused', async () => {
   const policy = policyOf('  - { name: BAD_HELO, description: d, when: { helo.name: localhost }, action: reject }\n');
-  const f = new FactSet([['client.ip', '192.0.2.1'], ['helo.name', 'localhost']]);
+  const f = new FactSet([
+    ['client.ip', '192.0.2.1'],
+    ['helo.name', 'localhost'],
+  ]);
   const refused = policy.evaluate('helo', f, policy.evaluate('connect', f));
   assert.equal(refused.action, 'reject');
   assert.equal(policy.evaluate('mail', f, refused).action, 'reject');
@@ -202,13 +271,16 @@ test('engine: readsFact tells the pipeline which costly facts are needed', async
 
 test('engine: status header off, and a threshold reply with the score', async () => {
   const dir = makeRulesDir({
-    'a.yaml': 'settings: { status_header: false }\nactions: { reject: { score: 5, reply: { text: "spam score {score}" } } }\nrules:\n  - { name: A, description: d, when: { client.ip: 192.0.2.1 }, score: 7 }\n',
+    'a.yaml':
+      'settings: { status_header: false }\nactions: { reject: { score: 5, reply: { text: "spam score {score}" } } }\nrules:\n  - { name: A, description: d, when: { client.ip: 192.0.2.1 }, score: 7 }\n',
   });
   const policy = loadRules(dir, facts).policy;
   const r = await replay(policy, { facts: new FactSet(Object.entries(msg)) });
   assert.equal(r.action, 'reject');
   assert.deepEqual([r.reply?.code, r.reply?.enhanced, r.reply?.text], [550, '5.7.1', 'spam score 7']);
   assert.deepEqual(r.verdict.threshold, { action: 'reject', score: 5 });
-  const ok = await replay(loadRules(makeRulesDir({ 'a.yaml': 'settings: { status_header: false }\n' }), facts).policy, { facts: new FactSet(Object.entries(msg)) });
+  const ok = await replay(loadRules(makeRulesDir({ 'a.yaml': 'settings: { status_header: false }\n' }), facts).policy, {
+    facts: new FactSet(Object.entries(msg)),
+  });
   assert.deepEqual(ok.verdict.addHeaders, []);
 });

@@ -41,7 +41,9 @@ const cases: Case[] = [
   {
     desc: 'misspelt key, with the keys allowed',
     files: { '10-a.yaml': 'rules:\n  - name: A\n    description: d\n    when: { tls: false }\n    scroe: 3\n' },
-    expected: ['10-a.yaml:5: rules[0].scroe: unknown key "scroe" (expected one of: name, description, when, score, action, reply, add_header, tag_subject, stage, priority, enabled)'],
+    expected: [
+      '10-a.yaml:5: rules[0].scroe: unknown key "scroe" (expected one of: name, description, when, score, action, reply, add_header, tag_subject, stage, priority, enabled)',
+    ],
   },
   {
     desc: 'wrong type',
@@ -74,8 +76,13 @@ const cases: Case[] = [
   },
   {
     desc: 'reply with a code of the wrong class',
-    files: { '10-a.yaml': 'rules:\n  - name: A\n    description: d\n    when: { tls: false }\n    action: reject\n    reply: { code: 451, enhanced: 4.7.1 }\n' },
-    expected: ['10-a.yaml:6: rules[0].reply.code: reject needs a 5xx code, got 451', '10-a.yaml:6: rules[0].reply.enhanced: reject needs an enhanced code starting with 5., got 4.7.1'],
+    files: {
+      '10-a.yaml': 'rules:\n  - name: A\n    description: d\n    when: { tls: false }\n    action: reject\n    reply: { code: 451, enhanced: 4.7.1 }\n',
+    },
+    expected: [
+      '10-a.yaml:6: rules[0].reply.code: reject needs a 5xx code, got 451',
+      '10-a.yaml:6: rules[0].reply.enhanced: reject needs an enhanced code starting with 5., got 4.7.1',
+    ],
   },
   {
     desc: 'reply without reject or tempfail',
@@ -110,7 +117,10 @@ const cases: Case[] = [
   {
     desc: 'problems in several files are all reported, in file order',
     files: { '10-a.yaml': 'rules:\n  - { name: A, description: d, when: { tls: 1 }, score: 1 }\n', '20-b.yaml': 'actions: { quarantine: x }\n' },
-    expected: ['10-a.yaml:2: rules[0].when.tls: tls is true or false; got 1', '20-b.yaml:1: actions.quarantine: expected a score (number), null or false (off), or {score, reply}'],
+    expected: [
+      '10-a.yaml:2: rules[0].when.tls: tls is true or false; got 1',
+      '20-b.yaml:1: actions.quarantine: expected a score (number), null or false (off), or {score, reply}',
+    ],
   },
 ];
 
@@ -146,7 +156,13 @@ test('loader: local.d patches a shipped rule key by key, disables one, adds one'
 `,
   });
   const loaded = loadRules(dir, facts);
-  assert.deepEqual(loaded.rules.map((r) => [r.name, r.score, r.description]), [['A', 4, 'shipped A'], ['C', 0, 'mine']]);
+  assert.deepEqual(
+    loaded.rules.map((r) => [r.name, r.score, r.description]),
+    [
+      ['A', 4, 'shipped A'],
+      ['C', 0, 'mine'],
+    ],
+  );
   assert.deepEqual(loaded.disabled, ['B']);
   assert.equal(loaded.rules[0]?.source, '10-a.yaml:2, local.d/50-mine.yaml:2');
 });
@@ -158,14 +174,23 @@ test('loader: local.d can replace a condition and change thresholds key by key',
     'local.d/a.yaml': 'actions: { quarantine: 6 }\nrules:\n  - name: A\n    when: { client.ip: 198.51.100.1 }\n',
   });
   const loaded = loadRules(dir, facts);
-  assert.deepEqual(loaded.policy.thresholds.actions.map((t) => [t.action, t.score]), [['reject', 15], ['quarantine', 6]]);
+  assert.deepEqual(
+    loaded.policy.thresholds.actions.map((t) => [t.action, t.score]),
+    [
+      ['reject', 15],
+      ['quarantine', 6],
+    ],
+  );
   assert.equal(loaded.rules[0]?.condition.test(new FactSet([['client.ip', '198.51.100.1']])), true);
   assert.equal(loaded.rules[0]?.condition.test(new FactSet([['client.ip', '192.0.2.1']])), false);
 });
 
 test('loader: an incomplete new rule in local.d is reported there', () => {
   const got = errorsOf({ '10-a.yaml': ok(), 'local.d/x.yaml': 'rules:\n  - name: NEW\n    score: 1\n' });
-  assert.deepEqual(got, ['local.d/x.yaml:2: rules[0].description: rule NEW needs a description (it is shown in rules test and the log)', 'local.d/x.yaml:2: rules[0].when: rule NEW needs a "when" condition']);
+  assert.deepEqual(got, [
+    'local.d/x.yaml:2: rules[0].description: rule NEW needs a description (it is shown in rules test and the log)',
+    'local.d/x.yaml:2: rules[0].when: rule NEW needs a "when" condition',
+  ]);
 });
 
 test('loader: files load in name order, YAML only, empty files are fine', () => {
@@ -177,12 +202,21 @@ test('loader: files load in name order, YAML only, empty files are fine', () => 
     '.hidden.yaml': 'garbage: [',
   });
   const loaded = loadRules(dir, facts);
-  assert.deepEqual(loaded.rules.map((r) => r.name), ['A', 'B']);
-  assert.deepEqual(loaded.files.map((f) => f.slice(dir.length + 1)), ['05-empty.yaml', '10-a.yml', '20-b.yaml']);
+  assert.deepEqual(
+    loaded.rules.map((r) => r.name),
+    ['A', 'B'],
+  );
+  assert.deepEqual(
+    loaded.files.map((f) => f.slice(dir.length + 1)),
+    ['05-empty.yaml', '10-a.yml', '20-b.yaml'],
+  );
 });
 
 test('loader: a missing directory is an error', () => {
-  assert.throws(() => loadRules('/nonexistent/rules', facts), (e: unknown) => e instanceof SourceErrors && /cannot read rules directory/.test(e.message));
+  assert.throws(
+    () => loadRules('/nonexistent/rules', facts),
+    (e: unknown) => e instanceof SourceErrors && /cannot read rules directory/.test(e.message),
+  );
 });
 
 // A section another module registers: a list of named entries with an optional condition.
@@ -210,14 +244,23 @@ test('sections: lists from several files are concatenated and compiled', () => {
   });
   const loaded = loadRules(dir, facts, [limitsSpec]);
   const limits = getSection(loaded, limitsSpec);
-  assert.deepEqual(limits?.map((l) => l.name), ['one', 'two']);
+  assert.deepEqual(
+    limits?.map((l) => l.name),
+    ['one', 'two'],
+  );
   assert.equal(limits?.[0]?.when?.test(new FactSet([['client.ip', '10.1.2.3']])), true);
 });
 
 test('sections: errors point into the file the entry came from', () => {
   const files = { '50-a.yaml': 'limits:\n  - name: one\n' };
   assert.deepEqual(
-    errorsOf({ ...files, 'local.d/50-b.yaml': '# mine\nlimits:\n  - name: two\n    when: { mesage.size: 1 }\n  - name: three\n    when: { message.size: { gt: 1 } }\n' }, [limitsSpec]),
+    errorsOf(
+      {
+        ...files,
+        'local.d/50-b.yaml': '# mine\nlimits:\n  - name: two\n    when: { mesage.size: 1 }\n  - name: three\n    when: { message.size: { gt: 1 } }\n',
+      },
+      [limitsSpec],
+    ),
     [
       'local.d/50-b.yaml:4: limits[0].when.mesage.size: unknown fact "mesage.size"; did you mean "message.size"? (or a keyword: all, any, not)',
       'local.d/50-b.yaml:6: limits[1].when: limit three cannot wait for data',
@@ -231,7 +274,10 @@ test('sections: errors point into the file the entry came from', () => {
 });
 
 test('sections: maps merge key by key across files; the section is absent when no file has it', () => {
-  const spec: SectionSpec<{ enabled: boolean; level: number }> = { key: 'thing', schema: z.strictObject({ enabled: z.boolean().default(false), level: z.number().default(1) }) };
+  const spec: SectionSpec<{ enabled: boolean; level: number }> = {
+    key: 'thing',
+    schema: z.strictObject({ enabled: z.boolean().default(false), level: z.number().default(1) }),
+  };
   const dir = makeRulesDir({ '10-a.yaml': 'thing: { enabled: false, level: 3 }\n', 'local.d/a.yaml': 'thing: { enabled: true }\n' });
   assert.deepEqual(getSection(loadRules(dir, facts, [spec]), spec), { enabled: true, level: 3 });
   assert.equal(getSection(loadRules(makeRulesDir({ 'a.yaml': ok() }), facts, [spec]), spec), undefined);

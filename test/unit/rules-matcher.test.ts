@@ -79,14 +79,29 @@ const cases: Case[] = [
   { desc: 'CIDR', when: { 'client.ip': { cidr: '192.0.2.0/24' } }, expected: true },
   { desc: 'CIDR list, no match', when: { 'client.ip': { cidr: ['10.0.0.0/8', '2001:db8::/32'] } }, expected: false },
   { desc: 'IP equality accepts a CIDR', when: { 'client.ip': '192.0.2.0/28' }, expected: true },
-  { desc: 'IPv4-mapped IPv6 client matches an IPv4 CIDR', when: { 'client.ip': { cidr: '192.0.2.0/24' } }, with: { 'client.ip': '::ffff:192.0.2.10' }, expected: true },
+  {
+    desc: 'IPv4-mapped IPv6 client matches an IPv4 CIDR',
+    when: { 'client.ip': { cidr: '192.0.2.0/24' } },
+    with: { 'client.ip': '::ffff:192.0.2.10' },
+    expected: true,
+  },
   { desc: 'IPv6 spelled differently', when: { 'client.ip': '2001:DB8:0:0::1' }, with: { 'client.ip': '2001:db8::1' }, expected: true },
   // list files
   { desc: 'in_list IP file with CIDR', when: { 'client.ip': { in_list: 'ips.txt' } }, expected: true },
   { desc: 'in_list IP file, IPv6 entry', when: { 'client.ip': { in_list: 'ips.txt' } }, with: { 'client.ip': '2001:db8:1::5' }, expected: true },
   { desc: 'in_list IP file, not listed', when: { 'client.ip': { in_list: 'ips.txt' } }, with: { 'client.ip': '203.0.113.1' }, expected: false },
-  { desc: 'in_list string file: exact', when: { 'mail.from_domain': { in_list: 'domains.txt' } }, with: { 'mail.from_domain': 'SPAM.example' }, expected: true },
-  { desc: 'in_list string file: glob', when: { 'mail.from_domain': { in_list: 'domains.txt' } }, with: { 'mail.from_domain': 'a.bulk.example' }, expected: true },
+  {
+    desc: 'in_list string file: exact',
+    when: { 'mail.from_domain': { in_list: 'domains.txt' } },
+    with: { 'mail.from_domain': 'SPAM.example' },
+    expected: true,
+  },
+  {
+    desc: 'in_list string file: glob',
+    when: { 'mail.from_domain': { in_list: 'domains.txt' } },
+    with: { 'mail.from_domain': 'a.bulk.example' },
+    expected: true,
+  },
   { desc: 'in_list string file: regex', when: { 'mail.from_domain': { in_list: 'domains.txt' } }, with: { 'mail.from_domain': 'X42.example' }, expected: true },
   { desc: 'in_list string file: no match', when: { 'mail.from_domain': { in_list: 'domains.txt' } }, expected: false },
   // records
@@ -95,7 +110,11 @@ const cases: Case[] = [
   { desc: 'has: numeric comparison on a field', when: { 'test.records': { has: { bits: { lt: 2048 } } } }, expected: true },
   { desc: 'count of records', when: { 'test.records': { count: { gte: 2 } } }, expected: true },
   { desc: 'count of a list', when: { 'rcpt.addresses': { count: 3 } }, expected: false },
-  { desc: 'message.headers by glob name and regex value', when: { 'message.headers': { has: { name: { glob: 'x-*' }, value: { regex: '/^=\\?utf-8\\?/' } } } }, expected: true },
+  {
+    desc: 'message.headers by glob name and regex value',
+    when: { 'message.headers': { has: { name: { glob: 'x-*' }, value: { regex: '/^=\\?utf-8\\?/' } } } },
+    expected: true,
+  },
   // dynamic header facts
   { desc: 'header.<Name> is case-insensitive and decoded', when: { 'header.x-mailer': { glob: 'BulkMailer*' } }, expected: true },
   { desc: 'header.<Name> sees every occurrence', when: { 'header.Received': { count: 2 } }, expected: true },
@@ -113,7 +132,11 @@ const cases: Case[] = [
   { desc: 'any', when: { any: [{ tls: false }, { 'rcpt.count': { gt: 1 } }] }, expected: true },
   { desc: 'all', when: { all: [{ tls: true }, { 'rcpt.count': { gt: 5 } }] }, expected: false },
   { desc: 'a list is all', when: [{ tls: true }, { 'spf.result': 'softfail' }], expected: true },
-  { desc: 'nested', when: { any: [{ not: { tls: true } }, { all: [{ 'client.ip': { cidr: '192.0.2.0/24' } }, { 'mail.from': { glob: 'alice@*' } }] }] }, expected: true },
+  {
+    desc: 'nested',
+    when: { any: [{ not: { tls: true } }, { all: [{ 'client.ip': { cidr: '192.0.2.0/24' } }, { 'mail.from': { glob: 'alice@*' } }] }] },
+    expected: true,
+  },
 ];
 
 for (const c of cases) {
@@ -145,7 +168,11 @@ const errors: ErrorCase[] = [
   { desc: 'unknown operator', when: { 'mail.from': { matches: 'x' } }, message: /unknown operator "matches"; expected one of is, in/ },
   { desc: 'boolean fact given a string', when: { tls: 'yes' }, message: /tls is true or false/ },
   { desc: 'number fact given a string', when: { 'rcpt.count': 'two' }, message: /rcpt.count is a number/ },
-  { desc: 'record field that does not exist', when: { 'test.records': { has: { reslt: 'pass' } } }, message: /records have no field "reslt" \(fields: result, domain, bits\)/ },
+  {
+    desc: 'record field that does not exist',
+    when: { 'test.records': { has: { reslt: 'pass' } } },
+    message: /records have no field "reslt" \(fields: result, domain, bits\)/,
+  },
   { desc: 'scalar operator on records', when: { 'test.records': 'pass' }, message: /list of records .* "has: \{field: value, \.\.\.\}"/ },
   { desc: 'missing list file', when: { 'mail.from': { in_list: 'nope.txt' } }, message: /list file .*nope.txt does not exist/ },
   { desc: 'null value', when: { 'spf.result': null }, message: /use "exists: false"/ },

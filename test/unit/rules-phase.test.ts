@@ -32,7 +32,11 @@ const cases: Case[] = [
   { desc: 'DMARC → data', rule: 'when: { dmarc.result: fail }', expected: 'data' },
   { desc: 'header → data', rule: 'when: { header.X-Mailer: { exists: true } }', expected: 'data' },
   { desc: 'latest fact inside any/not counts', rule: 'when: { any: [ { client.ip: 192.0.2.1 }, { not: { message.subject: x } } ] }', expected: 'data' },
-  { desc: 'a fact read only by the reply text counts', rule: 'when: { client.ip: 192.0.2.1 }\n    action: reject\n    reply: { text: "no mail from {mail.from}" }', expected: 'mail' },
+  {
+    desc: 'a fact read only by the reply text counts',
+    rule: 'when: { client.ip: 192.0.2.1 }\n    action: reject\n    reply: { text: "no mail from {mail.from}" }',
+    expected: 'mail',
+  },
   { desc: 'explicit later stage', rule: 'when: { client.ip: 192.0.2.1 }\n    stage: data', expected: 'data' },
 ];
 
@@ -47,12 +51,19 @@ for (const c of cases) {
 
 test('phase: a stage earlier than the facts allow is an error naming the fact', () => {
   const dir = makeRulesDir({ 'r.yaml': 'rules:\n  - name: R\n    description: d\n    when: { dmarc.result: fail }\n    stage: mail\n    score: 1\n' });
-  assert.throws(() => loadRules(dir, facts), (e: unknown) => e instanceof SourceErrors && /r.yaml:5: rules\[0\].stage: rule R reads dmarc.result, known only at data; it cannot fire at mail/.test(e.message));
+  assert.throws(
+    () => loadRules(dir, facts),
+    (e: unknown) =>
+      e instanceof SourceErrors && /r.yaml:5: rules\[0\].stage: rule R reads dmarc.result, known only at data; it cannot fire at mail/.test(e.message),
+  );
 });
 
 test('phase: a data rule cannot read the per-recipient facts', () => {
   const dir = makeRulesDir({ 'r.yaml': 'rules:\n  - name: R\n    description: d\n    when: { rcpt.address: a@b, message.size: { gt: 1 } }\n    score: 1\n' });
-  assert.throws(() => loadRules(dir, facts), (e: unknown) => e instanceof SourceErrors && /r.yaml:4: rules\[0\].when: rule R fires at data .* reads rcpt.address.*use rcpt.addresses/.test(e.message));
+  assert.throws(
+    () => loadRules(dir, facts),
+    (e: unknown) => e instanceof SourceErrors && /r.yaml:4: rules\[0\].when: rule R fires at data .* reads rcpt.address.*use rcpt.addresses/.test(e.message),
+  );
 });
 
 test('phase: each stage evaluates exactly its own rules', () => {
@@ -75,11 +86,22 @@ test('phase: each stage evaluates exactly its own rules', () => {
     ['message.size', 10],
   ]);
   let v = policy.evaluate('connect', all);
-  assert.deepEqual(v.fired.map((f) => f.rule), ['AT_CONNECT']);
-  for (const [stage, rule] of [['helo', 'AT_HELO'], ['mail', 'AT_MAIL'], ['rcpt', 'AT_RCPT'], ['data', 'AT_DATA']] as const) {
+  assert.deepEqual(
+    v.fired.map((f) => f.rule),
+    ['AT_CONNECT'],
+  );
+  for (const [stage, rule] of [
+    ['helo', 'AT_HELO'],
+    ['mail', 'AT_MAIL'],
+    ['rcpt', 'AT_RCPT'],
+    ['data', 'AT_DATA'],
+  ] as const) {
     const before = v.fired.length;
     v = policy.evaluate(stage, all, v);
-    assert.deepEqual(v.fired.slice(before).map((f) => [f.rule, f.stage]), [[rule, stage]]);
+    assert.deepEqual(
+      v.fired.slice(before).map((f) => [f.rule, f.stage]),
+      [[rule, stage]],
+    );
   }
   assert.equal(v.score, 5);
 });

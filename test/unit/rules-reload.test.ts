@@ -88,7 +88,9 @@ test('reload: a list file edit (even by rename, as editors save) takes effect; a
 test('reload: list files outside the rules directory are watched too', async () => {
   const outside = mkdtempSync(join(tmpdir(), 'mailgate-lists-'));
   writeFileSync(join(outside, 'ips.txt'), '192.0.2.1\n');
-  const dir = makeRulesDir({ '10-a.yaml': `rules:\n  - { name: A, description: d, when: { client.ip: { in_list: ${join(outside, 'ips.txt')} } }, score: 1 }\n` });
+  const dir = makeRulesDir({
+    '10-a.yaml': `rules:\n  - { name: A, description: d, when: { client.ip: { in_list: ${join(outside, 'ips.txt')} } }, score: 1 }\n`,
+  });
   const live = new LiveRules({ dir, facts, debounceMs: 50, pollMs: 0 });
   try {
     assert.equal(blocked(live, '203.0.113.5'), false);

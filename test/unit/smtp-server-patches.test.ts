@@ -21,7 +21,18 @@ test('installed smtp-server is the version the patches were written against', ()
   );
 });
 
-const wrapped = ['handler_MAIL', 'handler_RCPT', 'handler_DATA', 'handler_EHLO', 'handler_HELO', 'handler_RSET', '_onCommand', 'send', '_setListeners', 'connectionReady'];
+const wrapped = [
+  'handler_MAIL',
+  'handler_RCPT',
+  'handler_DATA',
+  'handler_EHLO',
+  'handler_HELO',
+  'handler_RSET',
+  '_onCommand',
+  'send',
+  '_setListeners',
+  'connectionReady',
+];
 
 const cases = wrapped.map((name) => ({ desc: `SMTPConnection.prototype.${name} is a function`, input: name, expected: 'function' }));
 

@@ -56,16 +56,66 @@ async function summary(s: Spool): Promise<Summary> {
 // --- line endings -----------------------------------------------------------------------------
 
 const endingCases = [
-  { desc: 'CRLF message is stored unchanged', input: 'Subject: a\r\n\r\nbody\r\n', normalize: true, expected: { stored: 'Subject: a\r\n\r\nbody\r\n', bare: false, problem: undefined } },
-  { desc: 'bare LF normalised to CRLF', input: 'A: 1\nB: 2\n\nbody\n', normalize: true, expected: { stored: 'A: 1\r\nB: 2\r\n\r\nbody\r\n', bare: true, problem: undefined } },
-  { desc: 'bare CR normalised to CRLF', input: 'A: 1\rB: 2\r\n\r\nx\r\n', normalize: true, expected: { stored: 'A: 1\r\nB: 2\r\n\r\nx\r\n', bare: true, problem: undefined } },
-  { desc: 'CR CR LF: the first CR was bare', input: 'A: 1\r\r\n\r\nx\r\n', normalize: true, expected: { stored: 'A: 1\r\n\r\n\r\nx\r\n', bare: true, problem: undefined } },
-  { desc: 'a lone CR at the very end becomes CRLF', input: 'A: 1\r\n\r\nx\r', normalize: true, expected: { stored: 'A: 1\r\n\r\nx\r\n', bare: true, problem: undefined } },
-  { desc: 'LF.LF (smuggling attempt) becomes CRLF.CRLF content', input: 'A: 1\r\n\r\nx\n.\nMAIL FROM:<e@vil>\r\n', normalize: true, expected: { stored: 'A: 1\r\n\r\nx\r\n.\r\nMAIL FROM:<e@vil>\r\n', bare: true, problem: undefined } },
-  { desc: 'bare LF flagged when not normalising', input: 'A: 1\nB: 2\r\n\r\nbody\r\n', normalize: false, expected: { stored: '', bare: true, problem: 'bare-newline' } },
-  { desc: 'bare CR flagged when not normalising', input: 'A: 1\r\n\r\nx\ry\r\n', normalize: false, expected: { stored: '', bare: true, problem: 'bare-newline' } },
-  { desc: 'a lone CR at the very end flagged when not normalising', input: 'A: 1\r\n\r\nx\r', normalize: false, expected: { stored: 'A: 1\r\n\r\nx\r', bare: true, problem: 'bare-newline' } },
-  { desc: 'clean CRLF accepted when not normalising', input: 'A: 1\r\n\r\nx\r\n', normalize: false, expected: { stored: 'A: 1\r\n\r\nx\r\n', bare: false, problem: undefined } },
+  {
+    desc: 'CRLF message is stored unchanged',
+    input: 'Subject: a\r\n\r\nbody\r\n',
+    normalize: true,
+    expected: { stored: 'Subject: a\r\n\r\nbody\r\n', bare: false, problem: undefined },
+  },
+  {
+    desc: 'bare LF normalised to CRLF',
+    input: 'A: 1\nB: 2\n\nbody\n',
+    normalize: true,
+    expected: { stored: 'A: 1\r\nB: 2\r\n\r\nbody\r\n', bare: true, problem: undefined },
+  },
+  {
+    desc: 'bare CR normalised to CRLF',
+    input: 'A: 1\rB: 2\r\n\r\nx\r\n',
+    normalize: true,
+    expected: { stored: 'A: 1\r\nB: 2\r\n\r\nx\r\n', bare: true, problem: undefined },
+  },
+  {
+    desc: 'CR CR LF: the first CR was bare',
+    input: 'A: 1\r\r\n\r\nx\r\n',
+    normalize: true,
+    expected: { stored: 'A: 1\r\n\r\n\r\nx\r\n', bare: true, problem: undefined },
+  },
+  {
+    desc: 'a lone CR at the very end becomes CRLF',
+    input: 'A: 1\r\n\r\nx\r',
+    normalize: true,
+    expected: { stored: 'A: 1\r\n\r\nx\r\n', bare: true, problem: undefined },
+  },
+  {
+    desc: 'LF.LF (smuggling attempt) becomes CRLF.CRLF content',
+    input: 'A: 1\r\n\r\nx\n.\nMAIL FROM:<e@vil>\r\n',
+    normalize: true,
+    expected: { stored: 'A: 1\r\n\r\nx\r\n.\r\nMAIL FROM:<e@vil>\r\n', bare: true, problem: undefined },
+  },
+  {
+    desc: 'bare LF flagged when not normalising',
+    input: 'A: 1\nB: 2\r\n\r\nbody\r\n',
+    normalize: false,
+    expected: { stored: '', bare: true, problem: 'bare-newline' },
+  },
+  {
+    desc: 'bare CR flagged when not normalising',
+    input: 'A: 1\r\n\r\nx\ry\r\n',
+    normalize: false,
+    expected: { stored: '', bare: true, problem: 'bare-newline' },
+  },
+  {
+    desc: 'a lone CR at the very end flagged when not normalising',
+    input: 'A: 1\r\n\r\nx\r',
+    normalize: false,
+    expected: { stored: 'A: 1\r\n\r\nx\r', bare: true, problem: 'bare-newline' },
+  },
+  {
+    desc: 'clean CRLF accepted when not normalising',
+    input: 'A: 1\r\n\r\nx\r\n',
+    normalize: false,
+    expected: { stored: 'A: 1\r\n\r\nx\r\n', bare: false, problem: undefined },
+  },
 ];
 
 for (const c of endingCases) {
@@ -90,9 +140,24 @@ const limitCases = [
   { desc: 'one byte over maxBytes is too-big', input: `A: 1\r\n\r\n${line(91)}\r\n`, lim: { maxBytes: 100 }, expected: 'too-big' },
   { desc: 'maxBytes counts bytes after normalisation (LF → CRLF)', input: `A: 1\n\n${line(90)}\n`, lim: { maxBytes: 100 }, expected: undefined },
   { desc: 'normalised growth past maxBytes is too-big', input: `A: 1\n\n${line(89)}\n\n`, lim: { maxBytes: 100 }, expected: 'too-big' },
-  { desc: 'header block of exactly maxHeaderBytes (empty line included) is fine', input: `A: ${line(15)}\r\n\r\nbody\r\n`, lim: { maxHeaderBytes: 22 }, expected: undefined },
-  { desc: 'header block over maxHeaderBytes is header-too-big', input: `A: ${line(16)}\r\n\r\nbody\r\n`, lim: { maxHeaderBytes: 22 }, expected: 'header-too-big' },
-  { desc: 'an unterminated header over maxHeaderBytes is header-too-big', input: `A: ${line(100)}\r\nB: ${line(100)}\r\n`, lim: { maxHeaderBytes: 150 }, expected: 'header-too-big' },
+  {
+    desc: 'header block of exactly maxHeaderBytes (empty line included) is fine',
+    input: `A: ${line(15)}\r\n\r\nbody\r\n`,
+    lim: { maxHeaderBytes: 22 },
+    expected: undefined,
+  },
+  {
+    desc: 'header block over maxHeaderBytes is header-too-big',
+    input: `A: ${line(16)}\r\n\r\nbody\r\n`,
+    lim: { maxHeaderBytes: 22 },
+    expected: 'header-too-big',
+  },
+  {
+    desc: 'an unterminated header over maxHeaderBytes is header-too-big',
+    input: `A: ${line(100)}\r\nB: ${line(100)}\r\n`,
+    lim: { maxHeaderBytes: 150 },
+    expected: 'header-too-big',
+  },
   { desc: 'a big body does not count towards maxHeaderBytes', input: `A: 1\r\n\r\n${line(500)}\r\n`, lim: { maxHeaderBytes: 50 }, expected: undefined },
   { desc: 'a line of exactly maxLineBytes (without CRLF) is fine', input: `A: 1\r\n\r\n${line(50)}\r\n`, lim: { maxLineBytes: 50 }, expected: undefined },
   { desc: 'a line one byte over maxLineBytes is line-too-long', input: `A: 1\r\n\r\n${line(51)}\r\n`, lim: { maxLineBytes: 50 }, expected: 'line-too-long' },
@@ -151,7 +216,13 @@ for (const c of storageCases) {
     assert.equal(await readAll(s.bodyStream()), big.slice(big.indexOf('\r\n\r\n') + 4));
     assert.equal(await readAll(s.bodyStream()), big.slice(big.indexOf('\r\n\r\n') + 4), 'a second bodyStream() is fresh');
     assert.equal(s.headerBytes.toString(), 'Subject: big\r\nX-A: 1\r\n\r\n');
-    assert.deepEqual(s.headers.map((h) => [h.name, h.value]), [['Subject', 'big'], ['X-A', '1']]);
+    assert.deepEqual(
+      s.headers.map((h) => [h.name, h.value]),
+      [
+        ['Subject', 'big'],
+        ['X-A', '1'],
+      ],
+    );
     assert.equal(s.size, big.length);
     s.release();
     assert.deepEqual(existsSync(dir) ? readdirSync(dir) : [], [], 'release() deletes the temp file');
@@ -171,13 +242,33 @@ test('storage: temp files are private to mailgate (mode 0600)', async () => {
 // --- header block -----------------------------------------------------------------------------
 
 const headerCases = [
-  { desc: 'header and body', input: 'Subject: a\r\nTo: b\r\n\r\nbody\r\n', expected: { header: 'Subject: a\r\nTo: b\r\n\r\n', body: 'body\r\n', terminated: true, names: ['Subject', 'To'] } },
-  { desc: 'no body after the empty line', input: 'Subject: a\r\n\r\n', expected: { header: 'Subject: a\r\n\r\n', body: '', terminated: true, names: ['Subject'] } },
-  { desc: 'no empty line: the whole message is header', input: 'Subject: a\r\nTo: b\r\n', expected: { header: 'Subject: a\r\nTo: b\r\n', body: '', terminated: false, names: ['Subject', 'To'] } },
+  {
+    desc: 'header and body',
+    input: 'Subject: a\r\nTo: b\r\n\r\nbody\r\n',
+    expected: { header: 'Subject: a\r\nTo: b\r\n\r\n', body: 'body\r\n', terminated: true, names: ['Subject', 'To'] },
+  },
+  {
+    desc: 'no body after the empty line',
+    input: 'Subject: a\r\n\r\n',
+    expected: { header: 'Subject: a\r\n\r\n', body: '', terminated: true, names: ['Subject'] },
+  },
+  {
+    desc: 'no empty line: the whole message is header',
+    input: 'Subject: a\r\nTo: b\r\n',
+    expected: { header: 'Subject: a\r\nTo: b\r\n', body: '', terminated: false, names: ['Subject', 'To'] },
+  },
   { desc: 'empty message', input: '', expected: { header: '', body: '', terminated: false, names: [] } },
   { desc: 'body starting at once (empty first line)', input: '\r\nbody\r\n', expected: { header: '\r\n', body: 'body\r\n', terminated: true, names: [] } },
-  { desc: 'folded header line', input: 'Subject: a\r\n b\r\n\tc\r\n\r\nx\r\n', expected: { header: 'Subject: a\r\n b\r\n\tc\r\n\r\n', body: 'x\r\n', terminated: true, names: ['Subject'] } },
-  { desc: 'a second empty line belongs to the body', input: 'A: 1\r\n\r\n\r\nx\r\n', expected: { header: 'A: 1\r\n\r\n', body: '\r\nx\r\n', terminated: true, names: ['A'] } },
+  {
+    desc: 'folded header line',
+    input: 'Subject: a\r\n b\r\n\tc\r\n\r\nx\r\n',
+    expected: { header: 'Subject: a\r\n b\r\n\tc\r\n\r\n', body: 'x\r\n', terminated: true, names: ['Subject'] },
+  },
+  {
+    desc: 'a second empty line belongs to the body',
+    input: 'A: 1\r\n\r\n\r\nx\r\n',
+    expected: { header: 'A: 1\r\n\r\n', body: '\r\nx\r\n', terminated: true, names: ['A'] },
+  },
   { desc: 'header via bare LF normalised', input: 'A: 1\n\nx\n', expected: { header: 'A: 1\r\n\r\n', body: 'x\r\n', terminated: true, names: ['A'] } },
 ];
 

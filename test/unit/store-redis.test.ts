@@ -139,7 +139,17 @@ describe('Redis outage', { skip: process.env.REDIS_URL ? 'REDIS_URL server canno
         // The in-process store enforces the same limit on its own (3, from scratch).
         assert.equal(r.results[0]?.allowed, i < 3, `event ${i}`);
       }
-      await assert.rejects(within(1000, store.greylist([{ tripletKey: store.key('gl', 't', 'x'), networkKey: store.key('gl', 'n', 'x') }], { delayMs: 1, retryWindowMs: 1, lifetimeMs: 1, autoAllowAfter: 0 }, T0)), StoreUnavailableError);
+      await assert.rejects(
+        within(
+          1000,
+          store.greylist(
+            [{ tripletKey: store.key('gl', 't', 'x'), networkKey: store.key('gl', 'n', 'x') }],
+            { delayMs: 1, retryWindowMs: 1, lifetimeMs: 1, autoAllowAfter: 0 },
+            T0,
+          ),
+        ),
+        StoreUnavailableError,
+      );
       const slot = await within(1000, store.acquireSlot(store.key('cc', 'open'), 1, 60_000, T0));
       assert.equal(slot.served, 'local');
       assert.ok(slot.lease);

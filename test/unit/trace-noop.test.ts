@@ -25,7 +25,13 @@ const { activeSpan, runWithSpan } = await import('../../src/trace/active-span.ts
 const SDK = ['@opentelemetry/sdk-trace', '@opentelemetry/exporter-trace-otlp-http', '@opentelemetry/resources', '@opentelemetry/semantic-conventions'];
 
 test('the tracing: defaults are off, with the OTLP/HTTP endpoint of a local collector', () => {
-  assert.deepEqual(tracingSchema.parse({}), { enabled: false, endpoint: 'http://127.0.0.1:4318/v1/traces', service_name: 'mailgate', sample_ratio: 1, headers: {} });
+  assert.deepEqual(tracingSchema.parse({}), {
+    enabled: false,
+    endpoint: 'http://127.0.0.1:4318/v1/traces',
+    service_name: 'mailgate',
+    sample_ratio: 1,
+    headers: {},
+  });
   const cases = [
     { desc: 'ratio above 1', input: { sample_ratio: 1.5 } },
     { desc: 'not a URL', input: { endpoint: '127.0.0.1:4318' } },
@@ -40,8 +46,14 @@ test('the tracing: defaults are off, with the OTLP/HTTP endpoint of a local coll
 
 test('off, the active span is the no-op span and runWithSpan just calls', () => {
   assert.equal(activeSpan(), NOOP_SPAN);
-  assert.equal(runWithSpan(NOOP_SPAN, () => activeSpan()), NOOP_SPAN);
-  assert.equal(runWithSpan(NOOP_SPAN, () => 42), 42);
+  assert.equal(
+    runWithSpan(NOOP_SPAN, () => activeSpan()),
+    NOOP_SPAN,
+  );
+  assert.equal(
+    runWithSpan(NOOP_SPAN, () => 42),
+    42,
+  );
 });
 
 test('the no-op span is one frozen object: children, attributes and failures are itself', () => {
@@ -58,7 +70,10 @@ test('the no-op span is one frozen object: children, attributes and failures are
 test('disabled (or absent) config gives the no-op tracer without importing the SDK', async () => {
   assert.equal(await createTracer(undefined), NOOP_TRACER);
   assert.equal(await createTracer(tracingSchema.parse({})), NOOP_TRACER);
-  assert.deepEqual(resolved.filter((s) => SDK.some((p) => s.startsWith(p))), []);
+  assert.deepEqual(
+    resolved.filter((s) => SDK.some((p) => s.startsWith(p))),
+    [],
+  );
 });
 
 test('a whole transaction with tracing off: every span is NOOP_SPAN and no attribute is built', async () => {
@@ -94,5 +109,8 @@ test('a whole transaction with tracing off: every span is NOOP_SPAN and no attri
   assert.ok((calls.child ?? 0) > 0 && (calls.end ?? 0) > 0, 'the hooks ran (on the shared span)');
   // connect + helo roots and one message root per transaction, all the shared span
   assert.equal(starts, 3);
-  assert.deepEqual(resolved.filter((s) => SDK.some((p) => s.startsWith(p))), []);
+  assert.deepEqual(
+    resolved.filter((s) => SDK.some((p) => s.startsWith(p))),
+    [],
+  );
 });

@@ -46,17 +46,25 @@ test('one accepted message: the span tree and the decision record', async () => 
   const t = memoryTracer();
   const d = await oneMessage(traceRuntime(t), 'spammy offer');
   assert.equal(d.reply.code, 250);
-  assert.deepEqual(
-    t.spans.map(path),
-    [
-      'connect', 'connect/rules',
-      'helo', 'helo/rules',
-      'message', 'message/mail', 'message/mail/mail-noop', 'message/mail/rules',
-      'message/rcpt', 'message/rcpt/rules', 'message/rcpt', 'message/rcpt/rules',
-      'message/data', 'message/data/word', 'message/data/rules',
-      'message/finalize', 'message/backend',
-    ],
-  );
+  assert.deepEqual(t.spans.map(path), [
+    'connect',
+    'connect/rules',
+    'helo',
+    'helo/rules',
+    'message',
+    'message/mail',
+    'message/mail/mail-noop',
+    'message/mail/rules',
+    'message/rcpt',
+    'message/rcpt/rules',
+    'message/rcpt',
+    'message/rcpt/rules',
+    'message/data',
+    'message/data/word',
+    'message/data/rules',
+    'message/finalize',
+    'message/backend',
+  ]);
   for (const s of t.spans) assert.equal(s.ended, 1, `${path(s)} ended once`);
   const msg = t.spans.find((s) => s.name === 'message');
   assert.deepEqual(msg?.attrs, {
@@ -96,6 +104,9 @@ test('a failing check: its span and the data stage span carry the failure; the m
   const msg = t.spans.find((s) => s.name === 'message');
   assert.equal(msg?.attrs['mailgate.action'], 'tempfail');
   assert.equal(msg?.attrs['mailgate.reply_code'], 451);
-  assert.equal(t.spans.some((s) => s.name === 'backend' || s.name === 'finalize'), false);
+  assert.equal(
+    t.spans.some((s) => s.name === 'backend' || s.name === 'finalize'),
+    false,
+  );
   for (const s of t.spans) assert.equal(s.ended, 1, `${path(s)} ended once`);
 });

@@ -103,7 +103,13 @@ const RULES = {
 };
 
 function config(): Config {
-  return configSchema.parse({ hostname: 'mx.test', domains: ['example.test'], backend: { maildir: join(tmpdir(), 'mailgate-unused') }, admin: false, capture: false });
+  return configSchema.parse({
+    hostname: 'mx.test',
+    domains: ['example.test'],
+    backend: { maildir: join(tmpdir(), 'mailgate-unused') },
+    admin: false,
+    capture: false,
+  });
 }
 
 /** A check at data that sets test.verdict from the Subject ("hold", "tag", anything else). */
@@ -173,14 +179,24 @@ test('a RCPT rewrite edit is what the backend sees and what is delivered to', as
   const d = await c.data(spool);
   spool.release();
   assert.equal(d.reply.code, 250);
-  assert.deepEqual(backend.events.filter((e) => e.startsWith('rcpt:')), ['rcpt:alice@example.test', 'rcpt:bob@example.test']);
+  assert.deepEqual(
+    backend.events.filter((e) => e.startsWith('rcpt:')),
+    ['rcpt:alice@example.test', 'rcpt:bob@example.test'],
+  );
   assert.deepEqual(d.envelope, { from: 'a@example.org', rcpts: ['alice@example.test', 'bob@example.test'] });
   await c.disconnect();
 });
 
 test('a sender rewrite edit is the MAIL FROM the backend sees', async () => {
   const backend = new RecordingBackend();
-  const sign: Check = { name: 'sign', stages: ['mail'], facts: [], run: (i, out) => { out.edits.senderRewrite = `prvs=1=${String(i.facts.get('mail.from'))}`; } };
+  const sign: Check = {
+    name: 'sign',
+    stages: ['mail'],
+    facts: [],
+    run: (i, out) => {
+      out.edits.senderRewrite = `prvs=1=${String(i.facts.get('mail.from'))}`;
+    },
+  };
   const rt = runtime([sign], backend);
   const c = core(rt);
   await greet(c);
@@ -205,10 +221,22 @@ test('a check’s disconnect step runs once on disconnect(), with the connection
     name: 'slot',
     stages: ['connect'],
     facts: [],
-    run: (i) => { i.connection.notes.set('slot', 'held'); },
-    disconnect: (conn) => { calls.push(conn); },
+    run: (i) => {
+      i.connection.notes.set('slot', 'held');
+    },
+    disconnect: (conn) => {
+      calls.push(conn);
+    },
   };
-  const failing: Check = { name: 'failing', stages: [], facts: [], run: () => undefined, disconnect: () => { throw new Error('oops'); } };
+  const failing: Check = {
+    name: 'failing',
+    stages: [],
+    facts: [],
+    run: () => undefined,
+    disconnect: () => {
+      throw new Error('oops');
+    },
+  };
   const rt = runtime([failing, slot], backend);
   const c = core(rt);
   await greet(c);
@@ -252,7 +280,11 @@ test('a rule’s reject at rcpt refuses only that recipient; the message goes to
   assert.equal(bad.code, 550);
   assert.equal(bad.enhanced, '5.7.1');
   assert.equal(other.code, 250);
-  assert.deepEqual(backend.events.filter((e) => e.startsWith('rcpt:')), ['rcpt:good@example.test', 'rcpt:other@example.test'], 'the refused recipient never reaches the backend');
+  assert.deepEqual(
+    backend.events.filter((e) => e.startsWith('rcpt:')),
+    ['rcpt:good@example.test', 'rcpt:other@example.test'],
+    'the refused recipient never reaches the backend',
+  );
   const spool = await spoolOf(MSG, rt);
   const d = await c.data(spool);
   spool.release();
@@ -262,8 +294,16 @@ test('a rule’s reject at rcpt refuses only that recipient; the message goes to
 });
 
 const backendRcptCases = [
-  { desc: 'a 4xx', input: { code: 450, enhanced: '4.2.0', lines: ['<x@example.test>: Recipient address rejected: mailbox busy'] }, expected: { code: 450, enhanced: '4.2.0', text: '<x@example.test>: Recipient address rejected: mailbox busy' } },
-  { desc: 'a 5xx multi-line', input: { code: 550, enhanced: '5.1.1', lines: ['first', 'second'] }, expected: { code: 550, enhanced: '5.1.1', text: 'first\nsecond' } },
+  {
+    desc: 'a 4xx',
+    input: { code: 450, enhanced: '4.2.0', lines: ['<x@example.test>: Recipient address rejected: mailbox busy'] },
+    expected: { code: 450, enhanced: '4.2.0', text: '<x@example.test>: Recipient address rejected: mailbox busy' },
+  },
+  {
+    desc: 'a 5xx multi-line',
+    input: { code: 550, enhanced: '5.1.1', lines: ['first', 'second'] },
+    expected: { code: 550, enhanced: '5.1.1', text: 'first\nsecond' },
+  },
   { desc: 'a 4xx without an enhanced code', input: { code: 451, enhanced: '', lines: ['later'] }, expected: { code: 451, enhanced: '4.0.0', text: 'later' } },
 ];
 
@@ -395,8 +435,14 @@ test('what the backend gets: our Received on top, the Subject tagged, the rest b
   assert.equal(backend.delivered.length, 1);
   const got = backend.delivered[0] ?? Buffer.alloc(0);
   const at = got.indexOf('Subject:');
-  const trace = got.subarray(0, at).toString().replace(/\r\n[ \t]+/g, ' ');
-  assert.match(trace, /^Received: from client\.example\.org \(\[192\.0\.2\.10\]\) by mx\.test \(mailgate\) with ESMTP id [0-9A-Z]+ for <bob@example\.test>; .+\r\n$/);
+  const trace = got
+    .subarray(0, at)
+    .toString()
+    .replace(/\r\n[ \t]+/g, ' ');
+  assert.match(
+    trace,
+    /^Received: from client\.example\.org \(\[192\.0\.2\.10\]\) by mx\.test \(mailgate\) with ESMTP id [0-9A-Z]+ for <bob@example\.test>; .+\r\n$/,
+  );
   assert.equal(trace.split('\r\n').length, 2, 'one trace field, nothing else above the Subject');
   const expected = Buffer.concat([Buffer.from('Subject: [TAG] tag'), msg.subarray('Subject: tag'.length)]);
   assert.deepEqual(got.subarray(at), expected, 'folding, encoded words, 8-bit bytes and the body as received');

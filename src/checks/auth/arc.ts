@@ -71,9 +71,7 @@ export function summariseArc(res: ARCResult, trusted: readonly string[], keyTrou
   const sealer = tagValue(newest, 'arc-seal', 'd');
   let result: ArcResult = res.status.result === 'pass' ? 'pass' : res.status.result === 'fail' ? 'fail' : 'none';
   if (result === 'fail') {
-    const keyNames = chain.flatMap((e) =>
-      ['arc-seal', 'arc-message-signature'].map((h) => `${tagValue(e, h, 's')}._domainkey.${tagValue(e, h, 'd')}`),
-    );
+    const keyNames = chain.flatMap((e) => ['arc-seal', 'arc-message-signature'].map((h) => `${tagValue(e, h, 's')}._domainkey.${tagValue(e, h, 'd')}`));
     if (keyNames.some(keyTrouble)) result = 'temperror';
   }
   const aar = res.authenticationResults as { dmarc?: { result?: unknown } } | undefined;

@@ -47,7 +47,11 @@ export interface AuthSettings {
  * Builds the SPF check (`spf`, at mail) and the DKIM/ARC/DMARC check (`dkim-arc-dmarc`, at data).
  * Uses `deps.dns` (a per-message DnsScope wraps it) or, without one, a resolver from `config.dns`.
  */
-export function createAuthChecks(config: AuthSettings & Partial<Pick<Config, 'dns'>>, deps: Pick<Deps, 'dns'> & Partial<Deps>, opts: AuthCheckOptions = {}): Check[] {
+export function createAuthChecks(
+  config: AuthSettings & Partial<Pick<Config, 'dns'>>,
+  deps: Pick<Deps, 'dns'> & Partial<Deps>,
+  opts: AuthCheckOptions = {},
+): Check[] {
   const cfg = config.auth;
   const dns: DnsLookup = deps.dns ?? createResolver(config.dns ?? { timeout_ms: 2000 });
   const authservIdRaw = cfg.authserv_id ?? config.hostname;
@@ -113,7 +117,9 @@ export function createAuthChecks(config: AuthSettings & Partial<Pick<Config, 'dn
         rejectRsaSha1: cfg.reject_rsa_sha1,
         curTime: new Date(now()),
         strict: cfg.strict.dkim,
-        ...(sealKey ? { seal: { signingDomain: sealKey.domain, selector: sealKey.selector, privateKey: sealKey.privateKey.export({ format: 'pem', type: 'pkcs8' }) } } : {}),
+        ...(sealKey
+          ? { seal: { signingDomain: sealKey.domain, selector: sealKey.selector, privateKey: sealKey.privateKey.export({ format: 'pem', type: 'pkcs8' }) } }
+          : {}),
       });
       const arcRes = await arc(cfg.strict.dkim ? (dkim.arc as unknown as ARCData) : strictArcData(dkim), {
         resolver,
@@ -149,7 +155,10 @@ export function createAuthChecks(config: AuthSettings & Partial<Pick<Config, 'dn
         dkimAligned: dmarc.reason === '' && dmarc.policyDomain !== '' ? dmarc.dkimAligned : undefined,
       });
       const dkimBest = bestResult(sigs.map((s) => String(s.record.result)));
-      out.facts.set('dkim.signatures', sigs.map((s) => s.record));
+      out.facts.set(
+        'dkim.signatures',
+        sigs.map((s) => s.record),
+      );
       out.facts.set('dkim.result', dkimBest);
       out.facts.set('dkim.pass_domains', [...new Set(sigs.filter((s) => s.record.result === 'pass').map((s) => String(s.record.domain).toLowerCase()))]);
       out.facts.set('dkim.count', prepared.total);
@@ -196,7 +205,9 @@ export function createAuthChecks(config: AuthSettings & Partial<Pick<Config, 'dn
               strict: cfg.strict.spf,
             })
           : formatAuthHeaderRow('spf', { result: 'temperror', comment: 'SPF was not evaluated' }),
-        ...(sigs.length > 0 ? sigs.map((s) => formatAuthHeaderRow('dkim', s.status, { strict: cfg.strict.dkim })) : [formatAuthHeaderRow('dkim', { result: 'none', comment: 'message not signed' })]),
+        ...(sigs.length > 0
+          ? sigs.map((s) => formatAuthHeaderRow('dkim', s.status, { strict: cfg.strict.dkim }))
+          : [formatAuthHeaderRow('dkim', { result: 'none', comment: 'message not signed' })]),
         dmarcResinfo(dmarc, override, arcSummary.sealer, cfg.strict.dmarc),
         formatAuthHeaderRow('arc', {
           result: arcSummary.result,

@@ -95,5 +95,11 @@ export function authResultsValue(authservId: string, resinfos: readonly string[]
 /** Splits "Name: value" (as mailauth returns generated fields) into name and unfolded value. */
 export function splitField(field: string): { name: string; value: string } {
   const colon = field.indexOf(':');
-  return { name: field.slice(0, colon).trim(), value: field.slice(colon + 1).replace(/\r?\n[ \t]+/g, ' ').trim() };
+  return {
+    name: field.slice(0, colon).trim(),
+    value: field
+      .slice(colon + 1)
+      .replace(/\r?\n[ \t]+/g, ' ')
+      .trim(),
+  };
 }

@@ -53,7 +53,8 @@ const REASONS: Record<string, Reason> = {
   'invalid-author-domain': 'FROM_INVALID',
 };
 
-const asPolicy = (v: unknown): Policy => (typeof v === 'string' && (DMARC_POLICIES as readonly string[]).includes(v.trim().toLowerCase()) ? (v.trim().toLowerCase() as Policy) : '');
+const asPolicy = (v: unknown): Policy =>
+  typeof v === 'string' && (DMARC_POLICIES as readonly string[]).includes(v.trim().toLowerCase()) ? (v.trim().toLowerCase() as Policy) : '';
 const asResult = (v: unknown): DmarcResult => (typeof v === 'string' && (DMARC_RESULTS as readonly string[]).includes(v) ? (v as DmarcResult) : 'permerror');
 
 /** pct= of a DMARC record (RFC 7489 6.3, an integer 0-100, default 100); RFC 9989 made it historic, mailauth 7 no longer reads it. */
@@ -64,7 +65,14 @@ export function parsePct(rr: string | undefined): number {
 }
 
 function empty(reason: Reason, domain: string): DmarcOutcome {
-  const comment = reason === 'FROM_MISSING' ? 'no From address' : reason === 'FROM_MULTIPLE' ? 'several From fields or domains' : reason === 'FROM_INVALID' ? 'invalid From domain' : '';
+  const comment =
+    reason === 'FROM_MISSING'
+      ? 'no From address'
+      : reason === 'FROM_MULTIPLE'
+        ? 'several From fields or domains'
+        : reason === 'FROM_INVALID'
+          ? 'invalid From domain'
+          : '';
   return {
     result: 'none',
     reason,

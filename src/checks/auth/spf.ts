@@ -59,9 +59,7 @@ export async function checkSpf(input: SpfInput, opts: SpfOptions): Promise<SpfOu
   const mailFrom = spf({ ...base, sender: nullSender ? '' : input.sender });
   // For the null sender the MAIL FROM check already is the HELO check.
   const helo =
-    nullSender || !opts.checkHelo || !heloIsDomain(input.helo)
-      ? undefined
-      : spf({ ...base, sender: `postmaster@${input.helo.trim().replace(/\.$/, '')}` });
+    nullSender || !opts.checkHelo || !heloIsDomain(input.helo) ? undefined : spf({ ...base, sender: `postmaster@${input.helo.trim().replace(/\.$/, '')}` });
   const [m, h] = await Promise.all([mailFrom, helo]);
   const result = asResult(m.status.result);
   let heloResult: SpfResult = 'none';
@@ -99,7 +97,16 @@ function spfComment(result: string, sender: string, ip: string, mta: string, dom
 }
 
 /** The spf resinfo of Authentication-Results (RFC 8601 2.7.2): smtp.mailfrom, or smtp.helo for the null sender. */
-export function spfResinfo(a: { result: string; identity: string; sender: string; helo: string; ip: string; domain: string; mta: string; strict: boolean }): string {
+export function spfResinfo(a: {
+  result: string;
+  identity: string;
+  sender: string;
+  helo: string;
+  ip: string;
+  domain: string;
+  mta: string;
+  strict: boolean;
+}): string {
   const sender = a.identity === 'helo' ? `postmaster@${a.helo}` : a.sender;
   const smtp = a.identity === 'helo' ? { helo: a.helo } : { mailfrom: a.sender };
   return formatAuthHeaderRow('spf', { result: a.result, comment: spfComment(a.result, sender, a.ip, a.mta, a.domain), smtp }, { strict: a.strict });

@@ -29,12 +29,33 @@ export const BACKSCATTER_REASONS = [
 export type BackscatterReason = (typeof BACKSCATTER_REASONS)[number];
 
 export const backscatterFacts: readonly FactSpec[] = [
-  { name: 'backscatter.kind', stage: 'data', type: 'string', values: DSN_KINDS, description: 'What kind of bounce or automatic reply the message is (none for ordinary mail)' },
-  { name: 'backscatter.is_dsn', stage: 'data', type: 'boolean', description: 'The message is a bounce (DSN/NDR), an auto-reply or a challenge (backscatter.kind is not none)' },
-  { name: 'backscatter.original_message_id', stage: 'data', type: 'string', description: 'Message-ID of the returned original (or In-Reply-To of an auto-reply), "" if none' },
+  {
+    name: 'backscatter.kind',
+    stage: 'data',
+    type: 'string',
+    values: DSN_KINDS,
+    description: 'What kind of bounce or automatic reply the message is (none for ordinary mail)',
+  },
+  {
+    name: 'backscatter.is_dsn',
+    stage: 'data',
+    type: 'boolean',
+    description: 'The message is a bounce (DSN/NDR), an auto-reply or a challenge (backscatter.kind is not none)',
+  },
+  {
+    name: 'backscatter.original_message_id',
+    stage: 'data',
+    type: 'string',
+    description: 'Message-ID of the returned original (or In-Reply-To of an auto-reply), "" if none',
+  },
   { name: 'backscatter.original_from', stage: 'data', type: 'string', description: 'Address in the From of the returned original, "" if none' },
   { name: 'backscatter.original_dkim', stage: 'data', type: 'string[]', description: 'd= domains of the DKIM-Signatures of the returned original' },
-  { name: 'backscatter.genuine', stage: 'data', type: 'boolean', description: 'Proof the bounce answers mail we sent: valid BATV tags, a recorded outbound Message-ID, or our DKIM signature' },
+  {
+    name: 'backscatter.genuine',
+    stage: 'data',
+    type: 'boolean',
+    description: 'Proof the bounce answers mail we sent: valid BATV tags, a recorded outbound Message-ID, or our DKIM signature',
+  },
   { name: 'backscatter.multi_rcpt', stage: 'data', type: 'boolean', description: 'A null-sender message to more than one recipient (a real bounce has one)' },
   {
     name: 'backscatter.foreign_msgid',
@@ -48,8 +69,20 @@ export const backscatterFacts: readonly FactSpec[] = [
     type: 'boolean',
     description: 'A bounce whose returned original has no DKIM signature of our domains, while our outbound mail is signed (backscatter.outbound_signed)',
   },
-  { name: 'backscatter.bounce_rate_exceeded', stage: 'data', type: 'boolean', description: 'More bounces than backscatter.bounce_rate for a recipient of this message' },
-  { name: 'backscatter.reason', stage: 'data', type: 'string', log: true, values: BACKSCATTER_REASONS, description: 'What decided: the first proof of a genuine bounce, else the first heuristic that fired (not-dsn, no-evidence when nothing did)' },
+  {
+    name: 'backscatter.bounce_rate_exceeded',
+    stage: 'data',
+    type: 'boolean',
+    description: 'More bounces than backscatter.bounce_rate for a recipient of this message',
+  },
+  {
+    name: 'backscatter.reason',
+    stage: 'data',
+    type: 'string',
+    log: true,
+    values: BACKSCATTER_REASONS,
+    description: 'What decided: the first proof of a genuine bounce, else the first heuristic that fired (not-dsn, no-evidence when nothing did)',
+  },
 ];
 
 export interface BackscatterCheckSettings {

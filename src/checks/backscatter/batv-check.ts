@@ -20,8 +20,19 @@ export const batvFacts: readonly FactSpec[] = [
     description:
       'BATV verdict for the recipient being checked: valid (a good prvs= tag), missing (a bounce to an untagged address), invalid (forged or damaged tag), expired, none (not judged: mode off, or not a bounce)',
   },
-  { name: 'batv.mode', stage: 'rcpt', type: 'string', values: BATV_MODES, description: "BATV mode of the recipient's domain (backscatter.mode / backscatter.domains)" },
-  { name: 'batv.reject', stage: 'rcpt', type: 'boolean', description: 'strict mode and a bounce without a valid tag: the shipped policy refuses the recipient (550 5.7.1)' },
+  {
+    name: 'batv.mode',
+    stage: 'rcpt',
+    type: 'string',
+    values: BATV_MODES,
+    description: "BATV mode of the recipient's domain (backscatter.mode / backscatter.domains)",
+  },
+  {
+    name: 'batv.reject',
+    stage: 'rcpt',
+    type: 'boolean',
+    description: 'strict mode and a bounce without a valid tag: the shipped policy refuses the recipient (550 5.7.1)',
+  },
   { name: 'batv.text', stage: 'rcpt', type: 'string', description: 'Why the bounce fails BATV, in words, for the reply text ("" when it does not)' },
 ];
 

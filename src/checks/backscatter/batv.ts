@@ -38,7 +38,10 @@ export function dayNumber(nowMs: number): number {
 function hash(secret: string, kddd: string, plain: string): string {
   // The draft hashes "K DDD orig-mailfrom"; we hash the address lower-cased because relays and
   // bouncing MTAs are known to change the case of the local part.
-  return createHmac('sha1', secret).update(kddd + plain.toLowerCase()).digest('hex').slice(0, 6);
+  return createHmac('sha1', secret)
+    .update(kddd + plain.toLowerCase())
+    .digest('hex')
+    .slice(0, 6);
 }
 
 function findKey(ring: BatvKeyring, id: number): BatvKey | undefined {

@@ -30,6 +30,13 @@ export function createBackscatterChecks(d: BackscatterDeps): BackscatterChecks {
   const cfg = d.config();
   const record = d.record ?? createOutboundRecord(d.store, cfg.record.ttl, cfg.record.max_entries);
   const batv = createBatvCheck({ config: d.config, now: d.now });
-  const heuristics = createBackscatterCheck({ config: d.config, domains: d.domains, record, store: d.store, now: d.now, ...(d.walkLimits ? { walkLimits: d.walkLimits } : {}) });
+  const heuristics = createBackscatterCheck({
+    config: d.config,
+    domains: d.domains,
+    record,
+    store: d.store,
+    now: d.now,
+    ...(d.walkLimits ? { walkLimits: d.walkLimits } : {}),
+  });
   return { checks: [batv, heuristics], record };
 }

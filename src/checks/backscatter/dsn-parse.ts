@@ -165,7 +165,11 @@ export function fromAddress(v: string): string {
   const lt = v.lastIndexOf('<');
   if (lt !== -1) {
     const gt = v.indexOf('>', lt + 1);
-    if (gt !== -1) return v.slice(lt + 1, gt).trim().toLowerCase();
+    if (gt !== -1)
+      return v
+        .slice(lt + 1, gt)
+        .trim()
+        .toLowerCase();
   }
   let start = 0;
   for (let i = 0; i <= v.length; i++) {
@@ -187,7 +191,10 @@ export function dkimDomain(v: string): string | undefined {
     const end = semi === -1 ? v.length : semi;
     const eq = v.indexOf('=', i);
     if (eq !== -1 && eq < end && v.slice(i, eq).trim().toLowerCase() === 'd') {
-      const d = v.slice(eq + 1, end).trim().toLowerCase();
+      const d = v
+        .slice(eq + 1, end)
+        .trim()
+        .toLowerCase();
       return d.length > 0 && d.length <= 253 ? d : undefined;
     }
     i = end + 1;
@@ -301,7 +308,14 @@ const CHALLENGE_SUBJECTS = [
 function isAutoReply(fields: readonly Field[]): boolean {
   // RFC 3834 5: any Auto-Submitted value except "no" marks automatic mail.
   const as = get(fields, 'auto-submitted');
-  if (as !== undefined && as.trim().toLowerCase().split(/[\s;(]/, 1)[0] !== 'no') return true;
+  if (
+    as !== undefined &&
+    as
+      .trim()
+      .toLowerCase()
+      .split(/[\s;(]/, 1)[0] !== 'no'
+  )
+    return true;
   const prec = (get(fields, 'precedence') ?? '').trim().toLowerCase();
   if (prec === 'auto_reply') return true;
   return get(fields, 'x-autoreply') !== undefined || get(fields, 'x-autorespond') !== undefined;
@@ -378,7 +392,10 @@ export function parseDsn(raw: Buffer | string, truncatedInput = false, limits: D
 
   if (!w.original && qmail) {
     // qmail-send: the original follows "--- Below this line is a copy of the message." and a blank line.
-    const marker = text.slice(top.bodyStart, Math.min(text.length, top.bodyStart + 65_536)).toLowerCase().indexOf('--- below this line is a copy of the message.');
+    const marker = text
+      .slice(top.bodyStart, Math.min(text.length, top.bodyStart + 65_536))
+      .toLowerCase()
+      .indexOf('--- below this line is a copy of the message.');
     if (marker !== -1) {
       const nl = text.indexOf('\n', top.bodyStart + marker);
       if (nl !== -1) {

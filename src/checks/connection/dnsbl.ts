@@ -15,7 +15,12 @@ import { globToRegExp, type TextPattern } from '../../message/text-patterns.ts';
 import { dnsCode, lookupWithSignal } from './dns-util.ts';
 
 export const dnsblFacts: readonly FactSpec[] = [
-  { name: 'dnsbl.score', stage: 'connect', type: 'number', description: 'Sum of the weights of the lists that list the client (allow lists have negative weights); 0 when none' },
+  {
+    name: 'dnsbl.score',
+    stage: 'connect',
+    type: 'number',
+    description: 'Sum of the weights of the lists that list the client (allow lists have negative weights); 0 when none',
+  },
   { name: 'dnsbl.listed', stage: 'connect', type: 'string[]', description: 'Names of the block lists (weight > 0) that list the client' },
   { name: 'dnswl.listed', stage: 'connect', type: 'string[]', description: 'Names of the allow lists (weight <= 0) that list the client' },
   {
@@ -32,7 +37,10 @@ const ZONE = /^(?=.{1,200}$)([a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9])?\.)+[a-z0-9-]
 
 const listSchema = z.strictObject({
   /** Label used in facts, rules and metrics; default: the zone. */
-  name: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'expected letters, digits, _ . -').optional(),
+  name: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]{1,64}$/, 'expected letters, digits, _ . -')
+    .optional(),
   zone: z.string().regex(ZONE, 'expected a DNS zone like zen.spamhaus.org'),
   /** Added to dnsbl.score when the list answers; negative for allow lists (DNSWL). */
   weight: z.number().finite().default(1),
@@ -138,7 +146,10 @@ export function createDnsblCheck(deps: { dns?: DnsLookup | undefined }, config?:
           zones.map(async (zone) => {
             try {
               const recs = await lookupWithSignal(dns, `${rev}.${zone}`, 'A', ac.signal);
-              answers.set(zone, recs.filter((r): r is string => typeof r === 'string'));
+              answers.set(
+                zone,
+                recs.filter((r): r is string => typeof r === 'string'),
+              );
             } catch (err) {
               const code = dnsCode(err);
               answers.set(zone, code === 'ENOTFOUND' || code === 'ENODATA' ? [] : 'error');

@@ -10,9 +10,19 @@ import { dnsCode, lookupWithSignal } from './dns-util.ts';
 export const RDNS_STATUSES = ['pass', 'fail', 'none', 'temperror'] as const;
 
 export const fcrdnsFacts: readonly FactSpec[] = [
-  { name: 'client.rdns', stage: 'connect', type: 'string', description: 'Reverse DNS name of the client: the forward-confirmed PTR name if any, else the first PTR name, "" if none' },
+  {
+    name: 'client.rdns',
+    stage: 'connect',
+    type: 'string',
+    description: 'Reverse DNS name of the client: the forward-confirmed PTR name if any, else the first PTR name, "" if none',
+  },
   { name: 'client.rdns_names', stage: 'connect', type: 'string[]', description: 'Every PTR name of the client address (at most 10)' },
-  { name: 'client.fcrdns', stage: 'connect', type: 'boolean', description: 'A PTR name of the client resolves back to the client address (forward-confirmed rDNS)' },
+  {
+    name: 'client.fcrdns',
+    stage: 'connect',
+    type: 'boolean',
+    description: 'A PTR name of the client resolves back to the client address (forward-confirmed rDNS)',
+  },
   {
     name: 'client.rdns_status',
     stage: 'connect',

@@ -7,11 +7,31 @@ import type { FactSpec } from '../../pipeline/facts.ts';
 import { normalizeIp } from '../../net/ip.ts';
 
 export const heloFacts: readonly FactSpec[] = [
-  { name: 'helo.is_ip_literal', stage: 'helo', type: 'boolean', description: 'HELO is an address literal, [192.0.2.1] or [IPv6:2001:db8::1] (RFC 5321 §4.1.3)' },
-  { name: 'helo.is_bare_ip', stage: 'helo', type: 'boolean', description: 'HELO is an IP address without the brackets of a literal (invalid, typical of bots)' },
+  {
+    name: 'helo.is_ip_literal',
+    stage: 'helo',
+    type: 'boolean',
+    description: 'HELO is an address literal, [192.0.2.1] or [IPv6:2001:db8::1] (RFC 5321 §4.1.3)',
+  },
+  {
+    name: 'helo.is_bare_ip',
+    stage: 'helo',
+    type: 'boolean',
+    description: 'HELO is an IP address without the brackets of a literal (invalid, typical of bots)',
+  },
   { name: 'helo.literal_mismatch', stage: 'helo', type: 'boolean', description: 'HELO gives an IP address (literal or bare) that is not the client address' },
-  { name: 'helo.is_our_name', stage: 'helo', type: 'boolean', description: 'HELO is our own host name or one of our domains (a forgery: we never connect to ourselves)' },
-  { name: 'helo.fqdn', stage: 'helo', type: 'boolean', description: 'HELO is a syntactically valid fully-qualified domain name (two labels or more, TLD not numeric)' },
+  {
+    name: 'helo.is_our_name',
+    stage: 'helo',
+    type: 'boolean',
+    description: 'HELO is our own host name or one of our domains (a forgery: we never connect to ourselves)',
+  },
+  {
+    name: 'helo.fqdn',
+    stage: 'helo',
+    type: 'boolean',
+    description: 'HELO is a syntactically valid fully-qualified domain name (two labels or more, TLD not numeric)',
+  },
   { name: 'helo.matches_rdns', stage: 'helo', type: 'boolean', description: 'HELO equals the client reverse DNS name (client.rdns); absent without rDNS' },
 ];
 

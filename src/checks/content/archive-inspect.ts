@@ -52,7 +52,7 @@ export interface ArchiveBudget {
 }
 
 export function archiveFormat(head: Buffer): ArchiveListing['format'] | '' {
-  if (head.length >= 4 && head[0] === 0x50 && head[1] === 0x4b && (head[2] === 0x03 || head[2] === 0x05) ) return 'zip';
+  if (head.length >= 4 && head[0] === 0x50 && head[1] === 0x4b && (head[2] === 0x03 || head[2] === 0x05)) return 'zip';
   if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) return 'gzip';
   if (head.length >= 262 && head.toString('latin1', 257, 262) === 'ustar') return 'tar';
   return '';

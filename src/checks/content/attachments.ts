@@ -11,29 +11,99 @@ import { inspectOle, inspectPdf, isOle, isPdf, isVbaMember } from './document-in
 import { derivedOf, walkOf } from './walk-result.ts';
 
 const FILE_FIELDS = [
-  'name', 'extension', 'extensions', 'declared_type', 'detected_type', 'size', 'executable', 'executable_type',
-  'double_extension', 'hidden_name', 'type_mismatch', 'macro', 'pdf_javascript', 'pdf_open_action', 'encrypted',
-  'container', 'in_message', 'source',
+  'name',
+  'extension',
+  'extensions',
+  'declared_type',
+  'detected_type',
+  'size',
+  'executable',
+  'executable_type',
+  'double_extension',
+  'hidden_name',
+  'type_mismatch',
+  'macro',
+  'pdf_javascript',
+  'pdf_open_action',
+  'encrypted',
+  'container',
+  'in_message',
+  'source',
 ] as const;
 
 export const attachmentFacts: readonly FactSpec[] = [
-  { name: 'attachment.count', stage: 'data', type: 'number', description: 'Attachments (MIME parts with a file name or non-text content, and uuencoded files), archive members not counted' },
-  { name: 'attachment.names', stage: 'data', type: 'string[]', description: 'Normalised file names (lower case, NFKC, bidi/zero-width characters and trailing dots/spaces removed), archive members included' },
+  {
+    name: 'attachment.count',
+    stage: 'data',
+    type: 'number',
+    description: 'Attachments (MIME parts with a file name or non-text content, and uuencoded files), archive members not counted',
+  },
+  {
+    name: 'attachment.names',
+    stage: 'data',
+    type: 'string[]',
+    description: 'Normalised file names (lower case, NFKC, bidi/zero-width characters and trailing dots/spaces removed), archive members included',
+  },
   { name: 'attachment.extensions', stage: 'data', type: 'string[]', description: 'Last extension of every file name (e.g. exe), archive members included' },
-  { name: 'attachment.detected_types', stage: 'data', type: 'string[]', description: 'MIME types detected from the bytes (file-type), archive members included' },
-  { name: 'attachment.executable', stage: 'data', type: 'boolean', description: 'Some file is an executable (PE, ELF, Mach-O, Windows shortcut) or has an executable/script extension, also inside archives' },
-  { name: 'attachment.executable_types', stage: 'data', type: 'string[]', description: 'What made files executable: pe, elf, macho, lnk or the risky extension (js, vbs, iso, ...)' },
+  {
+    name: 'attachment.detected_types',
+    stage: 'data',
+    type: 'string[]',
+    description: 'MIME types detected from the bytes (file-type), archive members included',
+  },
+  {
+    name: 'attachment.executable',
+    stage: 'data',
+    type: 'boolean',
+    description: 'Some file is an executable (PE, ELF, Mach-O, Windows shortcut) or has an executable/script extension, also inside archives',
+  },
+  {
+    name: 'attachment.executable_types',
+    stage: 'data',
+    type: 'string[]',
+    description: 'What made files executable: pe, elf, macho, lnk or the risky extension (js, vbs, iso, ...)',
+  },
   { name: 'attachment.double_extension', stage: 'data', type: 'boolean', description: 'A decoy extension before a risky one (invoice.pdf.exe)' },
-  { name: 'attachment.hidden_name', stage: 'data', type: 'boolean', description: 'A file name hides its real end: RTLO or other bidi/zero-width characters, trailing dots or spaces' },
-  { name: 'attachment.type_mismatch', stage: 'data', type: 'boolean', description: 'A declared Content-Type contradicts the detected type (a "PDF" that is a PE)' },
+  {
+    name: 'attachment.hidden_name',
+    stage: 'data',
+    type: 'boolean',
+    description: 'A file name hides its real end: RTLO or other bidi/zero-width characters, trailing dots or spaces',
+  },
+  {
+    name: 'attachment.type_mismatch',
+    stage: 'data',
+    type: 'boolean',
+    description: 'A declared Content-Type contradicts the detected type (a "PDF" that is a PE)',
+  },
   { name: 'attachment.macro', stage: 'data', type: 'boolean', description: 'An Office document with VBA macros (OLE2 VBA storage, or OOXML vbaProject.bin)' },
   { name: 'attachment.pdf_javascript', stage: 'data', type: 'boolean', description: 'A PDF contains JavaScript (/JavaScript, /JS)' },
-  { name: 'attachment.pdf_open_action', stage: 'data', type: 'boolean', description: 'A PDF runs an action when opened (/OpenAction, /AA) or launches a program (/Launch)' },
+  {
+    name: 'attachment.pdf_open_action',
+    stage: 'data',
+    type: 'boolean',
+    description: 'A PDF runs an action when opened (/OpenAction, /AA) or launches a program (/Launch)',
+  },
   { name: 'attachment.files', stage: 'data', type: 'records', description: 'Every file inspected, archive members included', fields: FILE_FIELDS },
   { name: 'archive.count', stage: 'data', type: 'number', description: 'Archives opened (zip, gzip, tar), nested ones included' },
-  { name: 'archive.encrypted', stage: 'data', type: 'boolean', description: 'An archive (or Office document) is password-protected: its contents cannot be inspected' },
-  { name: 'archive.bomb', stage: 'data', type: 'boolean', description: 'An archive exceeds the compression-ratio, size or entry-count limits (content.archives)' },
-  { name: 'archive.incomplete', stage: 'data', type: 'boolean', description: 'An archive could not be listed completely (corrupt, too big to open, limits, or nested deeper than max_depth)' },
+  {
+    name: 'archive.encrypted',
+    stage: 'data',
+    type: 'boolean',
+    description: 'An archive (or Office document) is password-protected: its contents cannot be inspected',
+  },
+  {
+    name: 'archive.bomb',
+    stage: 'data',
+    type: 'boolean',
+    description: 'An archive exceeds the compression-ratio, size or entry-count limits (content.archives)',
+  },
+  {
+    name: 'archive.incomplete',
+    stage: 'data',
+    type: 'boolean',
+    description: 'An archive could not be listed completely (corrupt, too big to open, limits, or nested deeper than max_depth)',
+  },
   { name: 'archive.executable', stage: 'data', type: 'boolean', description: 'An executable or script is inside an archive' },
   { name: 'archive.unsupported', stage: 'data', type: 'string[]', description: 'Archive formats found but not opened (rar, 7z, cab, ...)' },
 ];
@@ -176,7 +246,17 @@ export async function analyseAttachments(walk: MimeWalk, limits: ArchiveLimits =
     if (!p.attachment) continue;
     report.count++;
     await inspect(
-      { name: p.filename, declaredType: p.contentType, size: p.size, head: p.head, data: p.data, container: '', inMessage: p.inMessage, source: p.source, level: 0 },
+      {
+        name: p.filename,
+        declaredType: p.contentType,
+        size: p.size,
+        head: p.head,
+        data: p.data,
+        container: '',
+        inMessage: p.inMessage,
+        source: p.source,
+        level: 0,
+      },
       report,
       limits,
       budget,
@@ -234,20 +314,44 @@ export function createAttachmentsCheck(walkLimits?: WalkLimits, limits?: Archive
       f.set('attachment.names', uniq(files.map((x) => x.name)));
       f.set('attachment.extensions', uniq(files.map((x) => x.extension)));
       f.set('attachment.detected_types', uniq(files.map((x) => x.detectedType)));
-      f.set('attachment.executable', files.some((x) => x.executable));
+      f.set(
+        'attachment.executable',
+        files.some((x) => x.executable),
+      );
       f.set('attachment.executable_types', uniq(files.map((x) => x.executableType)));
-      f.set('attachment.double_extension', files.some((x) => x.doubleExtension));
-      f.set('attachment.hidden_name', files.some((x) => x.hiddenName));
-      f.set('attachment.type_mismatch', files.some((x) => x.typeMismatch));
-      f.set('attachment.macro', files.some((x) => x.macro));
-      f.set('attachment.pdf_javascript', files.some((x) => x.pdfJavascript));
-      f.set('attachment.pdf_open_action', files.some((x) => x.pdfOpenAction));
+      f.set(
+        'attachment.double_extension',
+        files.some((x) => x.doubleExtension),
+      );
+      f.set(
+        'attachment.hidden_name',
+        files.some((x) => x.hiddenName),
+      );
+      f.set(
+        'attachment.type_mismatch',
+        files.some((x) => x.typeMismatch),
+      );
+      f.set(
+        'attachment.macro',
+        files.some((x) => x.macro),
+      );
+      f.set(
+        'attachment.pdf_javascript',
+        files.some((x) => x.pdfJavascript),
+      );
+      f.set(
+        'attachment.pdf_open_action',
+        files.some((x) => x.pdfOpenAction),
+      );
       f.set('attachment.files', files.map(record));
       f.set('archive.count', r.archives);
       f.set('archive.encrypted', r.encrypted);
       f.set('archive.bomb', r.bomb);
       f.set('archive.incomplete', r.incomplete);
-      f.set('archive.executable', files.some((x) => x.executable && x.container !== ''));
+      f.set(
+        'archive.executable',
+        files.some((x) => x.executable && x.container !== ''),
+      );
       f.set('archive.unsupported', [...r.unsupported]);
     },
   };

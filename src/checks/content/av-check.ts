@@ -10,11 +10,23 @@ import { contentMetrics } from './content-metrics.ts';
 import { walkOf } from './walk-result.ts';
 
 export const avFacts: readonly FactSpec[] = [
-  { name: 'av.result', stage: 'data', type: 'string', values: ['clean', 'virus', 'unscanned', 'error'], description: 'clamd verdict for the message: clean, virus, unscanned (a clamd limit was hit: not clean) or error (clamd failed and clamav.on_failure is continue)' },
+  {
+    name: 'av.result',
+    stage: 'data',
+    type: 'string',
+    values: ['clean', 'virus', 'unscanned', 'error'],
+    description:
+      'clamd verdict for the message: clean, virus, unscanned (a clamd limit was hit: not clean) or error (clamd failed and clamav.on_failure is continue)',
+  },
   { name: 'av.virus', stage: 'data', type: 'boolean', description: 'clamd found malware' },
   { name: 'av.signature', stage: 'data', type: 'string', description: 'Name of the first signature found ("" when none), e.g. Eicar-Signature' },
   { name: 'av.signatures', stage: 'data', type: 'string[]', description: 'Every signature found (raw message and attachment scans)' },
-  { name: 'av.unscanned', stage: 'data', type: 'boolean', description: 'Some part was not scanned completely (StreamMaxLength, Heuristics.Limits.Exceeded, or an error with on_failure continue)' },
+  {
+    name: 'av.unscanned',
+    stage: 'data',
+    type: 'boolean',
+    description: 'Some part was not scanned completely (StreamMaxLength, Heuristics.Limits.Exceeded, or an error with on_failure continue)',
+  },
   { name: 'av.unscanned_reason', stage: 'data', type: 'string', description: 'Why av.unscanned ("" when scanned)' },
 ];
 

@@ -186,7 +186,10 @@ export class ClamdClient {
                 onDrain = r;
                 s.once('drain', onDrain);
               }),
-              answer.then(() => undefined, () => undefined),
+              answer.then(
+                () => undefined,
+                () => undefined,
+              ),
               new Promise((r) => (timer = setTimeout(r, Math.max(0, deadline - Date.now())))),
             ]);
             s.off('drain', onDrain);

@@ -4,9 +4,45 @@
 
 /** Extensions Windows (or a browser) executes, or that mount/contain executables. */
 export const RISKY_EXTENSIONS: readonly string[] = [
-  'exe', 'com', 'scr', 'pif', 'bat', 'cmd', 'cpl', 'msi', 'msp', 'msc', 'dll', 'sys', 'reg',
-  'js', 'jse', 'vbs', 'vbe', 'wsf', 'wsh', 'wsc', 'ps1', 'psm1', 'hta', 'lnk', 'inf', 'scf',
-  'iso', 'img', 'vhd', 'vhdx', 'one', 'jar', 'appx', 'msix', 'application', 'gadget', 'chm', 'url', 'xll',
+  'exe',
+  'com',
+  'scr',
+  'pif',
+  'bat',
+  'cmd',
+  'cpl',
+  'msi',
+  'msp',
+  'msc',
+  'dll',
+  'sys',
+  'reg',
+  'js',
+  'jse',
+  'vbs',
+  'vbe',
+  'wsf',
+  'wsh',
+  'wsc',
+  'ps1',
+  'psm1',
+  'hta',
+  'lnk',
+  'inf',
+  'scf',
+  'iso',
+  'img',
+  'vhd',
+  'vhdx',
+  'one',
+  'jar',
+  'appx',
+  'msix',
+  'application',
+  'gadget',
+  'chm',
+  'url',
+  'xll',
 ];
 
 export interface NormalizedName {
@@ -25,11 +61,14 @@ export interface NormalizedName {
 
 function isHiddenChar(cp: number): boolean {
   return (
-    cp < 0x20 || cp === 0x7f ||
+    cp < 0x20 ||
+    cp === 0x7f ||
     (cp >= 0x200b && cp <= 0x200f) || // zero-width space/joiners, LRM/RLM
     (cp >= 0x202a && cp <= 0x202e) || // bidi embeddings and overrides (RTLO)
     (cp >= 0x2066 && cp <= 0x2069) || // bidi isolates
-    cp === 0xfeff || cp === 0x180e || cp === 0x061c
+    cp === 0xfeff ||
+    cp === 0x180e ||
+    cp === 0x061c
   );
 }
 

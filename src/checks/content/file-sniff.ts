@@ -70,9 +70,7 @@ const EQUIVALENT: Record<string, string> = {
 const GENERIC = new Set(['application/octet-stream', 'application/unknown', 'application/binary', 'binary/octet-stream', '']);
 
 /** OOXML, ODF, JAR, APK, EPUB are zips: file-type may call them either. */
-const ZIP_FAMILY = new Set([
-  'application/zip', 'application/java-archive', 'application/epub+zip', 'application/vnd.android.package-archive',
-]);
+const ZIP_FAMILY = new Set(['application/zip', 'application/java-archive', 'application/epub+zip', 'application/vnd.android.package-archive']);
 
 function canon(t: string): string {
   return EQUIVALENT[t] ?? t;
@@ -84,7 +82,8 @@ export function typeMismatch(declared: string, detected: string): boolean {
   const d = canon(declared);
   const t = canon(detected);
   if (d === t) return false;
-  const zipLike = (x: string) => ZIP_FAMILY.has(x) || x.startsWith('application/vnd.openxmlformats') || x.startsWith('application/vnd.oasis') || x.startsWith('application/vnd.ms-');
+  const zipLike = (x: string) =>
+    ZIP_FAMILY.has(x) || x.startsWith('application/vnd.openxmlformats') || x.startsWith('application/vnd.oasis') || x.startsWith('application/vnd.ms-');
   if (zipLike(d) && zipLike(t)) return false;
   // Old Office (OLE2) documents are detected as application/x-cfb.
   if (t === 'application/x-cfb' && (d.startsWith('application/vnd.ms-') || d === 'application/msword')) return false;

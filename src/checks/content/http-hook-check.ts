@@ -10,7 +10,9 @@ import { envelopeOf, headerSafe, postMessage } from './http-post.ts';
 export function hookFacts(cfg: HookConfig): FactSpec[] {
   const base = `hook.${cfg.name}`;
   return [
-    ...Object.entries(cfg.facts).map(([fact, type]): FactSpec => ({ name: `${base}.${fact}`, stage: 'data', type, description: `Answer "${fact}" of the ${cfg.name} HTTP hook` })),
+    ...Object.entries(cfg.facts).map(
+      ([fact, type]): FactSpec => ({ name: `${base}.${fact}`, stage: 'data', type, description: `Answer "${fact}" of the ${cfg.name} HTTP hook` }),
+    ),
     { name: `${base}.skipped`, stage: 'data', type: 'boolean', description: `Not sent to the ${cfg.name} hook: larger than its max_bytes` },
   ];
 }

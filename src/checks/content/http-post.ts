@@ -64,7 +64,12 @@ export function envelopeOf(facts: { get(name: string): unknown }): Envelope {
     return typeof v === 'string' ? v : '';
   };
   const r = facts.get('rcpt.addresses');
-  return { from: str('mail.from'), rcpts: Array.isArray(r) ? r.filter((x): x is string => typeof x === 'string') : [], ip: str('client.ip'), helo: str('helo.name') };
+  return {
+    from: str('mail.from'),
+    rcpts: Array.isArray(r) ? r.filter((x): x is string => typeof x === 'string') : [],
+    ip: str('client.ip'),
+    helo: str('helo.name'),
+  };
 }
 
 /** Header values must not carry CR/LF or non-ASCII (the addresses come from the client). */

@@ -7,8 +7,19 @@ import { MALFORMED_REASONS, type WalkLimits } from '../../message/mime-walk.ts';
 import { walkOf } from './walk-result.ts';
 
 export const mimeFacts: readonly FactSpec[] = [
-  { name: 'mime.malformed', stage: 'data', type: 'boolean', description: 'The MIME structure is broken or hit a walk limit (see mime.malformed_reasons): what mail clients show may differ from what was inspected' },
-  { name: 'mime.malformed_reasons', stage: 'data', type: 'string[]', description: `Why mime.malformed: ${MALFORMED_REASONS.join(', ')}`, values: MALFORMED_REASONS },
+  {
+    name: 'mime.malformed',
+    stage: 'data',
+    type: 'boolean',
+    description: 'The MIME structure is broken or hit a walk limit (see mime.malformed_reasons): what mail clients show may differ from what was inspected',
+  },
+  {
+    name: 'mime.malformed_reasons',
+    stage: 'data',
+    type: 'string[]',
+    description: `Why mime.malformed: ${MALFORMED_REASONS.join(', ')}`,
+    values: MALFORMED_REASONS,
+  },
   { name: 'mime.parts', stage: 'data', type: 'number', description: 'MIME parts seen (containers and leaves, nested messages included)' },
   { name: 'mime.depth', stage: 'data', type: 'number', description: 'Deepest nesting level (0: a single-part message)' },
   { name: 'mime.content_types', stage: 'data', type: 'string[]', description: 'Every declared Content-Type, in order, without duplicates' },

@@ -12,7 +12,13 @@ export const RSPAMD_ACTIONS = ['no action', 'greylist', 'add header', 'rewrite s
 export const rspamdFacts: readonly FactSpec[] = [
   { name: 'rspamd.score', stage: 'data', type: 'number', description: 'Rspamd score of the message' },
   { name: 'rspamd.required_score', stage: 'data', type: 'number', description: 'Rspamd score of its reject action' },
-  { name: 'rspamd.action', stage: 'data', type: 'string', values: RSPAMD_ACTIONS, description: 'Action Rspamd recommends: no action, greylist, add header, rewrite subject, soft reject, reject' },
+  {
+    name: 'rspamd.action',
+    stage: 'data',
+    type: 'string',
+    values: RSPAMD_ACTIONS,
+    description: 'Action Rspamd recommends: no action, greylist, add header, rewrite subject, soft reject, reject',
+  },
   { name: 'rspamd.symbols', stage: 'data', type: 'string[]', description: 'Names of the Rspamd symbols that fired, e.g. MISSING_DATE' },
   { name: 'rspamd.symbol_scores', stage: 'data', type: 'records', fields: ['name', 'score'], description: 'Every Rspamd symbol with its score' },
   { name: 'rspamd.skipped', stage: 'data', type: 'boolean', description: 'Not sent: larger than rspamd.max_bytes, or Rspamd skipped it (is_skipped)' },
@@ -67,7 +73,10 @@ export function createRspamdCheck(cfg: RspamdConfig): Check {
       out.facts.set('rspamd.score', typeof answer.score === 'number' ? answer.score : 0);
       out.facts.set('rspamd.required_score', typeof answer.required_score === 'number' ? answer.required_score : 0);
       out.facts.set('rspamd.action', action);
-      out.facts.set('rspamd.symbols', symbols.map((s) => String(s.name)));
+      out.facts.set(
+        'rspamd.symbols',
+        symbols.map((s) => String(s.name)),
+      );
       out.facts.set('rspamd.symbol_scores', symbols);
       out.facts.set('rspamd.skipped', answer.is_skipped === true);
     },

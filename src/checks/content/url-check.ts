@@ -17,7 +17,12 @@ export const urlFacts: readonly FactSpec[] = [
   { name: 'url.hosts', stage: 'data', type: 'string[]', description: 'Distinct host names of the URLs, lower case, IDNs in punycode' },
   { name: 'url.truncated', stage: 'data', type: 'boolean', description: 'More URLs than max_urls, or the text was cut at max_text_bytes' },
   { name: 'url.ip_host', stage: 'data', type: 'boolean', description: 'Some URL uses an IP address instead of a host name' },
-  { name: 'url.dnsbl_listed', stage: 'data', type: 'string[]', description: 'Hosts (or their parent domains) listed by a URI blocklist (only with content.urls.dnsbl.enabled)' },
+  {
+    name: 'url.dnsbl_listed',
+    stage: 'data',
+    type: 'string[]',
+    description: 'Hosts (or their parent domains) listed by a URI blocklist (only with content.urls.dnsbl.enabled)',
+  },
   { name: 'url.dnsbl_lists', stage: 'data', type: 'string[]', description: 'Names of the URI blocklists that listed some host' },
   { name: 'url.dnsbl_score', stage: 'data', type: 'number', description: 'Sum of the weights of the URI blocklist hits (0 when none or off)' },
   { name: 'url.dnsbl_hits', stage: 'data', type: 'records', fields: ['host', 'list', 'answer', 'weight'], description: 'Every URI blocklist hit' },
@@ -64,10 +69,16 @@ export function createUrlCheck(opts: UrlCheckOptions): Check {
       const hosts = [...new Set(urls.map((u) => u.host))];
       const f = out.facts;
       f.set('url.count', urls.length);
-      f.set('url.urls', urls.map((u) => u.url));
+      f.set(
+        'url.urls',
+        urls.map((u) => u.url),
+      );
       f.set('url.hosts', hosts);
       f.set('url.truncated', truncated || walk.textTruncated);
-      f.set('url.ip_host', hosts.some((h) => isIP(h.replace(/^\[|\]$/g, '')) !== 0));
+      f.set(
+        'url.ip_host',
+        hosts.some((h) => isIP(h.replace(/^\[|\]$/g, '')) !== 0),
+      );
       const hits: FactRecord[] = [];
       const errors = new Set<string>();
       if (bl.enabled && bl.lists.length && opts.deps?.dns) {
@@ -78,7 +89,8 @@ export function createUrlCheck(opts: UrlCheckOptions): Check {
           for (const n of lookupNames(h)) {
             if (seen.has(n)) continue;
             seen.add(n);
-            for (const l of bl.lists) if (jobs.length < bl.max_lookups) jobs.push({ host: n, name: `${n}.${l.zone}`, zone: l.zone, list: l.name ?? l.zone, weight: l.weight });
+            for (const l of bl.lists)
+              if (jobs.length < bl.max_lookups) jobs.push({ host: n, name: `${n}.${l.zone}`, zone: l.zone, list: l.name ?? l.zone, weight: l.weight });
           }
         }
         const ac = new AbortController();
@@ -108,7 +120,10 @@ export function createUrlCheck(opts: UrlCheckOptions): Check {
       f.set('url.dnsbl_hits', hits);
       f.set('url.dnsbl_listed', [...new Set(hits.map((h) => String(h.host)))]);
       f.set('url.dnsbl_lists', [...new Set(hits.map((h) => String(h.list)))]);
-      f.set('url.dnsbl_score', hits.reduce((a, h) => a + Number(h.weight), 0));
+      f.set(
+        'url.dnsbl_score',
+        hits.reduce((a, h) => a + Number(h.weight), 0),
+      );
       f.set('url.dnsbl_errors', [...errors]);
     },
   };

@@ -7,7 +7,20 @@ const MAX_URL = 2048;
 
 function isTerminator(c: number): boolean {
   // Whitespace, controls, quotes, angle brackets and the characters that end URLs in prose/HTML.
-  return c <= 0x20 || c === 0x22 || c === 0x27 || c === 0x3c || c === 0x3e || c === 0x60 || c === 0x7f || c === 0x5c || c === 0x7b || c === 0x7d || c === 0x7c || c === 0x5e;
+  return (
+    c <= 0x20 ||
+    c === 0x22 ||
+    c === 0x27 ||
+    c === 0x3c ||
+    c === 0x3e ||
+    c === 0x60 ||
+    c === 0x7f ||
+    c === 0x5c ||
+    c === 0x7b ||
+    c === 0x7d ||
+    c === 0x7c ||
+    c === 0x5e
+  );
 }
 
 function isSchemeChar(c: number): boolean {

@@ -4,7 +4,7 @@
 import { metrics } from '../../metrics/registry.ts';
 import type { Check, CheckInput, CheckOutput } from '../../pipeline/check.ts';
 import type { FactSpec } from '../../pipeline/facts.ts';
-import { StoreUnavailableError, type ConcurrencyLease, } from '../../store/shared-store.ts';
+import { StoreUnavailableError, type ConcurrencyLease } from '../../store/shared-store.ts';
 import type { Stage } from '../../pipeline/stages.ts';
 import { getSection } from '../../rules/loader.ts';
 import type { RulesAware } from '../../rules/rules-aware.ts';

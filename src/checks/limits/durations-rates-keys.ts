@@ -10,16 +10,7 @@ import { networkOf, normalizeIp } from '../../net/ip.ts';
 export { durationSchema, parseDuration, parseRate, rateSchema } from '../../config/durations.ts';
 
 /** What a limit counts by. Several make a combined key (e.g. [client_net, sender_domain]). */
-export const KEY_PARTS = [
-  'client_ip',
-  'client_net',
-  'helo',
-  'sender',
-  'sender_domain',
-  'recipient',
-  'recipient_domain',
-  'dmarc_domain',
-] as const;
+export const KEY_PARTS = ['client_ip', 'client_net', 'helo', 'sender', 'sender_domain', 'recipient', 'recipient_domain', 'dmarc_domain'] as const;
 export type KeyPart = (typeof KEY_PARTS)[number];
 
 /** The earliest stage each key part is known at. */
@@ -34,9 +25,7 @@ export const KEY_PART_STAGE: Record<KeyPart, Stage> = {
   dmarc_domain: 'data',
 };
 
-export const keySchema = z
-  .union([z.enum(KEY_PARTS), z.array(z.enum(KEY_PARTS)).min(1).max(4)])
-  .transform((v) => [...new Set(Array.isArray(v) ? v : [v])]);
+export const keySchema = z.union([z.enum(KEY_PARTS), z.array(z.enum(KEY_PARTS)).min(1).max(4)]).transform((v) => [...new Set(Array.isArray(v) ? v : [v])]);
 
 /**
  * Email addresses and domains for keys: lower-cased; the null sender is `<>`. Values longer than

@@ -31,7 +31,13 @@ export function greylistFacts(): FactSpec[] {
       description:
         'new (first attempt, deferred), early (retried before the delay), passed (retried in time, or passed before), allowed (network auto-allowed), skipped (skip condition), unavailable (store down)',
     },
-    { name: 'greylist.action', stage, type: 'string', values: ['', 'tempfail'], description: 'tempfail when the message must be deferred (new/early, or unavailable with fail_closed)' },
+    {
+      name: 'greylist.action',
+      stage,
+      type: 'string',
+      values: ['', 'tempfail'],
+      description: 'tempfail when the message must be deferred (new/early, or unavailable with fail_closed)',
+    },
     { name: 'greylist.retry_after_s', stage, type: 'number', description: 'Seconds until a retry can pass (0 if not deferred)' },
     { name: 'greylist.retry_after', stage, type: 'string', description: 'The retry hint in words, e.g. "5 minutes" ("" if not deferred)' },
     { name: 'greylist.text', stage, type: 'string', description: 'Reply text for a deferral ("" if not deferred)' },
@@ -64,12 +70,7 @@ export function createGreylistCheck(ctx: LimitCheckContext, initial?: GreylistSp
   };
 }
 
-async function runGreylist(
-  spec: GreylistSpec,
-  input: CheckInput,
-  out: CheckOutput,
-  ctx: LimitCheckContext,
-): Promise<void> {
+async function runGreylist(spec: GreylistSpec, input: CheckInput, out: CheckOutput, ctx: LimitCheckContext): Promise<void> {
   const f = input.facts;
   const set = (name: string, v: string | number) => out.facts.set(`greylist.${name}`, v);
   const finish = (result: GreylistFactResult, count: number, retryMs = 0, defer = false) => {
@@ -84,7 +85,7 @@ async function runGreylist(
   const recipients = recipientsOf(input);
   const ip = f.get('client.ip');
   const net = typeof ip === 'string' ? networkOf(ip, spec.prefix4, spec.prefix6) : undefined;
-  if (recipients.length === 0 || net === undefined || (spec.skip?.test(f))) {
+  if (recipients.length === 0 || net === undefined || spec.skip?.test(f)) {
     finish('skipped', recipients.length);
     return;
   }

@@ -34,7 +34,10 @@ export function limitFacts(): FactSpec[] {
 }
 
 /** The shared store described by mailgate.yaml's `redis` and `redis_options`. */
-export function createStoreFromConfig(config: Pick<Config, 'redis' | 'redis_options'>, deps: { logger: LimitCheckContext['logger']; now: () => number }): SharedStore {
+export function createStoreFromConfig(
+  config: Pick<Config, 'redis' | 'redis_options'>,
+  deps: { logger: LimitCheckContext['logger']; now: () => number },
+): SharedStore {
   return createSharedStore({ redis: config.redis, options: config.redis_options, logger: deps.logger, now: deps.now });
 }
 
@@ -95,7 +98,8 @@ export function compileLimitSections(
   const parse = <T>(section: string, schema: z.ZodType<T>, value: unknown): T | undefined => {
     const r = schema.safeParse(value);
     if (r.success) return r.data;
-    for (const i of r.error.issues) problems.push(`${section}${i.path.map((x) => (typeof x === 'number' ? `[${x}]` : `.${String(x)}`)).join('')}: ${i.message}`);
+    for (const i of r.error.issues)
+      problems.push(`${section}${i.path.map((x) => (typeof x === 'number' ? `[${x}]` : `.${String(x)}`)).join('')}: ${i.message}`);
     return undefined;
   };
   const out: LimitSections = {};

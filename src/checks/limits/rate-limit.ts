@@ -41,7 +41,12 @@ export function rateLimitFacts(): FactSpec[] {
     { name: rlFact(stage, 'retry_after_s'), stage, type: 'number', description: `Seconds until a retry can pass the limits exceeded at ${stage} (0 if none)` },
     { name: rlFact(stage, 'retry_after'), stage, type: 'string', description: `The retry hint in words, e.g. "5 minutes" ("" if none)` },
     { name: rlFact(stage, 'text'), stage, type: 'string', description: `Reply text for the exceeded limits at ${stage}, with the retry hint ("" if none)` },
-    { name: rlFact(stage, 'strikes'), stage, type: 'number', description: `Denied attempts in a row on the most struck exceeded limit at ${stage} (escalation)` },
+    {
+      name: rlFact(stage, 'strikes'),
+      stage,
+      type: 'number',
+      description: `Denied attempts in a row on the most struck exceeded limit at ${stage} (escalation)`,
+    },
     {
       name: rlFact(stage, 'unavailable'),
       stage,
@@ -207,15 +212,10 @@ function replyText(
 ): string {
   const names = exceeded.join(', ');
   if (lead?.spec.message) {
-    return lead.spec.message
-      .replaceAll('{limit}', lead.spec.name)
-      .replaceAll('{retry_after_s}', String(retryS))
-      .replaceAll('{retry_after}', human);
+    return lead.spec.message.replaceAll('{limit}', lead.spec.name).replaceAll('{retry_after_s}', String(retryS)).replaceAll('{retry_after}', human);
   }
   if (action === 'reject') {
-    return lead?.escalated
-      ? `Rate limit exceeded (${names}) and retried too often; message refused`
-      : `Rate limit exceeded (${names}); message refused`;
+    return lead?.escalated ? `Rate limit exceeded (${names}) and retried too often; message refused` : `Rate limit exceeded (${names}); message refused`;
   }
   if (lead?.escalated) return `Rate limit exceeded (${names}) and retried too soon; try again in ${human}`;
   return `Rate limit exceeded (${names}); try again in ${human}`;

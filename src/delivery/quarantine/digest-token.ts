@@ -37,7 +37,8 @@ export function verifyToken(key: string | Buffer, token: string, now = Date.now(
   } catch {
     return { ok: false, why: 'malformed' };
   }
-  if (typeof p.id !== 'string' || typeof p.rcpt !== 'string' || typeof p.exp !== 'number' || typeof p.nonce !== 'string') return { ok: false, why: 'malformed' };
+  if (typeof p.id !== 'string' || typeof p.rcpt !== 'string' || typeof p.exp !== 'number' || typeof p.nonce !== 'string')
+    return { ok: false, why: 'malformed' };
   if (now >= p.exp) return { ok: false, why: 'expired' };
   return { ok: true, payload: p };
 }

@@ -136,7 +136,9 @@ export async function sendDigests(o: DigestOptions): Promise<DigestResult[]> {
  * Returns a stop function. Several instances sharing one index would each send: run digests on
  * one instance, or from cron with `mailgate quarantine digest` and `interval: 0`.
  */
-export function scheduleDigests(o: Omit<DigestOptions, 'dryRun'> & { logger?: { info(o: object, m: string): void; error(o: object, m: string): void } }): () => void {
+export function scheduleDigests(
+  o: Omit<DigestOptions, 'dryRun'> & { logger?: { info(o: object, m: string): void; error(o: object, m: string): void } },
+): () => void {
   const cfg = o.config.quarantine.digest;
   if (!cfg.enabled || cfg.interval === 0) return () => undefined;
   const t = setInterval(() => {

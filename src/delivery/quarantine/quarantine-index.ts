@@ -110,7 +110,21 @@ export class SqlIndex implements QuarantineIndex {
         const uv: unknown[] = [];
         for (const r of batch) {
           const from = r.from.toLowerCase();
-          ev.push(r.id, r.received, r.from, from, domainOf(from), r.size, r.score, r.reason, r.subject ?? '', r.clientIp, r.helo, JSON.stringify(r.rcpts), JSON.stringify(r.rules));
+          ev.push(
+            r.id,
+            r.received,
+            r.from,
+            from,
+            domainOf(from),
+            r.size,
+            r.score,
+            r.reason,
+            r.subject ?? '',
+            r.clientIp,
+            r.helo,
+            JSON.stringify(r.rcpts),
+            JSON.stringify(r.rules),
+          );
           for (const a of new Set(r.rcpts.map((x) => x.toLowerCase()))) rv.push(r.id, a, domainOf(a));
           for (const u of new Set(r.rules)) uv.push(r.id, u);
         }
@@ -216,10 +230,11 @@ export class SqlIndex implements QuarantineIndex {
   }
 
   async claimRelease(id: string, now: string, staleBefore: string): Promise<'claimed' | 'already' | 'busy' | 'missing'> {
-    const n = await this.#db.run(
-      'UPDATE q_entries SET claim_at = ? WHERE id = ? AND released_at IS NULL AND (claim_at IS NULL OR claim_at < ?)',
-      [now, id, staleBefore],
-    );
+    const n = await this.#db.run('UPDATE q_entries SET claim_at = ? WHERE id = ? AND released_at IS NULL AND (claim_at IS NULL OR claim_at < ?)', [
+      now,
+      id,
+      staleBefore,
+    ]);
     if (n === 1) return 'claimed';
     const row = (await this.#db.all('SELECT released_at FROM q_entries WHERE id = ?', [id]))[0];
     if (!row) return 'missing';
@@ -228,7 +243,12 @@ export class SqlIndex implements QuarantineIndex {
 
   async finishRelease(id: string, outcome: { at: string; by: string; reply: string } | undefined): Promise<void> {
     if (outcome) {
-      await this.#db.run('UPDATE q_entries SET released_at = ?, released_by = ?, release_reply = ?, claim_at = NULL WHERE id = ?', [outcome.at, outcome.by, outcome.reply, id]);
+      await this.#db.run('UPDATE q_entries SET released_at = ?, released_by = ?, release_reply = ?, claim_at = NULL WHERE id = ?', [
+        outcome.at,
+        outcome.by,
+        outcome.reply,
+        id,
+      ]);
     } else {
       await this.#db.run('UPDATE q_entries SET claim_at = NULL WHERE id = ?', [id]);
     }

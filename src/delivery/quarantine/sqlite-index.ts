@@ -58,20 +58,22 @@ class SqliteDriver implements SqlDriver {
       transaction: (f) => f(inner),
       close: async () => undefined,
     };
-    const next = this.#lock.catch(() => undefined).then(async () => {
-      this.#inTx = true;
-      this.db.exec('BEGIN IMMEDIATE');
-      try {
-        const r = await fn(inner);
-        this.db.exec('COMMIT');
-        return r;
-      } catch (err) {
-        this.db.exec('ROLLBACK');
-        throw err;
-      } finally {
-        this.#inTx = false;
-      }
-    });
+    const next = this.#lock
+      .catch(() => undefined)
+      .then(async () => {
+        this.#inTx = true;
+        this.db.exec('BEGIN IMMEDIATE');
+        try {
+          const r = await fn(inner);
+          this.db.exec('COMMIT');
+          return r;
+        } catch (err) {
+          this.db.exec('ROLLBACK');
+          throw err;
+        } finally {
+          this.#inTx = false;
+        }
+      });
     this.#lock = next;
     return next;
   }

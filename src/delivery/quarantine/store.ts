@@ -54,8 +54,7 @@ export class QuarantineStore {
 
   /** A directory (the old `quarantine: { dir }` form), a `quarantine:` config, or full options. */
   constructor(opts: string | QuarantineConfig | StoreOptions) {
-    const o: StoreOptions =
-      typeof opts === 'string' ? { config: quarantineSchema.parse({ dir: opts }) } : 'config' in opts ? opts : { config: opts };
+    const o: StoreOptions = typeof opts === 'string' ? { config: quarantineSchema.parse({ dir: opts }) } : 'config' in opts ? opts : { config: opts };
     this.#opts = o;
     this.config = o.config;
     this.dir = o.config.dir;

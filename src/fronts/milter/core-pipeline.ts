@@ -57,7 +57,14 @@ class CorePipeline implements MilterPipeline {
     const rdns = f.get('milter.client_name');
     const core = new ConnectionCore(
       this.#rt,
-      { id: info.id || this.#id, ip, port, localPort: typeof f.get('client.local_port') === 'number' ? (f.get('client.local_port') as number) : 0, proxied: false, ...(typeof rdns === 'string' && rdns && rdns !== 'unknown' ? { rdns } : {}) },
+      {
+        id: info.id || this.#id,
+        ip,
+        port,
+        localPort: typeof f.get('client.local_port') === 'number' ? (f.get('client.local_port') as number) : 0,
+        proxied: false,
+        ...(typeof rdns === 'string' && rdns && rdns !== 'unknown' ? { rdns } : {}),
+      },
       {
         front: 'milter',
         backend: postfixDelivers,
@@ -102,7 +109,13 @@ class CorePipeline implements MilterPipeline {
     const gen = this.#generation;
     const lim = this.#rt.config.limits;
     const spool = new Spool(
-      { maxBytes: lim.max_message_bytes, maxHeaderBytes: lim.max_header_bytes, maxLineBytes: lim.max_line_bytes, memoryBytes: lim.memory_spool_bytes, tmpDir: this.#rt.spoolDir },
+      {
+        maxBytes: lim.max_message_bytes,
+        maxHeaderBytes: lim.max_header_bytes,
+        maxLineBytes: lim.max_line_bytes,
+        memoryBytes: lim.memory_spool_bytes,
+        tmpDir: this.#rt.spoolDir,
+      },
       this.#rt.config.smtp.bare_newlines === 'normalize',
       { nulBytes: this.#rt.config.smtp.nul_bytes },
     );

@@ -103,7 +103,10 @@ export class MilterListener {
     socket.on('error', () => undefined); // a reset by the MTA ends the session below; nothing else to do
     if (this.#draining || this.#sessions.size >= o.maxConnections) {
       milterMetrics.connectionsRefused.inc({ reason: this.#draining ? 'shutdown' : 'max_connections' });
-      o.logger.warn({ open: this.#sessions.size }, this.#draining ? 'milter connection refused: shutting down' : 'milter connection refused: limits.max_connections reached');
+      o.logger.warn(
+        { open: this.#sessions.size },
+        this.#draining ? 'milter connection refused: shutting down' : 'milter connection refused: limits.max_connections reached',
+      );
       // Closing without a reply: Postfix applies milter_default_action (tempfail recommended).
       socket.destroy();
       return;
@@ -178,11 +181,13 @@ function unlinkQuietly(path: string): void {
 export function resolveOwner(owner: string): { uid: number; gid: number } {
   const [user = '', group] = owner.split(':');
   const passwd = readTable('/etc/passwd');
-  const u = /^\d+$/.test(user) ? { uid: Number(user), gid: Number(passwd.find((r) => r[2] === user)?.[3] ?? -1) } : (() => {
-    const row = passwd.find((r) => r[0] === user);
-    if (!row) throw new Error(`milter.owner: unknown user "${user}"`);
-    return { uid: Number(row[2]), gid: Number(row[3]) };
-  })();
+  const u = /^\d+$/.test(user)
+    ? { uid: Number(user), gid: Number(passwd.find((r) => r[2] === user)?.[3] ?? -1) }
+    : (() => {
+        const row = passwd.find((r) => r[0] === user);
+        if (!row) throw new Error(`milter.owner: unknown user "${user}"`);
+        return { uid: Number(row[2]), gid: Number(row[3]) };
+      })();
   if (group === undefined || group === '') return u;
   if (/^\d+$/.test(group)) return { uid: u.uid, gid: Number(group) };
   const row = readTable('/etc/group').find((r) => r[0] === group);
@@ -192,7 +197,10 @@ export function resolveOwner(owner: string): { uid: number; gid: number } {
 
 function readTable(file: string): string[][] {
   try {
-    return readFileSync(file, 'utf8').split('\n').filter((l) => l && !l.startsWith('#')).map((l) => l.split(':'));
+    return readFileSync(file, 'utf8')
+      .split('\n')
+      .filter((l) => l && !l.startsWith('#'))
+      .map((l) => l.split(':'));
   } catch {
     return [];
   }

@@ -349,4 +349,3 @@ function write(s: PassThrough, b: Buffer): Promise<void> {
     s.on('close', done);
   });
 }
-

@@ -118,8 +118,16 @@ export class OutboundListener {
       disableReverseLookup: true,
       logger: false,
       onConnect: (s, cb) => cb(this.#allowed(s) ? undefined : this.#refuse(s)),
-      onMailFrom: (a, s, cb) => this.#mail(a.address, (a.args || {}) as Record<string, string | true>, s).then(() => cb(), (e: Error) => cb(e)),
-      onRcptTo: (a, s, cb) => this.#rcpt(a.address, s).then(() => cb(), (e: Error) => cb(e)),
+      onMailFrom: (a, s, cb) =>
+        this.#mail(a.address, (a.args || {}) as Record<string, string | true>, s).then(
+          () => cb(),
+          (e: Error) => cb(e),
+        ),
+      onRcptTo: (a, s, cb) =>
+        this.#rcpt(a.address, s).then(
+          () => cb(),
+          (e: Error) => cb(e),
+        ),
       onData: (stream, s, cb) =>
         this.#data(stream, s).then(
           (msg) => cb(null, msg),
@@ -147,7 +155,10 @@ export class OutboundListener {
         server.off('error', reject);
         const a = server.address();
         this.#port = typeof a === 'object' && a ? a.port : this.#cfg.listen.port;
-        this.#log.info({ listen: `${this.#cfg.listen.host}:${this.#port}`, next_hop: `${this.#cfg.next_hop.host}:${this.#cfg.next_hop.port}` }, 'outbound listener up');
+        this.#log.info(
+          { listen: `${this.#cfg.listen.host}:${this.#port}`, next_hop: `${this.#cfg.next_hop.host}:${this.#cfg.next_hop.port}` },
+          'outbound listener up',
+        );
         resolve(this.#port);
       });
     });
@@ -256,7 +267,10 @@ export class OutboundListener {
       countBackscatter('outbound-relayed');
       if (leg.signed) countBackscatter('outbound-signed');
     }
-    this.#log.info({ from: leg.from, signed: leg.signed ?? false, rcpts: s.envelope.rcptTo.map((t) => t.address), message_id: mid, reply: `${r.code} ${replyText(r)}` }, 'outbound message');
+    this.#log.info(
+      { from: leg.from, signed: leg.signed ?? false, rcpts: s.envelope.rcptTo.map((t) => t.address), message_id: mid, reply: `${r.code} ${replyText(r)}` },
+      'outbound message',
+    );
     if (r.code !== 250) throw relayed(r);
     return `${r.enhanced || '2.0.0'} ${replyText(r)}`;
   }

@@ -27,7 +27,6 @@ import type { Runtime } from '../../pipeline/runtime.ts';
 
 const MIN_TLS = 'TLSv1.2' as const;
 
-
 export class Listener {
   readonly cfg: ListenConfig;
   readonly rt: Runtime;

@@ -58,4 +58,3 @@ export function watchSlowClients(conn: Conn, session: ClientSession): void {
   }, 250);
   timer.unref();
 }
-

@@ -28,4 +28,3 @@ export interface Conn {
   _dataStream: (Readable & { byteLength?: number }) | false | null;
   _server: SMTPServer & { connections: Set<unknown> };
 }
-

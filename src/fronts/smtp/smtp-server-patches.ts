@@ -40,7 +40,11 @@ export function patchConnection(conn: Conn, session: ClientSession): void {
       if (m) {
         const enhanced = m[1] as string;
         const lines = data.slice(enhanced.length + 1).split('\n');
-        send(code, lines.map((l) => `${enhanced} ${l}`), false);
+        send(
+          code,
+          lines.map((l) => `${enhanced} ${l}`),
+          false,
+        );
         return;
       }
     }
@@ -98,7 +102,6 @@ export function patchConnection(conn: Conn, session: ClientSession): void {
 function isAcceptableHelo(name: string): boolean {
   return name.length <= 300 && !/[\x00-\x1F\x7F-\x9F]/.test(name);
 }
-
 
 /** Commands that do nothing for a transaction; a client repeating them only holds its slot. */
 const JUNK_COMMANDS = ['RSET', 'NOOP', 'HELP', 'VRFY'] as const;
