@@ -4,7 +4,6 @@
 // DNS trouble becomes temperror results, never a pass; the rules decide what to do with them.
 // Deep imports: the package root also loads BIMI/VMC (undici, joi, @peculiar/*), ~40 MiB mailgate never uses.
 import { arc } from 'mailauth/lib/arc/index.js';
-import { dkimVerify } from 'mailauth/lib/dkim/verify.js';
 import type { ARCData, DNSResolver } from 'mailauth';
 import { metrics } from '../../metrics/registry.ts';
 import type { Config } from '../../config/schema.ts';
@@ -15,6 +14,7 @@ import type { FactSet } from '../../pipeline/facts.ts';
 import type { AuthConfig } from '../../config/auth-schema.ts';
 import { arcOverridesDmarc, arcSealBlocker, createArcSet, loadSealKey, strictArcData, summariseArc, type LoadedSealKey } from './arc.ts';
 import { bestResult, keySizeGuard, prepareDkimInput, signatureOutcomes } from './dkim.ts';
+import { verifyDkim } from './dkim-feed.ts';
 import { checkDmarc, dmarcResinfo } from './dmarc.ts';
 import { arcFacts, authSummaryFacts, dkimFacts, dmarcFacts, spfFacts } from './auth-facts.ts';
 import { authResultsValue, findForged, removalPredicate } from './auth-results-header.ts';
@@ -110,7 +110,7 @@ export function createAuthChecks(
       const resolver = guard.resolve as unknown as DNSResolver;
       const prepared = prepareDkimInput(message, cfg.max_dkim_signatures);
       const sender = str(f, 'mail.from');
-      const dkim = await dkimVerify(prepared.stream, {
+      const dkim = await verifyDkim(prepared.stream, {
         resolver,
         ...(sender ? { sender } : {}),
         minBitLength: cfg.min_key_bits,

@@ -36,6 +36,8 @@ export interface AuthStatusLike {
 }
 
 const dmarcModule = require('mailauth/lib/dmarc/index.js') as { evaluateDmarc: (opts: DmarcInput) => Promise<DmarcEvaluation> };
+/** The DKIM verifier class behind dkimVerify() (a Writable; dkim-feed.ts calls its methods directly). */
+export const DkimVerifier = (require('mailauth/lib/dkim/dkim-verifier.js') as { DkimVerifier: new (options: unknown) => object }).DkimVerifier;
 const tools = require('mailauth/lib/tools.js') as {
   formatAuthHeaderRow: (method: string, status: AuthStatusLike, options?: { strict?: boolean }) => string;
   formatAuthservId: (id: string, strict?: boolean) => string;
