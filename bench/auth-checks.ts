@@ -93,8 +93,12 @@ async function cpuPer(label: string, message: MessageView | undefined): Promise<
     const f = await oneMessage(t, message);
     const summary = ['spf.result', 'dkim.result', 'dmarc.result', 'arc.result'].map((k) => `${k.split('.')[0]}=${String(f.get(k) ?? '-')}`).join(' ');
     const xs = per.get(t) ?? [];
-    const median = [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
-    console.log(`${label}, ${t.name}: median ${median.toFixed(0)} µs CPU per message (rounds ${xs.map((x) => x.toFixed(0)).join(' / ')}; n=${n}; ${summary})`);
+    const sorted = [...xs].sort((a, b) => a - b);
+    const median = sorted[Math.floor(xs.length / 2)] ?? NaN;
+    // min as well: on a shared machine other work only ever adds CPU time (cache, SMT siblings)
+    console.log(
+      `${label}, ${t.name}: min ${(sorted[0] ?? NaN).toFixed(0)}, median ${median.toFixed(0)} µs CPU per message (${xs.length} rounds of ${n}: ${xs.map((x) => x.toFixed(0)).join(' ')}; ${summary})`,
+    );
   }
 }
 

@@ -110,7 +110,7 @@ export function createAuthChecks(
       const resolver = guard.resolve as unknown as DNSResolver;
       const prepared = prepareDkimInput(message, cfg.max_dkim_signatures);
       const sender = str(f, 'mail.from');
-      const dkim = await verifyDkim(prepared.stream, {
+      const dkim = await verifyDkim(prepared.input, {
         resolver,
         ...(sender ? { sender } : {}),
         minBitLength: cfg.min_key_bits,

@@ -2,7 +2,6 @@
 // refuses keys above the configured size before any cryptography, and turns mailauth's results
 // into the `dkim.signatures` records and the best overall result.
 import { createPublicKey } from 'node:crypto';
-import { Readable } from 'node:stream';
 import type { DKIMResult } from 'mailauth';
 import type { MessageView } from '../../pipeline/check.ts';
 import type { FactRecord } from '../../pipeline/facts.ts';
@@ -36,7 +35,8 @@ export interface SignatureTags {
 }
 
 export interface PreparedInput {
-  stream: Readable;
+  /** The message for the verifier: the header block, then the body chunks, read only if asked for. */
+  input: AsyncIterable<Buffer>;
   /** DKIM-Signature fields in the message. */
   total: number;
   /** Those given to the verifier. */
@@ -80,7 +80,8 @@ export function prepareDkimInput(message: MessageView, max: number): PreparedInp
     const t = parseTags((fields[i] ?? '').slice((fields[i] ?? '').indexOf(':') + 1));
     return { domain: t.get('d') ?? '', selector: t.get('s') ?? '', algorithm: t.get('a') ?? '', identity: t.get('i') ?? '', b: t.get('b') ?? '' };
   };
-  if (sigIndexes.length <= max) return { stream: toReadable(message.stream()), total: sigIndexes.length, verified: sigIndexes.map(tagsOf), skipped: [] };
+  if (sigIndexes.length <= max)
+    return { input: headThenBody(message.headerBytes, message), total: sigIndexes.length, verified: sigIndexes.map(tagsOf), skipped: [] };
 
   const fromDomain = fromDomainOf(message);
   const preferred = sigIndexes.filter((i) => mayAlign(tagsOf(i).domain.toLowerCase(), fromDomain));
@@ -97,15 +98,17 @@ export function prepareDkimInput(message: MessageView, max: number): PreparedInp
     return SKIPPED_PREFIX + f;
   });
   const head = Buffer.from(rewritten.join('') + '\r\n', 'latin1');
-  async function* parts(): AsyncGenerator<Buffer> {
-    yield head;
-    for await (const chunk of message.bodyStream()) yield Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as string);
-  }
-  return { stream: Readable.from(parts()), total: sigIndexes.length, verified, skipped };
+  return { input: headThenBody(head, message), total: sigIndexes.length, verified, skipped };
 }
 
-function toReadable(s: NodeJS.ReadableStream): Readable {
-  return s instanceof Readable ? s : Readable.from(s as AsyncIterable<Buffer>);
+/**
+ * `head`, then the body chunks. The body stream is only opened when the verifier asks for more
+ * than the header block (a message with nothing to hash never opens it; stopping a Readable early
+ * would build an AbortError with a stack trace). headerBytes + bodyStream() is the whole message.
+ */
+async function* headThenBody(head: Buffer, message: MessageView): AsyncGenerator<Buffer> {
+  yield head;
+  for await (const chunk of message.bodyStream()) yield Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as string);
 }
 
 /** keyBits per key record: parsing an RSA key costs ~80 µs, and a sender's key repeats. */
