@@ -5,8 +5,10 @@
 // in the same order with the same bytes (emitHeaders, nextChunk, finish), so the results are
 // those of dkimVerify() (test/unit/dkim-feed.test.ts compares them). When the header block asks
 // for no body hash (no DKIM-Signature, no ARC-Message-Signature, no seal), the body is not read.
+// Keys come from key-memo.ts's cache (parsed once per record) instead of mailauth's per-message one.
 // Pinned to mailauth 7.1.0's lib/dkim/message-parser.js and lib/dkim/verify.js.
 import type { DKIMVerifyOptions, DKIMVerifyResult } from 'mailauth';
+import { createKeyCache } from './key-memo.ts';
 import { DkimVerifier } from './mailauth-internals.ts';
 
 const CR = 0x0d;
@@ -66,8 +68,9 @@ interface Verifier {
   fromFields: number;
   envelopeFrom: string | false;
   results: DKIMVerifyResult['results'];
-  arc?: unknown;
+  arc?: object;
   seal?: unknown;
+  keyCache: unknown;
   emitHeaders(chunk?: Buffer): Promise<void>;
   nextChunk(chunk: Buffer): Promise<void>;
   finish(): Promise<void>;
@@ -76,6 +79,10 @@ interface Verifier {
 /** dkimVerify(input, options) for a message given as chunks (a stream of the whole message). */
 export async function verifyDkim(input: AsyncIterable<Buffer | string>, options: DKIMVerifyOptions): Promise<DKIMVerifyResult> {
   const v = new DkimVerifier(options) as unknown as Verifier;
+  // Keys parsed once per key record (key-memo.ts); ARC validation reuses this cache through the
+  // chain data's hidden keyCache, as with mailauth's own.
+  v.keyCache = createKeyCache(options.resolver as unknown as Parameters<typeof createKeyCache>[0]);
+  if (v.arc) Object.defineProperty(v.arc, 'keyCache', { value: v.keyCache, enumerable: false, configurable: true, writable: true });
   let prev = -1;
   let tail: Buffer = Buffer.alloc(0);
   let seen = 0;

@@ -2,6 +2,7 @@
 // the per-signature alignment set (lib/dmarc), and the RFC 8601 resinfo/authserv-id formatters
 // (lib/tools). mailauth has no `exports` map, so these paths are reachable; pinned to 7.1.0.
 import { createRequire } from 'node:module';
+import type { KeyObject } from 'node:crypto';
 import type { ARCResult, DMARCResult } from 'mailauth';
 
 const require = createRequire(import.meta.url);
@@ -43,7 +44,38 @@ const tools = require('mailauth/lib/tools.js') as {
   formatAuthservId: (id: string, strict?: boolean) => string;
   formatDomain: (domain: string) => string;
   parseHeaders: (buf: Buffer) => ParsedHeaders;
+  getPublicKey: (
+    type: string,
+    name: string,
+    minBitLength: number | undefined,
+    resolver: (name: string, rrtype: string) => Promise<unknown>,
+    options?: KeyOptions,
+  ) => Promise<PublicKeyInfo>;
+  toALabel: (domain: string) => string;
 };
+
+/** Options of mailauth's key lookups (getPublicKey, the per-message key cache). */
+export interface KeyOptions {
+  strict?: boolean;
+  hashAlgo?: string;
+}
+
+/** What mailauth's getPublicKey returns for a usable DKIM/ARC key record. */
+export interface PublicKeyInfo {
+  /** PEM text (mailauth's form); a KeyObject works wherever it is used (crypto.verify). */
+  publicKey: string | KeyObject;
+  rr: string;
+  modulusLength: number;
+  keyType: string;
+  flags: string[];
+  testing: boolean;
+  warnings: string[];
+}
+
+/** Fetches and checks a DKIM key record (RFC 6376 3.6.1, RFC 8463); throws with `code` when unusable. */
+export const getPublicKey = tools.getPublicKey;
+/** A U-label domain as an A-label (RFC 8616 section 3), as mailauth looks names up. */
+export const toALabel = tools.toALabel;
 
 /** mailauth's parsed header block (what createSeal signs over). */
 export interface ParsedHeaders {
