@@ -24,6 +24,14 @@ export const authConfigSchema = z.strictObject({
   /** Also evaluate SPF for the HELO identity (RFC 7208 section 2.3); fact `spf.helo_result`. */
   spf_helo: z.boolean().default(true),
   /**
+   * SPF results remembered per (client IP, domain) while every DNS answer they read is still
+   * cached (so never past the smallest TTL), at most this many; 0 turns it off. Evaluations whose
+   * records use macros, hit a DNS error or end in temperror are never remembered.
+   */
+  spf_memo_size: z.number().int().min(0).max(1_000_000).default(10_000),
+  /** Upper bound (seconds) on how long one SPF result is remembered, whatever the TTLs. */
+  spf_memo_max_ttl_s: z.number().int().positive().max(86_400).default(300),
+  /**
    * Per method: follow the RFC exactly (mailauth's strict mode) instead of mailauth's lenient
    * defaults. SPF strict passes the whole openspf RFC 7208 suite; DKIM lenient accepts old
    * signatures (rsa-sha1, draft-era tags) that strict turns into neutral/policy. ARC chain

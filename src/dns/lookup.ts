@@ -3,4 +3,9 @@
 export interface DnsLookup {
   /** mailauth-compatible resolver: (name, rrtype) → records, throwing errors with `code` set. */
   resolve(name: string, rrtype: string): Promise<unknown[]>;
+  /**
+   * Optional: an object standing for the cached answer to (name, rrtype), the same object for as
+   * long as that answer is cached, undefined when there is none (src/dns/resolver.ts).
+   */
+  cached?(name: string, rrtype: string): object | undefined;
 }

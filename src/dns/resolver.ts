@@ -119,6 +119,18 @@ export class Resolver implements DnsLookup {
     throw new DnsError(outcome.code, qname, type, outcome.detail);
   };
 
+  /**
+   * The cache entry now answering (name, rrtype), positive or negative, or undefined when it is
+   * not cached (never asked, expired, evicted, TTL 0, a temporary failure). An entry is replaced,
+   * never changed, so the same object means the same answer: results derived from answers (the
+   * SPF memo) stay valid while every answer they used is still the same entry. No metrics.
+   */
+  cached = (name: string, rrtype: string): object | undefined => {
+    const qname = normaliseName(name);
+    const type = String(rrtype).toUpperCase();
+    return qname === undefined ? undefined : this.#cache.get(`${type} ${qname.toLowerCase()}`);
+  };
+
   /** A per-message view: same cache and servers, with its own lookup counters. */
   scope(): DnsScope {
     return new DnsScope(this);

@@ -317,3 +317,43 @@ test('CNAME loops across replies end with an error, not a hang', async () => {
     await loop.close();
   }
 });
+
+describe('cached(): the entry behind an answer, for results derived from answers', () => {
+  test('the same object while the answer is cached, a new one after it expired and was fetched again', async () => {
+    let now = 3_000_000;
+    const r = new Resolver({ servers: [server.address], timeoutMs: 500, now: () => now });
+    assert.equal(r.cached('short.example.com', 'A'), undefined, 'never asked');
+    await r.resolve('short.example.com', 'A');
+    const first = r.cached('short.example.com', 'A');
+    assert.ok(first);
+    assert.equal(r.cached('SHORT.example.com.', 'a'), first, 'same question, other spelling');
+    now += 4_000;
+    assert.equal(r.cached('short.example.com', 'A'), first);
+    now += 2_000;
+    assert.equal(r.cached('short.example.com', 'A'), undefined, 'TTL 5 s passed');
+    await r.resolve('short.example.com', 'A');
+    const again = r.cached('short.example.com', 'A');
+    assert.ok(again);
+    assert.notEqual(again, first);
+  });
+
+  const none = [
+    { desc: 'TTL 0', name: 'zero.example.com', type: 'A' },
+    { desc: 'SERVFAIL', name: 'broken.example.com', type: 'A' },
+  ];
+  for (const c of none) {
+    test(`nothing for an answer that is not cached: ${c.desc}`, async () => {
+      const r = new Resolver({ servers: [server.address], timeoutMs: 500 });
+      await r.resolve(c.name, c.type).catch(() => undefined);
+      assert.equal(r.cached(c.name, c.type), undefined);
+    });
+  }
+
+  test('NXDOMAIN is a cached answer too; clearCache() drops it', async () => {
+    const r = new Resolver({ servers: [server.address], timeoutMs: 500 });
+    await r.resolve('nope.example.com', 'TXT').catch(() => undefined);
+    assert.ok(r.cached('nope.example.com', 'TXT'));
+    r.clearCache();
+    assert.equal(r.cached('nope.example.com', 'TXT'), undefined);
+  });
+});

@@ -20,6 +20,7 @@ import { arcFacts, authSummaryFacts, dkimFacts, dmarcFacts, spfFacts } from './a
 import { authResultsValue, findForged, removalPredicate } from './auth-results-header.ts';
 import { formatAuthHeaderRow, formatAuthservId } from './mailauth-internals.ts';
 import { checkSpf, spfResinfo } from './spf.ts';
+import { SpfMemo } from './spf-memo.ts';
 
 export { authFacts, arcFacts, authSummaryFacts, dkimFacts, dmarcFacts, spfFacts } from './auth-facts.ts';
 
@@ -35,6 +36,8 @@ const num = (facts: FactSet, name: string): number => {
 export interface AuthCheckOptions {
   /** Clock for DKIM expiry (x=) and ARC sealing timestamps; default deps.now, else Date.now. */
   now?: () => number;
+  /** The SPF memo to use (tests look into it); default: one made from `auth.spf_memo_*`. */
+  spfMemo?: SpfMemo;
 }
 
 /** The settings the auth checks need, from the whole config. */
@@ -60,6 +63,12 @@ export function createAuthChecks(
   const sealKey: LoadedSealKey | undefined = cfg.arc_seal ? loadSealKey(cfg.arc_seal) : undefined;
   const now = opts.now ?? deps.now ?? Date.now;
   const common = { timeoutMs: cfg.timeout_ms, onFailure: cfg.on_failure } as const;
+  // SPF results per (IP, domain), valid while the answers they read are in the resolver's cache:
+  // only with a resolver that can say so (src/dns/resolver.ts `cached`).
+  const cached = dns.cached?.bind(dns);
+  const spfMemo =
+    opts.spfMemo ??
+    (cached && cfg.spf_memo_size > 0 ? new SpfMemo({ size: cfg.spf_memo_size, maxTtlMs: cfg.spf_memo_max_ttl_s * 1000, cached, now }) : undefined);
 
   const spfCheck: Check = {
     name: 'spf',
@@ -73,7 +82,14 @@ export function createAuthChecks(
       const nullSender = f.get('mail.null_sender') === true || str(f, 'mail.from') === '';
       const res = await checkSpf(
         { ip: str(f, 'client.ip'), sender: nullSender ? '' : str(f, 'mail.from'), helo: str(f, 'helo.name') },
-        { resolver: scope.resolve, mta: authservIdRaw, strict: cfg.strict.spf, checkHelo: cfg.spf_helo, maxElapsedTime: Math.max(1000, cfg.timeout_ms - 1000) },
+        {
+          resolver: scope.resolve,
+          mta: authservIdRaw,
+          strict: cfg.strict.spf,
+          checkHelo: cfg.spf_helo,
+          maxElapsedTime: Math.max(1000, cfg.timeout_ms - 1000),
+          memo: spfMemo,
+        },
       );
       out.facts.set('spf.result', res.result);
       out.facts.set('spf.domain', res.domain);
@@ -82,7 +98,7 @@ export function createAuthChecks(
       out.facts.set('spf.record', res.record);
       out.facts.set('spf.lookups', res.lookups);
       out.facts.set('spf.helo_result', res.heloResult);
-      out.facts.set('spf.dns_lookups', scope.lookups);
+      out.facts.set('spf.dns_lookups', res.dnsLookups);
       metrics.authResults.inc({ method: 'spf', result: res.result });
     },
   };

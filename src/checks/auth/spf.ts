@@ -1,10 +1,12 @@
 // SPF (RFC 7208) for the MAIL FROM identity and the HELO identity, with mailauth's evaluator and
-// our resolver. The null sender is checked as postmaster@<HELO> (RFC 7208 section 2.4).
+// our resolver. The null sender is checked as postmaster@<HELO> (RFC 7208 section 2.4). Results
+// are remembered per (IP, domain) while the DNS answers they read are cached (spf-memo.ts).
 import { isIP } from 'node:net';
 import { spf } from 'mailauth/lib/spf/index.js';
 import type { DNSResolver } from 'mailauth';
 import { SPF_RESULTS } from './auth-facts.ts';
 import { formatAuthHeaderRow } from './mailauth-internals.ts';
+import { SpfMemo, type SpfEvaluation } from './spf-memo.ts';
 
 export type SpfResult = (typeof SPF_RESULTS)[number];
 
@@ -26,6 +28,8 @@ export interface SpfOptions {
   checkHelo: boolean;
   /** Time limit for each evaluation (RFC 7208 4.6.4 suggests at least 20 s; temperror when exceeded). */
   maxElapsedTime: number;
+  /** Remembered results (absent: every evaluation runs). */
+  memo?: SpfMemo | undefined;
 }
 
 export interface SpfOutcome {
@@ -36,6 +40,8 @@ export interface SpfOutcome {
   record: string;
   lookups: number;
   heloResult: SpfResult;
+  /** DNS questions the evaluations asked (remembered ones count what they asked then). */
+  dnsLookups: number;
 }
 
 const asResult = (r: string): SpfResult => ((SPF_RESULTS as readonly string[]).includes(r) ? (r as SpfResult) : 'temperror');
@@ -46,33 +52,64 @@ export function heloIsDomain(helo: string): boolean {
   return h.includes('.') && !h.startsWith('[') && isIP(h) === 0 && /^[a-z0-9_.-]+$/i.test(h);
 }
 
+interface EvalBase {
+  ip: string;
+  helo: string;
+  mta: string;
+  strict: boolean;
+  maxElapsedTime: number;
+}
+
+/** One check_host() evaluation by mailauth, or its remembered result (spf-memo.ts). */
+async function evaluate(base: EvalBase, sender: string, resolve: SpfOptions['resolver'], memo: SpfMemo | undefined): Promise<SpfEvaluation> {
+  const key = memo ? SpfMemo.key(base.ip, sender, base.helo) : '';
+  const known = memo?.get(key);
+  if (known) return known;
+  const rec = memo ? memo.recorder(resolve) : undefined;
+  let dnsLookups = 0;
+  const counted = rec?.resolve ?? (async (name: string, rrtype: string) => (dnsLookups++, resolve(name, rrtype)));
+  const r = await spf({ ...base, sender, resolver: counted as unknown as DNSResolver });
+  const evaluation: SpfEvaluation = {
+    result: r.status.result,
+    domain: r.domain,
+    explanation: r.explanation ?? '',
+    record: r.rr ?? '',
+    lookups: r.lookups?.count ?? 0,
+    dnsLookups: rec ? rec.count : dnsLookups,
+  };
+  if (memo && rec) memo.set(key, rec, evaluation);
+  return evaluation;
+}
+
 export async function checkSpf(input: SpfInput, opts: SpfOptions): Promise<SpfOutcome> {
-  const base = {
+  const base: EvalBase = {
     ip: input.ip,
     helo: input.helo,
     mta: opts.mta,
     strict: opts.strict,
     maxElapsedTime: opts.maxElapsedTime,
-    resolver: opts.resolver as unknown as DNSResolver,
   };
   const nullSender = input.sender === '';
-  const mailFrom = spf({ ...base, sender: nullSender ? '' : input.sender });
+  const mailFrom = evaluate(base, nullSender ? '' : input.sender, opts.resolver, opts.memo);
   // For the null sender the MAIL FROM check already is the HELO check.
   const helo =
-    nullSender || !opts.checkHelo || !heloIsDomain(input.helo) ? undefined : spf({ ...base, sender: `postmaster@${input.helo.trim().replace(/\.$/, '')}` });
+    nullSender || !opts.checkHelo || !heloIsDomain(input.helo)
+      ? undefined
+      : evaluate(base, `postmaster@${input.helo.trim().replace(/\.$/, '')}`, opts.resolver, opts.memo);
   const [m, h] = await Promise.all([mailFrom, helo]);
-  const result = asResult(m.status.result);
+  const result = asResult(m.result);
   let heloResult: SpfResult = 'none';
   if (nullSender) heloResult = heloIsDomain(input.helo) ? result : 'none';
-  else if (h) heloResult = asResult(h.status.result);
+  else if (h) heloResult = asResult(h.result);
   return {
     result,
     domain: m.domain,
     identity: nullSender ? 'helo' : 'mailfrom',
-    explanation: m.explanation ?? '',
-    record: m.rr ?? '',
-    lookups: m.lookups?.count ?? 0,
+    explanation: m.explanation,
+    record: m.record,
+    lookups: m.lookups,
     heloResult,
+    dnsLookups: m.dnsLookups + (h?.dnsLookups ?? 0),
   };
 }
 
