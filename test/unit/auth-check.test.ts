@@ -8,6 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { dkimSign, sealMessage } from 'mailauth';
 import { registry } from '../../src/metrics/registry.ts';
 import { createAuthChecks } from '../../src/checks/auth/auth-checks.ts';
+import { heloIsDomain } from '../../src/checks/auth/spf.ts';
 import { authservIdOf, findForged, removalPredicate } from '../../src/checks/auth/auth-results-header.ts';
 import { Resolver } from '../../src/dns/resolver.ts';
 import type { Check, CheckOutput } from '../../src/pipeline/check.ts';
@@ -368,4 +369,19 @@ describe('ARC', () => {
     assert.equal(next.facts.get('arc.sealer'), 'gw.example.org');
     assert.equal(next.facts.get('arc.upstream_dmarc'), 'pass');
   });
+});
+
+describe('heloIsDomain: which HELO names get an SPF check', () => {
+  const cases = [
+    { desc: 'a host name', helo: 'mail.example.com', expected: true },
+    { desc: 'trailing dot', helo: 'mail.example.com.', expected: true },
+    { desc: 'underscore', helo: 'a_b.example', expected: true },
+    { desc: 'no dot', helo: 'localhost', expected: false },
+    { desc: 'IPv4 address', helo: '192.0.2.1', expected: false },
+    { desc: 'digits and dots that are no address', helo: '1.2.3.4.5', expected: true },
+    { desc: 'address literal', helo: '[192.0.2.1]', expected: false },
+    { desc: 'IPv6 address', helo: '2001:db8::1', expected: false },
+    { desc: 'other characters', helo: 'mail.exa mple.com', expected: false },
+  ];
+  for (const c of cases) test(c.desc, () => assert.equal(heloIsDomain(c.helo), c.expected));
 });

@@ -49,7 +49,8 @@ const asResult = (r: string): SpfResult => ((SPF_RESULTS as readonly string[]).i
 /** A HELO name SPF can be checked for: a domain with at least one dot, not an address literal. */
 export function heloIsDomain(helo: string): boolean {
   const h = helo.trim().replace(/\.$/, '');
-  return h.includes('.') && !h.startsWith('[') && isIP(h) === 0 && /^[a-z0-9_.-]+$/i.test(h);
+  // Only digits and dots can be an IPv4 address; ":" (IPv6) already fails the name test.
+  return h.includes('.') && !h.startsWith('[') && /^[a-z0-9_.-]+$/i.test(h) && (!/^[\d.]+$/.test(h) || isIP(h) === 0);
 }
 
 interface EvalBase {
