@@ -20,8 +20,11 @@ export interface SpfEvaluation {
 
 interface Entry {
   evaluation: SpfEvaluation;
-  /** The answers it read: [name, type, the cache entry that gave it]. */
-  answers: ReadonlyArray<readonly [string, string, object]>;
+  /**
+   * The answers it read: [name, type, the cache entry that gave it]. Weakly held: the memo must
+   * not keep answers alive that the DNS cache has let go (up to 64 KB each, 10 per evaluation).
+   */
+  answers: ReadonlyArray<readonly [string, string, WeakRef<object>]>;
   expires: number;
 }
 
@@ -34,7 +37,7 @@ const VOID_CODES = new Set(['ENOTFOUND', 'ENODATA']);
 export class SpfRecorder {
   readonly #resolve: Resolve;
   readonly #cached: Cached;
-  readonly answers: Array<readonly [string, string, object]> = [];
+  readonly answers: Array<readonly [string, string, WeakRef<object>]> = [];
   /** Questions asked. */
   count = 0;
   /** False once something makes the result unfit to remember. */
@@ -68,7 +71,7 @@ export class SpfRecorder {
   #note(name: string, rrtype: string): void {
     const token = this.#cached(name, rrtype);
     if (token === undefined) this.memoisable = false;
-    else this.answers.push([name, rrtype, token]);
+    else this.answers.push([name, rrtype, new WeakRef(token)]);
   }
 }
 
@@ -99,6 +102,12 @@ export class SpfMemo {
     return `${ip}\u0000${s.slice(s.lastIndexOf('@') + 1)}`;
   }
 
+  /** The answer is still the cache entry it was (an entry collected since can not be). */
+  #still(name: string, type: string, ref: WeakRef<object>): boolean {
+    const token = ref.deref();
+    return token !== undefined && this.#cached(name, type) === token;
+  }
+
   recorder(resolve: Resolve): SpfRecorder {
     return new SpfRecorder(resolve, this.#cached);
   }
@@ -107,7 +116,7 @@ export class SpfMemo {
   get(key: string): SpfEvaluation | undefined {
     const e = this.#entries.get(key);
     if (!e) return undefined;
-    if (e.expires <= this.#now() || e.answers.some(([name, type, token]) => this.#cached(name, type) !== token)) {
+    if (e.expires <= this.#now() || e.answers.some(([name, type, ref]) => !this.#still(name, type, ref))) {
       this.#entries.delete(key);
       return undefined;
     }
