@@ -179,8 +179,13 @@ export class BackendSession {
     return Promise.all(ps);
   }
 
-  async mail(from: string, params: string[]): Promise<BackendReply> {
-    const r = await this.command(`MAIL FROM:<${from}>${params.length ? ' ' + params.join(' ') : ''}`);
+  mail(from: string, params: string[]): Promise<BackendReply> {
+    return this.mailLine(`MAIL FROM:<${from}>${params.length ? ' ' + params.join(' ') : ''}`);
+  }
+
+  /** MAIL with the command line already built (parameters included). */
+  async mailLine(line: string): Promise<BackendReply> {
+    const r = await this.command(line);
     if (r.code === 250) this.inTransaction = true;
     return r;
   }
