@@ -63,6 +63,7 @@ export class BackendSession {
   #lines: string[] = [];
   #pending: Pending[] = [];
   #timer: NodeJS.Timeout | undefined;
+  #timerMs = 0;
   #closeError: BackendError | undefined;
 
   private constructor(socket: net.Socket, options: BackendOptions) {
@@ -314,15 +315,32 @@ export class BackendSession {
     });
   }
 
-  /** The timer always covers the oldest outstanding reply. */
+  /**
+   * The timer always covers the oldest outstanding reply. One timer per session, re-armed with
+   * refresh() (was a new timer per reply: ~5 a message); left running (unref'd) when nothing is
+   * pending, it then finds nothing to time out.
+   */
   #arm(): void {
+    const head = this.#pending[0];
+    if (!head) {
+      // Nothing to wait for: the leftover timer must not keep the process alive (CLI commands).
+      this.#timer?.unref();
+      return;
+    }
+    if (this.#timer && this.#timerMs === head.timeoutMs) {
+      this.#timer.ref().refresh();
+      return;
+    }
     clearTimeout(this.#timer);
+    this.#timerMs = head.timeoutMs;
+    this.#timer = setTimeout(() => this.#onTimeout(), head.timeoutMs);
+  }
+
+  #onTimeout(): void {
     const head = this.#pending[0];
     if (!head) return;
-    this.#timer = setTimeout(() => {
-      this.#fail(new BackendError('timeout', head.timeoutMessage ?? `backend did not answer within ${head.timeoutMs} ms`));
-      this.socket.destroy();
-    }, head.timeoutMs);
+    this.#fail(new BackendError('timeout', head.timeoutMessage ?? `backend did not answer within ${head.timeoutMs} ms`));
+    this.socket.destroy();
   }
 
   #onData(s: string): void {
@@ -373,6 +391,7 @@ export class BackendSession {
     if (!this.#closeError) this.#closeError = err;
     this.alive = false;
     clearTimeout(this.#timer);
+    this.#timer = undefined;
     const pending = this.#pending;
     this.#pending = [];
     for (const p of pending) p.reject(this.#closeError);
