@@ -37,9 +37,18 @@ export interface RunStageArgs {
   span?: Span;
 }
 
-export async function runStage(a: RunStageArgs): Promise<StageResult> {
+/**
+ * Runs the stage's checks, then the rules. A stage without checks (the relay leg, most stages of
+ * most configs) is decided synchronously: no promise to allocate and await.
+ */
+export function runStage(a: RunStageArgs): StageResult | Promise<StageResult> {
+  const layers = cachedStageLayers(a.checks, a.stage);
+  return layers.length === 0 ? decide(a, undefined) : runLayers(a, layers);
+}
+
+async function runLayers(a: RunStageArgs, layers: readonly (readonly Check[])[]): Promise<StageResult> {
   let failure: StageResult['failure'];
-  for (const layer of cachedStageLayers(a.checks, a.stage)) {
+  for (const layer of layers) {
     const results = await Promise.all(layer.map((c) => runOne(c, a)));
     for (const r of results) {
       if (r && r.outcome !== 'continue' && (!failure || (r.outcome === 'reject' && failure.outcome !== 'reject'))) {
@@ -51,6 +60,11 @@ export async function runStage(a: RunStageArgs): Promise<StageResult> {
     // (its edits accumulate), so facts left in it would be merged again at every later stage.
     a.output.facts.moveInto(a.facts);
   }
+  return decide(a, failure);
+}
+
+/** The overrides, then the rules of the stage: its verdict. */
+function decide(a: RunStageArgs, failure: StageResult['failure']): StageResult {
   if (a.overrides) for (const [k, v] of a.overrides) a.facts.set(k, v);
   const rules = a.span?.child('rules');
   const verdict = a.policy.evaluate(a.stage, a.facts, a.previous);

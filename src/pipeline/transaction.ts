@@ -157,7 +157,8 @@ export class ConnectionCore {
     if (extra.recipient !== undefined) args.recipient = extra.recipient;
     if (extra.message !== undefined) args.message = extra.message;
     if (this.rt.overrides) args.overrides = this.rt.overrides;
-    const res = await runStage(args);
+    const ran = runStage(args);
+    const res = ran instanceof Promise ? await ran : ran;
     this.rt.onStage?.(stage, res.verdict, facts, extra.recipient);
     const refuse = refusalFor(stage, res);
     endStage(span, res, refuse, extra.recipient);
