@@ -95,10 +95,10 @@ const lim = rt.config.limits;
 async function one(i: number): Promise<void> {
   const core = new ConnectionCore(rt, { id: `c${i}`, ip: '127.0.0.1', port: 40000 + (i % 20000), localPort: 25, proxied: false }, 'smtp');
   await core.connect();
-  await core.heloStage('client.example.org', true);
-  const m = await core.mail('sender@example.org', {});
+  await core.heloStage('client.example.test', true);
+  const m = await core.mail('sender@example.test', {});
   if (m.code !== 250) throw new Error(`MAIL: ${m.toString()}`);
-  const r = await core.rcpt('user@example.test', {});
+  const r = await core.rcpt('rcpt@example.test', {});
   if (r.code !== 250) throw new Error(`RCPT: ${r.toString()}`);
   const spool = new Spool(
     {
