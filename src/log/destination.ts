@@ -18,7 +18,8 @@ export interface LogOutput {
 export function createLogOutput(settings: LogSettings): LogOutput {
   const base = { svc: 'mailgate' };
   if (settings.file === undefined) {
-    const out = new BatchedLines(pino.destination({ dest: 1, sync: false }));
+    // maxWrite: the sink never merges our batches into a write above PIPE_BUF (see BatchedLines).
+    const out = new BatchedLines(pino.destination({ dest: 1, sync: false, maxWrite: PIPE_BUF }));
     // A line still buffered when the process ends (process.exit, an uncaught exception) is written.
     process.once('exit', () => out.flushSync());
     return { logger: pino({ level: settings.level, base }, out), reopen: () => undefined, flush: () => out.flushSync() };
@@ -34,18 +35,23 @@ export function createLogOutput(settings: LogSettings): LogOutput {
   };
 }
 
-/** Lines wait at most this long, or until this many characters are buffered. */
+/** Lines wait at most this long for the batch's write. */
 const BATCH_MS = 50;
-const BATCH_CHARS = 16 * 1024;
+/**
+ * Largest batch in bytes: a write to a pipe (journald, docker) of at most PIPE_BUF bytes is
+ * atomic, so lines of several processes (workers: N share stdout) never interleave mid-line.
+ */
+const PIPE_BUF = 4096;
 
 /**
- * stdout lines in batches: one asynchronous write per BATCH_MS or BATCH_CHARS instead of one per
- * line or two — each write is a trip through the thread pool (a write(2), futex wake-ups, an
+ * stdout lines in batches: one asynchronous write per BATCH_MS or PIPE_BUF bytes instead of one
+ * per line or two — each write is a trip through the thread pool (a write(2), futex wake-ups, an
  * event-loop wake-up); three lines per message made it ~4 futex calls and 1.2 writes a message.
  */
 class BatchedLines implements DestinationStream {
   readonly #sink: ReturnType<typeof pino.destination>;
   #buf = '';
+  #bytes = 0;
   #timer: NodeJS.Timeout | undefined;
 
   constructor(sink: ReturnType<typeof pino.destination>) {
@@ -53,8 +59,11 @@ class BatchedLines implements DestinationStream {
   }
 
   write(line: string): void {
+    const n = Buffer.byteLength(line);
+    if (this.#bytes > 0 && this.#bytes + n > PIPE_BUF) this.#out();
     this.#buf += line;
-    if (this.#buf.length >= BATCH_CHARS) this.#out();
+    this.#bytes += n;
+    if (this.#bytes >= PIPE_BUF) this.#out();
     else this.#timer ??= setTimeout(() => this.#out(), BATCH_MS).unref();
   }
 
@@ -64,6 +73,7 @@ class BatchedLines implements DestinationStream {
     if (this.#buf === '') return;
     const text = this.#buf;
     this.#buf = '';
+    this.#bytes = 0;
     this.#sink.write(text);
   }
 

@@ -6,11 +6,27 @@ import { spawn } from 'node:child_process';
 
 const destination = new URL('../../src/log/destination.ts', import.meta.url).href;
 
-/** Runs `body` in a child process with `out` = createLogOutput({ level: 'info' }); returns its stdout lines with their arrival times. */
-function child(body: string): Promise<Array<{ msg: string; n?: number; atMs: number }>> {
-  const src = `import { createLogOutput } from ${JSON.stringify(destination)};\nconst out = createLogOutput({ level: 'info' });\n${body}\n`;
+/**
+ * Runs `body` in a child process with `out` = createLogOutput({ level: 'info' }); returns its
+ * stdout lines with their arrival times. The child reports on stderr the largest single write
+ * to stdout it made (fs.write / fs.writeSync wrapped before the logger is loaded).
+ */
+function child(body: string, writes?: { max: number }): Promise<Array<{ msg: string; n?: number; atMs: number }>> {
+  const src = [
+    `import fs from 'node:fs';`,
+    `let max = 0;`,
+    `const len = (d) => (typeof d === 'string' ? Buffer.byteLength(d) : d.length);`,
+    `for (const name of ['write', 'writeSync']) { const orig = fs[name]; fs[name] = function (fd, d, ...rest) { if (fd === 1) max = Math.max(max, len(d)); return orig.call(this, fd, d, ...rest); }; }`,
+    `process.on('exit', () => process.stderr.write('max-write ' + max + '\\n'));`,
+    `const { createLogOutput } = await import(${JSON.stringify(destination)});`,
+    `const out = createLogOutput({ level: 'info' });`,
+    body,
+  ].join('\n');
   return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, ['--input-type=module', '-e', src], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const p = spawn(process.execPath, ['--input-type=module', '-e', src], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    p.stderr.setEncoding('utf8');
+    p.stderr.on('data', (d: string) => (err += d));
     const started = performance.now();
     const lines: Array<{ msg: string; n?: number; atMs: number }> = [];
     let buf = '';
@@ -26,7 +42,14 @@ function child(body: string): Promise<Array<{ msg: string; n?: number; atMs: num
       }
     });
     p.on('error', reject);
-    p.on('close', () => resolve(lines));
+    p.on('close', () => {
+      const m = /max-write (\d+)/.exec(err);
+      if (!m) reject(new Error(`child failed: ${err}`));
+      else {
+        if (writes) writes.max = Number(m[1]);
+        resolve(lines);
+      }
+    });
   });
 }
 
@@ -51,4 +74,16 @@ test('stdout log: a line logged while the process goes on is written within the 
   const first = lines[0]?.atMs ?? 0;
   const late = lines[1]?.atMs ?? 0;
   assert.ok(late - first > 1000, `the first line came ${Math.round(late - first)} ms before the last, not with it at exit`);
+});
+
+test('stdout log: no write is larger than PIPE_BUF (4096 bytes), so lines of several worker processes never interleave', async () => {
+  const writes = { max: 0 };
+  // 3,000 lines of ~700 bytes as fast as possible: batches form, and must stay within 4096 bytes.
+  const lines = await child(
+    `const pad = 'x'.repeat(600);\nfor (let n = 0; n < 3000; n++) out.logger.info({ n, pad }, 'line');\nsetTimeout(() => process.exit(0), 300);`,
+    writes,
+  );
+  assert.equal(lines.length, 3000);
+  assert.ok(writes.max > 700, `lines were written (${writes.max})`);
+  assert.ok(writes.max <= 4096, `largest write ${writes.max} bytes`);
 });
