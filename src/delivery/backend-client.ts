@@ -206,7 +206,7 @@ export class BackendSession {
    * the way, ends with CRLF.CRLF and returns the backend's final reply. `content` must already be
    * normalised to CRLF (the spool does that), so no bare LF or CR can end the message early.
    */
-  async data(content: AsyncIterable<Buffer>, onSkip?: () => void): Promise<BackendReply> {
+  async data(content: AsyncIterable<Buffer> | ReadonlyArray<Buffer | AsyncIterable<Buffer>>, onSkip?: () => void): Promise<BackendReply> {
     const go = await this.command('DATA');
     if (go.code !== 354) {
       onSkip?.();
@@ -215,24 +215,33 @@ export class BackendSession {
     }
     let atLineStart = true;
     let lastTwo = '';
+    /** Writes one chunk dot-stuffed; true when enough is buffered to flush. */
+    const push = (chunk: Buffer): boolean => {
+      if (!this.alive) throw this.#closeError ?? new BackendError('closed', 'backend closed during DATA');
+      const out = dotStuff(chunk, atLineStart);
+      if (chunk.length > 0) {
+        atLineStart = chunk[chunk.length - 1] === 0x0a;
+        lastTwo = chunk.length >= 2 ? chunk.toString('latin1', chunk.length - 2) : (lastTwo + chunk.toString('latin1')).slice(-2);
+      }
+      this.socket.write(out);
+      return this.socket.writableLength >= CORK_FLUSH_BYTES;
+    };
+    const flush = async (): Promise<void> => {
+      this.socket.uncork();
+      if (this.socket.writableNeedDrain) await this.#drain();
+      this.socket.cork();
+    };
     // Corked: the header block, the body chunks and the final dot leave in one write(2) for a
     // message that fits the socket buffer (each write on loopback costs ~60 µs: bench/HISTORY.md);
-    // a large message is flushed every CORK_FLUSH_BYTES so it is still streamed.
+    // a large message is flushed every CORK_FLUSH_BYTES so it is still streamed. Buffers given as
+    // parts are written as they are (no async iteration for them).
     this.socket.cork();
     try {
-      for await (const chunk of content) {
-        if (!this.alive) throw this.#closeError ?? new BackendError('closed', 'backend closed during DATA');
-        const out = dotStuff(chunk, atLineStart);
-        if (chunk.length > 0) {
-          atLineStart = chunk[chunk.length - 1] === 0x0a;
-          lastTwo = (lastTwo + chunk.subarray(-2).toString('latin1')).slice(-2);
-        }
-        this.socket.write(out);
-        if (this.socket.writableLength >= CORK_FLUSH_BYTES) {
-          this.socket.uncork();
-          if (this.socket.writableNeedDrain) await this.#drain();
-          this.socket.cork();
-        }
+      const parts = isPartList(content) ? content : [content];
+      for (const part of parts) {
+        if (Buffer.isBuffer(part)) {
+          if (push(part)) await flush();
+        } else for await (const chunk of part) if (push(chunk)) await flush();
       }
       const end = lastTwo === '\r\n' || lastTwo === '' ? '.\r\n' : '\r\n.\r\n';
       // No answer to the final dot in time: the backend may still queue the message, and the client
@@ -396,6 +405,10 @@ export class BackendSession {
     this.#pending = [];
     for (const p of pending) p.reject(this.#closeError);
   }
+}
+
+function isPartList(c: AsyncIterable<Buffer> | ReadonlyArray<Buffer | AsyncIterable<Buffer>>): c is ReadonlyArray<Buffer | AsyncIterable<Buffer>> {
+  return Array.isArray(c);
 }
 
 /**

@@ -207,7 +207,7 @@ class SmtpLink implements BackendLink {
 
   async data(parts: ReadonlyArray<Buffer | Readable>): Promise<BackendReply> {
     if (!this.session?.alive) throw new BackendError('closed', 'backend connection lost');
-    const r = await this.session.data(concatStreams(parts), () => {
+    const r = await this.session.data(parts as ReadonlyArray<Buffer | AsyncIterable<Buffer>>, () => {
       for (const p of parts) if (!Buffer.isBuffer(p)) p.destroy();
     });
     metrics.backendReplies.inc({ code: codeLabel(r.code) });

@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { once } from 'node:events';
+import { Readable } from 'node:stream';
 import { BackendError, BackendSession, dotStuff, type BackendOptions, type BackendReply } from '../../src/delivery/backend-client.ts';
 import { SmtpBackend } from '../../src/delivery/backend.ts';
 import { backendSmtpSchema } from '../../src/config/schema.ts';
@@ -660,6 +661,21 @@ test('link without PIPELINING: MAIL is sent at once and its reply is the backend
     const m = await link.mail('a@example.org', {});
     assert.equal(`${m.code} ${m.enhanced}`, '451 4.3.0');
     assert.deepEqual(afterEhlo(rec), ['MAIL FROM:<a@example.org>']);
+  });
+});
+
+test('data: parts given as a list (a Buffer, then a stream) are dot-stuffed across the boundary, byte for byte', async () => {
+  await withServer({}, async ({ port, rec }) => {
+    const s = await BackendSession.open(opts(port));
+    try {
+      await s.mail('a@example.org', []);
+      await s.rcpt('b@example.test');
+      const r = await s.data([Buffer.from('Subject: x\r\n\r\n'), Readable.from([Buffer.from('.dot first\r\nline\r'), Buffer.from('\n.'), Buffer.from('')])]);
+      assert.equal(r.code, 250);
+      assert.equal(rec.data[0], 'Subject: x\r\n\r\n..dot first\r\nline\r\n..\r\n.\r\n');
+    } finally {
+      s.close();
+    }
   });
 });
 
