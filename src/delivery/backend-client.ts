@@ -63,6 +63,7 @@ export class BackendSession {
   #lines: string[] = [];
   #pending: Pending[] = [];
   #timer: NodeJS.Timeout | undefined;
+  #timerMs = 0;
   #closeError: BackendError | undefined;
 
   private constructor(socket: net.Socket, options: BackendOptions) {
@@ -179,8 +180,13 @@ export class BackendSession {
     return Promise.all(ps);
   }
 
-  async mail(from: string, params: string[]): Promise<BackendReply> {
-    const r = await this.command(`MAIL FROM:<${from}>${params.length ? ' ' + params.join(' ') : ''}`);
+  mail(from: string, params: string[]): Promise<BackendReply> {
+    return this.mailLine(`MAIL FROM:<${from}>${params.length ? ' ' + params.join(' ') : ''}`);
+  }
+
+  /** MAIL with the command line already built (parameters included). */
+  async mailLine(line: string): Promise<BackendReply> {
+    const r = await this.command(line);
     if (r.code === 250) this.inTransaction = true;
     return r;
   }
@@ -200,7 +206,7 @@ export class BackendSession {
    * the way, ends with CRLF.CRLF and returns the backend's final reply. `content` must already be
    * normalised to CRLF (the spool does that), so no bare LF or CR can end the message early.
    */
-  async data(content: AsyncIterable<Buffer>, onSkip?: () => void): Promise<BackendReply> {
+  async data(content: AsyncIterable<Buffer> | ReadonlyArray<Buffer | AsyncIterable<Buffer>>, onSkip?: () => void): Promise<BackendReply> {
     const go = await this.command('DATA');
     if (go.code !== 354) {
       onSkip?.();
@@ -209,24 +215,33 @@ export class BackendSession {
     }
     let atLineStart = true;
     let lastTwo = '';
+    /** Writes one chunk dot-stuffed; true when enough is buffered to flush. */
+    const push = (chunk: Buffer): boolean => {
+      if (!this.alive) throw this.#closeError ?? new BackendError('closed', 'backend closed during DATA');
+      const out = dotStuff(chunk, atLineStart);
+      if (chunk.length > 0) {
+        atLineStart = chunk[chunk.length - 1] === 0x0a;
+        lastTwo = chunk.length >= 2 ? chunk.toString('latin1', chunk.length - 2) : (lastTwo + chunk.toString('latin1')).slice(-2);
+      }
+      this.socket.write(out);
+      return this.socket.writableLength >= CORK_FLUSH_BYTES;
+    };
+    const flush = async (): Promise<void> => {
+      this.socket.uncork();
+      if (this.socket.writableNeedDrain) await this.#drain();
+      this.socket.cork();
+    };
     // Corked: the header block, the body chunks and the final dot leave in one write(2) for a
     // message that fits the socket buffer (each write on loopback costs ~60 µs: bench/HISTORY.md);
-    // a large message is flushed every CORK_FLUSH_BYTES so it is still streamed.
+    // a large message is flushed every CORK_FLUSH_BYTES so it is still streamed. Buffers given as
+    // parts are written as they are (no async iteration for them).
     this.socket.cork();
     try {
-      for await (const chunk of content) {
-        if (!this.alive) throw this.#closeError ?? new BackendError('closed', 'backend closed during DATA');
-        const out = dotStuff(chunk, atLineStart);
-        if (chunk.length > 0) {
-          atLineStart = chunk[chunk.length - 1] === 0x0a;
-          lastTwo = (lastTwo + chunk.subarray(-2).toString('latin1')).slice(-2);
-        }
-        this.socket.write(out);
-        if (this.socket.writableLength >= CORK_FLUSH_BYTES) {
-          this.socket.uncork();
-          if (this.socket.writableNeedDrain) await this.#drain();
-          this.socket.cork();
-        }
+      const parts = isPartList(content) ? content : [content];
+      for (const part of parts) {
+        if (Buffer.isBuffer(part)) {
+          if (push(part)) await flush();
+        } else for await (const chunk of part) if (push(chunk)) await flush();
       }
       const end = lastTwo === '\r\n' || lastTwo === '' ? '.\r\n' : '\r\n.\r\n';
       // No answer to the final dot in time: the backend may still queue the message, and the client
@@ -309,15 +324,32 @@ export class BackendSession {
     });
   }
 
-  /** The timer always covers the oldest outstanding reply. */
+  /**
+   * The timer always covers the oldest outstanding reply. One timer per session, re-armed with
+   * refresh() (was a new timer per reply: ~5 a message); left running (unref'd) when nothing is
+   * pending, it then finds nothing to time out.
+   */
   #arm(): void {
+    const head = this.#pending[0];
+    if (!head) {
+      // Nothing to wait for: the leftover timer must not keep the process alive (CLI commands).
+      this.#timer?.unref();
+      return;
+    }
+    if (this.#timer && this.#timerMs === head.timeoutMs) {
+      this.#timer.ref().refresh();
+      return;
+    }
     clearTimeout(this.#timer);
+    this.#timerMs = head.timeoutMs;
+    this.#timer = setTimeout(() => this.#onTimeout(), head.timeoutMs);
+  }
+
+  #onTimeout(): void {
     const head = this.#pending[0];
     if (!head) return;
-    this.#timer = setTimeout(() => {
-      this.#fail(new BackendError('timeout', head.timeoutMessage ?? `backend did not answer within ${head.timeoutMs} ms`));
-      this.socket.destroy();
-    }, head.timeoutMs);
+    this.#fail(new BackendError('timeout', head.timeoutMessage ?? `backend did not answer within ${head.timeoutMs} ms`));
+    this.socket.destroy();
   }
 
   #onData(s: string): void {
@@ -368,10 +400,15 @@ export class BackendSession {
     if (!this.#closeError) this.#closeError = err;
     this.alive = false;
     clearTimeout(this.#timer);
+    this.#timer = undefined;
     const pending = this.#pending;
     this.#pending = [];
     for (const p of pending) p.reject(this.#closeError);
   }
+}
+
+function isPartList(c: AsyncIterable<Buffer> | ReadonlyArray<Buffer | AsyncIterable<Buffer>>): c is ReadonlyArray<Buffer | AsyncIterable<Buffer>> {
+  return Array.isArray(c);
 }
 
 /**

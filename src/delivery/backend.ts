@@ -107,10 +107,20 @@ export class SmtpBackend implements Backend {
 /** ESMTP parameters we pass through, and the EHLO keyword the backend must offer for each. */
 const PASSTHROUGH: Record<string, string> = { SIZE: 'SIZE', BODY: '8BITMIME', SMTPUTF8: 'SMTPUTF8' };
 
+/** MAIL held back until the first RCPT, to leave in the same write (RFC 2920 pipelining). */
+interface HeldMail {
+  line: string;
+  /** A transaction is still open on the session: RSET goes first, in the same write. */
+  rset: boolean;
+}
+
 class SmtpLink implements BackendLink {
   readonly backend: SmtpBackend;
   readonly client: ClientIdentity;
   session: BackendSession | undefined;
+  #held: HeldMail | undefined;
+  /** The backend refused the held MAIL: every RCPT of this transaction gets that refusal. */
+  #mailRefused: BackendReply | undefined;
 
   constructor(backend: SmtpBackend, client: ClientIdentity) {
     this.backend = backend;
@@ -139,29 +149,65 @@ class SmtpLink implements BackendLink {
     return s;
   }
 
+  /**
+   * MAIL FROM. The session is acquired now (a connect failure is still the MAIL reply); with a
+   * backend that offers PIPELINING the command itself waits for the first RCPT and leaves in the
+   * same write, its reply matched first (one write and one round trip less per message). The
+   * client's MAIL then gets our 250, and a backend refusal of the sender becomes the reply to each
+   * RCPT — nothing is accepted that the backend has not accepted: RCPT still waits for the
+   * backend's own answer, and the message for its 250.
+   */
   async mail(from: string, params: Record<string, string | true>): Promise<BackendReply> {
     const s = await this.#ensure();
-    if (s.inTransaction) await s.rset();
-    const out: string[] = [];
-    for (const [k, v] of Object.entries(params)) {
-      const need = PASSTHROUGH[k.toUpperCase()];
-      if (need && s.has(need)) out.push(v === true ? k.toUpperCase() : `${k.toUpperCase()}=${v}`);
+    this.#held = undefined;
+    this.#mailRefused = undefined;
+    let line = `MAIL FROM:<${from}>`;
+    for (const k in params) {
+      const v = params[k] as string | true;
+      const key = k.toUpperCase();
+      const need = PASSTHROUGH[key];
+      if (need && s.has(need)) line += v === true ? ` ${key}` : ` ${key}=${v}`;
     }
-    const r = await s.mail(from, out);
+    if (s.has('PIPELINING')) {
+      this.#held = { line, rset: s.inTransaction };
+      return { code: 250, enhanced: '2.1.0', lines: ['Ok'] };
+    }
+    if (s.inTransaction) await s.rset();
+    const r = await s.mailLine(line);
     metrics.backendReplies.inc({ code: codeLabel(r.code) });
     return r;
   }
 
   async rcpt(to: string): Promise<BackendReply> {
     if (!this.session?.alive) throw new BackendError('closed', 'backend connection lost');
-    const r = await this.session.rcpt(to);
+    if (this.#mailRefused) return this.#mailRefused;
+    const s = this.session;
+    const held = this.#held;
+    if (!held) {
+      const r = await s.rcpt(to);
+      metrics.backendReplies.inc({ code: codeLabel(r.code) });
+      return r;
+    }
+    this.#held = undefined;
+    const lines = held.rset ? ['RSET', held.line, `RCPT TO:<${to}>`] : [held.line, `RCPT TO:<${to}>`];
+    if (held.rset) s.inTransaction = false;
+    const replies = await s.pipeline(lines);
+    const m = replies[lines.length - 2] as BackendReply;
+    const r = replies[lines.length - 1] as BackendReply;
+    metrics.backendReplies.inc({ code: codeLabel(m.code) });
+    if (m.code !== 250) {
+      // The RCPT's own reply (a 503 "need MAIL", typically) says nothing about the recipient.
+      this.#mailRefused = m;
+      return m;
+    }
+    s.inTransaction = true;
     metrics.backendReplies.inc({ code: codeLabel(r.code) });
     return r;
   }
 
   async data(parts: ReadonlyArray<Buffer | Readable>): Promise<BackendReply> {
     if (!this.session?.alive) throw new BackendError('closed', 'backend connection lost');
-    const r = await this.session.data(concatStreams(parts), () => {
+    const r = await this.session.data(parts as ReadonlyArray<Buffer | AsyncIterable<Buffer>>, () => {
       for (const p of parts) if (!Buffer.isBuffer(p)) p.destroy();
     });
     metrics.backendReplies.inc({ code: codeLabel(r.code) });
@@ -169,6 +215,9 @@ class SmtpLink implements BackendLink {
   }
 
   async abort(): Promise<void> {
+    // A MAIL not sent yet needs no RSET: it is simply never sent.
+    this.#held = undefined;
+    this.#mailRefused = undefined;
     const s = this.session;
     if (!s?.alive || !s.inTransaction) return;
     try {
@@ -179,6 +228,8 @@ class SmtpLink implements BackendLink {
   }
 
   release(): void {
+    this.#held = undefined;
+    this.#mailRefused = undefined;
     const s = this.session;
     this.session = undefined;
     if (!s) return;

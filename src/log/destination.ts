@@ -1,6 +1,6 @@
 // Where the JSON log lines go: stdout (journald, docker logs) or `log.file`, which is reopened on
 // SIGUSR1 so logrotate can move it away (`postrotate: systemctl kill -s USR1 mailgate`).
-import pino, { type Logger } from 'pino';
+import pino, { type DestinationStream, type Logger } from 'pino';
 
 export interface LogSettings {
   level: string;
@@ -18,7 +18,11 @@ export interface LogOutput {
 export function createLogOutput(settings: LogSettings): LogOutput {
   const base = { svc: 'mailgate' };
   if (settings.file === undefined) {
-    return { logger: pino({ level: settings.level, base }), reopen: () => undefined, flush: () => undefined };
+    // maxWrite: the sink never merges our batches into a write above PIPE_BUF (see BatchedLines).
+    const out = new BatchedLines(pino.destination({ dest: 1, sync: false, maxWrite: PIPE_BUF }));
+    // A line still buffered when the process ends (process.exit, an uncaught exception) is written.
+    process.once('exit', () => out.flushSync());
+    return { logger: pino({ level: settings.level, base }, out), reopen: () => undefined, flush: () => out.flushSync() };
   }
   // sync: each line is written when logged, so nothing is lost if the process dies; mkdir: the
   // directory (e.g. under StateDirectory) may not exist yet on first start.
@@ -29,4 +33,56 @@ export function createLogOutput(settings: LogSettings): LogOutput {
     reopen: () => dest.reopen(),
     flush: () => dest.flushSync(),
   };
+}
+
+/** Lines wait at most this long for the batch's write. */
+const BATCH_MS = 50;
+/**
+ * Largest batch in bytes: a write to a pipe (journald, docker) of at most PIPE_BUF bytes is
+ * atomic, so lines of several processes (workers: N share stdout) never interleave mid-line.
+ */
+const PIPE_BUF = 4096;
+
+/**
+ * stdout lines in batches: one asynchronous write per BATCH_MS or PIPE_BUF bytes instead of one
+ * per line or two — each write is a trip through the thread pool (a write(2), futex wake-ups, an
+ * event-loop wake-up); three lines per message made it ~4 futex calls and 1.2 writes a message.
+ */
+class BatchedLines implements DestinationStream {
+  readonly #sink: ReturnType<typeof pino.destination>;
+  #buf = '';
+  #bytes = 0;
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(sink: ReturnType<typeof pino.destination>) {
+    this.#sink = sink;
+  }
+
+  write(line: string): void {
+    const n = Buffer.byteLength(line);
+    if (this.#bytes > 0 && this.#bytes + n > PIPE_BUF) this.#out();
+    this.#buf += line;
+    this.#bytes += n;
+    if (this.#bytes >= PIPE_BUF) this.#out();
+    else this.#timer ??= setTimeout(() => this.#out(), BATCH_MS).unref();
+  }
+
+  #out(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.#buf === '') return;
+    const text = this.#buf;
+    this.#buf = '';
+    this.#bytes = 0;
+    this.#sink.write(text);
+  }
+
+  flushSync(): void {
+    this.#out();
+    try {
+      this.#sink.flushSync();
+    } catch {
+      // not open yet, or being written: the asynchronous write in flight finishes on its own
+    }
+  }
 }

@@ -53,6 +53,13 @@ export class FactSet {
     this.#values.delete(name);
   }
 
+  /** Sets every fact of this set in `target` and empties this set. */
+  moveInto(target: FactSet): void {
+    if (this.#values.size === 0) return;
+    for (const [k, v] of this.#values) target.#values.set(k, v);
+    this.#values.clear();
+  }
+
   entries(): IterableIterator<[string, FactValue]> {
     return this.#values.entries();
   }

@@ -8,24 +8,39 @@ import { normalizeDomain } from '../net/address.ts';
 export function messageFacts(spool: Spool, facts: FactSet): void {
   const headers = spool.headers;
   facts.set('message.size', spool.size);
-  facts.set(
-    'message.headers',
-    headers.filter((h) => h.name !== '').map((h) => ({ name: h.name, value: h.value })),
-  );
-  const get = (name: string) => headers.filter((h) => h.name.toLowerCase() === name);
-  const subject = get('subject')[0]?.value ?? '';
-  let decoded = subject;
-  try {
-    decoded = libmime.decodeWords(subject);
-  } catch {
-    // undecodable encoded-words: match on the raw value
+  // One pass over the fields: the records rules read, and the three fields the facts come from.
+  const records: Array<{ name: string; value: string }> = [];
+  let subject: string | undefined;
+  let messageId: string | undefined;
+  const from: string[] = [];
+  for (const h of headers) {
+    if (h.name === '') continue;
+    records.push({ name: h.name, value: h.value });
+    const n = h.name.length;
+    // Only names of these lengths can match: no lower-casing of every field name.
+    if (n === 4) {
+      if (h.name.toLowerCase() === 'from') from.push(...extractAddresses(h.value));
+    } else if (n === 7) {
+      if (subject === undefined && h.name.toLowerCase() === 'subject') subject = h.value;
+    } else if (n === 10) {
+      if (messageId === undefined && h.name.toLowerCase() === 'message-id') messageId = h.value;
+    }
+  }
+  facts.set('message.headers', records);
+  let decoded = subject ?? '';
+  // Every encoded word starts with "=?" (RFC 2047 2): without one there is nothing to decode.
+  if (decoded.includes('=?')) {
+    try {
+      decoded = libmime.decodeWords(decoded);
+    } catch {
+      // undecodable encoded-words: match on the raw value
+    }
   }
   facts.set('message.subject', decoded);
-  const from = get('from').flatMap((h) => extractAddresses(h.value));
   facts.set('message.from', from);
-  const domains = new Set(from.map((a) => normalizeDomain(a.slice(a.lastIndexOf('@') + 1))));
-  facts.set('message.from_domain', from.length === 1 && domains.size === 1 ? ([...domains][0] ?? '') : '');
-  facts.set('message.message_id', get('message-id')[0]?.value ?? '');
+  const only = from.length === 1 ? (from[0] as string) : undefined;
+  facts.set('message.from_domain', only === undefined ? '' : normalizeDomain(only.slice(only.lastIndexOf('@') + 1)));
+  facts.set('message.message_id', messageId ?? '');
 }
 
 /** Longest From value examined, and most addresses taken from it: hostile headers are 64 KB+. */

@@ -37,9 +37,18 @@ export interface RunStageArgs {
   span?: Span;
 }
 
-export async function runStage(a: RunStageArgs): Promise<StageResult> {
+/**
+ * Runs the stage's checks, then the rules. A stage without checks (the relay leg, most stages of
+ * most configs) is decided synchronously: no promise to allocate and await.
+ */
+export function runStage(a: RunStageArgs): StageResult | Promise<StageResult> {
+  const layers = cachedStageLayers(a.checks, a.stage);
+  return layers.length === 0 ? decide(a, undefined) : runLayers(a, layers);
+}
+
+async function runLayers(a: RunStageArgs, layers: readonly (readonly Check[])[]): Promise<StageResult> {
   let failure: StageResult['failure'];
-  for (const layer of cachedStageLayers(a.checks, a.stage)) {
+  for (const layer of layers) {
     const results = await Promise.all(layer.map((c) => runOne(c, a)));
     for (const r of results) {
       if (r && r.outcome !== 'continue' && (!failure || (r.outcome === 'reject' && failure.outcome !== 'reject'))) {
@@ -49,11 +58,13 @@ export async function runStage(a: RunStageArgs): Promise<StageResult> {
     // What checks wrote to their output is a fact from now on: later layers and the rules of
     // this stage see it. Moved, not copied: the output object lives for the whole transaction
     // (its edits accumulate), so facts left in it would be merged again at every later stage.
-    for (const [k, v] of [...a.output.facts.entries()]) {
-      a.facts.set(k, v);
-      a.output.facts.delete(k);
-    }
+    a.output.facts.moveInto(a.facts);
   }
+  return decide(a, failure);
+}
+
+/** The overrides, then the rules of the stage: its verdict. */
+function decide(a: RunStageArgs, failure: StageResult['failure']): StageResult {
   if (a.overrides) for (const [k, v] of a.overrides) a.facts.set(k, v);
   const rules = a.span?.child('rules');
   const verdict = a.policy.evaluate(a.stage, a.facts, a.previous);
@@ -87,10 +98,7 @@ async function runOne(check: Check, a: RunStageArgs): Promise<{ check: string; o
   const span = a.span?.child(check.name);
   let timer: NodeJS.Timeout | undefined;
   try {
-    const input = { stage: a.stage, connection: a.connection, facts: a.facts } as CheckInput;
-    Object.defineProperty(input, 'signal', { get: signal, enumerable: true });
-    if (a.recipient !== undefined) input.recipient = a.recipient;
-    if (a.message !== undefined) input.message = a.message;
+    const input = new StageInput(a, signal);
     // Called at once: a check that finishes synchronously needs no timer (none could fire).
     const ran = (span?.recording ? runWithSpan(span, () => check.run(input, a.output)) : check.run(input, a.output)) as unknown;
     if (ran !== null && typeof ran === 'object' && typeof (ran as PromiseLike<unknown>).then === 'function') {
@@ -129,6 +137,29 @@ function durationOf(name: string): { observe(v: number): void } {
   let h = durations.get(name);
   if (!h) durations.set(name, (h = metrics.checkDuration.labels({ check: name })));
   return h;
+}
+
+/** A check's input: a class (one shape for every check run) whose `signal` is made when read. */
+class StageInput implements CheckInput {
+  readonly stage: Stage;
+  readonly connection: ConnectionContext;
+  readonly facts: FactSet;
+  recipient?: string;
+  message?: MessageView;
+  readonly #signal: () => AbortSignal;
+
+  constructor(a: RunStageArgs, signal: () => AbortSignal) {
+    this.stage = a.stage;
+    this.connection = a.connection;
+    this.facts = a.facts;
+    if (a.recipient !== undefined) this.recipient = a.recipient;
+    if (a.message !== undefined) this.message = a.message;
+    this.#signal = signal;
+  }
+
+  get signal(): AbortSignal {
+    return this.#signal();
+  }
 }
 
 class CheckTimeout extends Error {

@@ -114,6 +114,7 @@ export class ConnectionCore {
   onIdle: (() => void) | undefined;
 
   readonly #opts: CoreOptions;
+  #connOutput: CheckOutput | undefined;
   #openedAt = performance.now();
   /** Per-connection summary for the disconnect line: final actions of its messages, refusals. */
   readonly #summary = { messages: 0, refusals: 0, actions: {} as Record<string, number> };
@@ -148,7 +149,7 @@ export class ConnectionCore {
       policy: this.rt.policy,
       facts,
       previous,
-      output: extra.output ?? { facts: new FactSet(), edits: emptyEdits() },
+      output: extra.output ?? this.#connectionOutput(),
       logger: this.log,
       signal: this.abort.signal,
       span,
@@ -156,12 +157,25 @@ export class ConnectionCore {
     if (extra.recipient !== undefined) args.recipient = extra.recipient;
     if (extra.message !== undefined) args.message = extra.message;
     if (this.rt.overrides) args.overrides = this.rt.overrides;
-    const res = await runStage(args);
+    const ran = runStage(args);
+    const res = ran instanceof Promise ? await ran : ran;
     this.rt.onStage?.(stage, res.verdict, facts, extra.recipient);
     const refuse = refusalFor(stage, res);
     endStage(span, res, refuse, extra.recipient);
     if (refuse) this.#countRefusal(stage, res.verdict, refuse);
     return refuse ? { res, refuse } : { res };
+  }
+
+  /**
+   * The output of connect and helo: one per connection (its facts are moved out by each stage).
+   * Edits made there have no message to apply to and are dropped, as before.
+   */
+  #connectionOutput(): CheckOutput {
+    const o = (this.#connOutput ??= { facts: new FactSet(), edits: emptyEdits() });
+    const e = o.edits;
+    if (e.addHeaders.length || e.removeHeaders.length || e.signers.length || e.rcptRewrites.size || e.tagSubject !== undefined || e.senderRewrite !== undefined)
+      o.edits = emptyEdits();
+    return o;
   }
 
   // --- connect, helo --------------------------------------------------------------------------

@@ -5,7 +5,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { once } from 'node:events';
+import { Readable } from 'node:stream';
 import { BackendError, BackendSession, dotStuff, type BackendOptions, type BackendReply } from '../../src/delivery/backend-client.ts';
+import { SmtpBackend } from '../../src/delivery/backend.ts';
+import { backendSmtpSchema } from '../../src/config/schema.ts';
 
 /** What the scripted server answers to one command line: a reply, a delayed reply, or silence (null). */
 type Answer = string | { text: string; delayMs: number } | null;
@@ -555,6 +558,121 @@ test('data: a large message is streamed (flushed in pieces) and arrives intact',
       const expected = 'Subject: big\r\n\r\n' + lines.map((l) => (l.startsWith('.') ? `.${l}` : l)).join('\r\n') + '\r\n.\r\n';
       assert.equal(rec.data[0]?.length, expected.length);
       assert.equal(rec.data[0], expected);
+    } finally {
+      s.close();
+    }
+  });
+});
+
+// --- the link: MAIL held for the first RCPT (pipelining) ---------------------------------------
+
+const EHLO_PLAIN = '250-backend.test Hello\r\n250-SIZE 10240000\r\n250 8BITMIME';
+
+async function withLink(script: Script, fn: (l: ReturnType<SmtpBackend['link']>, rec: Recorder) => Promise<void>): Promise<void> {
+  await withServer(script, async ({ port, rec }) => {
+    const backend = new SmtpBackend(backendSmtpSchema.parse({ host: '127.0.0.1', port, pool_size: 0 }), 'mailgate.test');
+    const link = backend.link({ ip: '192.0.2.10', port: 40000, helo: 'client.example', esmtp: true });
+    try {
+      await fn(link, rec);
+    } finally {
+      link.release();
+      backend.close();
+    }
+  });
+}
+
+/** Commands after the session was set up (the last EHLO: after XCLIENT, EHLO is sent again). */
+const afterEhlo = (rec: Recorder) => rec.commands.slice(rec.commands.findLastIndex((l) => l.startsWith('EHLO')) + 1);
+
+test('link with PIPELINING: MAIL waits for the first RCPT and leaves in the same write; each reply is checked', async () => {
+  // The MAIL reply is delayed: the RCPT must have arrived before it was sent (one write).
+  const answer = (_l: string, verb: string) =>
+    verb === 'MAIL' ? { text: '250 2.1.0 Sender ok', delayMs: 50 } : verb === 'RCPT' ? '250 2.1.5 Recipient ok' : undefined;
+  await withLink({ answer }, async (link, rec) => {
+    const m = await link.mail('a@example.org', { SIZE: '100', BODY: '8BITMIME' });
+    assert.equal(m.code, 250);
+    assert.deepEqual(afterEhlo(rec), [], 'nothing sent at MAIL');
+    const r = await link.rcpt('b@example.test');
+    assert.equal(`${r.code} ${r.enhanced} ${r.lines.join(' ')}`, '250 2.1.5 Recipient ok');
+    const r2 = await link.rcpt('c@example.test');
+    assert.equal(r2.code, 250);
+    assert.deepEqual(afterEhlo(rec), ['MAIL FROM:<a@example.org> SIZE=100 BODY=8BITMIME', 'RCPT TO:<b@example.test>', 'RCPT TO:<c@example.test>']);
+    const i = rec.commands.findIndex((l) => l.startsWith('MAIL'));
+    assert.equal(rec.repliesSentBefore[i], rec.repliesSentBefore[i + 1], 'the first RCPT arrived before the MAIL reply was sent');
+    const d = await link.data([Buffer.from('Subject: x\r\n\r\nbody\r\n')]);
+    assert.equal(d.code, 250);
+    assert.equal(rec.data.length, 1);
+  });
+});
+
+test('link with PIPELINING: a refused MAIL is the reply to every RCPT; nothing more is sent, no RSET needed', async () => {
+  const answer = (_l: string, verb: string) => (verb === 'MAIL' ? '553 5.1.8 sender refused' : verb === 'RCPT' ? '503 5.5.1 need MAIL' : undefined);
+  await withLink({ answer }, async (link, rec) => {
+    assert.equal((await link.mail('bad@example.org', {})).code, 250);
+    for (const to of ['b@example.test', 'c@example.test']) {
+      const r = await link.rcpt(to);
+      assert.equal(`${r.code} ${r.enhanced} ${r.lines.join(' ')}`, '553 5.1.8 sender refused', to);
+    }
+    await link.abort();
+    assert.deepEqual(afterEhlo(rec), ['MAIL FROM:<bad@example.org>', 'RCPT TO:<b@example.test>']);
+    // The next transaction asks the backend again (this script refuses every MAIL).
+    assert.equal((await link.mail('other@example.org', {})).code, 250);
+    assert.equal((await link.rcpt('b@example.test')).code, 553);
+    assert.deepEqual(afterEhlo(rec).slice(2), ['MAIL FROM:<other@example.org>', 'RCPT TO:<b@example.test>']);
+  });
+});
+
+test('link with PIPELINING: a RCPT refused after an accepted MAIL is the backend’s reply; the transaction stays open', async () => {
+  const answer = (l: string, verb: string) => (verb === 'RCPT' ? (l.includes('bad') ? '550 5.1.1 no such user' : '250 2.1.5 Ok') : undefined);
+  await withLink({ answer }, async (link, rec) => {
+    await link.mail('a@example.org', {});
+    assert.equal((await link.rcpt('bad@example.test')).code, 550);
+    assert.equal((await link.rcpt('good@example.test')).code, 250);
+    await link.abort();
+    assert.deepEqual(afterEhlo(rec), ['MAIL FROM:<a@example.org>', 'RCPT TO:<bad@example.test>', 'RCPT TO:<good@example.test>', 'RSET']);
+  });
+});
+
+test('link with PIPELINING: MAIL while a transaction is open sends RSET, MAIL and RCPT in one write', async () => {
+  const answer = (_l: string, verb: string) => (verb === 'RSET' ? { text: '250 2.0.0 Ok', delayMs: 50 } : undefined);
+  await withLink({ answer }, async (link, rec) => {
+    await link.mail('a@example.org', {});
+    await link.rcpt('b@example.test');
+    await link.mail('c@example.org', {});
+    assert.equal((await link.rcpt('d@example.test')).code, 250);
+    const cmds = afterEhlo(rec);
+    assert.deepEqual(cmds, ['MAIL FROM:<a@example.org>', 'RCPT TO:<b@example.test>', 'RSET', 'MAIL FROM:<c@example.org>', 'RCPT TO:<d@example.test>']);
+    const i = rec.commands.indexOf('RSET');
+    assert.deepEqual(rec.repliesSentBefore.slice(i, i + 3), Array(3).fill(rec.repliesSentBefore[i]), 'RSET, MAIL and RCPT in one write');
+  });
+});
+
+test('link with PIPELINING: abort before any RCPT sends nothing (the MAIL was never sent)', async () => {
+  await withLink({}, async (link, rec) => {
+    await link.mail('a@example.org', {});
+    await link.abort();
+    assert.deepEqual(afterEhlo(rec), []);
+  });
+});
+
+test('link without PIPELINING: MAIL is sent at once and its reply is the backend’s', async () => {
+  const answer = (_l: string, verb: string) => (verb === 'EHLO' ? EHLO_PLAIN : verb === 'MAIL' ? '451 4.3.0 try later' : undefined);
+  await withLink({ answer }, async (link, rec) => {
+    const m = await link.mail('a@example.org', {});
+    assert.equal(`${m.code} ${m.enhanced}`, '451 4.3.0');
+    assert.deepEqual(afterEhlo(rec), ['MAIL FROM:<a@example.org>']);
+  });
+});
+
+test('data: parts given as a list (a Buffer, then a stream) are dot-stuffed across the boundary, byte for byte', async () => {
+  await withServer({}, async ({ port, rec }) => {
+    const s = await BackendSession.open(opts(port));
+    try {
+      await s.mail('a@example.org', []);
+      await s.rcpt('b@example.test');
+      const r = await s.data([Buffer.from('Subject: x\r\n\r\n'), Readable.from([Buffer.from('.dot first\r\nline\r'), Buffer.from('\n.'), Buffer.from('')])]);
+      assert.equal(r.code, 250);
+      assert.equal(rec.data[0], 'Subject: x\r\n\r\n..dot first\r\nline\r\n..\r\n.\r\n');
     } finally {
       s.close();
     }

@@ -162,6 +162,37 @@ test('cli: the capture is bounded (two rotating files)', async () => {
   assert.ok(readFileSync(file, 'utf8').split('\n').filter(Boolean).length <= 5);
 });
 
+const cutCases = [
+  { desc: 'a long string is cut', input: 'x'.repeat(12), expected: 'x'.repeat(8) },
+  { desc: 'a short string is kept', input: 'short', expected: 'short' },
+  { desc: 'long items of a list are cut, short ones kept', input: ['y'.repeat(9), 'ok'], expected: ['y'.repeat(8), 'ok'] },
+  { desc: 'a list is kept to 500 items', input: Array.from({ length: 600 }, (_, i) => String(i)), expected: Array.from({ length: 500 }, (_, i) => String(i)) },
+  {
+    desc: 'long fields of records are cut, the rest of the record kept',
+    input: [
+      { name: 'Subject', value: 'z'.repeat(20) },
+      { name: 'To', value: 'a@b' },
+    ],
+    expected: [
+      { name: 'Subject', value: 'z'.repeat(8) },
+      { name: 'To', value: 'a@b' },
+    ],
+  },
+  { desc: 'numbers and booleans as they are', input: 42, expected: 42 },
+];
+
+test('capture: values longer than maxValueChars are cut in the file, the facts themselves are not touched', async () => {
+  const file = join(mkdtempSync(join(tmpdir(), 'mailgate-capture-')), 'capture.jsonl');
+  const cap = new Capture({ file, maxValueChars: 8 });
+  const facts = new FactSet(cutCases.map((c, i) => [`test.f${i}`, c.input as never]));
+  const before = JSON.stringify(facts.toJSON());
+  cap.record(facts, emptyVerdict(), 'accept', 'q1');
+  await cap.close();
+  assert.equal(JSON.stringify(facts.toJSON()), before, 'the transaction facts are unchanged');
+  const got = readCapture(file).entries[0]?.facts ?? {};
+  cutCases.forEach((c, i) => assert.deepEqual(got[`test.f${i}`], c.expected, c.desc));
+});
+
 test('cli: the capture files of several worker processes are read together, oldest first', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'mailgate-capture-'));
   const a = new Capture({ file: join(dir, 'capture-w1.jsonl') });
