@@ -134,27 +134,60 @@ function extensionOf(name: string): string {
   return posix.parse(name).ext.replace(/^\./, '');
 }
 
-/** Unfolded header fields of a block (latin1 text): lower-cased name and the whole field line. */
-function fieldsOf(block: string): Array<{ key: string; line: string }> {
+/** The three fields the walk reads, by lower-cased name. */
+type Wanted = 'content-type' | 'content-disposition' | 'content-transfer-encoding';
+const WANTED: ReadonlySet<string> = new Set<Wanted>(['content-type', 'content-disposition', 'content-transfer-encoding']);
+
+/**
+ * The first Content-Type, Content-Disposition and Content-Transfer-Encoding field lines of a
+ * header block (latin1 text), each unfolded into one line (continuation lines joined with CRLF,
+ * RFC 5322 §2.2.3). Lines end at LF, a CR before it dropped; an mbox "From " line or an HTTP
+ * request line opening the block is not a field. Other fields are skipped without being joined.
+ */
+function wantedFields(block: string): Map<Wanted, string> {
+  const found = new Map<Wanted, string>();
   let end = block.length;
   while (end > 0 && (block.charCodeAt(end - 1) === 0x0a || block.charCodeAt(end - 1) === 0x0d)) end--;
-  const lines = block.slice(0, end).split(/\r?\n/);
-  const out: Array<{ key: string; line: string }> = [];
-  for (let i = 0; i < lines.length; i++) {
-    const first = i === 0;
-    let line = lines[i] as string;
-    // Folded continuation lines (RFC 5322 §2.2.3) belong to the field above.
-    while (i + 1 < lines.length) {
-      const c = (lines[i + 1] as string).charAt(0);
-      if (c !== ' ' && c !== '\t') break;
-      line += `\r\n${lines[++i]}`;
+  // Physical lines [starts[i], ends[i]).
+  const starts: number[] = [];
+  const ends: number[] = [];
+  for (let p = 0; ; ) {
+    const lf = block.indexOf('\n', p);
+    starts.push(p);
+    if (lf < 0 || lf >= end) {
+      ends.push(end);
+      break;
     }
-    // An mbox "From " line or an HTTP request line opening the block is not a field.
-    if (first && (/^From /i.test(line) || /^POST /i.test(line))) continue;
-    const colon = line.indexOf(':');
-    out.push({ key: colon < 0 ? '' : line.slice(0, colon).trim().toLowerCase(), line });
+    ends.push(lf > p && block.charCodeAt(lf - 1) === 0x0d ? lf - 1 : lf);
+    p = lf + 1;
   }
-  return out;
+  for (let i = 0; i < starts.length; ) {
+    const first = i;
+    i++;
+    while (i < starts.length) {
+      const c = block.charCodeAt(starts[i] as number);
+      if (c !== 0x20 && c !== 0x09) break;
+      i++;
+    }
+    const physical = block.slice(starts[first], ends[first]);
+    const joined = (): string => {
+      let line = physical;
+      for (let k = first + 1; k < i; k++) line += `\r\n${block.slice(starts[k], ends[k])}`;
+      return line;
+    };
+    if (first === 0 && (/^From /i.test(physical) || /^POST /i.test(physical))) continue;
+    const colon = physical.indexOf(':');
+    const name = colon >= 0 ? physical.slice(0, colon) : i > first + 1 ? joinedKey(joined()) : '';
+    const key = name.trim().toLowerCase();
+    if (WANTED.has(key) && !found.has(key as Wanted)) found.set(key as Wanted, joined());
+  }
+  return found;
+}
+
+/** The name part of a field whose colon is on a continuation line ("" without a colon). */
+function joinedKey(line: string): string {
+  const colon = line.indexOf(':');
+  return colon < 0 ? '' : line.slice(0, colon);
 }
 
 /** The value of a field line, unfolded and trimmed (libmime's decodeHeader). */
@@ -166,14 +199,14 @@ function fieldValue(line: string): string {
 
 /** Reads the MIME fields of a part's header block (raw bytes, as received). */
 export function parsePartHeader(block: Buffer): PartHeader {
-  let ct: string | undefined;
-  let cd: string | undefined;
-  let cte: string | undefined;
-  for (const f of fieldsOf(block.toString('latin1'))) {
-    if (f.key === 'content-type') ct ??= fieldValue(f.line);
-    else if (f.key === 'content-disposition') cd ??= fieldValue(f.line);
-    else if (f.key === 'content-transfer-encoding') cte ??= fieldValue(f.line);
-  }
+  const fields = wantedFields(block.toString('latin1'));
+  const field = (k: Wanted) => {
+    const line = fields.get(k);
+    return line === undefined ? undefined : fieldValue(line);
+  };
+  const ct = field('content-type');
+  const cd = field('content-disposition');
+  const cte = field('content-transfer-encoding');
   const disp = parseHeaderValue(cd ?? '');
   let ctValue = ct;
   if (ctValue === undefined) {

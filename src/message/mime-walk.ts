@@ -289,7 +289,15 @@ class Walker {
   #runStart = 0;
   #runEnd = 0;
   /** Close delimiters of this level's multiparts, and whether each was seen. */
-  readonly #open: Array<{ close: Buffer; closed: boolean }> = [];
+  readonly #open: Array<{ close: Buffer; closed: boolean; decided: number }> = [];
+  /**
+   * Runs of consecutive preamble/epilogue/close-delimiter lines ("groups"): a close delimiter
+   * counts where it is the first occurrence of `--boundary--` in its group and starts a line
+   * — the rule the walk has always applied (mailsplit handed such runs on as one chunk), kept so
+   * mime.malformed stays what it was. `#group` numbers the groups; 0 between them.
+   */
+  #group = 0;
+  #groups = 0;
 
   constructor(st: WalkState, baseDepth: number, inMessage: boolean) {
     this.#st = st;
@@ -368,7 +376,10 @@ class Walker {
     // Keep a trailing CR back: with the LF after it, it is the line break.
     const keepCr = lastPiece[lastPiece.length - 1] === CR;
     if (node.multipart) {
-      if (!this.#midLine) this.#dataLine(pieces.length === 1 ? lastPiece : Buffer.concat(pieces), 0);
+      if (!this.#midLine) {
+        const line = pieces.length === 1 ? lastPiece : Buffer.concat(pieces);
+        this.#dataLine(line, 0, line.length);
+      }
       this.#runLines = 0;
     } else {
       if (!this.#midLine) {
@@ -434,21 +445,32 @@ class Walker {
         if (p && p.header?.contentType === 'message/rfc822') p = p.parent;
         this.#newNode(p);
       } else if (b === 4) {
-        // The parent ends while this node's header is still open: the node is a header only.
+        // The parent ends while this node's header is still open: the node is a header only,
+        // and its header lines join the close delimiter's group (as they always did).
         if (node.headLen > 0 && !node.header) {
+          const lines = node.headLines;
           parseNode(node);
           this.#nodeSeen(node);
+          for (const l of lines) this.#dataLine(l, 0, l.length);
         }
         const up = this.#tree.pop();
         if (up) this.#node = up;
         this.#inHead = false;
       }
-      this.#dataLine(buf, s);
+      // A next-part delimiter line is a group of its own; a close delimiter joins the group.
+      if (b === 1 || b === 3) this.#group = 0;
+      this.#dataLine(buf, s, e);
+      if (b === 1 || b === 3) this.#group = 0;
       return;
     }
+    if (final) this.#group = 0;
     if (this.#inHead) this.#headLine(buf, s, e, final);
-    else if (node.multipart) this.#dataLine(buf, s);
-    else {
+    else if (node.multipart) {
+      this.#dataLine(buf, s, e);
+      this.#runLines = 0;
+      return;
+    } else {
+      this.#group = 0;
       this.#runEmpty = this.#runLines === 0 && (e - s === 1 || (e - s === 2 && buf[s] === CR)) && buf[e - 1] === LF;
       this.#runLines++;
       this.#bodyLine(buf, s, e, false);
@@ -483,14 +505,21 @@ class Walker {
   }
 
   /**
-   * A multipart's preamble/epilogue line or a delimiter line: notes close delimiters
-   * (`--boundary--` at the start of a line) of this level's multiparts.
+   * A multipart's preamble/epilogue line or a delimiter line [s, e): notes the close delimiters
+   * (`--boundary--` starting a line) of this level's multiparts, group by group (see #group).
    */
-  #dataLine(buf: Buffer, s: number): void {
-    if (buf[s] !== DASH || buf[s + 1] !== DASH) return;
+  #dataLine(buf: Buffer, s: number, e: number): void {
+    if (this.#group === 0) this.#group = ++this.#groups;
+    if (this.#open.length === 0 || e - s < 5) return;
+    const line = buf.subarray(s, e);
+    const dashes = line.indexOf('--');
+    if (dashes < 0) return;
     for (const o of this.#open) {
-      if (o.closed || buf.length - s < o.close.length) continue;
-      if (buf.compare(o.close, 0, o.close.length, s, s + o.close.length) === 0) o.closed = true;
+      if (o.closed || o.decided === this.#group) continue;
+      const at = line.indexOf(o.close, dashes);
+      if (at < 0) continue;
+      o.decided = this.#group;
+      if (at === 0) o.closed = true;
     }
   }
 
@@ -543,6 +572,7 @@ class Walker {
   /** A node's header is complete: count it, and start a leaf for a non-multipart one. */
   #nodeSeen(node: MimeNode): void {
     this.#flushRun();
+    this.#group = 0;
     const st = this.#st;
     const r = st.result;
     this.#finishLeaf();
@@ -559,7 +589,7 @@ class Walker {
     if (node.multipart) {
       if (countParam(h.contentTypeField, 'boundary=') > 1) addMalformed(r, 'duplicate-boundary');
       if (!node.boundary) addMalformed(r, 'multipart-without-boundary');
-      else this.#open.push({ close: Buffer.from(`--${node.boundary.toString('latin1')}--`, 'latin1'), closed: false });
+      else this.#open.push({ close: Buffer.from(`--${node.boundary.toString('latin1')}--`, 'latin1'), closed: false, decided: 0 });
       return;
     }
     if (depth > st.limits.maxDepth) {

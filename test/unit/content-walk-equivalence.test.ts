@@ -197,3 +197,93 @@ test('equivalence: random MIME from the fuzz generator, whole and in chunks', as
   // The generator reaches nested structure, not only single parts.
   assert.ok(multipart > 300, `${multipart} multipart messages`);
 });
+
+// Header blocks made of field-name, folding, quoting and parameter fragments: the part's type,
+// charset, name, disposition and encoding read as before.
+const headerToken = fc.constantFrom(
+  'Content-Type',
+  'content-TYPE',
+  'Content-Disposition',
+  'Content-Transfer-Encoding',
+  '\xa0Content-Type',
+  'From ',
+  'POST ',
+  'X-Other',
+  ':',
+  ': ',
+  ';',
+  '; ',
+  '=',
+  '"',
+  '\\',
+  "'",
+  '*',
+  '*0*',
+  '*1',
+  'name',
+  'filename',
+  'charset',
+  'boundary',
+  'text/plain',
+  'application/pdf',
+  'multipart/mixed',
+  'attachment',
+  'inline',
+  'base64',
+  '(comment)',
+  'a.exe',
+  'r.pdf',
+  '%E2%80%AE',
+  "utf-8''",
+  '=?utf-8?B?aW52b2ljZS5leGU=?=',
+  '=?iso-8859-1?Q?caf=E9?=',
+  '\r\n',
+  '\r\n ',
+  '\r\n\t',
+  '\n',
+  '\r',
+  ' ',
+  '\t',
+  'x',
+);
+const param = fc
+  .tuple(
+    fc.constantFrom('name', 'filename', 'charset', 'boundary', 'NAME', 'format'),
+    fc.constantFrom('', '*', '*0', '*0*', '*1', '*1*', ' '),
+    fc.constantFrom('a.exe', '"r .pdf"', "utf-8''%E2%80%AEfdp.exe", "iso-8859-1'en'caf%E9.txt", '=?utf-8?B?aW52b2ljZS5leGU=?=', '"a\\"b"', 'x;y', '', '"'),
+  )
+  .map(([n, suf, v]) => `; ${n}${suf}=${v}`);
+const structuredValue = fc
+  .tuple(fc.constantFrom('text/plain', 'application/octet-stream', 'multipart/mixed', 'attachment', 'inline', 'base64', ''), fc.array(param, { maxLength: 5 }))
+  .map(([v, ps]) => v + ps.join(''));
+const fieldName = fc.constantFrom(
+  'Content-Type',
+  'content-type',
+  'Content-Disposition',
+  'Content-Transfer-Encoding',
+  'CONTENT-DISPOSITION',
+  'From ',
+  'X-A',
+  '',
+);
+const field = fc
+  .tuple(
+    fieldName,
+    fc.constantFrom(':', ': ', ' :', '', ':\r\n '),
+    fc.oneof(
+      fc.array(headerToken, { maxLength: 14 }).map((v) => v.join('')),
+      structuredValue,
+    ),
+    fc.constantFrom('\r\n', '\n', '\r\n '),
+  )
+  .map(([n, c, v, e]) => `${n}${c}${v}${e}`);
+const headerBlock = fc
+  .oneof(fc.array(headerToken, { maxLength: 40 }), fc.array(field, { maxLength: 6 }))
+  .map((t) => Buffer.from(`${t.join('')}\r\n\r\nbody\r\n`, 'latin1'));
+
+test('equivalence: random header blocks', async () => {
+  await fc.assert(
+    fc.asyncProperty(headerBlock, async (buf) => same(buf, JSON.stringify(buf.toString('latin1')))),
+    { numRuns: Number(process.env.MAILGATE_EQUIV_RUNS ?? 3000), endOnFailure: true },
+  );
+});
