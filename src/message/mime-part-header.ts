@@ -34,6 +34,46 @@ interface HeaderValue {
  * joined and `charset'lang'%XX` values decoded.
  */
 export function parseHeaderValue(str: string): HeaderValue {
+  const parsed = str.includes('"') || str.includes('\\') ? parseQuoted(str) : parsePlain(str);
+  for (const k of parsed.params.keys()) {
+    if (k.includes('*')) {
+      joinContinuations(parsed.params);
+      break;
+    }
+  }
+  return parsed;
+}
+
+/** parseHeaderValue without quoted strings or escapes: `;` and `=` found with indexOf. */
+function parsePlain(str: string): HeaderValue {
+  const params = new Map<string, string>();
+  let head = '';
+  let key: string | undefined;
+  let pos = 0;
+  for (;;) {
+    const semi = str.indexOf(';', pos);
+    const v = (semi < 0 ? str.slice(pos) : str.slice(pos, semi)).trim();
+    if (key === undefined) head = v;
+    else params.set(key, v);
+    if (semi < 0) break;
+    // A parameter name runs to the next "=" (a ";" before it is part of the name, as before).
+    const eq = str.indexOf('=', semi + 1);
+    if (eq < 0) {
+      // A key without a value (`attachment; inline`) is a parameter with an empty value.
+      const rest = str.slice(semi + 1).trim();
+      if (rest) params.set(rest.toLowerCase(), '');
+      break;
+    }
+    key = str
+      .slice(semi + 1, eq)
+      .trim()
+      .toLowerCase();
+    pos = eq + 1;
+  }
+  return { value: head, params };
+}
+
+function parseQuoted(str: string): HeaderValue {
   const params = new Map<string, string>();
   let head: string | undefined;
   let key: string | undefined;
@@ -75,7 +115,6 @@ export function parseHeaderValue(str: string): HeaderValue {
     // A key without a value (`attachment; inline`) is a parameter with an empty value.
     params.set(value.toLowerCase(), '');
   }
-  joinContinuations(params);
   return { value: head ?? '', params };
 }
 
@@ -192,6 +231,12 @@ function joinedKey(line: string): string {
 
 /** The value of a field line, unfolded and trimmed (libmime's decodeHeader). */
 function fieldValue(line: string): string {
+  if (!line.includes('\r') && !line.includes('\n')) {
+    // One line: the value is what follows the first colon, when something precedes it.
+    const t = line.trim();
+    const colon = t.indexOf(':');
+    return colon > 0 ? t.slice(colon + 1).trim() : '';
+  }
   const flat = line.replace(/(?:\r?\n|\r)[ \t]*/g, ' ').trim();
   const m = /^\s*([^:]+):(.*)$/.exec(flat);
   return m ? (m[2] ?? '').trim() : '';
