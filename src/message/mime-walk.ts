@@ -150,6 +150,8 @@ const CR = 0x0d;
 const DASH = 0x2d;
 const CRLF = Buffer.from('\r\n');
 const EMPTY = Buffer.alloc(0);
+const NL_DASH = Buffer.from('\n-');
+const NL_CR = Buffer.from('\n\r');
 
 /** A MIME node of one walker level: where its delimiter lines are, and its parsed header. */
 interface MimeNode {
@@ -331,12 +333,21 @@ class Walker {
       pos = lf + 1;
     }
     while (pos < len && !this.#failed) {
+      const c = chunk[pos];
+      if (c !== DASH && c !== CR && !this.#inHead && !this.#node.multipart && (c !== LF || this.#runLines > 0)) {
+        const to = this.#bodyBlock(chunk, pos);
+        if (to > pos) {
+          pos = to;
+          continue;
+        }
+      }
       const lf = chunk.indexOf(LF, pos);
       if (lf < 0) break;
       this.#line(chunk, pos, lf + 1, false);
       pos = lf + 1;
     }
     this.#flushRun();
+    this.#scan = EMPTY;
     if (pos < len && !this.#failed) {
       this.#carry.push(chunk.subarray(pos));
       this.#carryLen += len - pos;
@@ -355,6 +366,46 @@ class Walker {
     this.#flushRun();
     if (!this.#failed) this.#finishLeaf();
     if (!this.#failed) for (const o of this.#open) if (!o.closed) addMalformed(this.#st.result, 'missing-final-boundary');
+  }
+
+  /** Where the next "\n-" and "\n\r" are in #scan (-1: none), so no search repeats. */
+  #scan: Buffer = EMPTY;
+  #nextDash = -1;
+  #nextCr = -1;
+
+  /**
+   * Content lines of a leaf from `pos` (a line start that cannot be a delimiter) up to the next
+   * line that could be one — a line starting with "-" or CR (see checkBoundary) — taken as one
+   * block: the same bytes and held line break as line by line, with two native searches per
+   * block instead of one per line. Returns the end of the block (pos: no complete line).
+   */
+  #bodyBlock(buf: Buffer, pos: number): number {
+    if (this.#created > this.#st.limits.maxParts) return pos;
+    if (this.#scan !== buf) {
+      this.#scan = buf;
+      this.#nextDash = this.#nextCr = -2;
+    }
+    const from = pos > 0 ? pos - 1 : 0;
+    if (this.#nextDash !== -1 && this.#nextDash < from) this.#nextDash = buf.indexOf(NL_DASH, from);
+    if (this.#nextCr !== -1 && this.#nextCr < from) this.#nextCr = buf.indexOf(NL_CR, from);
+    const d = this.#nextDash;
+    const r = this.#nextCr;
+    const next = d < 0 ? r : r < 0 ? d : Math.min(d, r);
+    const end = next >= 0 ? next + 1 : buf.lastIndexOf(LF) + 1;
+    if (end <= pos) return pos;
+    this.#group = 0;
+    if (this.#runLines === 0) this.#runEmpty = false;
+    this.#runLines++;
+    this.#bodyLead();
+    let stop = end;
+    if (this.#node.parent) {
+      stop -= stop - 2 >= pos && buf[stop - 2] === CR ? 2 : 1;
+      this.#held = buf;
+      this.#heldStart = stop;
+      this.#heldEnd = end;
+    }
+    if (stop > pos) this.#emit(buf, pos, stop);
+    return end;
   }
 
   /** A partial line that has grown past what a delimiter line can be is content: pass it on. */
