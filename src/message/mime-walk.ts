@@ -2,7 +2,7 @@
 // bytes of each attachment (and the whole of small ones, for archive and document inspection),
 // the decoded text and HTML, and why the MIME is malformed — all bounded. One synchronous pass
 // over the bytes (lines found with indexOf, content handed on in runs, no per-line objects).
-import { decoderFor, KNOWN_ENCODINGS, uudecodeLine, type TransferDecoder } from './transfer-decode.ts';
+import { decoderFor, KNOWN_ENCODINGS, scratchSize, uudecodeLine, type TransferDecoder } from './transfer-decode.ts';
 import { parsePartHeader, type PartHeader } from './mime-part-header.ts';
 
 export interface WalkLimits {
@@ -235,6 +235,8 @@ interface WalkState {
   result: MimeWalk;
   kept: number;
   stopped: boolean;
+  /** Reused output of decoders whose bytes are only counted. */
+  scratch: Buffer;
 }
 
 interface Leaf {
@@ -617,7 +619,16 @@ class Walker {
     this.#runStart = this.#runEnd = 0;
     const leaf = this.#leaf;
     if (!leaf || this.#st.stopped) return;
-    this.#decoded(leaf, leaf.decoder.write(bytes));
+    // Past the kept head, the kept data and the text cap only the size counts: decode into
+    // the walk's scratch buffer, so a big attachment makes no garbage.
+    const counted = !leaf.nested && !leaf.chunks && leaf.headLen >= SNIFF_BYTES && (!leaf.text || leaf.textLen >= this.#st.limits.maxTextBytes);
+    this.#decoded(leaf, leaf.decoder.write(bytes, counted ? this.#scratch(bytes.length) : undefined));
+  }
+
+  #scratch(n: number): Buffer {
+    const need = scratchSize(n);
+    if (this.#st.scratch.length < need) this.#st.scratch = Buffer.allocUnsafe(Math.max(need, 65_536));
+    return this.#st.scratch;
   }
 
   /** A node's header is complete: count it, and start a leaf for a non-multipart one. */
@@ -862,7 +873,7 @@ export class MimeWalker {
       decodedBytes: 0,
       malformed: [],
     };
-    this.#state = { limits, result, kept: 0, stopped: false };
+    this.#state = { limits, result, kept: 0, stopped: false, scratch: EMPTY };
     this.#root = new Walker(this.#state, 0, false);
   }
 
