@@ -206,8 +206,8 @@ test('walk: a chunk ending between CR and LF followed by a short chunk loses not
   const msg = mimeMessage({ attachments: [{ filename: 'a.bin', type: 'application/octet-stream', data }] });
   const at = msg.indexOf('filename="a.bin"');
   const pos = msg.indexOf('\r\n', at + 2000) + 1; // just after a CR inside the base64 body
-  // Fed like this to a bare mailsplit Splitter, 56 bytes of the body vanish; the walk cuts its
-  // writes at line ends and gets every byte.
+  // Fed like this to a bare mailsplit Splitter, 56 bytes of the body vanish; the walk (its own
+  // splitter since issue 16) gets every byte.
   const w = await walkMime([msg.subarray(0, pos), msg.subarray(pos, pos + 57), msg.subarray(pos + 57)]);
   assert.ok(w.parts.find((p) => p.filename === 'a.bin')?.data?.equals(data));
 });
