@@ -160,22 +160,45 @@ interface MimeNode {
   boundary: Buffer | undefined;
   /** The boundary of the node it was created under, fixed at creation. */
   parentBoundary: Buffer | undefined;
+  /** The header block so far: earlier pieces, then [headStart, headEnd) of headBuf. */
   headLines: Buffer[];
+  headBuf: Buffer | undefined;
+  headStart: number;
+  headEnd: number;
   headLen: number;
   header: PartHeader | undefined;
   multipart: boolean;
 }
 
 function newNode(parent: MimeNode | undefined): MimeNode {
-  return { parent, boundary: undefined, parentBoundary: parent?.boundary, headLines: [], headLen: 0, header: undefined, multipart: false };
+  return {
+    parent,
+    boundary: undefined,
+    parentBoundary: parent?.boundary,
+    headLines: [],
+    headBuf: undefined,
+    headStart: 0,
+    headEnd: 0,
+    headLen: 0,
+    header: undefined,
+    multipart: false,
+  };
 }
 
-function parseNode(node: MimeNode): PartHeader {
+/** The header block's pieces (one, unless it spans input chunks). */
+function headPieces(node: MimeNode): Buffer[] {
+  const pieces = node.headLines;
+  if (node.headBuf) pieces.push(node.headBuf.subarray(node.headStart, node.headEnd));
+  node.headLines = [];
+  node.headBuf = undefined;
+  return pieces;
+}
+
+function parseNode(node: MimeNode, pieces: Buffer[] = headPieces(node)): PartHeader {
   if (node.header) return node.header;
-  const block = node.headLines.length === 1 ? (node.headLines[0] as Buffer) : Buffer.concat(node.headLines, node.headLen);
+  const block = pieces.length === 1 ? (pieces[0] as Buffer) : Buffer.concat(pieces, node.headLen);
   const h = parsePartHeader(block);
   node.header = h;
-  node.headLines = [];
   const slash = h.contentType.indexOf('/');
   node.multipart = slash >= 0 && h.contentType.slice(0, slash) === 'multipart' && slash < h.contentType.length - 1;
   node.boundary = h.boundary;
@@ -501,8 +524,8 @@ class Walker {
         // The parent ends while this node's header is still open: the node is a header only,
         // and its header lines join the close delimiter's group (as they always did).
         if (node.headLen > 0 && !node.header) {
-          const lines = node.headLines;
-          parseNode(node);
+          const lines = headPieces(node);
+          parseNode(node, lines);
           this.#nodeSeen(node);
           for (const l of lines) this.#dataLine(l, 0, l.length);
         }
@@ -534,8 +557,14 @@ class Walker {
 
   #headLine(buf: Buffer, s: number, e: number, final: boolean): void {
     const node = this.#node;
-    if (e > s || final) {
-      node.headLines.push(buf.subarray(s, e));
+    if (e > s) {
+      if (node.headBuf === buf && node.headEnd === s) node.headEnd = e;
+      else {
+        if (node.headBuf) node.headLines.push(node.headBuf.subarray(node.headStart, node.headEnd));
+        node.headBuf = buf;
+        node.headStart = s;
+        node.headEnd = e;
+      }
       node.headLen += e - s;
     }
     if (node.headLen > this.#st.limits.maxPartHeaderBytes) {
@@ -572,7 +601,8 @@ class Walker {
       const at = line.indexOf(o.close, dashes);
       if (at < 0) continue;
       o.decided = this.#group;
-      if (at === 0) o.closed = true;
+      // At a line start (`line` may hold several lines: a header-only part's block).
+      if (at === 0 || line[at - 1] === LF) o.closed = true;
     }
   }
 
