@@ -1,36 +1,9 @@
-// The one streaming MIME walk of a message (mailsplit underneath): every part's type, name and
-// decoded size, the first bytes of each attachment (and the whole of small ones, for archive and
-// document inspection), the decoded text and HTML, and why the MIME is malformed — all bounded.
-import { createRequire } from 'node:module';
-import { decoderFor, KNOWN_ENCODINGS, uudecodeLine, type TransferDecoder } from './transfer-decode.ts';
-
-// mailsplit is CommonJS without type declarations; the little of it the walk uses is typed here.
-interface SplitHeaders {
-  get(key: string): string[];
-  getFirst(key: string): string;
-}
-interface SplitNode {
-  type: 'node';
-  root: boolean;
-  parentNode: SplitNode | false;
-  contentType: string | false;
-  encoding: string | false;
-  charset: string | false;
-  disposition: string | false;
-  filename: string | false;
-  multipart: string | false;
-  messageNode?: boolean;
-  _boundary: Buffer | false;
-  headers: SplitHeaders;
-}
-interface SplitChunk {
-  type: 'body' | 'data';
-  node: SplitNode;
-  value: Buffer;
-}
-type SplitterStream = NodeJS.ReadWriteStream;
-const require = createRequire(import.meta.url);
-const { Splitter } = require('mailsplit') as { Splitter: new (opts: Record<string, unknown>) => SplitterStream };
+// The one streaming MIME walk of a message: every part's type, name and decoded size, the first
+// bytes of each attachment (and the whole of small ones, for archive and document inspection),
+// the decoded text and HTML, and why the MIME is malformed — all bounded. One synchronous pass
+// over the bytes (lines found with indexOf, content handed on in runs, no per-line objects).
+import { decoderFor, KNOWN_ENCODINGS, scratchSize, uudecodeLine, type TransferDecoder } from './transfer-decode.ts';
+import { parsePartHeader, type PartHeader } from './mime-part-header.ts';
 
 export interface WalkLimits {
   /** Deepest nesting inspected (multipart and message/rfc822 levels); deeper parts are skipped. */
@@ -134,9 +107,9 @@ function countParam(value: string, name: string): number {
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 /**
- * mailsplit reads header bytes as latin1, so a raw UTF-8 file name (RFC 6532, sent by many
- * clients without encoded-words) arrives as mojibake — and an RTLO in it would go unseen.
- * A value made only of byte-range characters that is valid UTF-8 is decoded as UTF-8.
+ * Header bytes are read as latin1, so a raw UTF-8 file name (RFC 6532, sent by many clients
+ * without encoded-words) arrives as mojibake — and an RTLO in it would go unseen. A value made
+ * only of byte-range characters that is valid UTF-8 is decoded as UTF-8.
  */
 function rawUtf8(s: string): string {
   let high = false;
@@ -153,18 +126,131 @@ function rawUtf8(s: string): string {
   }
 }
 
+/** One TextDecoder per charset label, per process (decode() without `stream` keeps no state). */
+const textDecoders = new Map<string, TextDecoder | null>();
+
 function decodeText(bytes: Buffer, charset: string): string {
   const label = charset.trim().toLowerCase() || 'utf-8';
-  try {
-    return new TextDecoder(label).decode(bytes);
-  } catch {
-    // Unknown charset label: latin1 keeps every byte, good enough for pattern matching.
-    return bytes.toString('latin1');
+  let d = textDecoders.get(label);
+  if (d === undefined) {
+    try {
+      d = new TextDecoder(label);
+    } catch {
+      d = null;
+    }
+    // Bounded: labels come from messages, so only the first few hundred are remembered.
+    if (textDecoders.size < 256) textDecoders.set(label, d);
   }
+  // Unknown charset label: latin1 keeps every byte, good enough for pattern matching.
+  return d ? d.decode(bytes) : bytes.toString('latin1');
 }
 
-/** Longest run without a line end held back before it is written anyway. */
-const MAX_PENDING = 1024 * 1024;
+const LF = 0x0a;
+const CR = 0x0d;
+const DASH = 0x2d;
+const CRLF = Buffer.from('\r\n');
+const EMPTY = Buffer.alloc(0);
+const NL_DASH = Buffer.from('\n-');
+const NL_CR = Buffer.from('\n\r');
+
+/** A MIME node of one walker level: where its delimiter lines are, and its parsed header. */
+interface MimeNode {
+  parent: MimeNode | undefined;
+  /** The boundary its own header declares. */
+  boundary: Buffer | undefined;
+  /** The boundary of the node it was created under, fixed at creation. */
+  parentBoundary: Buffer | undefined;
+  /** The header block so far: earlier pieces, then [headStart, headEnd) of headBuf. */
+  headLines: Buffer[];
+  headBuf: Buffer | undefined;
+  headStart: number;
+  headEnd: number;
+  headLen: number;
+  header: PartHeader | undefined;
+  multipart: boolean;
+}
+
+function newNode(parent: MimeNode | undefined): MimeNode {
+  return {
+    parent,
+    boundary: undefined,
+    parentBoundary: parent?.boundary,
+    headLines: [],
+    headBuf: undefined,
+    headStart: 0,
+    headEnd: 0,
+    headLen: 0,
+    header: undefined,
+    multipart: false,
+  };
+}
+
+/** The header block's pieces (one, unless it spans input chunks). */
+function headPieces(node: MimeNode): Buffer[] {
+  const pieces = node.headLines;
+  if (node.headBuf) pieces.push(node.headBuf.subarray(node.headStart, node.headEnd));
+  node.headLines = [];
+  node.headBuf = undefined;
+  return pieces;
+}
+
+function parseNode(node: MimeNode, pieces: Buffer[] = headPieces(node)): PartHeader {
+  if (node.header) return node.header;
+  const block = pieces.length === 1 ? (pieces[0] as Buffer) : Buffer.concat(pieces, node.headLen);
+  const h = parsePartHeader(block);
+  node.header = h;
+  const slash = h.contentType.indexOf('/');
+  node.multipart = slash >= 0 && h.contentType.slice(0, slash) === 'multipart' && slash < h.contentType.length - 1;
+  node.boundary = h.boundary;
+  return h;
+}
+
+/**
+ * Compares a line with `--boundary` (RFC 2046 §5.1.1) from `start`: 1 a delimiter line
+ * (`--b` then the line end), 2 the close delimiter (`--b--`, then an optional line end), 0 none.
+ * No transport padding after the boundary is accepted (as before).
+ */
+function compareBoundary(buf: Buffer, s: number, e: number, start: number, b: Buffer): 0 | 1 | 2 {
+  const len = e - s;
+  if (len < b.length + 3 + start || len > b.length + 6 + start) return 0;
+  const at = s + start + 2;
+  for (let i = 0; i < b.length; i++) if (buf[at + i] !== b[i]) return 0;
+  let pos = 0;
+  for (let i = at + b.length; i < e; i++) {
+    const c = buf[i];
+    if (pos === 0 && (c === CR || c === LF)) return 1;
+    if (pos === 0 && c !== DASH) return 0;
+    if (pos === 1 && c !== DASH) return 0;
+    if (pos === 2 && c !== CR && c !== LF) return 0;
+    if (pos === 3 && c !== LF) return 0;
+    pos++;
+  }
+  return 2;
+}
+
+/**
+ * Which delimiter the line [s, e) is for the current node: 1 its next child, 2 its end, 3 the
+ * next sibling (its parent's boundary), 4 the parent's end; 0 a content line. A line that starts
+ * with a bare CR is compared from its third byte, as the walk always did.
+ */
+function checkBoundary(buf: Buffer, s: number, e: number, node: MimeNode): 0 | 1 | 2 | 3 | 4 {
+  let start = 0;
+  const c0 = buf[s];
+  if (e - s >= 1 && (c0 === CR || c0 === LF)) {
+    start++;
+    if (e - s >= 2 && (c0 === CR || buf[s + 1] === LF)) start++;
+  }
+  if (e - s < 4 || buf[s + start] !== DASH || buf[s + start + 1] !== DASH) return 0;
+  if (node.boundary) {
+    const b = compareBoundary(buf, s, e, start, node.boundary);
+    if (b) return b;
+  }
+  if (node.parentBoundary) {
+    const b = compareBoundary(buf, s, e, start, node.parentBoundary);
+    if (b) return (b + 2) as 3 | 4;
+  }
+  return 0;
+}
 
 /** Shared counters of one walk, across nested message/rfc822 walkers. */
 interface WalkState {
@@ -172,7 +258,8 @@ interface WalkState {
   result: MimeWalk;
   kept: number;
   stopped: boolean;
-  pending: Array<Promise<void>>;
+  /** Reused output of decoders whose bytes are only counted. */
+  scratch: Buffer;
 }
 
 interface Leaf {
@@ -191,117 +278,394 @@ function addMalformed(result: MimeWalk, reason: MalformedReason): void {
   if (!result.malformed.includes(reason)) result.malformed.push(reason);
 }
 
+/**
+ * One level of the walk (the message, or an attached message): splits the bytes into lines
+ * with indexOf, follows the multipart tree, and hands each leaf's content bytes — in runs as
+ * long as the input chunks, never a line at a time — to its transfer decoder. Synchronous; the
+ * input is held only for a partial last line (and at most a short one: a line that cannot be a
+ * delimiter is passed on at once).
+ */
 class Walker {
-  readonly #state: WalkState;
+  readonly #st: WalkState;
   readonly #base: number;
   readonly #inMessage: boolean;
-  readonly #splitter: SplitterStream;
+  #node: MimeNode;
+  readonly #tree: MimeNode[];
+  /** Nodes created (the root included): the walk stops past maxParts. */
+  #created = 1;
+  #inHead = true;
   #leaf: Leaf | undefined;
   #failed = false;
-  #pending: Buffer[] = [];
-  #pendingLen = 0;
-  /** Open multipart boundaries of this walker, with whether their close line was seen. */
-  readonly #open = new Map<SplitNode, { close: Buffer; closed: boolean }>();
-  readonly done: Promise<void>;
+  /** A partial last line, waiting for its line end. */
+  #carry: Buffer[] = [];
+  #carryLen = 0;
+  /** The line being read was already found to be content (too long for a delimiter). */
+  #midLine = false;
+  /**
+   * The line break after the last content line, held back: it belongs to the delimiter line if
+   * one follows (RFC 2046 §5.1.1), to the content otherwise.
+   */
+  #held: Buffer | undefined;
+  #heldStart = 0;
+  #heldEnd = 0;
+  /** Content lines since the last other line, and whether the first was only a line break. */
+  #runLines = 0;
+  #runEmpty = false;
+  /** Content bytes not yet given to the leaf: [runStart, runEnd) of runBuf, one decoder write. */
+  #runBuf: Buffer = EMPTY;
+  #runStart = 0;
+  #runEnd = 0;
+  /** Close delimiters of this level's multiparts, and whether each was seen. */
+  readonly #open: Array<{ close: Buffer; closed: boolean; decided: number }> = [];
+  /**
+   * Runs of consecutive preamble/epilogue/close-delimiter lines ("groups"): a close delimiter
+   * counts where it is the first occurrence of `--boundary--` in its group and starts a line
+   * — the rule the walk has always applied (mailsplit handed such runs on as one chunk), kept so
+   * mime.malformed stays what it was. `#group` numbers the groups; 0 between them.
+   */
+  #group = 0;
+  #groups = 0;
 
-  constructor(state: WalkState, baseDepth: number, inMessage: boolean) {
-    this.#state = state;
+  constructor(st: WalkState, baseDepth: number, inMessage: boolean) {
+    this.#st = st;
     this.#base = baseDepth;
     this.#inMessage = inMessage;
-    const l = state.limits;
-    this.#splitter = new Splitter({ maxHeadSize: l.maxPartHeaderBytes, maxChildNodes: l.maxParts, ignoreEmbedded: true });
-    this.#splitter.on('data', (d: SplitNode | SplitChunk) => {
-      try {
-        if (d.type === 'node') this.#node(d);
-        else if (d.type === 'body') this.#body(d);
-        else this.#data(d);
-      } catch {
-        addMalformed(this.#state.result, 'parse-error');
-      }
-    });
-    this.done = new Promise<void>((resolve) => {
-      this.#splitter.on('end', () => {
-        this.#finishLeaf();
-        for (const o of this.#open.values()) if (!o.closed) addMalformed(this.#state.result, 'missing-final-boundary');
-        resolve();
-      });
-      this.#splitter.on('error', (err: Error) => {
-        const msg = err.message.toLowerCase();
-        addMalformed(this.#state.result, msg.includes('header size') ? 'header-too-big' : msg.includes('child nodes') ? 'too-many-parts' : 'parse-error');
-        this.#state.result.textTruncated = true;
-        this.#state.stopped = true;
-        this.#failed = true;
-        this.#finishLeaf();
-        resolve();
-      });
-    });
+    this.#node = newNode(undefined);
+    this.#tree = [this.#node];
   }
 
-  /** The splitter gave up (a limit or a parse error); it must not be written to again. */
+  /** The walk of this level gave up (a limit); it takes no more input. */
   get failed(): boolean {
     return this.#failed;
   }
 
-  /**
-   * Writes raw message bytes; false: wait for 'drain' (see writeAsync). Writes are cut at line
-   * ends: mailsplit 5.4.6 drops body bytes when a chunk ends between CR and LF and the next one is
-   * short (found by this project's tests), so the splitter only ever sees whole lines — the tail
-   * waits for the next chunk (or is written as-is past MAX_PENDING without a line end).
-   */
-  write(chunk: Buffer): boolean {
-    const lf = chunk.lastIndexOf(0x0a);
-    if (lf < 0) {
-      this.#pending.push(chunk);
-      this.#pendingLen += chunk.length;
-      if (this.#pendingLen < MAX_PENDING) return true;
-      return this.#flush();
+  write(chunk: Buffer): void {
+    if (this.#failed || this.#st.stopped || chunk.length === 0) return;
+    let pos = 0;
+    const len = chunk.length;
+    if (this.#carryLen > 0 || this.#midLine) {
+      const lf = chunk.indexOf(LF);
+      if (lf < 0) {
+        this.#carry.push(chunk);
+        this.#carryLen += len;
+        this.#longCarry();
+        return;
+      }
+      const first = this.#carryLen > 0 ? Buffer.concat([...this.#carry, chunk.subarray(0, lf + 1)]) : chunk.subarray(0, lf + 1);
+      this.#carry = [];
+      this.#carryLen = 0;
+      this.#line(first, 0, first.length, false);
+      pos = lf + 1;
     }
-    const head = chunk.subarray(0, lf + 1);
-    const out = this.#pendingLen ? Buffer.concat([...this.#pending, head]) : head;
-    this.#pending = lf + 1 < chunk.length ? [chunk.subarray(lf + 1)] : [];
-    this.#pendingLen = chunk.length - lf - 1;
-    return this.#splitter.write(out);
-  }
-
-  #flush(): boolean {
-    if (this.#pendingLen === 0) return true;
-    const out = Buffer.concat(this.#pending);
-    this.#pending = [];
-    this.#pendingLen = 0;
-    return this.#splitter.write(out);
-  }
-
-  async writeAsync(chunk: Buffer): Promise<void> {
-    if (this.write(chunk)) return;
-    await Promise.race([new Promise((r) => this.#splitter.once('drain', r)), this.done]);
+    while (pos < len && !this.#failed) {
+      const c = chunk[pos];
+      if (c !== DASH && c !== CR && !this.#inHead && !this.#node.multipart && (c !== LF || this.#runLines > 0)) {
+        const to = this.#bodyBlock(chunk, pos);
+        if (to > pos) {
+          pos = to;
+          continue;
+        }
+      }
+      const lf = chunk.indexOf(LF, pos);
+      if (lf < 0) break;
+      this.#line(chunk, pos, lf + 1, false);
+      pos = lf + 1;
+    }
+    this.#flushRun();
+    this.#scan = EMPTY;
+    if (pos < len && !this.#failed) {
+      this.#carry.push(chunk.subarray(pos));
+      this.#carryLen += len - pos;
+      this.#longCarry();
+    }
   }
 
   end(): void {
-    this.#flush();
-    this.#splitter.end();
+    if (this.#failed) return;
+    // The last line (without a line end), or an empty one: a header block still open ends here.
+    const last = this.#carryLen > 0 ? Buffer.concat(this.#carry) : EMPTY;
+    this.#carry = [];
+    this.#carryLen = 0;
+    this.#line(last, 0, last.length, true);
+    this.#bodyLead();
+    this.#flushRun();
+    if (!this.#failed) this.#finishLeaf();
+    if (!this.#failed) for (const o of this.#open) if (!o.closed) addMalformed(this.#st.result, 'missing-final-boundary');
   }
 
-  /** Calls `fn` once the splitter can take more (or has finished/failed). */
-  onDrain(fn: () => void): void {
-    let called = false;
-    const once = () => {
-      if (called) return;
-      called = true;
-      this.#splitter.off('drain', once);
-      fn();
-    };
-    this.#splitter.once('drain', once);
-    void this.done.then(once);
+  /** Where the next "\n-" and "\n\r" are in #scan (-1: none), so no search repeats. */
+  #scan: Buffer = EMPTY;
+  #nextDash = -1;
+  #nextCr = -1;
+
+  /**
+   * Content lines of a leaf from `pos` (a line start that cannot be a delimiter) up to the next
+   * line that could be one — a line starting with "-" or CR (see checkBoundary) — taken as one
+   * block: the same bytes and held line break as line by line, with two native searches per
+   * block instead of one per line. Returns the end of the block (pos: no complete line).
+   */
+  #bodyBlock(buf: Buffer, pos: number): number {
+    if (this.#created > this.#st.limits.maxParts) return pos;
+    if (this.#scan !== buf) {
+      this.#scan = buf;
+      this.#nextDash = this.#nextCr = -2;
+    }
+    const from = pos > 0 ? pos - 1 : 0;
+    if (this.#nextDash !== -1 && this.#nextDash < from) this.#nextDash = buf.indexOf(NL_DASH, from);
+    if (this.#nextCr !== -1 && this.#nextCr < from) this.#nextCr = buf.indexOf(NL_CR, from);
+    const d = this.#nextDash;
+    const r = this.#nextCr;
+    const next = d < 0 ? r : r < 0 ? d : Math.min(d, r);
+    const end = next >= 0 ? next + 1 : buf.lastIndexOf(LF) + 1;
+    if (end <= pos) return pos;
+    this.#group = 0;
+    if (this.#runLines === 0) this.#runEmpty = false;
+    this.#runLines++;
+    this.#bodyLead();
+    let stop = end;
+    if (this.#node.parent) {
+      stop -= stop - 2 >= pos && buf[stop - 2] === CR ? 2 : 1;
+      this.#held = buf;
+      this.#heldStart = stop;
+      this.#heldEnd = end;
+    }
+    if (stop > pos) this.#emit(buf, pos, stop);
+    return end;
   }
 
-  #depthOf(node: SplitNode): number {
+  /** A partial line that has grown past what a delimiter line can be is content: pass it on. */
+  #longCarry(): void {
+    const node = this.#node;
+    const maxDelim = Math.max(node.boundary?.length ?? 0, node.parentBoundary?.length ?? 0) + 8;
+    if (!this.#midLine && this.#carryLen <= maxDelim) return;
+    if (this.#created > this.#st.limits.maxParts) {
+      this.#fail('too-many-parts');
+      return;
+    }
+    if (this.#inHead) {
+      // A header line too long for a delimiter: it fails the header limit before it is complete.
+      if (node.headLen + this.#carryLen > this.#st.limits.maxPartHeaderBytes) this.#fail('header-too-big');
+      return;
+    }
+    const pieces = this.#carry;
+    const lastPiece = pieces[pieces.length - 1] as Buffer;
+    // Keep a trailing CR back: with the LF after it, it is the line break.
+    const keepCr = lastPiece[lastPiece.length - 1] === CR;
+    if (node.multipart) {
+      if (!this.#midLine) {
+        const line = pieces.length === 1 ? lastPiece : Buffer.concat(pieces);
+        this.#dataLine(line, 0, line.length);
+      }
+      this.#runLines = 0;
+    } else {
+      if (!this.#midLine) {
+        // A content line starts (and it is not an empty one).
+        this.#bodyLead();
+        this.#runEmpty = false;
+        this.#runLines++;
+      }
+      for (let i = 0; i < pieces.length; i++) {
+        const p = pieces[i] as Buffer;
+        this.#emit(p, 0, i === pieces.length - 1 && keepCr ? p.length - 1 : p.length);
+      }
+      this.#flushRun();
+    }
+    this.#midLine = true;
+    this.#carry = keepCr ? [CRLF.subarray(0, 1)] : [];
+    this.#carryLen = keepCr ? 1 : 0;
+  }
+
+  #fail(reason: MalformedReason): void {
+    const r = this.#st.result;
+    addMalformed(r, reason);
+    r.textTruncated = true;
+    this.#st.stopped = true;
+    this.#failed = true;
+    this.#runEnd = this.#runStart;
+    this.#held = undefined;
+    this.#finishLeaf();
+  }
+
+  #depthOf(node: MimeNode): number {
     let d = 0;
-    for (let p = node.parentNode; p; p = p.parentNode) d++;
+    for (let p = node.parent; p; p = p.parent) d++;
     return this.#base + d;
   }
 
-  #node(node: SplitNode): void {
-    const st = this.#state;
+  /** One line [s, e) of `buf` (its LF included, except for the last line of the input). */
+  #line(buf: Buffer, s: number, e: number, final: boolean): void {
+    if (this.#created > this.#st.limits.maxParts) {
+      this.#fail('too-many-parts');
+      return;
+    }
+    const node = this.#node;
+    if (this.#midLine) {
+      // The rest of a line already known to be content.
+      this.#midLine = false;
+      // (A continued line of a multipart's preamble/epilogue is not a line start: nothing to note.)
+      if (!node.multipart) this.#bodyLine(buf, s, e, true);
+      return;
+    }
+    const b = checkBoundary(buf, s, e, node);
+    if (b !== 0) {
+      // The line break before a delimiter belongs to the delimiter — except where the part's
+      // content is a single empty line and a next-part delimiter follows: the walk has always
+      // kept that line break (mailsplit's quirk), and the content facts stay as they were.
+      if ((b === 1 || b === 3) && this.#runLines === 1 && this.#runEmpty) this.#bodyLead();
+      this.#runLines = 0;
+      this.#flushRun();
+      this.#held = undefined;
+      if (b === 1) this.#newNode(node);
+      else if (b === 3) {
+        let p = node.parent;
+        if (p && p.header?.contentType === 'message/rfc822') p = p.parent;
+        this.#newNode(p);
+      } else if (b === 4) {
+        // The parent ends while this node's header is still open: the node is a header only,
+        // and its header lines join the close delimiter's group (as they always did).
+        if (node.headLen > 0 && !node.header) {
+          const lines = headPieces(node);
+          parseNode(node, lines);
+          this.#nodeSeen(node);
+          for (const l of lines) this.#dataLine(l, 0, l.length);
+        }
+        const up = this.#tree.pop();
+        if (up) this.#node = up;
+        this.#inHead = false;
+      }
+      // A next-part delimiter line is a group of its own; a close delimiter joins the group.
+      if (b === 1 || b === 3) this.#group = 0;
+      this.#dataLine(buf, s, e);
+      if (b === 1 || b === 3) this.#group = 0;
+      return;
+    }
+    if (final) this.#group = 0;
+    if (this.#inHead) this.#headLine(buf, s, e, final);
+    else if (node.multipart) {
+      this.#dataLine(buf, s, e);
+      this.#runLines = 0;
+      return;
+    } else {
+      this.#group = 0;
+      this.#runEmpty = this.#runLines === 0 && (e - s === 1 || (e - s === 2 && buf[s] === CR)) && buf[e - 1] === LF;
+      this.#runLines++;
+      this.#bodyLine(buf, s, e, false);
+      return;
+    }
+    this.#runLines = 0;
+  }
+
+  #headLine(buf: Buffer, s: number, e: number, final: boolean): void {
+    const node = this.#node;
+    if (e > s) {
+      if (node.headBuf === buf && node.headEnd === s) node.headEnd = e;
+      else {
+        if (node.headBuf) node.headLines.push(node.headBuf.subarray(node.headStart, node.headEnd));
+        node.headBuf = buf;
+        node.headStart = s;
+        node.headEnd = e;
+      }
+      node.headLen += e - s;
+    }
+    if (node.headLen > this.#st.limits.maxPartHeaderBytes) {
+      this.#fail('header-too-big');
+      return;
+    }
+    const n = e - s;
+    if (final || (n === 1 && buf[s] === LF) || (n === 2 && buf[s] === CR && buf[s + 1] === LF)) {
+      parseNode(node);
+      this.#inHead = false;
+      if (node.multipart && node.boundary) this.#tree.push(node);
+      this.#nodeSeen(node);
+    }
+  }
+
+  #newNode(parent: MimeNode | undefined): void {
+    this.#node = newNode(parent);
+    this.#inHead = true;
+    this.#created++;
+  }
+
+  /**
+   * A multipart's preamble/epilogue line or a delimiter line [s, e): notes the close delimiters
+   * (`--boundary--` starting a line) of this level's multiparts, group by group (see #group).
+   */
+  #dataLine(buf: Buffer, s: number, e: number): void {
+    if (this.#group === 0) this.#group = ++this.#groups;
+    if (this.#open.length === 0 || e - s < 5) return;
+    const line = buf.subarray(s, e);
+    const dashes = line.indexOf('--');
+    if (dashes < 0) return;
+    for (const o of this.#open) {
+      if (o.closed || o.decided === this.#group) continue;
+      const at = line.indexOf(o.close, dashes);
+      if (at < 0) continue;
+      o.decided = this.#group;
+      // At a line start (`line` may hold several lines: a header-only part's block).
+      if (at === 0 || line[at - 1] === LF) o.closed = true;
+    }
+  }
+
+  /** Emits what a previous content line held back, now that another content line follows. */
+  #bodyLead(): void {
+    const h = this.#held;
+    if (h) {
+      this.#held = undefined;
+      this.#emit(h, this.#heldStart, this.#heldEnd);
+    }
+  }
+
+  /** A content line of a leaf: [s, e), its line break held back (except for a top-level body). */
+  #bodyLine(buf: Buffer, s: number, e: number, continued: boolean): void {
+    if (!continued) this.#bodyLead();
+    let end = e;
+    if (this.#node.parent && end > s && buf[end - 1] === LF) {
+      end -= end - 2 >= s && buf[end - 2] === CR ? 2 : 1;
+      this.#held = buf;
+      this.#heldStart = end;
+      this.#heldEnd = e;
+    }
+    if (end > s) this.#emit(buf, s, end);
+  }
+
+  /** Content bytes [s, e) of `buf` for the current leaf: joined to the pending run when adjacent. */
+  #emit(buf: Buffer, s: number, e: number): void {
+    if (this.#runEnd > this.#runStart) {
+      if (this.#runBuf === buf && this.#runEnd === s) {
+        this.#runEnd = e;
+        return;
+      }
+      this.#flushRun();
+    }
+    this.#runBuf = buf;
+    this.#runStart = s;
+    this.#runEnd = e;
+  }
+
+  #flushRun(): void {
+    if (this.#runEnd <= this.#runStart) return;
+    const bytes = this.#runBuf.subarray(this.#runStart, this.#runEnd);
+    this.#runBuf = EMPTY;
+    this.#runStart = this.#runEnd = 0;
+    const leaf = this.#leaf;
+    if (!leaf || this.#st.stopped) return;
+    // Past the kept head, the kept data and the text cap only the size counts: decode into
+    // the walk's scratch buffer, so a big attachment makes no garbage.
+    const counted = !leaf.nested && !leaf.chunks && leaf.headLen >= SNIFF_BYTES && (!leaf.text || leaf.textLen >= this.#st.limits.maxTextBytes);
+    this.#decoded(leaf, leaf.decoder.write(bytes, counted ? this.#scratch(bytes.length) : undefined));
+  }
+
+  #scratch(n: number): Buffer {
+    const need = scratchSize(n);
+    if (this.#st.scratch.length < need) this.#st.scratch = Buffer.allocUnsafe(Math.max(need, 65_536));
+    return this.#st.scratch;
+  }
+
+  /** A node's header is complete: count it, and start a leaf for a non-multipart one. */
+  #nodeSeen(node: MimeNode): void {
+    this.#flushRun();
+    this.#group = 0;
+    const st = this.#st;
     const r = st.result;
     this.#finishLeaf();
     r.partCount++;
@@ -309,25 +673,25 @@ class Walker {
       addMalformed(r, 'too-many-parts');
       return;
     }
+    const h = node.header as PartHeader;
     const depth = this.#depthOf(node);
     if (depth > r.depth) r.depth = depth;
-    const ctype = (node.contentType || 'text/plain').slice(0, 200);
-    if (!r.contentTypes.includes(ctype) && r.contentTypes.length < 100) r.contentTypes.push(ctype);
-    const ctHeader = node.headers.getFirst('content-type') ?? '';
+    const ctype = (h.contentType || 'text/plain').slice(0, 200);
+    if (r.contentTypes.length < 100 && !r.contentTypes.includes(ctype)) r.contentTypes.push(ctype);
     if (node.multipart) {
-      if (countParam(ctHeader, 'boundary=') > 1) addMalformed(r, 'duplicate-boundary');
-      if (!node._boundary) addMalformed(r, 'multipart-without-boundary');
-      else this.#open.set(node, { close: Buffer.from(`--${node._boundary.toString('latin1')}--`, 'latin1'), closed: false });
+      if (countParam(h.contentTypeField, 'boundary=') > 1) addMalformed(r, 'duplicate-boundary');
+      if (!node.boundary) addMalformed(r, 'multipart-without-boundary');
+      else this.#open.push({ close: Buffer.from(`--${node.boundary.toString('latin1')}--`, 'latin1'), closed: false, decided: 0 });
       return;
     }
     if (depth > st.limits.maxDepth) {
       addMalformed(r, 'too-deep');
       return;
     }
-    const encoding = (node.encoding || '').toLowerCase();
+    const encoding = h.encoding;
     if (!(KNOWN_ENCODINGS as readonly string[]).includes(encoding)) addMalformed(r, 'unknown-encoding');
-    const disposition = node.disposition || '';
-    const filename = rawUtf8(node.filename || '');
+    const disposition = h.disposition;
+    const filename = rawUtf8(h.filename);
     const textKind = ctype === 'text/plain' ? 'plain' : ctype === 'text/html' ? 'html' : undefined;
     const attachment =
       filename !== '' || disposition === 'attachment' || !(ctype.startsWith('text/') || ctype.startsWith('message/') || ctype.startsWith('multipart/'));
@@ -337,10 +701,10 @@ class Walker {
       contentType: ctype,
       disposition,
       filename,
-      charset: node.charset || '',
+      charset: h.charset,
       encoding,
       size: 0,
-      head: Buffer.alloc(0),
+      head: EMPTY,
       data: undefined,
       source: 'mime',
       inMessage: this.#inMessage,
@@ -361,35 +725,20 @@ class Walker {
     };
     // An attached message (forwarded mail, possibly base64-encoded) is walked as a message of
     // its own, one level deeper, from its decoded bytes.
-    if (ctype === 'message/rfc822' || ctype === 'message/global') {
-      leaf.nested = new Walker(st, depth + 1, true);
-      st.pending.push(leaf.nested.done);
-    }
+    if (ctype === 'message/rfc822' || ctype === 'message/global') leaf.nested = new Walker(st, depth + 1, true);
     this.#leaf = leaf;
-  }
-
-  #body(chunk: SplitChunk): void {
-    const leaf = this.#leaf;
-    if (!leaf || this.#state.stopped) return;
-    // mailsplit strips the line break before a boundary; the body lines keep theirs.
-    this.#decoded(leaf, leaf.decoder.write(chunk.value));
   }
 
   #decoded(leaf: Leaf, bytes: Buffer): void {
     if (bytes.length === 0) return;
-    const st = this.#state;
+    const st = this.#st;
     const r = st.result;
     const part = leaf.part;
     part.size += bytes.length;
     // An attached message's bytes are counted by the parts of its own walk, not twice.
     if (leaf.nested && !leaf.nested.failed) {
       this.#keepHead(leaf, bytes);
-      if (!leaf.nested.write(bytes)) {
-        // Back-pressure from the inner walk to the outer one (and so to the spool stream): a
-        // big forwarded message is never buffered whole.
-        this.#splitter.pause();
-        leaf.nested.onDrain(() => this.#splitter.resume());
-      }
+      leaf.nested.write(bytes);
       return;
     }
     if (r.decodedBytes + bytes.length > st.limits.maxDecodedBytes) {
@@ -413,7 +762,7 @@ class Walker {
       const room = st.limits.maxTextBytes - leaf.textLen;
       if (room > 0) {
         const take = bytes.length > room ? bytes.subarray(0, room) : bytes;
-        leaf.textChunks.push(Buffer.from(take));
+        leaf.textChunks.push(take);
         leaf.textLen += take.length;
       }
       if (bytes.length > room) r.textTruncated = true;
@@ -423,40 +772,37 @@ class Walker {
   #keepHead(leaf: Leaf, bytes: Buffer): void {
     if (leaf.headLen >= SNIFF_BYTES) return;
     const take = bytes.subarray(0, SNIFF_BYTES - leaf.headLen);
-    leaf.headChunks.push(Buffer.from(take));
+    leaf.headChunks.push(take);
     leaf.headLen += take.length;
-  }
-
-  #data(chunk: SplitChunk): void {
-    // Boundary lines arrive in 'data' chunks of their multipart node (with the line break that
-    // precedes them, and sometimes epilogue lines): note the closing `--boundary--` lines.
-    const v = chunk.value;
-    for (const o of this.#open.values()) {
-      if (o.closed) continue;
-      const at = v.indexOf(o.close);
-      if (at === 0 || (at > 0 && v[at - 1] === 0x0a)) o.closed = true;
-    }
   }
 
   #finishLeaf(): void {
     const leaf = this.#leaf;
     if (!leaf) return;
     this.#leaf = undefined;
-    const st = this.#state;
+    const st = this.#st;
     const r = st.result;
     this.#decoded(leaf, leaf.decoder.end());
     if (leaf.decoder.junk > 0) addMalformed(r, leaf.part.encoding === 'base64' ? 'base64-garbage' : 'qp-garbage');
-    leaf.part.head = Buffer.concat(leaf.headChunks);
-    if (leaf.chunks) leaf.part.data = Buffer.concat(leaf.chunks);
+    // A copy: the head outlives the input chunk it may be a view of (a 64 KB file read).
+    leaf.part.head = Buffer.from(concat(leaf.headChunks, leaf.headLen));
+    if (leaf.chunks) leaf.part.data = concat(leaf.chunks, -1);
     if (leaf.nested && !leaf.nested.failed) leaf.nested.end();
     if (leaf.text) {
-      const text = decodeText(Buffer.concat(leaf.textChunks), leaf.part.charset);
+      const text = decodeText(concat(leaf.textChunks, leaf.textLen), leaf.part.charset);
       if (leaf.text === 'plain') {
         scanUuencode(text, leaf.part, st);
         if (!leaf.part.attachment) r.text = appendCapped(r.text, text, st.limits.maxTextBytes, r);
       } else r.html = appendCapped(r.html, text, st.limits.maxTextBytes, r);
     }
   }
+}
+
+/** The chunks as one buffer; one chunk is returned as it is (`len` -1: not known). */
+function concat(chunks: Buffer[], len: number): Buffer {
+  if (chunks.length === 0) return EMPTY;
+  if (chunks.length === 1) return chunks[0] as Buffer;
+  return len < 0 ? Buffer.concat(chunks) : Buffer.concat(chunks, len);
 }
 
 function appendCapped(into: string, add: string, cap: number, r: MimeWalk): string {
@@ -525,27 +871,56 @@ export async function walkMime(
   limits: WalkLimits = DEFAULT_WALK_LIMITS,
   signal?: AbortSignal,
 ): Promise<MimeWalk> {
-  const result: MimeWalk = {
-    parts: [],
-    contentTypes: [],
-    partCount: 0,
-    depth: 0,
-    text: '',
-    html: '',
-    textTruncated: false,
-    decodedBytes: 0,
-    malformed: [],
-  };
-  const state: WalkState = { limits, result, kept: 0, stopped: false, pending: [] };
-  const root = new Walker(state, 0, false);
-  for await (const chunk of source) {
-    if (state.stopped || signal?.aborted) break;
-    await root.writeAsync(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
+  const walk = new MimeWalker(limits);
+  if (Array.isArray(source)) {
+    for (const chunk of source as Buffer[]) {
+      if (walk.stopped || signal?.aborted) break;
+      walk.write(chunk);
+    }
+  } else {
+    for await (const chunk of source) {
+      if (walk.stopped || signal?.aborted) break;
+      walk.write(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
+    }
   }
-  if (signal?.aborted) result.textTruncated = true;
-  if (!root.failed) root.end();
-  await root.done;
-  // Nested walkers finish after their outer part ended; wait for all (they may add more).
-  for (let i = 0; i < state.pending.length; i++) await state.pending[i];
-  return result;
+  return walk.end(signal?.aborted ?? false);
+}
+
+/** The walk fed chunk by chunk (synchronously), for callers that already hold the bytes. */
+export class MimeWalker {
+  readonly #state: WalkState;
+  readonly #root: Walker;
+
+  constructor(limits: WalkLimits = DEFAULT_WALK_LIMITS) {
+    const result: MimeWalk = {
+      parts: [],
+      contentTypes: [],
+      partCount: 0,
+      depth: 0,
+      text: '',
+      html: '',
+      textTruncated: false,
+      decodedBytes: 0,
+      malformed: [],
+    };
+    this.#state = { limits, result, kept: 0, stopped: false, scratch: EMPTY };
+    this.#root = new Walker(this.#state, 0, false);
+  }
+
+  /** A limit stopped the walk: more input changes nothing. */
+  get stopped(): boolean {
+    return this.#state.stopped;
+  }
+
+  write(chunk: Buffer): void {
+    if (!this.#state.stopped) this.#root.write(chunk);
+  }
+
+  /** Finishes the walk; `cut`: the input was not read to its end. */
+  end(cut = false): MimeWalk {
+    const r = this.#state.result;
+    if (cut) r.textTruncated = true;
+    this.#root.end();
+    return r;
+  }
 }

@@ -3,8 +3,12 @@
 // junk they skip so the walk can report "base64 with garbage" as malformed MIME.
 
 export interface TransferDecoder {
-  /** Decodes one chunk of encoded body bytes; returns the decoded bytes so far. */
-  write(chunk: Buffer): Buffer;
+  /**
+   * Decodes one chunk of encoded body bytes; returns the decoded bytes so far. With `scratch`
+   * (big enough: see scratchSize), they may be written there: a caller that only counts them
+   * makes no garbage.
+   */
+  write(chunk: Buffer, scratch?: Buffer): Buffer;
   /** Flushes what is pending at the end of the part. */
   end(): Buffer;
   /** Bytes that are not part of the encoding's alphabet (base64 junk, bad `=XY` escapes). */
@@ -17,6 +21,16 @@ for (const [i, c] of [...'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01
 B64['-'.charCodeAt(0)] = 62;
 B64['_'.charCodeAt(0)] = 63;
 
+/** Room a decoder's output needs for `n` input bytes (base64: 3/4, quoted-printable: 1×; + carry). */
+export function scratchSize(n: number): number {
+  return n + 8;
+}
+
+/** Chunks shorter than this go through the byte loop (the native path's setup is not worth it). */
+const FAST_MIN = 64;
+/** Standard alphabet and CR/LF, at most two "=" at the very end (then line ends only). */
+const CLEAN_BASE64 = /^[A-Za-z0-9+/\r\n]*={0,2}[\r\n]*$/;
+
 function isSpace(b: number): boolean {
   return b === 0x0d || b === 0x0a || b === 0x20 || b === 0x09;
 }
@@ -27,9 +41,56 @@ export class Base64Decoder implements TransferDecoder {
   #bits = 0;
   #ended = false;
 
-  write(chunk: Buffer): Buffer {
-    const out = Buffer.allocUnsafe(Math.ceil((chunk.length * 3) / 4) + 3);
-    let n = 0;
+  write(chunk: Buffer, scratch?: Buffer): Buffer {
+    const max = Math.ceil((chunk.length * 3) / 4) + 3;
+    const out = scratch && scratch.length >= max ? scratch : Buffer.allocUnsafe(max);
+    if (this.#bits === 0 && !this.#ended && chunk.length >= FAST_MIN) {
+      const n = this.#fast(chunk, out);
+      if (n >= 0) return out.subarray(0, n);
+    }
+    return out.subarray(0, this.#loop(chunk, out, 0));
+  }
+
+  /**
+   * Clean base64 (the alphabet and line ends, padding only at the end) decoded natively, up to
+   * the last whole quantum; the rest goes through the byte loop, which carries it over. Same
+   * bytes as the loop; -1 when the chunk is not clean, else the bytes written to `out`.
+   */
+  #fast(chunk: Buffer, out: Buffer): number {
+    const s = chunk.toString('latin1');
+    if (!CLEAN_BASE64.test(s)) return -1;
+    let end = s.length;
+    while (end > 0 && (s.charCodeAt(end - 1) === 0x0a || s.charCodeAt(end - 1) === 0x0d)) end--;
+    let pad = 0;
+    while (end > 0 && s.charCodeAt(end - 1) === 0x3d) {
+      end--;
+      pad++;
+    }
+    let breaks = 0;
+    for (let i = s.indexOf('\n'); i >= 0 && i < end; i = s.indexOf('\n', i + 1)) breaks++;
+    for (let i = s.indexOf('\r'); i >= 0 && i < end; i = s.indexOf('\r', i + 1)) breaks++;
+    const count = end - breaks;
+    const rest = count % 4;
+    if (pad > 0) {
+      // A padded end: only the well-formed ones (xx== / xxx=), which leave no state behind.
+      if (rest === 1 || (rest + pad) % 4 !== 0) return -1;
+      this.#ended = true;
+      return out.write(s, 0, out.length, 'base64');
+    }
+    if (rest === 0) return out.write(s, 0, out.length, 'base64');
+    // Cut before the last `rest` alphabet characters: they start the next quantum.
+    let cut = end;
+    for (let left = rest; left > 0; cut--) {
+      const c = s.charCodeAt(cut - 1);
+      if (c !== 0x0a && c !== 0x0d) left--;
+    }
+    const n = out.write(s.slice(0, cut), 0, out.length, 'base64');
+    return this.#loop(chunk.subarray(cut), out, n);
+  }
+
+  /** The byte loop: decodes `chunk` into `out` from `n`; returns the new end. */
+  #loop(chunk: Buffer, out: Buffer, from: number): number {
+    let n = from;
     for (let i = 0; i < chunk.length; i++) {
       const b = chunk[i] as number;
       const v = B64[b] as number;
@@ -55,7 +116,7 @@ export class Base64Decoder implements TransferDecoder {
         this.#acc &= (1 << this.#bits) - 1;
       }
     }
-    return out.subarray(0, n);
+    return n;
   }
 
   end(): Buffer {
@@ -75,10 +136,10 @@ export class QuotedPrintableDecoder implements TransferDecoder {
   junk = 0;
   #pending: number[] = [];
 
-  write(chunk: Buffer): Buffer {
+  write(chunk: Buffer, scratch?: Buffer): Buffer {
     const data = this.#pending.length ? Buffer.concat([Buffer.from(this.#pending), chunk]) : chunk;
     this.#pending = [];
-    const out = Buffer.allocUnsafe(data.length);
+    const out = scratch && scratch.length >= data.length ? scratch : Buffer.allocUnsafe(data.length);
     let n = 0;
     let i = 0;
     while (i < data.length) {

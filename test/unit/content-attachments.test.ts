@@ -3,13 +3,14 @@
 // bombs, gzip, tar), and the check's facts for the crafted samples of ../shared.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import fc from 'fast-check';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import CFB from 'cfb';
 import { normalizeFileName } from '../../src/checks/content/file-name.ts';
 import { sniff, typeMismatch } from '../../src/checks/content/file-sniff.ts';
-import { inspectPdf } from '../../src/checks/content/document-inspect.ts';
+import { inspectPdf, unescapePdfNames } from '../../src/checks/content/document-inspect.ts';
 import { analyseAttachments, createAttachmentsCheck } from '../../src/checks/content/attachments.ts';
 import { createMimeWalkCheck } from '../../src/checks/content/mime-walk-check.ts';
 import { walkMime } from '../../src/message/mime-walk.ts';
@@ -217,3 +218,31 @@ for (const c of sampleCases) {
     for (const [k, v] of Object.entries(c.facts)) assert.deepEqual(f.get(k), v, k);
   });
 }
+
+/** The byte-by-byte definition of `#xx` unescaping in PDF names, to check the fast one against. */
+function unescapeReference(data: Buffer): Buffer {
+  const out: number[] = [];
+  let inName = false;
+  const hex = (b: number) => (b >= 0x30 && b <= 0x39 ? b - 0x30 : (b | 0x20) >= 0x61 && (b | 0x20) <= 0x66 ? (b | 0x20) - 0x57 : -1);
+  for (let i = 0; i < data.length; i++) {
+    const b = data[i] as number;
+    if (b === 0x2f) inName = true;
+    else if (b <= 0x20 || b === 0x28 || b === 0x3c || b === 0x5b || b === 0x3e) inName = false;
+    if (inName && b === 0x23 && i + 2 < data.length && hex(data[i + 1] as number) >= 0 && hex(data[i + 2] as number) >= 0) {
+      out.push((hex(data[i + 1] as number) << 4) | hex(data[i + 2] as number));
+      i += 2;
+    } else out.push(b);
+  }
+  return Buffer.from(out);
+}
+
+test('pdf: #xx name escapes are decoded as the byte-by-byte definition says', () => {
+  const bytes = fc.array(fc.oneof(fc.constantFrom(...Buffer.from('/#( <[>aF09\n')), fc.integer({ min: 0, max: 255 })), { maxLength: 200 });
+  fc.assert(
+    fc.property(bytes, (b) => {
+      const data = Buffer.from(b);
+      assert.deepEqual(unescapePdfNames(data), unescapeReference(data));
+    }),
+    { numRuns: 5000 },
+  );
+});
