@@ -23,7 +23,8 @@ const EMPTY = Buffer.alloc(0);
  * Command lines end at LF (an optional CR before it is dropped): clients that end lines with a
  * bare LF are common, and a CR alone ends nothing. In DATA only `CRLF . CRLF` ends the message —
  * a dot line after a bare LF, or ended by a bare LF, is content (SMTP smuggling). A line starting
- * with a dot loses that dot (RFC 5321 4.5.2, transparency).
+ * with two dots loses one (RFC 5321 4.5.2, transparency); a single leading dot before other text
+ * comes from a client that did not dot-stuff, and is kept (as smtp-server and Postfix keep it).
  */
 export class InputParser {
   /** Longest command line accepted, line ending excluded. */
@@ -111,27 +112,16 @@ export class InputParser {
     let p = this.#pos;
     if (p >= len) return undefined;
     if (this.#lineStart && buf[p] === DOT) {
-      // A dot line ends the message; any other line loses its leading dot. Both need the next
-      // two bytes: wait for them rather than guess (the split may fall anywhere).
-      if (len - p < 3) {
-        if (len - p === 2 && buf[p + 1] !== CR) {
-          // ".x": an ordinary stuffed line, decidable now.
-        } else return undefined;
-      }
+      // A dot line ends the message; a line starting with two dots loses one. Deciding needs the
+      // next byte or two: wait for them rather than guess (the split may fall anywhere).
+      if (len - p < 2 || (buf[p + 1] === CR && len - p < 3)) return undefined;
       if (buf[p + 1] === CR && buf[p + 2] === LF) {
         this.#pos = p + 3;
         this.#data = false;
         if (this.#pos >= len) this.discard();
         return { kind: 'end' };
       }
-      p++; // the stuffing dot
-      this.#lineStart = false;
-      this.#cr = false;
-      if (p >= len) {
-        this.discard();
-        return undefined;
-      }
-      this.#pos = p;
+      if (buf[p + 1] === DOT) p++; // the stuffing dot
     }
     // Content up to the next line start that begins with a dot (or the end of the chunk).
     this.#lineStart = false;
