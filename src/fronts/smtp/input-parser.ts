@@ -98,7 +98,10 @@ export class InputParser {
     const end = lf > start && buf[lf - 1] === CR ? lf - 1 : lf;
     if (end - start > this.maxLine) return this.#tooLong();
     this.#pos = lf + 1;
-    return { kind: 'line', line: buf.toString('utf8', start, end) };
+    const line = buf.toString('utf8', start, end);
+    // All consumed: let go of the chunk (an idle connection should not pin its last read).
+    if (this.#pos >= buf.length) this.discard();
+    return { kind: 'line', line };
   }
 
   #tooLong(): InputItem {

@@ -179,6 +179,8 @@ function tlsInfo(t: tls.TLSSocket): TlsInfo {
 /** Server side of a TLS handshake on `socket`, bounded by `timeoutMs`; undefined (and both closed) when it fails. */
 function handshake(socket: net.Socket, context: tls.SecureContext, timeoutMs: number): Promise<tls.TLSSocket | undefined> {
   const t = new tls.TLSSocket(socket, { isServer: true, secureContext: context });
+  // Never an unhandled 'error', whenever it comes (the transport logs the ones after the handshake).
+  t.on('error', () => undefined);
   return new Promise((resolve) => {
     const fail = () => {
       clearTimeout(deadline);
@@ -259,7 +261,9 @@ class SocketTransport implements Transport {
     // Keep reading (and dropping) so the client's FIN is seen; a client that never closes its
     // side is cut off after destroyAfterMs, which nothing it sends extends.
     s.resume();
-    setTimeout(() => s.destroy(), destroyAfterMs).unref();
+    const t = setTimeout(() => s.destroy(), destroyAfterMs);
+    t.unref();
+    s.once('close', () => clearTimeout(t));
   }
 
   startTls(): Promise<TlsInfo | undefined> {
