@@ -178,7 +178,13 @@ export function variantProducer(e: string): RowProducer {
 export function compareRevProducer(rev: string, kind: 'shipped' | 'relay' = 'shipped'): RowProducer {
   const t =
     kind === 'relay'
-      ? mailgateConfigTarget('mailgate-relay-rev', `mailgate@${rev} relay only (checks.disabled: every check)`, { checks: { disabled: ALL_CHECKS } }, undefined, rev)
+      ? mailgateConfigTarget(
+          'mailgate-relay-rev',
+          `mailgate@${rev} relay only (checks.disabled: every check)`,
+          { checks: { disabled: ALL_CHECKS } },
+          undefined,
+          rev,
+        )
       : mailgateTarget('mailgate-rev', 1, false, rev);
   return {
     id: t.id,

@@ -8,7 +8,8 @@ import type { Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import { InputParser } from './input-parser.ts';
 import { acceptableHelo, argsOf, formatReply, isHttpRequest, parsePath, verbOf, type Params } from './commands.ts';
-import { SmtpError, type SmtpReply, replies } from '../../pipeline/reply.ts';
+import { SmtpError, SmtpReply, replies } from '../../pipeline/reply.ts';
+import { protocolReplies as P } from './protocol-replies.ts';
 import type { TlsInfo } from '../../pipeline/transaction.ts';
 
 /** What the engine asks of the mail flow (ClientSession over the transaction core). */
@@ -165,17 +166,17 @@ export class SmtpEngine {
     if (this.#phase === Phase.Closed) return;
     if (refuse) {
       // RFC 5321 3.1: a refused connection gets the refusal instead of the greeting, then closes.
-      this.#queue(refuse.code, refuse.enhanced, refuse.text);
+      this.#queue(refuse);
       this.close();
       return;
     }
     this.#phase = Phase.Commands;
     // The greeting carries no enhanced status code (RFC 2034 3).
-    this.#queue(220, '', `${this.#o.hostname} ESMTP${this.#o.banner ? ` ${this.#o.banner}` : ''}`);
+    this.#queue(P.greeting(this.#o.hostname, this.#o.banner));
     if (this.#early && this.#parser.hasLine()) {
       // Commands sent before the greeting came from a client that does not wait for replies.
       this.#flush();
-      this.#reply(421, '4.7.0', `${this.#o.hostname} You talk too soon`, 'connect');
+      this.#reply(P.talkTooSoon(this.#o.hostname), 'connect');
       return;
     }
     void this.#run();
@@ -248,7 +249,7 @@ export class SmtpEngine {
           continue;
         }
         if (item.kind === 'too-long') {
-          this.#reply(421, '4.7.0', 'Error: Command line too long', 'line');
+          this.#reply(P.lineTooLong, 'line');
           break;
         }
         this.#partialSince = 0;
@@ -292,8 +293,8 @@ export class SmtpEngine {
     }
   }
 
-  #queue(code: number, enhanced: string, text: string): void {
-    this.#out += formatReply(code, enhanced, text);
+  #queue(r: SmtpReply): void {
+    this.#out += formatReply(r.code, r.enhanced, r.text);
   }
 
   #flush(): void {
@@ -305,18 +306,18 @@ export class SmtpEngine {
   }
 
   /** One of our own protocol replies; refusals are logged, 421 closes (RFC 5321 3.8). */
-  #reply(code: number, enhanced: string, text: string, command: string): void {
-    this.#queue(code, enhanced, text);
-    if (code >= 400) {
-      this.#h.log.info({ reply: `${code}${enhanced ? ` ${enhanced}` : ''} ${text}`, command }, 'protocol error');
-      if (code !== 421 && (command === 'MAIL' || command === 'RCPT' || command === 'DATA')) this.#h.errors++;
+  #reply(r: SmtpReply, command: string): void {
+    this.#queue(r);
+    if (r.code >= 400) {
+      this.#h.log.info({ reply: formatReply(r.code, r.enhanced, r.text).trimEnd(), command }, 'protocol error');
+      if (r.code !== 421 && (command === 'MAIL' || command === 'RCPT' || command === 'DATA')) this.#h.errors++;
     }
-    if (code === 421) this.close();
+    if (r.code === 421) this.close();
   }
 
   /** A reply from the mail flow (the core, the backend), with its own enhanced code. */
   #replyWith(r: SmtpReply): void {
-    this.#queue(r.code, r.enhanced, r.text);
+    this.#queue(r);
     if (r.code === 421) this.close();
   }
 
@@ -342,10 +343,9 @@ export class SmtpEngine {
 
   async #command(line: string): Promise<void> {
     const verb = verbOf(line);
-    if (isHttpRequest(line, verb)) return this.#reply(421, '4.7.0', 'HTTP requests not allowed', verb);
+    if (isHttpRequest(line, verb)) return this.#reply(P.http, verb);
     if (JUNK.has(verb) && ++this.#junk > this.#o.limits().max_junk_commands) {
-      const r = replies.tooManyJunkCommands(this.#o.limits().max_junk_commands);
-      return this.#reply(r.code, r.enhanced, r.text, verb);
+      return this.#reply(replies.tooManyJunkCommands(this.#o.limits().max_junk_commands), verb);
     }
     switch (verb) {
       case 'EHLO':
@@ -360,17 +360,15 @@ export class SmtpEngine {
       case 'RSET':
         await this.#call(() => this.#h.reset());
         this.#resetTransaction();
-        return this.#queue(250, '2.0.0', 'Flushed');
+        return this.#queue(P.rset);
       case 'NOOP':
-        return this.#queue(250, '2.0.0', 'OK');
+        return this.#queue(P.noop);
       case 'HELP':
-        return this.#queue(214, '2.0.0', 'See https://tools.ietf.org/html/rfc5321 for details');
+        return this.#queue(P.help);
       case 'VRFY':
-        // RFC 5321 3.5.3: 252, we neither confirm nor deny a mailbox.
-        if (argsOf(line).length === 0) return this.#reply(501, '5.5.4', 'Error: Syntax: VRFY address', verb);
-        return this.#queue(252, '2.1.5', 'Try to send something. No promises though');
+        return argsOf(line).length === 0 ? this.#reply(P.vrfySyntax, verb) : this.#queue(P.vrfy);
       case 'QUIT':
-        this.#queue(221, '2.0.0', 'Bye');
+        this.#queue(P.quit);
         return this.close();
       case 'STARTTLS':
         if (this.#o.starttls) return this.#startTls(line);
@@ -378,47 +376,45 @@ export class SmtpEngine {
       case 'XCLIENT':
       case 'XFORWARD':
         // Only a trusted proxy could use these; mailgate trusts PROXY protocol instead.
-        return this.#badCommand(550, '5.7.0', 'Error: Not allowed', verb);
+        return this.#badCommand(P.notAllowed, verb);
     }
-    if (NOT_IMPLEMENTED.has(verb)) return this.#badCommand(502, '5.5.1', 'Error: command not implemented', verb);
-    return this.#badCommand(500, '5.5.2', 'Error: command not recognized', verb || 'empty line');
+    if (NOT_IMPLEMENTED.has(verb)) return this.#badCommand(P.notImplemented, verb);
+    return this.#badCommand(P.unknownCommand, verb || 'empty line');
   }
 
-  #badCommand(code: number, enhanced: string, text: string, verb: string): void {
-    if (++this.#bad >= MAX_BAD_COMMANDS) this.#reply(421, '4.7.0', 'Error: too many unrecognized commands', verb);
-    else this.#reply(code, enhanced, text, verb);
+  #badCommand(r: SmtpReply, verb: string): void {
+    this.#reply(++this.#bad >= MAX_BAD_COMMANDS ? P.tooManyBadCommands : r, verb);
   }
 
   async #hello(line: string, verb: 'EHLO' | 'HELO'): Promise<void> {
     const args = argsOf(line);
     // Replies to HELO/EHLO carry no enhanced status code (RFC 2034 3).
-    if (args.length !== 1) return this.#reply(501, '', verb === 'EHLO' ? 'Error: syntax: EHLO hostname' : 'Error: Syntax: HELO hostname', verb);
+    if (args.length !== 1) return this.#reply(verb === 'EHLO' ? P.ehloSyntax : P.heloSyntax, verb);
     const name = args[0] as string;
     // A name refused here never becomes the session's HELO (Received, XCLIENT HELO, helo.name).
-    if (!acceptableHelo(name)) return this.#reply(501, '', 'Error: Bad hostname syntax', verb);
+    if (!acceptableHelo(name)) return this.#reply(P.badHostname, verb);
     const refuse = await this.#call(() => this.#h.hello(name, verb === 'EHLO'));
     if (refuse) return this.#replyWith(refuse);
     // A new EHLO is an implicit RSET (RFC 5321 4.1.4); the core reset its transaction already.
     this.#helo = name;
     this.#resetTransaction();
-    const first = `${this.#o.hostname} Nice to meet you, [${this.#o.clientIp}]`;
-    if (verb === 'HELO') return this.#queue(250, '', first);
-    const lines = [first, 'PIPELINING', '8BITMIME', 'SMTPUTF8', 'ENHANCEDSTATUSCODES'];
+    const first = P.hello(this.#o.hostname, this.#o.clientIp);
+    if (verb === 'HELO') return this.#queue(first);
+    const lines = [first.text, 'PIPELINING', '8BITMIME', 'SMTPUTF8', 'ENHANCEDSTATUSCODES'];
     if (this.#o.starttls && !this.#secure) lines.push('STARTTLS');
     if (this.#secure) lines.push('REQUIRETLS');
     if (this.#o.size > 0) lines.push(`SIZE ${this.#o.size}`);
-    this.#queue(250, '', lines.join('\n'));
+    this.#queue(new SmtpReply(250, '', lines.join('\n')));
   }
 
   /** MAIL/RCPT/DATA need HELO first and stop at limits.max_errors. */
   #transactionGate(verb: string): boolean {
     if (!this.#helo) {
-      this.#reply(503, '5.5.1', 'Error: send HELO/EHLO first', verb);
+      this.#reply(P.needHelo, verb);
       return false;
     }
     if (this.#h.errors >= this.#o.limits().max_errors) {
-      const r = replies.tooManyErrors(this.#h.errors);
-      this.#reply(r.code, r.enhanced, r.text, verb);
+      this.#reply(replies.tooManyErrors(this.#h.errors), verb);
       return false;
     }
     return true;
@@ -428,31 +424,29 @@ export class SmtpEngine {
     if (!this.#transactionGate('MAIL')) return;
     const p = parsePath(line, 'MAIL FROM', MAIL_VALUE_PARAMS);
     if (!p.ok) {
-      if (p.why === 'syntax') return this.#reply(501, '5.1.7', 'Error: Bad sender address syntax', 'MAIL');
-      return this.#reply(501, '5.5.4', p.why, 'MAIL');
+      return this.#reply(p.why === 'syntax' ? P.badSender : P.badParameter(p.why), 'MAIL');
     }
-    if (this.#mail) return this.#reply(503, '5.5.1', 'Error: nested MAIL command', 'MAIL');
+    if (this.#mail) return this.#reply(P.nestedMail, 'MAIL');
     const bad = this.#mailParamProblem(p.params);
-    if (bad) return this.#reply(bad[0], bad[1], bad[2], 'MAIL');
+    if (bad) return this.#reply(bad, 'MAIL');
     const r = await this.#call(() => this.#h.mail(p.address, p.params));
     if (r.isOk) this.#mail = true;
     this.#replyWith(r);
   }
 
   /** RFC 1870 SIZE, RFC 6152 BODY, RFC 6531 SMTPUTF8, RFC 8689 REQUIRETLS; the core refuses the rest (555). */
-  #mailParamProblem(params: Params): [number, string, string] | undefined {
+  #mailParamProblem(params: Params): SmtpReply | undefined {
     const size = params.SIZE;
     if (typeof size === 'string') {
-      if (!/^\d{1,20}$/.test(size)) return [501, '5.5.4', 'Error: Bad message size syntax'];
-      if (this.#o.size > 0 && Number(size) > this.#o.size) return [552, '5.3.4', `Error: message exceeds fixed maximum message size ${this.#o.size}`];
+      if (!/^\d{1,20}$/.test(size)) return P.badSize;
+      if (this.#o.size > 0 && Number(size) > this.#o.size) return P.sizeOverLimit(this.#o.size);
     }
     const body = params.BODY;
-    if (typeof body === 'string' && body.toUpperCase() !== '7BIT' && body.toUpperCase() !== '8BITMIME')
-      return [501, '5.5.4', 'Invalid BODY parameter value. Must be 7BIT or 8BITMIME'];
-    if (params.SMTPUTF8 !== undefined && params.SMTPUTF8 !== true) return [501, '5.5.4', 'Invalid SMTPUTF8 parameter. This flag does not accept a value'];
+    if (typeof body === 'string' && body.toUpperCase() !== '7BIT' && body.toUpperCase() !== '8BITMIME') return P.badBody;
+    if (params.SMTPUTF8 !== undefined && params.SMTPUTF8 !== true) return P.badSmtputf8;
     if (params.REQUIRETLS !== undefined) {
-      if (!this.#secure) return [530, '5.7.0', 'REQUIRETLS not permitted on non-TLS connections'];
-      if (params.REQUIRETLS !== true) return [501, '5.5.4', 'Invalid REQUIRETLS parameter. This flag does not accept a value'];
+      if (!this.#secure) return P.requireTlsPlain;
+      if (params.REQUIRETLS !== true) return P.badRequireTls;
     }
     return undefined;
   }
@@ -461,10 +455,9 @@ export class SmtpEngine {
     if (!this.#transactionGate('RCPT')) return;
     const p = parsePath(line, 'RCPT TO', RCPT_VALUE_PARAMS);
     if (!p.ok || p.address === '') {
-      if (p.ok || p.why === 'syntax') return this.#reply(501, '5.1.3', 'Error: Bad recipient address syntax', 'RCPT');
-      return this.#reply(501, '5.5.4', p.why, 'RCPT');
+      return this.#reply(p.ok || p.why === 'syntax' ? P.badRecipient : P.badParameter(p.why), 'RCPT');
     }
-    if (!this.#mail) return this.#reply(503, '5.5.1', 'Error: need MAIL command', 'RCPT');
+    if (!this.#mail) return this.#reply(P.needMail, 'RCPT');
     const r = await this.#call(() => this.#h.rcpt(p.address, p.params));
     if (r.isOk) this.#rcpts++;
     this.#replyWith(r);
@@ -473,7 +466,7 @@ export class SmtpEngine {
   #data(): void {
     if (!this.#transactionGate('DATA')) return;
     if (this.#rcpts === 0) {
-      this.#reply(503, '5.5.1', 'Error: need RCPT command', 'DATA');
+      this.#reply(P.needRcpt, 'DATA');
       return;
     }
     this.#sink = this.#h.openData();
@@ -483,7 +476,7 @@ export class SmtpEngine {
     this.#writeError = false;
     this.#parser.startData();
     // 3xx replies carry no enhanced code (RFC 2034 3). Written now: the client waits for it.
-    this.#queue(354, '', 'End data with <CR><LF>.<CR><LF>');
+    this.#queue(P.startData);
     this.#flush();
   }
   #writeError = false;
@@ -547,11 +540,11 @@ export class SmtpEngine {
   // --- STARTTLS (RFC 3207) --------------------------------------------------------------------
 
   async #startTls(line: string): Promise<void> {
-    if (argsOf(line).length > 0) return this.#reply(501, '5.5.4', 'Error: syntax: STARTTLS', 'STARTTLS');
-    if (this.#secure) return this.#reply(503, '5.5.1', 'Error: TLS already active', 'STARTTLS');
+    if (argsOf(line).length > 0) return this.#reply(P.startTlsSyntax, 'STARTTLS');
+    if (this.#secure) return this.#reply(P.tlsActive, 'STARTTLS');
     const start = this.#t.startTls;
-    if (!start) return this.#badCommand(502, '5.5.1', 'Error: command not implemented', 'STARTTLS');
-    this.#queue(220, '2.0.0', 'Ready to start TLS');
+    if (!start) return this.#badCommand(P.notImplemented, 'STARTTLS');
+    this.#queue(P.startTls);
     this.#flush();
     // Whatever followed STARTTLS in the same input arrived in plaintext: it is dropped, never run
     // inside the TLS session (the STARTTLS command injection, CVE-2011-0411 and kin).
@@ -593,7 +586,7 @@ export class SmtpEngine {
     }
     if (!this.#pending && now - this.#lastActivity > idleMs) {
       this.#flush();
-      this.#reply(421, '4.4.2', 'Timeout - closing connection', 'idle');
+      this.#reply(P.idleTimeout, 'idle');
       return;
     }
     let late = false;
@@ -605,15 +598,13 @@ export class SmtpEngine {
     } else this.#partialSince = 0;
     if (late) {
       this.#flush();
-      const r = replies.tooSlow();
-      this.#reply(r.code, r.enhanced, r.text, 'slow');
+      this.#reply(replies.tooSlow(), 'slow');
       return;
     }
     const maxS = this.#o.limits().max_session_s;
     if (!this.#h.busy && !this.#pending && now - this.#openedAt > maxS * 1000) {
       this.#flush();
-      const r = replies.sessionTooLong(maxS);
-      this.#reply(r.code, r.enhanced, r.text, 'session');
+      this.#reply(replies.sessionTooLong(maxS), 'session');
     }
   }
 }
