@@ -105,6 +105,11 @@ function parseArgs(argv: string[]): { opts: BenchOptions; out: string | undefine
   if (compareRev) {
     producers.splice(producers.findIndex((p) => p.id === 'mailgate') + 1, 0, compareRevProducer(compareRev));
     if (only.length) only.push('mailgate-rev');
+    // The relay leg at REV too, when the relay row runs: A/B of the front without the checks.
+    if (!only.length || only.includes('mailgate-relay')) {
+      producers.splice(producers.findIndex((p) => p.id === 'mailgate-relay') + 1, 0, compareRevProducer(compareRev, 'relay'));
+      if (only.length) only.push('mailgate-relay-rev');
+    }
   }
   const pinLoad = take('--pin-load');
   const pinGateway = take('--pin-gateway');

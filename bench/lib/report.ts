@@ -49,6 +49,11 @@ export function ratios(rows: readonly Row[], sessions: readonly number[]): Ratio
     add(`mailgate unpooled backend / default, ${s} session${s > 1 ? 's' : ''}`, `mailgate-nopool-s${s}`, `mailgate-s${s}`);
     for (const v of variants) add(`${v} / mailgate, ${s} session${s > 1 ? 's' : ''}`, `${v}-s${s}`, `mailgate-s${s}`);
     add(`mailgate / mailgate-rev (the --compare-rev revision), ${s} session${s > 1 ? 's' : ''}`, `mailgate-s${s}`, `mailgate-rev-s${s}`);
+    add(
+      `mailgate-relay / mailgate-relay-rev (the --compare-rev revision), ${s} session${s > 1 ? 's' : ''}`,
+      `mailgate-relay-s${s}`,
+      `mailgate-relay-rev-s${s}`,
+    );
     add(`mailgate 2 workers / Haraka 2 workers, ${s} session${s > 1 ? 's' : ''}`, `mailgate-w2-s${s}`, `haraka-w2-s${s}`);
   }
   return out;

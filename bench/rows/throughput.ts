@@ -75,15 +75,16 @@ export const ALL_CHECKS = [
 export const CONTENT_CHECKS = ['mime-walk', 'attachments', 'urls', 'body-text'];
 
 /** mailgate with config keys merged over the shipped config (one more row of the same run). */
-function mailgateConfigTarget(id: string, label: string, overrides: Record<string, unknown>, sessions?: number[]): TargetSpec {
+function mailgateConfigTarget(id: string, label: string, overrides: Record<string, unknown>, sessions?: number[], rev?: string): TargetSpec {
+  const root = (ctx: BenchContext): string => (rev ? mailgateRoot(ctx, rev) : ctx.mailgateRoot);
   return {
     id,
-    target: id,
+    target: rev ? `${id}@${rev}` : id,
     label,
     latency: false,
-    missing: (ctx) => mailgateAvailable(ctx.mailgateRoot),
+    missing: (ctx) => mailgateAvailable(root(ctx)),
     start: (ctx, tag, profile) =>
-      startMailgate(ctx, ctx.mailgateRoot, { workers: 1, tag, overrides, ...(profile ? { cpuProfDir: join(ctx.dirs.work, 'prof', tag) } : {}) }),
+      startMailgate(ctx, root(ctx), { workers: 1, tag, overrides, ...(profile ? { cpuProfDir: join(ctx.dirs.work, 'prof', tag) } : {}) }),
     ...(sessions ? { sessions } : {}),
   };
 }
@@ -173,11 +174,20 @@ export function variantProducer(e: string): RowProducer {
   };
 }
 
-/** `--compare-rev REV`: mailgate at another revision as one more target of the same run. */
-export function compareRevProducer(rev: string): RowProducer {
-  const t = mailgateTarget('mailgate-rev', 1, false, rev);
+/** `--compare-rev REV`: mailgate at another revision (shipped config, or the relay leg) as one more target of the same run. */
+export function compareRevProducer(rev: string, kind: 'shipped' | 'relay' = 'shipped'): RowProducer {
+  const t =
+    kind === 'relay'
+      ? mailgateConfigTarget(
+          'mailgate-relay-rev',
+          `mailgate@${rev} relay only (checks.disabled: every check)`,
+          { checks: { disabled: ALL_CHECKS } },
+          undefined,
+          rev,
+        )
+      : mailgateTarget('mailgate-rev', 1, false, rev);
   return {
-    id: 'mailgate-rev',
+    id: t.id,
     describe: `smtp-source → mailgate at ${rev} → smtp-sink (same run, for comparison)`,
     interleave: t,
     run: (ctx) => runInterleaved(ctx, [t]),

@@ -274,6 +274,11 @@ export class BackendSession {
     this.socket.destroy();
   }
 
+  /** A command waits for its reply: the session is in use, whatever inTransaction says yet. */
+  get busy(): boolean {
+    return this.#pending.length > 0;
+  }
+
   #write(s: string): void {
     if (!this.alive) return;
     this.lastUsed = Date.now();

@@ -233,8 +233,10 @@ class SmtpLink implements BackendLink {
     const s = this.session;
     this.session = undefined;
     if (!s) return;
-    if (s.inTransaction) {
-      // Never pool a session mid-transaction; closing it makes the backend drop the transaction.
+    if (s.inTransaction || s.busy) {
+      // Never pool a session mid-transaction, or with a command still in flight (the client left
+      // while its MAIL or XCLIENT was out: the session would be pooled under the link still
+      // using it); closing it makes the backend drop the transaction.
       s.close();
       return;
     }

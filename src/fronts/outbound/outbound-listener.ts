@@ -4,7 +4,9 @@
 import net from 'node:net';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import type { Logger } from 'pino';
-import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
+// Types only: smtp-server itself is imported in startOutboundListener, so a gateway without an
+// outbound listener never loads it (the inbound front is mailgate's own engine).
+import type { SMTPServer, SMTPServerOptions, SMTPServerSession } from 'smtp-server';
 import type { BackscatterConfig, OutboundConfig } from '../../config/backscatter-schema.ts';
 import { BackendSession, replyText, type BackendReply } from '../../delivery/backend-client.ts';
 import { ipInList } from '../../net/ip.ts';
@@ -99,7 +101,7 @@ export class OutboundListener {
   readonly #log: Logger;
   #port = 0;
 
-  constructor(o: OutboundListenerOptions) {
+  constructor(o: OutboundListenerOptions, Server: typeof SMTPServer) {
     const cfg = o.config().outbound;
     if (!cfg) throw new Error('backscatter.outbound is not configured');
     this.#o = o;
@@ -139,7 +141,7 @@ export class OutboundListener {
         leg?.link?.quit();
       },
     };
-    this.#smtp = new SMTPServer(opts);
+    this.#smtp = new Server(opts);
     this.#smtp.on('error', (err: Error) => this.#log.debug({ err: err.message }, 'smtp-server error'));
   }
 
@@ -279,7 +281,8 @@ export class OutboundListener {
 /** Starts the listener when `backscatter.outbound` is configured; undefined otherwise. */
 export async function startOutboundListener(o: OutboundListenerOptions): Promise<OutboundListener | undefined> {
   if (!o.config().outbound) return undefined;
-  const l = new OutboundListener(o);
+  const { SMTPServer } = await import('smtp-server');
+  const l = new OutboundListener(o, SMTPServer);
   await l.listen();
   return l;
 }

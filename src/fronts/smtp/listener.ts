@@ -1,6 +1,6 @@
 // The SMTP front: our own TCP listeners (connection limits, PROXY v1/v2, pregreet detection,
-// implicit TLS) that hand each socket to smtp-server for the protocol, with the smtp-server
-// callbacks routed into ClientSession. Also works around smtp-server's known gaps (see README).
+// implicit TLS) that hand each socket to mailgate's SMTP engine (engine.ts) over ClientSession.
+// The socket side of the engine (writes, back-pressure, STARTTLS, half-close) is SocketTransport.
 import net from 'node:net';
 import tls from 'node:tls';
 import { readFileSync } from 'node:fs';
@@ -13,14 +13,12 @@ let idCounter = 0;
 function nextConnectionId(): string {
   return `${ID_PREFIX}${(++idCounter).toString(36).padStart(6, '0')}`;
 }
-import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
-import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
-import type { Readable } from 'node:stream';
 import type { ListenConfig } from '../../config/schema.ts';
 import { ClientSession } from './session.ts';
-import { patchConnection, type Conn } from './smtp-server-patches.ts';
+import { SmtpEngine, type Transport } from './engine.ts';
 import { readProxyHeader } from './proxy-protocol.ts';
-import { SmtpError, SmtpReply, replies } from '../../pipeline/reply.ts';
+import { SmtpReply, replies } from '../../pipeline/reply.ts';
+import type { TlsInfo } from '../../pipeline/transaction.ts';
 import { metrics } from '../../metrics/registry.ts';
 import { ipInList } from '../../net/ip.ts';
 import type { Runtime } from '../../pipeline/runtime.ts';
@@ -30,72 +28,16 @@ const MIN_TLS = 'TLSv1.2' as const;
 export class Listener {
   readonly cfg: ListenConfig;
   readonly rt: Runtime;
-  readonly smtp: SMTPServer;
   readonly server: net.Server;
-  readonly sessions: Map<string, { session: ClientSession; conn: Conn }>;
+  readonly sessions: Map<string, { session: ClientSession; conn: SmtpEngine }>;
+  /** STARTTLS and implicit TLS: TLS 1.2 or later, whatever the host's defaults say (RFC 8996). */
   #tlsContext: tls.SecureContext | undefined;
 
-  constructor(rt: Runtime, cfg: ListenConfig, sessions: Map<string, { session: ClientSession; conn: Conn }>, counters: ConnCounters) {
+  constructor(rt: Runtime, cfg: ListenConfig, sessions: Map<string, { session: ClientSession; conn: SmtpEngine }>, counters: ConnCounters) {
     this.rt = rt;
     this.cfg = cfg;
     this.sessions = sessions;
-    const lim = rt.config.limits;
-    const opts: SMTPServerOptions = {
-      name: rt.config.hostname,
-      banner: rt.config.smtp.banner,
-      size: lim.max_message_bytes,
-      // Our replies carry their own enhanced codes (patched send below); smtp-server adds codes to
-      // its own replies and advertises ENHANCEDSTATUSCODES.
-      hideENHANCEDSTATUSCODES: false,
-      hideDSN: true,
-      hideSTARTTLS: !cfg.tls || cfg.tls.implicit,
-      secure: !!cfg.tls?.implicit,
-      // hideSTARTTLS only hides the keyword: smtp-server would still answer STARTTLS with 220 and
-      // its bundled (public, expired) test key. Not offered means not accepted (RFC 3207 4).
-      disabledCommands: !cfg.tls || cfg.tls.implicit ? ['AUTH', 'STARTTLS'] : ['AUTH'],
-      authOptional: true,
-      disableReverseLookup: true,
-      socketTimeout: lim.idle_timeout_s * 1000,
-      closeTimeout: rt.config.smtp.shutdown_grace_s * 1000,
-      logger: false,
-      onConnect: (s, cb) => this.#cb(s, cb, (cs) => cs.onConnect()),
-      onMailFrom: (a, s, cb) =>
-        this.#cb(s, cb, (cs) => {
-          const t = s.tlsOptions as { name?: string; version?: string } | false | undefined;
-          cs.tls = s.secure ? { ...(t && t.version ? { version: t.version } : {}), ...(t && t.name ? { cipher: t.name } : {}) } : undefined;
-          return cs.onMail(a.address, (a.args || {}) as Record<string, string | true>);
-        }),
-      onRcptTo: (a, s, cb) => this.#cb(s, cb, (cs) => cs.onRcpt(a.address, (a.args || {}) as Record<string, string | true>)),
-      onData: (stream, s, cb) => {
-        const entry = this.sessions.get(s.id);
-        if (!entry) {
-          stream.resume();
-          stream.on('end', () => cb(smtpErr(replies.localError('no session'))));
-          return;
-        }
-        entry.session.onData(stream as Readable & { sizeExceeded?: boolean }).then(
-          (r) => (r.isOk ? cb(null, `${r.enhanced} ${r.text}`) : cb(smtpErr(r))),
-          (err) => cb(smtpErr(err instanceof SmtpError ? err.reply : replies.localError('internal error'))),
-        );
-      },
-      onClose: (s) => {
-        const entry = this.sessions.get(s.id);
-        if (entry) {
-          this.sessions.delete(s.id);
-          entry.session.onClose();
-        }
-      },
-    };
-    if (cfg.tls) {
-      opts.key = readFileSync(cfg.tls.key);
-      opts.cert = readFileSync(cfg.tls.cert);
-      // TLS 1.2 or later, whatever the Node/OpenSSL defaults of the host say (RFC 8996).
-      opts.minVersion = MIN_TLS;
-    }
-    this.smtp = new SMTPServer(opts);
-    // An unhandled 'error' on the server object would kill the process (known smtp-server gap).
-    this.smtp.on('error', (err: Error) => rt.logger.debug({ err: err.message }, 'smtp-server error'));
-    if (cfg.tls?.implicit) this.#tlsContext = tls.createSecureContext({ key: opts.key, cert: opts.cert, minVersion: MIN_TLS });
+    if (cfg.tls) this.#tlsContext = tls.createSecureContext({ key: readFileSync(cfg.tls.key), cert: readFileSync(cfg.tls.cert), minVersion: MIN_TLS });
     this.server = net.createServer({ pauseOnConnect: true, noDelay: true }, (socket) => {
       void this.#accept(socket, counters);
     });
@@ -105,10 +47,7 @@ export class Listener {
   /** Re-reads certificate and key (SIGHUP); new handshakes use them, open sessions keep theirs. */
   reloadTls(): void {
     if (!this.cfg.tls) return;
-    const key = readFileSync(this.cfg.tls.key);
-    const cert = readFileSync(this.cfg.tls.cert);
-    (this.smtp as unknown as { updateSecureContext(o: object): void }).updateSecureContext({ key, cert });
-    if (this.cfg.tls.implicit) this.#tlsContext = tls.createSecureContext({ key, cert, minVersion: MIN_TLS });
+    this.#tlsContext = tls.createSecureContext({ key: readFileSync(this.cfg.tls.key), cert: readFileSync(this.cfg.tls.cert), minVersion: MIN_TLS });
   }
 
   listen(): Promise<number> {
@@ -124,31 +63,6 @@ export class Listener {
 
   close(): Promise<void> {
     return new Promise((resolve) => this.server.close(() => resolve()));
-  }
-
-  /** Wraps a session callback: resolves → success reply, SmtpError → its reply. */
-  #cb(s: SMTPServerSession, cb: (err?: Error | null, msg?: string) => void, fn: (cs: ClientSession) => Promise<SmtpReply | undefined>): void {
-    const entry = this.sessions.get(s.id);
-    if (!entry) {
-      cb(smtpErr(replies.localError('no session')));
-      return;
-    }
-    fn(entry.session).then(
-      (r) => {
-        if (r && !r.isOk) cb(smtpErr(r));
-        else cb(null, r ? `${r.enhanced} ${r.text}` : undefined);
-      },
-      (err: unknown) => {
-        if (err instanceof SmtpError) {
-          cb(smtpErr(err.reply));
-          // 421 means "closing transmission channel" (RFC 5321 3.8): do so once it is written.
-          if (err.reply.code === 421) setImmediate(() => entry.conn.close());
-        } else {
-          entry.session.log.error({ err: (err as Error).message, stack: (err as Error).stack }, 'internal error');
-          cb(smtpErr(replies.localError('internal error')));
-        }
-      },
-    );
   }
 
   async #accept(socket: net.Socket, counters: ConnCounters): Promise<void> {
@@ -216,28 +130,9 @@ export class Listener {
     }
     let stream: net.Socket | tls.TLSSocket = socket;
     if (this.cfg.tls?.implicit && this.#tlsContext) {
-      const t = new tls.TLSSocket(socket, { isServer: true, secureContext: this.#tlsContext });
-      // A client that never starts (or never finishes) the handshake would hold its connection
-      // slot forever: smtp-server's idle timer only starts after the handshake (issue 14, item 6).
-      const ok = await new Promise<boolean>((resolve) => {
-        const deadline = setTimeout(() => {
-          metrics.connectionsRefused.inc({ reason: 'tls_handshake_timeout' });
-          resolve(false);
-        }, rt.config.smtp.tls_handshake_timeout_ms);
-        t.once('secure', () => {
-          clearTimeout(deadline);
-          resolve(true);
-        });
-        t.once('error', () => {
-          clearTimeout(deadline);
-          resolve(false);
-        });
-      });
-      if (!ok) {
-        t.destroy();
-        socket.destroy();
-        return;
-      }
+      const t = await handshake(socket, this.#tlsContext, rt.config.smtp.tls_handshake_timeout_ms);
+      // A client that never starts (or never finishes) the handshake would hold its slot forever.
+      if (!t) return;
       stream = t;
     }
     metrics.connectionsTotal.inc();
@@ -253,36 +148,140 @@ export class Listener {
     };
     if (proxyIp) info.proxyIp = proxyIp;
     if (pregreet !== undefined) info.pregreet = pregreet;
-    // smtp-server reads these from its options object (SIZE at EHLO and MAIL, the idle timer when
-    // the connection is set up): refreshing them here makes a SIGHUP'd config apply to new
-    // connections (issue 14, item 11).
-    const smtpOptions = (this.smtp as unknown as { options: SMTPServerOptions }).options;
-    smtpOptions.size = lim.max_message_bytes;
-    smtpOptions.socketTimeout = lim.idle_timeout_s * 1000;
     const session = new ClientSession(rt, info);
-    const conn = new (SMTPConnection as unknown as new (s: SMTPServer, sock: net.Socket, o: object) => Conn)(this.smtp, stream, {
-      id,
-      remoteAddress: ip,
-      remotePort: port,
+    const transport = new SocketTransport(stream, () => this.#tlsContext, rt.config.smtp.tls_handshake_timeout_ms);
+    // SIZE and the idle timeout as configured now: a SIGHUP'd config applies to new connections.
+    const engine = new SmtpEngine(transport, session, {
+      hostname: rt.config.hostname,
+      banner: rt.config.smtp.banner,
+      clientIp: ip,
+      size: lim.max_message_bytes,
+      starttls: !!this.cfg.tls && !this.cfg.tls.implicit,
+      ...(stream instanceof tls.TLSSocket ? { secure: tlsInfo(stream) } : {}),
+      limits: () => rt.config.limits,
+      idleMs: lim.idle_timeout_s * 1000,
     });
-    patchConnection(conn, session);
-    this.sessions.set(id, { session, conn });
-    const server = this.smtp as unknown as { connections: Set<unknown>; _onClientConnect(d: unknown): void };
-    server.connections.add(conn);
-    conn.on('error', (err) => session.log.debug({ err: (err as Error).message }, 'connection error'));
-    conn.on('connect', (d) => server._onClientConnect(d));
+    transport.attach(engine, (err) => session.log.debug({ err: err.message }, 'connection error'));
+    this.sessions.set(id, { session, conn: engine });
+    socket.once('close', () => this.sessions.delete(id));
     socket.resume();
-    // Not conn.init(): smtp-server waits a fixed 100 ms before every greeting (its own early
-    // talker check), which caps one session at ~10 messages/s. Our listener already applied the
-    // configured banner_delay_ms and recorded pregreet, so greet at once.
-    conn._setListeners(() => conn.connectionReady());
+    void engine.start();
   }
 }
 
-function smtpErr(r: SmtpReply): Error & { responseCode: number } {
-  const e = new Error(`${r.enhanced} ${r.text}`) as Error & { responseCode: number };
-  e.responseCode = r.code;
-  return e;
+/** The TLS facts the core records (tls.version, tls.cipher; the Received field). */
+function tlsInfo(t: tls.TLSSocket): TlsInfo {
+  const version = t.getProtocol();
+  const cipher = t.getCipher()?.name;
+  return { ...(version ? { version } : {}), ...(cipher ? { cipher } : {}) };
+}
+
+/** Server side of a TLS handshake on `socket`, bounded by `timeoutMs`; undefined (and both closed) when it fails. */
+function handshake(socket: net.Socket, context: tls.SecureContext, timeoutMs: number): Promise<tls.TLSSocket | undefined> {
+  const t = new tls.TLSSocket(socket, { isServer: true, secureContext: context });
+  // Never an unhandled 'error', whenever it comes (the transport logs the ones after the handshake).
+  t.on('error', () => undefined);
+  return new Promise((resolve) => {
+    const fail = () => {
+      clearTimeout(deadline);
+      t.destroy();
+      socket.destroy();
+      resolve(undefined);
+    };
+    const deadline = setTimeout(() => {
+      metrics.connectionsRefused.inc({ reason: 'tls_handshake_timeout' });
+      fail();
+    }, timeoutMs);
+    t.once('secure', () => {
+      clearTimeout(deadline);
+      t.off('error', fail);
+      resolve(t);
+    });
+    t.once('error', fail);
+  });
+}
+
+/**
+ * The engine's socket: replies written as given (one write per batch), back-pressure both ways,
+ * STARTTLS on the same TCP connection, and a bounded half-close. Errors on either socket are
+ * logged and end the connection; none can go unhandled.
+ */
+class SocketTransport implements Transport {
+  #socket: net.Socket | tls.TLSSocket;
+  readonly #context: () => tls.SecureContext | undefined;
+  readonly #handshakeMs: number;
+  #engine: SmtpEngine | undefined;
+  readonly #onData = (chunk: Buffer) => this.#engine?.receive(chunk);
+  readonly #onClose = () => this.#engine?.gone();
+  #onError: (err: Error) => void = () => undefined;
+
+  constructor(socket: net.Socket | tls.TLSSocket, context: () => tls.SecureContext | undefined, handshakeMs: number) {
+    this.#socket = socket;
+    this.#context = context;
+    this.#handshakeMs = handshakeMs;
+  }
+
+  attach(engine: SmtpEngine, onError: (err: Error) => void): void {
+    this.#engine = engine;
+    this.#onError = onError;
+    this.#wire(this.#socket);
+  }
+
+  #wire(s: net.Socket | tls.TLSSocket): void {
+    s.on('data', this.#onData);
+    s.once('close', this.#onClose);
+    s.on('error', this.#onError);
+  }
+
+  write(data: string): void {
+    const s = this.#socket;
+    if (!s.destroyed && s.writable) s.write(data);
+  }
+
+  get needsDrain(): boolean {
+    return this.#socket.writableNeedDrain;
+  }
+
+  onceDrain(fn: () => void): void {
+    this.#socket.once('drain', fn);
+  }
+
+  pause(): void {
+    this.#socket.pause();
+  }
+
+  resume(): void {
+    this.#socket.resume();
+  }
+
+  end(destroyAfterMs: number): void {
+    const s = this.#socket;
+    if (s.destroyed) return;
+    if (s.writable) s.end();
+    // Keep reading (and dropping) so the client's FIN is seen; a client that never closes its
+    // side is cut off after destroyAfterMs, which nothing it sends extends.
+    s.resume();
+    const t = setTimeout(() => s.destroy(), destroyAfterMs);
+    t.unref();
+    s.once('close', () => clearTimeout(t));
+  }
+
+  startTls(): Promise<TlsInfo | undefined> {
+    const raw = this.#socket;
+    const context = this.#context();
+    // From here on the raw socket's bytes belong to the TLS layer, never to the engine.
+    raw.off('data', this.#onData);
+    if (!context) {
+      raw.destroy();
+      return Promise.resolve(undefined);
+    }
+    return handshake(raw as net.Socket, context, this.#handshakeMs).then((t) => {
+      if (!t) return undefined;
+      this.#socket = t;
+      this.#wire(t);
+      return tlsInfo(t);
+    });
+  }
 }
 
 export function normalizeIp(ip: string): string {

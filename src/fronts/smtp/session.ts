@@ -1,18 +1,19 @@
-// The SMTP front's adapter over the transaction core: smtp-server callbacks in listener.ts call in
-// here, this turns them into core stages, spools DATA (bounded, always drained) and hands back the
-// core's reply — thrown as SmtpError for smtp-server when it is a refusal. It also counts the
-// refusals that limits.max_errors (enforced in listener.ts) is about.
-import type { Readable } from 'node:stream';
+// The SMTP front's adapter over the transaction core: the protocol engine (engine.ts) calls in
+// here, this turns the calls into core stages, hands the engine a Spool for DATA and gives back
+// the core's reply. It also counts the refusals that limits.max_errors is about.
+import type { Writable } from 'node:stream';
 import { ConnectionCore, type ConnectionInfo, type TlsInfo } from '../../pipeline/transaction.ts';
 import type { Runtime } from '../../pipeline/runtime.ts';
-import { Spool, spoolFrom } from '../../message/spool.ts';
-import { SmtpError, type SmtpReply } from '../../pipeline/reply.ts';
+import { Spool } from '../../message/spool.ts';
+import { type SmtpReply, replies } from '../../pipeline/reply.ts';
+import type { SmtpHandler } from './engine.ts';
+import type { Params } from './commands.ts';
 
 export type { ConnectionInfo };
 
-export class ClientSession {
+export class ClientSession implements SmtpHandler {
   readonly core: ConnectionCore;
-  /** Refused MAIL/RCPT commands on this connection (dictionary attacks): see limits.max_errors. */
+  /** Refused MAIL/RCPT/DATA on this connection (dictionary attacks): see limits.max_errors. */
   errors = 0;
   /** RCPTs refused for max_recipients (not errors up to a point, see #counted). */
   overshoot = 0;
@@ -43,43 +44,47 @@ export class ClientSession {
     this.core.tls = t;
   }
 
-  onConnect(): Promise<SmtpReply | undefined> {
+  connect(): Promise<SmtpReply | undefined> {
     return this.core.connect();
   }
 
-  onHelo(name: string, esmtp: boolean): Promise<SmtpReply | undefined> {
+  hello(name: string, esmtp: boolean): Promise<SmtpReply | undefined> {
     return this.core.heloStage(name, esmtp);
   }
 
-  async onMail(from: string, args: Record<string, string | true>): Promise<SmtpReply> {
-    return this.#counted(await this.core.mail(from, args));
+  async mail(from: string, params: Params): Promise<SmtpReply> {
+    return this.#counted(await this.core.mail(from, params));
   }
 
-  async onRcpt(to: string, args: Record<string, string | true> = {}): Promise<SmtpReply> {
-    return this.#counted(await this.core.rcpt(to, args));
+  async rcpt(to: string, params: Params): Promise<SmtpReply> {
+    return this.#counted(await this.core.rcpt(to, params));
   }
 
-  onRset(): Promise<void> {
+  reset(): Promise<void> {
     return this.core.reset();
   }
 
+  secured(info: TlsInfo): void {
+    this.core.tls = info;
+  }
+
   /**
-   * A refusal becomes an SmtpError for smtp-server, counted towards limits.max_errors. Recipients
-   * past max_recipients get 452 and are retried by the client in a new transaction (RFC 5321
-   * 4.5.3.1.10); like Postfix (smtpd_recipient_overshoot_limit) they only count beyond 1000.
+   * A refusal counts towards limits.max_errors. Recipients past max_recipients get 452 and are
+   * retried by the client in a new transaction (RFC 5321 4.5.3.1.10); like Postfix
+   * (smtpd_recipient_overshoot_limit) they only count beyond 1000.
    */
   #counted(reply: SmtpReply): SmtpReply {
     if (reply.isOk) return reply;
     const overshoot = reply.code === 452 && reply.enhanced === '4.5.3' && ++this.overshoot <= 1000;
     if (reply.code !== 421 && !overshoot) this.errors++;
-    throw new SmtpError(reply);
+    return reply;
   }
 
-  /** DATA: always drains the client's stream (smtp-server replies only after it ends). */
-  async onData(stream: Readable & { sizeExceeded?: boolean }): Promise<SmtpReply> {
+  /** DATA: a fresh spool with the limits in force; the engine writes the content into it. */
+  openData(): Writable {
     const rt = this.core.rt;
     const lim = rt.config.limits;
-    const spool = new Spool(
+    return new Spool(
       {
         maxBytes: lim.max_message_bytes,
         maxHeaderBytes: lim.max_header_bytes,
@@ -90,23 +95,27 @@ export class ClientSession {
       rt.config.smtp.bare_newlines === 'normalize',
       { nulBytes: rt.config.smtp.nul_bytes },
     );
+  }
+
+  /** End of DATA: the core decides (a limit hit while spooling is its problem to answer). */
+  async endData(sink: Writable, problem: 'too-big' | 'client-gone' | 'write-error' | undefined): Promise<SmtpReply> {
+    const spool = sink as Spool;
     try {
-      try {
-        await spoolFrom(stream, spool);
-      } catch (err) {
-        if ((err as { code?: string }).code !== 'ECONNECTION' && !this.core.closed) throw err;
-        // The client went away mid-DATA: an ordinary outcome, logged; nobody reads the reply.
-        return (await this.core.data(spool, 'client-gone')).reply;
+      if (problem === 'write-error') {
+        // The spool could not store the message (disk full, say): a 4xx, and the transaction ends.
+        this.log.error({ err: spool.errored?.message }, 'spool write failed');
+        await this.core.reset();
+        return replies.localError('internal error');
       }
-      const problem = stream.sizeExceeded ? 'too-big' : spool.problem;
-      const res = await this.core.data(spool, problem);
+      const res = await this.core.data(spool, problem ?? spool.problem);
       return res.reply;
     } finally {
       spool.release();
     }
   }
 
-  onClose(): void {
+  /** The connection is gone: the core's disconnect step (checks free their slots). */
+  disconnected(): void {
     void this.core.disconnect();
   }
 }
