@@ -126,6 +126,7 @@ function parseArgs(argv: string[]): { opts: BenchOptions; out: string | undefine
       bigBytes: 50_000_000,
       ...(pinLoad ? { pinLoad } : {}),
       ...(pinGateway ? { pinGateway } : {}),
+      ...(compareRev ? { compareRev } : {}),
     },
     out,
     rev,
