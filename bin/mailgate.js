@@ -15,7 +15,7 @@ if (major >= NEED) {
   const { chooseEntry } = await import('./source-hash.js');
   const { entry, stale } = chooseEntry(fileURLToPath(new URL('..', import.meta.url)));
   // A stale build is never run; say so once, on stderr, so the operator knows to rebuild.
-  if (stale) process.stderr.write(`mailgate: dist/ does not match src/ (run 'npm run build'); running src/\n`);
+  if (stale) process.stderr.write(`mailgate: dist/ was built from other sources or another Node (run 'npm run build'); running src/\n`);
   await import(pathToFileURL(entry).href);
 } else {
   // import.meta.url is the real file even through an `npm link` symlink, so this finds the checkout.

@@ -1,5 +1,5 @@
-// The fingerprint of the sources dist/ is built from: every file under src/ (path and bytes) and
-// tsconfig.build.json. `npm run build` writes it to dist/BUILD_HASH; the launcher runs dist/ only
+// The fingerprint of the sources dist/ is built from: every file under src/ (path and bytes).
+// `npm run build` writes it to dist/BUILD_HASH; the launcher runs dist/ only
 // when it still matches, so an edited src/ is never shadowed by an old build. Plain JavaScript.
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
@@ -15,11 +15,11 @@ function listFiles(root, dir, out) {
   return out;
 }
 
-/** sha256 over src/** and tsconfig.build.json of the checkout at root. */
+/** sha256 over src/** of the checkout at root (and the Node version: the build uses its type stripper). */
 export function sourceHash(root) {
   const h = createHash('sha256');
+  h.update(`node ${process.versions.node}\0`);
   const files = listFiles(root, 'src', []).sort();
-  if (existsSync(join(root, 'tsconfig.build.json'))) files.push('tsconfig.build.json');
   for (const f of files) {
     const body = readFileSync(join(root, f));
     // length-prefixed, so two files can never hash like one

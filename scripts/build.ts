@@ -1,44 +1,64 @@
-// `npm run build`: compiles src/ to plain JavaScript in dist/ (tsc, with source maps) and copies the
-// non-TypeScript files (the Redis Lua scripts), then stamps dist/BUILD_HASH with the sources'
-// fingerprint. The `mailgate` launcher runs dist/ when the stamp matches src/, which saves Node's
-// TypeScript stripping at start (≈ 30 MiB of resident memory, docs/operations.md "Memory").
-// Without a build, or with a stale one, everything runs from src/ as before.
-// `--if-possible` (npm's prepare step): say why and exit 0 when TypeScript is not installed.
-import { spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+// `npm run build`: src/ as plain JavaScript in dist/, for the `mailgate` launcher to run instead
+// of src/ through Node's type stripping at every start (which keeps ≈ 15–30 MiB resident for
+// the life of the process: bench/HISTORY.md). Each file goes through Node's own
+// module.stripTypeScriptTypes — exactly what Node does at run time, so lines and columns stay
+// those of src/ and stack traces need no source map — and its relative `./x.ts` specifiers become
+// `./x.js`; other files (the Redis Lua scripts) are copied. dist/BUILD_HASH records the
+// fingerprint of src/ it was built from (bin/source-hash.js): the launcher runs dist/ only while it
+// matches. No dev dependency is needed, so `npm ci --omit=dev` builds it too (npm's prepare step).
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync, cpSync, existsSync } from 'node:fs';
+import { stripTypeScriptTypes } from 'node:module';
+import { dirname, join, resolve } from 'node:path';
 import { sourceHash } from '../bin/source-hash.js';
 
-const root = join(import.meta.dirname, '..');
+const root = resolve(import.meta.dirname, '..');
+const src = join(root, 'src');
+// built next to dist/ and renamed into place: a launcher starting meanwhile sees the old dist/ or the new one
+const tmp = join(root, `dist.tmp-${process.pid}`);
 const dist = join(root, 'dist');
-const ifPossible = process.argv.includes('--if-possible');
-const tsc = join(root, 'node_modules', '.bin', 'tsc');
 
-if (!existsSync(tsc)) {
-  process.stderr.write(`build: ${tsc} is missing (dev dependencies not installed); mailgate runs from src/\n`);
-  process.exit(ifPossible ? 0 : 1);
-}
-// the hash is taken before compiling: an edit made while tsc runs leaves the stamp stale, not wrong
-const hash = sourceHash(root);
-rmSync(dist, { recursive: true, force: true });
-// Type errors do not stop the emit (tsc emits anyway); `npm test` is where types are checked.
-const r = spawnSync(tsc, ['-p', join(root, 'tsconfig.build.json')], { stdio: 'inherit' });
-if (!existsSync(join(dist, 'cli', 'main.js'))) {
-  process.stderr.write(`build: tsc wrote no dist/cli/main.js (exit ${r.status}); mailgate runs from src/\n`);
-  rmSync(dist, { recursive: true, force: true });
-  process.exit(ifPossible ? 0 : 1);
-}
+// Relative specifiers of static imports, re-exports and dynamic imports (the tree is written with
+// verbatimModuleSyntax and allowImportingTsExtensions: every relative import names its .ts file).
+const SPECIFIER = /(\bfrom\s*|\bimport\s*\(\s*|\bimport\s+)(['"])(\.\.?\/[^'"\n]*?)\.ts\2/g;
+// after rewriting, a relative .ts specifier left anywhere means one the pattern did not know
+const LEFT = /(['"])\.\.?\/[^'"\n]*\.ts\1/;
 
-function copyAssets(dir: string): void {
-  for (const e of readdirSync(join(root, 'src', dir), { withFileTypes: true })) {
-    const rel = join(dir, e.name);
-    if (e.isDirectory()) copyAssets(rel);
-    else if (!e.name.endsWith('.ts')) {
-      mkdirSync(dirname(join(dist, rel)), { recursive: true });
-      cpSync(join(root, 'src', rel), join(dist, rel));
+const problems: string[] = [];
+
+function build(rel: string): void {
+  for (const e of readdirSync(join(src, rel), { withFileTypes: true })) {
+    const r = join(rel, e.name);
+    if (e.isDirectory()) build(r);
+    else if (e.name.endsWith('.ts')) {
+      const code = stripTypeScriptTypes(readFileSync(join(src, r), 'utf8'), { mode: 'strip' });
+      const js = code.replace(SPECIFIER, (_m, lead: string, q: string, path: string) => {
+        if (!existsSync(join(src, dirname(r), `${path}.ts`))) problems.push(`${r}: ${path}.ts does not exist`);
+        return `${lead}${q}${path}.js${q}`;
+      });
+      const left = LEFT.exec(js);
+      if (left) problems.push(`${r}: specifier ${left[0]} not rewritten (write it as a literal import)`);
+      const out = join(tmp, r.replace(/\.ts$/, '.js'));
+      mkdirSync(dirname(out), { recursive: true });
+      writeFileSync(out, js);
+    } else {
+      mkdirSync(join(tmp, rel), { recursive: true });
+      cpSync(join(src, r), join(tmp, r));
     }
   }
 }
-copyAssets('');
-writeFileSync(join(dist, 'BUILD_HASH'), `${hash}\n`);
+
+// the hash is taken first: an edit made while building leaves the stamp stale, never wrong
+const hash = sourceHash(root);
+rmSync(tmp, { recursive: true, force: true });
+try {
+  build('');
+  if (problems.length > 0) throw new Error(`build: ${problems.length} problem(s):\n  ${problems.join('\n  ')}`);
+  writeFileSync(join(tmp, 'BUILD_HASH'), `${hash}\n`);
+  rmSync(dist, { recursive: true, force: true });
+  renameSync(tmp, dist);
+} catch (err) {
+  rmSync(tmp, { recursive: true, force: true });
+  process.stderr.write(`${(err as Error).message}\nmailgate keeps running from src/\n`);
+  process.exit(1);
+}
 process.stdout.write(`build: dist/ from src/ (${hash.slice(0, 12)})\n`);

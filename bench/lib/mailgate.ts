@@ -119,6 +119,15 @@ function gatewayEnv(ctx: BenchContext, experiments: readonly string[]): NodeJS.P
     BENCH_DNS_PORT: String(ctx.dns.port),
     BENCH_MEM_DIR: ctx.dirs.logs,
   };
+  // E.env: KEY=VALUE lines for this gateway's environment (glibc malloc tunables, for one)
+  for (const e of experiments) {
+    const f = join(ctx.dirs.bench, 'experiments', `${e}.env`);
+    if (!existsSync(f)) continue;
+    for (const line of readFileSync(f, 'utf8').split('\n')) {
+      const m = /^\s*([A-Za-z_][A-Za-z0-9_]*)=(.*)$/.exec(line);
+      if (m) env[m[1] as string] = m[2] as string;
+    }
+  }
   // the config file decides, not the caller's environment
   for (const k of Object.keys(env)) if (k.startsWith('MAILGATE_')) delete env[k];
   return env;
