@@ -12,7 +12,6 @@ import { checkConfig } from '../config/check-config.ts';
 import type { Config } from '../config/schema.ts';
 import { SourceErrors } from '../config/yaml-source.ts';
 import type { Gateway } from '../gateway.ts';
-import { releaseStartupMemory } from './release-memory.ts';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -199,7 +198,6 @@ async function serve(args: string[]): Promise<void> {
     process.on('SIGINT', () => forward('SIGINT'));
     process.on('SIGHUP', () => forward('SIGHUP'));
     process.on('SIGUSR1', () => forward('SIGUSR1'));
-    scheduleRelease();
     return;
   }
   // With several workers the primary serves the admin endpoints (metrics summed over workers).
@@ -220,7 +218,6 @@ async function serve(args: string[]): Promise<void> {
     process.stderr.write(`mailgate: cannot start: ${(err as Error).message}\n`);
     process.exit(2);
   }
-  scheduleRelease();
   let stopping = false;
   const stop = () => {
     if (stopping) return;
@@ -242,11 +239,6 @@ async function serve(args: string[]): Promise<void> {
     }
     gw.reload(next).catch((err: Error) => gw.runtime.logger.error({ err: err.message }, 'reload failed'));
   });
-}
-
-/** Start-up is done: give its memory back (src/cli/release-memory.ts), after the listening log lines are out. */
-function scheduleRelease(): void {
-  setTimeout(releaseStartupMemory, 500).unref();
 }
 
 /** Admin HTTP of the cluster primary: /metrics aggregated over workers, /healthz, /readyz. */
