@@ -28,6 +28,10 @@ COPY --from=deps /opt/mailgate/node_modules ./node_modules
 COPY package.json mailgate.example.yaml ./
 COPY bin ./bin
 COPY src ./src
+# dist/: src/ with the types blanked (npm run build; the `mailgate` launcher runs it while it
+# matches src/ and this Node), so the gateway never loads Node's TypeScript stripper: ≈ 20–30 MiB less RSS
+COPY scripts/build.ts ./scripts/build.ts
+RUN node scripts/build.ts
 COPY --chown=root:root deploy/docker/mailgate.yaml /etc/mailgate/mailgate.yaml
 COPY --chown=root:root rules /etc/mailgate/rules
 RUN ln -s /opt/mailgate/bin/mailgate.js /usr/local/bin/mailgate \

@@ -65,6 +65,9 @@ function bucket(f: CallFrame): string {
   if (u.startsWith('node:')) return `node:${u.slice(5).split('/')[0] === 'internal' ? u.slice(14).split('/')[0] : u.slice(5)}`;
   const src = u.indexOf('/src/');
   if (src >= 0) return `src/${u.slice(src + 5)}`;
+  // the compiled build (npm run build) is named after its source file
+  const dist = u.indexOf('/dist/');
+  if (dist >= 0) return `src/${u.slice(dist + 6).replace(/\.js$/, '.ts')}`;
   return u.replace(/^file:\/\//, '');
 }
 

@@ -92,11 +92,11 @@ function parseArgs(argv: string[]): { opts: BenchOptions; out: string | undefine
   const experiments: string[] = [];
   for (let e = take('--experiment'); e !== undefined; e = take('--experiment')) experiments.push(e);
   for (const e of experiments) {
-    if (!['mjs', 'yaml', 'flags'].some((x) => existsSync(join(here, 'experiments', `${e}.${x}`))))
+    if (!['mjs', 'yaml', 'flags', 'env'].some((x) => existsSync(join(here, 'experiments', `${e}.${x}`))))
       throw new Error(`--experiment: no bench/experiments/${e}.mjs or .yaml`);
   }
   for (let v = take('--variant'); v !== undefined; v = take('--variant')) {
-    if (!['mjs', 'yaml', 'flags'].some((x) => existsSync(join(here, 'experiments', `${v}.${x}`))))
+    if (!['mjs', 'yaml', 'flags', 'env'].some((x) => existsSync(join(here, 'experiments', `${v}.${x}`))))
       throw new Error(`--variant: no bench/experiments/${v}.mjs or .yaml`);
     producers.splice(producers.findIndex((p) => p.id === 'mailgate') + 1, 0, variantProducer(v));
     if (only.length) only.push(`mailgate+${v}`);
@@ -131,6 +131,7 @@ function parseArgs(argv: string[]): { opts: BenchOptions; out: string | undefine
       bigBytes: 50_000_000,
       ...(pinLoad ? { pinLoad } : {}),
       ...(pinGateway ? { pinGateway } : {}),
+      ...(compareRev ? { compareRev } : {}),
     },
     out,
     rev,

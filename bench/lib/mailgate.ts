@@ -39,6 +39,26 @@ export function mailgateRoot(ctx: BenchContext, rev: string | undefined): string
   return dir;
 }
 
+const built = new Set<string>();
+
+/**
+ * `npm run build` in that tree once per bench run, when the tree has it (dist/ is what the
+ * `mailgate` command runs when it is fresh): the working tree and --rev exports are measured the
+ * way they are deployed. Older revisions without a build step run from src/ as they always did.
+ */
+function buildOnce(ctx: BenchContext, root: string): void {
+  if (built.has(root) || !existsSync(join(root, 'scripts', 'build.ts'))) return;
+  built.add(root);
+  execFileSync(process.execPath, [join(root, 'scripts', 'build.ts')], { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] });
+  ctx.log(`built ${join(root, 'dist')}`);
+}
+
+/** The command mailgate is started with: the launcher (bin/mailgate.js) as an operator runs it. */
+function entryOf(root: string): string {
+  const launcher = join(root, 'bin', 'mailgate.js');
+  return existsSync(launcher) ? launcher : join(root, 'src', 'cli', 'main.ts');
+}
+
 export function mailgateAvailable(root: string): string | null {
   return existsSync(join(root, 'src', 'cli', 'main.ts')) ? null : `no ${join(root, 'src/cli/main.ts')} yet`;
 }
@@ -99,6 +119,15 @@ function gatewayEnv(ctx: BenchContext, experiments: readonly string[]): NodeJS.P
     BENCH_DNS_PORT: String(ctx.dns.port),
     BENCH_MEM_DIR: ctx.dirs.logs,
   };
+  // E.env: KEY=VALUE lines for this gateway's environment (glibc malloc tunables, for one)
+  for (const e of experiments) {
+    const f = join(ctx.dirs.bench, 'experiments', `${e}.env`);
+    if (!existsSync(f)) continue;
+    for (const line of readFileSync(f, 'utf8').split('\n')) {
+      const m = /^\s*([A-Za-z_][A-Za-z0-9_]*)=(.*)$/.exec(line);
+      if (m) env[m[1] as string] = m[2] as string;
+    }
+  }
   // the config file decides, not the caller's environment
   for (const k of Object.keys(env)) if (k.startsWith('MAILGATE_')) delete env[k];
   return env;
@@ -124,7 +153,8 @@ export async function startMailgate(ctx: BenchContext, root: string, o: Mailgate
     mkdirSync(o.cpuProfDir, { recursive: true });
     nodeArgs.push('--cpu-prof', '--cpu-prof-dir', o.cpuProfDir);
   }
-  const argv = [...nodeArgs, join(root, 'src', 'cli', 'main.ts'), 'serve', '--config', cfgFile];
+  buildOnce(ctx, root);
+  const argv = [...nodeArgs, entryOf(root), 'serve', '--config', cfgFile];
   const pin = ctx.opts.pinGateway;
   const svc = startService(`mailgate-${o.tag}`, pin ? 'taskset' : process.execPath, pin ? ['-c', pin, process.execPath, ...argv] : argv, {
     cwd: root,

@@ -29,6 +29,8 @@ export interface BenchOptions {
   pinLoad?: string;
   /** --pin-gateway CPUS: mailgate and Haraka run only on these CPUs (taskset). */
   pinGateway?: string;
+  /** --compare-rev REV: mailgate at that revision is measured too (throughput and memory rows). */
+  compareRev?: string;
 }
 
 export interface BenchDirs {

@@ -3,7 +3,7 @@
 import { measureBigMessage, measureIdleConns } from '../lib/measure.ts';
 import { bigMessage } from '../lib/corpus.ts';
 import { startHaraka } from '../lib/haraka.ts';
-import { mailgateAvailable, startMailgate } from '../lib/mailgate.ts';
+import { mailgateAvailable, mailgateRoot, startMailgate } from '../lib/mailgate.ts';
 import type { BenchContext, Gateway, Row, RowProducer } from '../lib/types.ts';
 import { join } from 'node:path';
 
@@ -37,9 +37,22 @@ const sinkDirect: Contender = {
   missing: () => null,
 };
 
+/** `--compare-rev REV`: mailgate at that revision, measured the same way right after the working tree's. */
+function revContender(rev: string): Contender {
+  return {
+    name: 'mailgate-rev',
+    label: `mailgate at ${rev} (workers: 1)`,
+    start: (ctx, tag) => startMailgate(ctx, mailgateRoot(ctx, rev), { workers: 1, tag }),
+    missing: (ctx) => mailgateAvailable(mailgateRoot(ctx, rev)),
+  };
+}
+
 async function each(ctx: BenchContext, test: string, fn: (g: Gateway, c: Contender) => Promise<Row>, extra: Contender[] = []): Promise<Row[]> {
   const rows: Row[] = [];
-  for (const c of [...extra, ...contenders]) {
+  const rev = ctx.opts.compareRev;
+  const all = [...extra, ...contenders];
+  if (rev) all.splice(all.findIndex((c) => c.name === 'mailgate') + 1, 0, revContender(rev));
+  for (const c of all) {
     const id = `${c.name}-${test}`;
     const missing = c.missing(ctx);
     if (missing) {

@@ -1,7 +1,11 @@
 // A safe view of a stored message for the console and API: header fields as text, the body as
 // plain text only (HTML is converted to text by mailparser, never passed on as markup), and the
 // attachments' names and sizes. Bounded: huge messages are cut before parsing.
-import { simpleParser } from 'mailparser';
+// mailparser (and html-to-text, htmlparser2, … ≈ 60 modules) is imported on the first view, not
+// when the admin server starts: most gateways never open a message in the console.
+import type { simpleParser as SimpleParser } from 'mailparser';
+
+let parser: typeof SimpleParser | undefined;
 
 export interface MessageView {
   headers: Array<{ name: string; value: string }>;
@@ -105,7 +109,8 @@ export function htmlToPlain(htmlText: string, max = MAX_TEXT): string {
 
 /** `bytes` may be a prefix of the message (`size` is the whole message's length). */
 export async function viewMessage(bytes: Buffer, size = bytes.length): Promise<MessageView> {
-  const parsed = await simpleParser(bytes.length > MAX_PARSE ? bytes.subarray(0, MAX_PARSE) : bytes, {
+  parser ??= (await import('mailparser')).simpleParser;
+  const parsed = await parser(bytes.length > MAX_PARSE ? bytes.subarray(0, MAX_PARSE) : bytes, {
     skipHtmlToText: false,
     skipImageLinks: true,
     skipTextToHtml: true,

@@ -309,10 +309,9 @@ async function quarantineCommand(args: string[]): Promise<void> {
 
 async function rulesCommand(args: string[]): Promise<void> {
   // The rules CLI lives with the rules engine; loaded lazily so `serve` does not pay for it.
-  const modPath = './rules.ts';
-  const mod = (await import(modPath).catch(() => undefined)) as { runRulesCommand?: (a: string[]) => Promise<number> } | undefined;
-  if (!mod?.runRulesCommand) usage('rules: not available in this build');
-  process.exitCode = await mod.runRulesCommand(args);
+  // A literal specifier, so `npm run build` rewrites it to dist/cli/rules.js.
+  const { runRulesCommand } = await import('./rules.ts');
+  process.exitCode = await runRulesCommand(args);
 }
 
 export async function main(argv: string[]): Promise<void> {

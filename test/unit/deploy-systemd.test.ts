@@ -47,7 +47,7 @@ const cases: Array<{ key: string; expected: string | RegExp }> = [
   { key: 'ReadWritePaths', expected: '/var/lib/mailgate' },
   { key: 'User', expected: 'mailgate' },
   { key: 'KillSignal', expected: 'SIGTERM' },
-  { key: 'ExecStart', expected: /src\/cli\/main\.ts serve --config \/etc\/mailgate\/mailgate\.yaml$/ },
+  { key: 'ExecStart', expected: /bin\/mailgate\.js serve --config \/etc\/mailgate\/mailgate\.yaml$/ },
   { key: 'Environment', expected: /TMPDIR=\/var\/lib\/mailgate\/spool/ },
 ];
 for (const c of cases) {

@@ -1,0 +1,86 @@
+// Load only what the config uses (issue 16): `mailgate serve` with the shipped example config
+// must not import the packages of features that config leaves off — Redis (ioredis), a
+// PostgreSQL quarantine index (pg), tracing (the OpenTelemetry SDK and exporter), the console's
+// message parser (mailparser and its HTML stack) — while the features it has on are loaded. A
+// module hook in the served process records every package it loads.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parse, stringify } from 'yaml';
+import { closedPort, loopbackDns } from '../helpers/gateway.ts';
+
+const root = resolve(import.meta.dirname, '..', '..');
+
+// Written into the served process with --import: package names of every module it loads, saved at exit.
+const HOOK = `import { registerHooks } from 'node:module';
+import { writeFileSync } from 'node:fs';
+const seen = new Set();
+registerHooks({ load(url, ctx, next) { const m = /node_modules\\/((?:@[^/]+\\/)?[^/]+)\\//.exec(url); if (m) seen.add(m[1]); return next(url, ctx); } });
+process.on('exit', () => writeFileSync(process.env.LOADED_OUT, JSON.stringify([...seen].sort())));
+`;
+
+async function loadedPackages(dir: string, overrides: Record<string, unknown>): Promise<{ loaded: string[]; log: string }> {
+  const example = parse(readFileSync(join(root, 'mailgate.example.yaml'), 'utf8')) as Record<string, unknown>;
+  const cfg = {
+    ...example,
+    listen: [{ host: '127.0.0.1', port: await closedPort() }],
+    backend: { maildir: join(dir, 'delivered') },
+    rules: join(root, 'rules'),
+    quarantine: { dir: join(dir, 'quarantine') },
+    dns: { servers: [await loopbackDns()] },
+    ...overrides,
+  };
+  writeFileSync(join(dir, 'mailgate.yaml'), stringify(cfg));
+  writeFileSync(join(dir, 'hook.mjs'), HOOK);
+  const out = join(dir, 'loaded.json');
+  const child = spawn(
+    process.execPath,
+    ['--import', join(dir, 'hook.mjs'), join(root, 'src', 'cli', 'main.ts'), 'serve', '--config', join(dir, 'mailgate.yaml')],
+    {
+      cwd: dir,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, LOADED_OUT: out },
+    },
+  );
+  let log = '';
+  child.stdout.on('data', (d) => (log += d));
+  child.stderr.on('data', (d) => (log += d));
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  for (let i = 0; i < 300 && !log.includes('mailgate listening'); i++) await new Promise((r) => setTimeout(r, 100));
+  assert.match(log, /mailgate listening/);
+  // past the start-up work that runs after listening (the memory release at +500 ms)
+  await new Promise((r) => setTimeout(r, 1000));
+  child.kill('SIGTERM');
+  assert.equal(await exited, 0, log);
+  return { loaded: JSON.parse(readFileSync(out, 'utf8')) as string[], log };
+}
+
+test('serve with the shipped config loads no package of a feature it leaves off', { timeout: 90_000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mg-lazy-'));
+  mkdirSync(join(dir, 'delivered'));
+  try {
+    const { loaded } = await loadedPackages(dir, { admin: { host: '127.0.0.1', port: await closedPort() } });
+    // what the config has on is there: the hook sees packages at all
+    for (const on of ['smtp-server', 'mailauth', 'hono', 'pino', 'zod']) assert.ok(loaded.includes(on), `${on} should be loaded: ${loaded.join(' ')}`);
+    for (const off of ['ioredis', 'pg', '@opentelemetry/sdk-trace', '@opentelemetry/exporter-trace-otlp-http', 'mailparser', 'html-to-text', 'htmlparser2']) {
+      assert.ok(!loaded.includes(off), `${off} is loaded, but the config does not use it`);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('admin: false does not load the admin HTTP server (hono)', { timeout: 90_000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mg-lazy-'));
+  mkdirSync(join(dir, 'delivered'));
+  try {
+    const { loaded } = await loadedPackages(dir, { admin: false });
+    assert.ok(loaded.includes('smtp-server'));
+    for (const off of ['hono', '@hono/node-server']) assert.ok(!loaded.includes(off), `${off} is loaded with admin: false`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
