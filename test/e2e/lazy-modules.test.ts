@@ -66,7 +66,16 @@ test('serve with the shipped config loads no package of a feature it leaves off'
     // what the config has on is there: the hook sees packages at all
     for (const on of ['mailauth', 'hono', 'pino', 'zod']) assert.ok(loaded.includes(on), `${on} should be loaded: ${loaded.join(' ')}`);
     // smtp-server: only the outbound listener (backscatter.outbound) uses it; the inbound front is our own.
-    for (const off of ['smtp-server', 'ioredis', 'pg', '@opentelemetry/sdk-trace', '@opentelemetry/exporter-trace-otlp-http', 'mailparser', 'html-to-text', 'htmlparser2']) {
+    for (const off of [
+      'smtp-server',
+      'ioredis',
+      'pg',
+      '@opentelemetry/sdk-trace',
+      '@opentelemetry/exporter-trace-otlp-http',
+      'mailparser',
+      'html-to-text',
+      'htmlparser2',
+    ]) {
       assert.ok(!loaded.includes(off), `${off} is loaded, but the config does not use it`);
     }
   } finally {
