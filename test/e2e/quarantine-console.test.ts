@@ -1,17 +1,22 @@
 // The web console in headless Chromium (playwright-core, /usr/bin/chromium): 401 without
 // credentials, log in, filter, open a message, release it and see it arrive in Postfix; a forged
 // cross-site POST is refused; a script-laden HTML message renders inert (no script runs, nothing
-// remote is fetched). Saves docs/img/console.png (and a phone-sized one) for the docs.
+// remote is fetched). Takes the screenshots of the docs (console.png and a phone-sized one) into a
+// temp directory, or into MAILGATE_SCREENSHOT_DIR (`MAILGATE_SCREENSHOT_DIR=docs/img` refreshes
+// the docs' pictures): a test run never changes the working tree.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { chromium, type Browser } from 'playwright-core';
 import { hashPassword } from '../../src/admin/password.ts';
 import { startQuarantineEnv, type QuarantineEnv } from '../helpers/quarantine-env.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
+const SHOTS = process.env.MAILGATE_SCREENSHOT_DIR ?? mkdtempSync(join(tmpdir(), 'mailgate-console-'));
 let env: QuarantineEnv;
 let browser: Browser;
 let base: string;
@@ -69,7 +74,7 @@ test('console: 401 without credentials; log in, filter, open, release, and the m
   assert.match(list?.headers()['content-security-policy'] ?? '', /default-src 'none'/);
   assert.ok((await page.locator('table.list tbody tr').count()) >= 2);
   await page.setViewportSize({ width: 1100, height: 700 });
-  await page.screenshot({ path: 'docs/img/console.png', fullPage: false });
+  await page.screenshot({ path: join(SHOTS, 'console.png'), fullPage: false });
   await page.fill('input[name=rcpt]', 'bob@example.test');
   await Promise.all([page.waitForURL(/rcpt=bob/), page.click('form.filters button[type=submit]')]);
   const rows = page.locator('table.list tbody tr');
@@ -81,7 +86,7 @@ test('console: 401 without credentials; log in, filter, open, release, and the m
   assert.match(await page.locator('pre.body').innerText(), new RegExp(forBob.tok));
   assert.match(await page.locator('dl.summary').innerText(), /QUARANTINE_ME/);
   await page.setViewportSize({ width: 390, height: 844 });
-  await page.screenshot({ path: 'docs/img/console-phone.png', fullPage: false });
+  await page.screenshot({ path: join(SHOTS, 'console-phone.png'), fullPage: false });
   // Usable on a phone: nothing wider than the screen.
   assert.ok((await page.evaluate(() => document.documentElement.scrollWidth)) <= 390 + 1, 'no horizontal scrolling at 390 px');
   await page.setViewportSize({ width: 1100, height: 700 });
