@@ -13,6 +13,7 @@ import { walkMime, type MimeWalk } from '../../src/message/mime-walk.ts';
 import { walkMime as oldWalk } from '../helpers/mailsplit-walk.ts';
 import { mimeMessage, forwardAsRfc822, fakeExe, SHARED } from '../helpers/content-fixtures.ts';
 import { smallMessage } from '../../bench/lib/corpus.ts';
+import { flatMimeMessage as message } from '../helpers/random-mime.ts';
 
 function* files(d: string): Generator<string> {
   for (const n of readdirSync(d)) {
@@ -79,39 +80,6 @@ test('equivalence: the new walk in chunks gives what the old one gives whole', a
 });
 
 // The generator of test/unit/fuzz-mime.test.ts, plus tokens for delimiter edge cases.
-const token = fc.oneof(
-  fc.constantFrom(
-    'Content-Type: multipart/mixed; boundary="b"\r\n',
-    'Content-Type: multipart/alternative; boundary=b\r\n',
-    'Content-Type: multipart/related; boundary=c; boundary=b\r\n',
-    'Content-Type: message/rfc822\r\n',
-    'Content-Type: text/html; charset=utf-8\r\n',
-    'Content-Type: text/plain; boundary=b\r\n',
-    'Content-Type: application/octet-stream; name="a.exe"\r\n',
-    'Content-Transfer-Encoding: base64\r\n',
-    'Content-Transfer-Encoding: quoted-printable\r\n',
-    "Content-Disposition: attachment; filename*=UTF-8''%E2%80%AEfdp.exe\r\n",
-    'Content-Disposition: attachment; filename="=?utf-8?B?aW52b2ljZS5wZGYuZXhl?="\r\n',
-    'Content-Disposition: attachment; filename*0="x."; filename*1="scr"\r\n',
-    '\r\n',
-    '--b\r\n',
-    '--b--\r\n',
-    '--c\r\n',
-    '--c--\r\n',
-    '\r--b\r\n',
-    '--b',
-    'TVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAAA\r\n',
-    '=E2=80=AE=\r\n',
-    'begin 644 x.exe\r\nM35J0\r\nend\r\n',
-    '<a href="https://bit.ly/x">x</a>\r\n',
-    ' folded\r\n',
-    '\n',
-    '\r',
-  ),
-  fc.string({ maxLength: 12 }),
-  fc.string({ unit: 'binary', maxLength: 8 }),
-);
-const message = fc.array(token, { maxLength: 60 }).map((parts) => Buffer.from(`Subject: fuzz\r\n${parts.join('')}`, 'latin1'));
 
 // Structured MIME (multiparts of leaves and attached messages, boundaries reused across levels),
 // then mutated: lines dropped or duplicated, noise lines inserted, CRLF or LF line ends.

@@ -6,32 +6,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { DEFAULT_WALK_LIMITS, walkMime } from '../../src/message/mime-walk.ts';
 import { runFuzzAsync } from '../helpers/fuzz.ts';
-
-const token = fc.oneof(
-  fc.constantFrom(
-    'Content-Type: multipart/mixed; boundary="b"\r\n',
-    'Content-Type: multipart/alternative; boundary=b\r\n',
-    'Content-Type: message/rfc822\r\n',
-    'Content-Type: text/html; charset=utf-8\r\n',
-    'Content-Type: application/octet-stream; name="a.exe"\r\n',
-    'Content-Transfer-Encoding: base64\r\n',
-    'Content-Transfer-Encoding: quoted-printable\r\n',
-    "Content-Disposition: attachment; filename*=UTF-8''%E2%80%AEfdp.exe\r\n",
-    '\r\n',
-    '--b\r\n',
-    '--b--\r\n',
-    'TVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAAA\r\n',
-    '=E2=80=AE=\r\n',
-    'begin 644 x.exe\r\nM35J0\r\nend\r\n',
-    '<a href="https://bit.ly/x">x</a>\r\n',
-    ' folded\r\n',
-    '\n',
-    '\r',
-  ),
-  fc.string({ maxLength: 12 }),
-  fc.string({ unit: 'binary', maxLength: 8 }),
-);
-const message = fc.array(token, { maxLength: 60 }).map((parts) => Buffer.from(`Subject: fuzz\r\n${parts.join('')}`, 'latin1'));
+import { flatMimeMessage as message } from '../helpers/random-mime.ts';
 
 function chunks(buf: Buffer, cuts: number[]): Buffer[] {
   const at = [...new Set(cuts.map((c) => c % (buf.length + 1)))].sort((a, b) => a - b);
