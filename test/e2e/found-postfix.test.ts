@@ -5,7 +5,6 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import tls from 'node:tls';
 import http from 'node:http';
-import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync, chmodSync } from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { tmpdir } from 'node:os';
@@ -15,6 +14,7 @@ import { startGateway, testConfig, type TestGateway } from '../helpers/gateway.t
 import { startPostfix, type PostfixInstance } from '../helpers/postfix.ts';
 import { token } from '../helpers/maildir.ts';
 import type { Config } from '../../src/config/schema.ts';
+import { writeTestCert } from '../helpers/tls-cert.ts';
 
 let pf: PostfixInstance;
 let gw: TestGateway;
@@ -189,27 +189,7 @@ test('item 10: the spool is a private 0700 directory from config, emptied at sta
 
 test('item 6: an implicit-TLS client that never starts the handshake is dropped at the deadline', async () => {
   const certDir = mkdtempSync(join(tmpdir(), 'mailgate-tls-'));
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-keyout',
-      join(certDir, 'key.pem'),
-      '-out',
-      join(certDir, 'cert.pem'),
-      '-days',
-      '2',
-      '-subj',
-      '/CN=mx.example.test',
-    ],
-    { stdio: 'ignore' },
-  );
+  writeTestCert(certDir);
   const g2 = await startGateway(
     config({
       listen: [{ host: '127.0.0.1', port: 0, tls: { key: join(certDir, 'key.pem'), cert: join(certDir, 'cert.pem'), implicit: true } }],

@@ -5,13 +5,14 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RawSmtp } from '../helpers/smtp-client.ts';
 import { closedPort, loopbackDns } from '../helpers/gateway.ts';
 import { startPostfix } from '../helpers/postfix.ts';
+import { writeTestCert } from '../helpers/tls-cert.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -43,27 +44,7 @@ test('hostile clients while legitimate mail flows: p99 < 1 s, every legitimate m
   cleanups.push(() => pf.destroy());
   const dir = mkdtempSync(join(tmpdir(), 'mailgate-hostile-load-'));
   mkdirSync(join(dir, 'rules'));
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-keyout',
-      join(dir, 'key.pem'),
-      '-out',
-      join(dir, 'cert.pem'),
-      '-days',
-      '2',
-      '-subj',
-      '/CN=mx.example.test',
-    ],
-    { stdio: 'ignore' },
-  );
+  writeTestCert(dir);
   const port = await closedPort();
   const tlsPort = await closedPort();
   const cfg = join(dir, 'mailgate.yaml');

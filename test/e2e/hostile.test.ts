@@ -10,7 +10,6 @@ import tls from 'node:tls';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import { once } from 'node:events';
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, statSync, existsSync, openSync, readSync, closeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,6 +18,7 @@ import { RawSmtp, sendMessage, type Reply } from '../helpers/smtp-client.ts';
 import { startGateway, testConfig, requireBackend, BACKEND_PORT, type TestGateway } from '../helpers/gateway.ts';
 import { token, MAIL_BASE } from '../helpers/maildir.ts';
 import { makeRulesDir } from '../helpers/rules-dir.ts';
+import { writeTestCert } from '../helpers/tls-cert.ts';
 
 // --- helpers ------------------------------------------------------------------------------------
 
@@ -181,27 +181,7 @@ let certDir: string;
 before(async () => {
   await requireBackend();
   certDir = mkdtempSync(join(tmpdir(), 'mg-hostile-tls-'));
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-keyout',
-      join(certDir, 'key.pem'),
-      '-out',
-      join(certDir, 'cert.pem'),
-      '-days',
-      '2',
-      '-subj',
-      '/CN=mx.example.test',
-    ],
-    { stdio: 'ignore' },
-  );
+  writeTestCert(certDir);
   const key = join(certDir, 'key.pem');
   const cert = join(certDir, 'cert.pem');
   const bodyRules = makeRulesDir({
