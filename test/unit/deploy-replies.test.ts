@@ -3,8 +3,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { renderReplyTable, requiredParams, REPLIES_MD } from '../../scripts/gen-reply-table.ts';
-import { replies } from '../../src/pipeline/reply.ts';
+import { PROTOCOL_WHEN, renderReplyTable, requiredParams, REPLIES_MD } from '../../scripts/gen-reply-table.ts';
+import { replies, SmtpReply } from '../../src/pipeline/reply.ts';
+import { protocolReplies } from '../../src/fronts/smtp/protocol-replies.ts';
 import { STAGES } from '../../src/pipeline/stages.ts';
 
 const paramCases: Array<{ desc: string; fn: (...a: never[]) => unknown; expected: string[] }> = [
@@ -34,4 +35,15 @@ test('every reply of the catalogue is in the table, placeholders filled', () => 
   }
   assert.ok(!table.includes('undefined'), 'a parameter was not filled');
   assert.ok(table.includes('`Relaying denied: we do not accept mail for <domain>`'));
+});
+
+test("every reply of the SMTP front's engine is in the table with when it is sent", () => {
+  const table = renderReplyTable();
+  for (const [name, entry] of Object.entries(protocolReplies)) {
+    const r = entry instanceof SmtpReply ? entry : (entry as (...a: string[]) => SmtpReply)('<x>', '<y>');
+    const when = PROTOCOL_WHEN[name as keyof typeof protocolReplies];
+    assert.ok(when && when.length > 3, `${name} has no "sent when" line in scripts/gen-reply-table.ts`);
+    assert.ok(table.includes(`| \`${name}\` | ${r.code} | ${r.enhanced || '–'} |`), name);
+  }
+  assert.ok(table.includes('| `startData` | 354 | – | `End data with <CR><LF>.<CR><LF>` | intermediate |'));
 });
