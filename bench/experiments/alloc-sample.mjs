@@ -7,7 +7,10 @@ import { writeFileSync } from 'node:fs';
 const session = new Session();
 session.connect();
 const interval = Number(process.env.ALLOC_SAMPLE_BYTES ?? 8192);
-session.post('HeapProfiler.startSampling', { samplingInterval: interval, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+// ALLOC_SAMPLE_PROMOTED=1: leave out what a scavenge collected, so the profile holds what was
+// promoted to the old generation (and what is still alive): the food of the mark-compacts.
+const promotedOnly = process.env.ALLOC_SAMPLE_PROMOTED === '1';
+session.post('HeapProfiler.startSampling', { samplingInterval: interval, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: !promotedOnly });
 const dir = process.env.BENCH_MEM_DIR ?? '/tmp';
 let written = false;
 function dump() {
