@@ -56,13 +56,27 @@ function normaliseName(name: string): string | undefined {
   if (typeof name !== 'string') return undefined;
   let n = name.trim();
   if (n.endsWith('.')) n = n.slice(0, -1);
-  if (n === '' || Buffer.byteLength(n) > 253) return undefined;
-  for (const label of n.split('.')) {
-    const len = Buffer.byteLength(label);
-    if (len === 0 || len > 63) return undefined;
+  if (n === '') return undefined;
+  if (NON_ASCII.test(n)) {
+    if (Buffer.byteLength(n) > 253) return undefined;
+    for (const label of n.split('.')) {
+      const len = Buffer.byteLength(label);
+      if (len === 0 || len > 63) return undefined;
+    }
+    return n;
   }
-  return n;
+  // ASCII (nearly every name): a character is an octet, labels measured between the dots.
+  if (n.length > 253) return undefined;
+  for (let start = 0; ; ) {
+    const dot = n.indexOf('.', start);
+    const len = (dot < 0 ? n.length : dot) - start;
+    if (len === 0 || len > 63) return undefined;
+    if (dot < 0) return n;
+    start = dot + 1;
+  }
 }
+
+const NON_ASCII = /[^\x00-\x7f]/;
 
 export class Resolver implements DnsLookup {
   readonly servers: readonly ServerAddress[];

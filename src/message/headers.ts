@@ -9,10 +9,14 @@ export interface HeaderField {
   readonly raw: string;
 }
 
+const NON_ASCII = /[\x80-\xff]/;
+
 /** Splits a header block (ending with the empty line, or not) into fields. */
 export function parseHeaderBlock(block: Buffer): HeaderField[] {
   // latin1 keeps every byte as one char, so raw fields round-trip exactly.
   const text = block.toString('latin1');
+  // An ASCII block (most are) reads the same as UTF-8: no per-field re-decoding.
+  const ascii = !NON_ASCII.test(text);
   const fields: HeaderField[] = [];
   let start = 0;
   const n = text.length;
@@ -36,7 +40,7 @@ export function parseHeaderBlock(block: Buffer): HeaderField[] {
         .slice(colon + 1)
         .replace(/\r\n([ \t])/g, '$1')
         .trim();
-      fields.push({ name, value: Buffer.from(value, 'latin1').toString('utf8'), raw });
+      fields.push({ name, value: ascii ? value : Buffer.from(value, 'latin1').toString('utf8'), raw });
     } else {
       // A line without a colon (broken header): keep it as a nameless field so it is relayed.
       fields.push({ name: '', value: line, raw });
@@ -56,7 +60,39 @@ export function isOrphanContinuation(f: HeaderField): boolean {
 
 /** Folds a header value we generate so no line exceeds 78 characters where possible. */
 export function foldHeader(name: string, value: string): string {
-  const words = value.split(/(?<=;) +| +/);
+  // Words are what runs of spaces separate; with single spaces only, a line's words joined by
+  // spaces are a slice of the value, so a line is built once instead of word by word.
+  if (value.includes('  ')) return foldWords(name, value.split(/ +/));
+  let out = '';
+  let first = true;
+  let hasWords = false;
+  let from = 0;
+  let to = 0;
+  let length = name.length + 1;
+  const line = (): string => (first ? (hasWords ? `${name}: ${value.slice(from, to)}` : `${name}:`) : `\t${value.slice(from, to)}`);
+  for (let pos = 0; ; ) {
+    const sp = value.indexOf(' ', pos);
+    const end = sp < 0 ? value.length : sp;
+    const full = length + 1 + (end - pos) > 78 ? line() : undefined;
+    if (full !== undefined && full.trim().length > name.length + 1) {
+      out += `${full}\r\n`;
+      first = false;
+      from = pos;
+      length = end - pos + 1;
+    } else {
+      if (!hasWords) from = pos;
+      length += 1 + (end - pos);
+    }
+    hasWords = true;
+    to = end;
+    if (sp < 0) break;
+    pos = sp + 1;
+  }
+  return `${out}${line()}\r\n`;
+}
+
+/** foldHeader over words: each added to the line, a new line (tab-indented) when it would pass 78. */
+function foldWords(name: string, words: readonly string[]): string {
   let line = `${name}:`;
   const lines: string[] = [];
   for (const w of words) {

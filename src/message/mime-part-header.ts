@@ -187,40 +187,62 @@ function wantedFields(block: string): Map<Wanted, string> {
   const found = new Map<Wanted, string>();
   let end = block.length;
   while (end > 0 && (block.charCodeAt(end - 1) === 0x0a || block.charCodeAt(end - 1) === 0x0d)) end--;
-  // Physical lines [starts[i], ends[i]).
-  const starts: number[] = [];
-  const ends: number[] = [];
-  for (let p = 0; ; ) {
-    const lf = block.indexOf('\n', p);
-    starts.push(p);
-    if (lf < 0 || lf >= end) {
-      ends.push(end);
-      break;
+  // One field at a time: its first physical line [p, stop), its last one ending at fieldEnd;
+  // strings are made only for the first line of the block and for names long enough to be wanted.
+  for (let p = 0, first = true; ; first = false) {
+    let lf = block.indexOf('\n', p);
+    let last = lf < 0 || lf >= end;
+    const stop = lineStop(block, p, lf, last, end);
+    let fieldEnd = stop;
+    let lines = 1;
+    let bareLf = false;
+    let next = last ? -1 : lf + 1;
+    while (!last && (block.charCodeAt(next) === 0x20 || block.charCodeAt(next) === 0x09)) {
+      if (block.charCodeAt(lf - 1) !== 0x0d) bareLf = true;
+      const q = next;
+      lf = block.indexOf('\n', q);
+      last = lf < 0 || lf >= end;
+      fieldEnd = lineStop(block, q, lf, last, end);
+      lines++;
+      next = last ? -1 : lf + 1;
     }
-    ends.push(lf > p && block.charCodeAt(lf - 1) === 0x0d ? lf - 1 : lf);
-    p = lf + 1;
-  }
-  for (let i = 0; i < starts.length; ) {
-    const first = i;
-    i++;
-    while (i < starts.length) {
-      const c = block.charCodeAt(starts[i] as number);
-      if (c !== 0x20 && c !== 0x09) break;
-      i++;
+    // The lines joined with CRLF: the text itself unless a line ended with a bare LF.
+    const joined = (): string => (lines === 1 || !bareLf ? block.slice(p, fieldEnd) : joinLines(block, p, fieldEnd, end));
+    const skip = first && (/^From /i.test(block.slice(p, stop)) || /^POST /i.test(block.slice(p, stop)));
+    if (!skip) {
+      const colon = block.indexOf(':', p);
+      let name = '';
+      // trim() only shortens a name: one shorter than the shortest wanted can not be one.
+      if (colon >= 0 && colon < stop) name = colon - p >= MIN_WANTED ? block.slice(p, colon) : '';
+      else if (lines > 1) name = joinedKey(joined());
+      const key = name === '' ? '' : name.trim().toLowerCase();
+      if (WANTED.has(key) && !found.has(key as Wanted)) found.set(key as Wanted, joined());
     }
-    const physical = block.slice(starts[first], ends[first]);
-    const joined = (): string => {
-      let line = physical;
-      for (let k = first + 1; k < i; k++) line += `\r\n${block.slice(starts[k], ends[k])}`;
-      return line;
-    };
-    if (first === 0 && (/^From /i.test(physical) || /^POST /i.test(physical))) continue;
-    const colon = physical.indexOf(':');
-    const name = colon >= 0 ? physical.slice(0, colon) : i > first + 1 ? joinedKey(joined()) : '';
-    const key = name.trim().toLowerCase();
-    if (WANTED.has(key) && !found.has(key as Wanted)) found.set(key as Wanted, joined());
+    if (last) break;
+    p = next;
   }
   return found;
+}
+
+const MIN_WANTED = Math.min(...[...WANTED].map((k) => k.length));
+
+/** Where a physical line's text ends: before its CR LF (or LF), or at the end of the block's text. */
+function lineStop(block: string, start: number, lf: number, last: boolean, end: number): number {
+  if (last) return end;
+  return lf > start && block.charCodeAt(lf - 1) === 0x0d ? lf - 1 : lf;
+}
+
+/** The physical lines of [start, stop) joined with CRLF whatever ended them (LF or CR LF). */
+function joinLines(block: string, start: number, stop: number, end: number): string {
+  let out = '';
+  for (let p = start; ; ) {
+    const lf = block.indexOf('\n', p);
+    const last = lf < 0 || lf >= stop;
+    out += block.slice(p, last ? stop : lineStop(block, p, lf, false, end));
+    if (last) return out;
+    out += '\r\n';
+    p = lf + 1;
+  }
 }
 
 /** The name part of a field whose colon is on a continuation line ("" without a colon). */

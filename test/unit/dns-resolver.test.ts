@@ -65,6 +65,11 @@ describe('answers in node:dns shapes', () => {
     { desc: 'SERVFAIL → ESERVFAIL', name: 'broken.example.com', type: 'A', code: 'ESERVFAIL' },
     { desc: 'label over 63 octets → EBADNAME', name: `${'a'.repeat(64)}.example.com`, type: 'A', code: 'EBADNAME' },
     { desc: 'empty label → EBADNAME', name: 'a..example.com', type: 'TXT', code: 'EBADNAME' },
+    { desc: 'empty last label (two trailing dots) → EBADNAME', name: 'example.com..', type: 'TXT', code: 'EBADNAME' },
+    { desc: 'leading dot → EBADNAME', name: '.example.com', type: 'TXT', code: 'EBADNAME' },
+    { desc: 'name over 253 octets → EBADNAME', name: `${'a.'.repeat(126)}ab`, type: 'A', code: 'EBADNAME' },
+    { desc: 'a label of 40 characters and 80 octets (UTF-8) → EBADNAME', name: `${'é'.repeat(40)}.example.com`, type: 'A', code: 'EBADNAME' },
+    { desc: 'a label of 63 octets is a name (then NXDOMAIN)', name: `${'a'.repeat(63)}.example.com.`, type: 'A', code: 'ENOTFOUND' },
     { desc: 'unsupported type → ENOTIMP', name: 'example.com', type: 'HINFO', code: 'ENOTIMP' },
   ];
   for (const c of errors) {

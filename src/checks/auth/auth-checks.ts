@@ -133,9 +133,7 @@ export function createAuthChecks(
         rejectRsaSha1: cfg.reject_rsa_sha1,
         curTime: new Date(now()),
         strict: cfg.strict.dkim,
-        ...(sealKey
-          ? { seal: { signingDomain: sealKey.domain, selector: sealKey.selector, privateKey: sealKey.privateKey.export({ format: 'pem', type: 'pkcs8' }) } }
-          : {}),
+        ...(sealKey ? { seal: { signingDomain: sealKey.domain, selector: sealKey.selector, privateKey: sealKey.pem } } : {}),
       });
       const arcRes = await arc(cfg.strict.dkim ? (dkim.arc as unknown as ARCData) : strictArcData(dkim), {
         resolver,

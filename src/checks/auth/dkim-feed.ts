@@ -6,8 +6,10 @@
 // those of dkimVerify() (test/unit/dkim-feed.test.ts compares them). When the header block asks
 // for no body hash (no DKIM-Signature, no ARC-Message-Signature, no seal), the body is not read.
 // Keys come from key-memo.ts's cache (parsed once per record) instead of mailauth's per-message one.
+// Body hashes are dkim-body-hash.ts's, not mailauth's per-byte hashers.
 // Pinned to mailauth 7.1.0's lib/dkim/message-parser.js and lib/dkim/verify.js.
 import type { DKIMVerifyOptions, DKIMVerifyResult } from 'mailauth';
+import { DkimBodyHash, type MimeStartFinder } from './dkim-body-hash.ts';
 import { createKeyCache } from './key-memo.ts';
 import { DkimVerifier } from './mailauth-internals.ts';
 
@@ -100,6 +102,7 @@ export async function verifyDkim(input: AsyncIterable<Buffer | string>, options:
         continue;
       }
       await v.emitHeaders(chunk.subarray(0, end));
+      ownBodyHashes(v.bodyHashes);
       chunk = chunk.subarray(end);
       // Nothing the header block asked for reads the body: stop reading it.
       if (v.bodyHashes.size === 0) break;
@@ -109,6 +112,29 @@ export async function verifyDkim(input: AsyncIterable<Buffer | string>, options:
   }
   await v.finish();
   return resultOf(v);
+}
+
+/** What the verifier's body hashers hold that ownBodyHashes() takes over. */
+interface MailauthBodyHash {
+  constructor: { name: string };
+  maxBodyLength?: number | false;
+  byteLength?: number;
+  mimeStructureStartFinder?: MimeStartFinder;
+}
+
+/**
+ * Replaces the verifier's body hashers (made by emitHeaders, keyed `canon:algo:l=`, before any
+ * body byte) with dkim-body-hash.ts's: same canonicalisation, algorithm and l=, and mailauth's own
+ * MIME structure finder, already given the boundary, carried over.
+ */
+function ownBodyHashes(hashes: Map<string, unknown>): void {
+  for (const [key, value] of hashes) {
+    const old = value as MailauthBodyHash;
+    const canon = old.constructor.name === 'RelaxedHash' ? 'relaxed' : old.constructor.name === 'SimpleHash' ? 'simple' : undefined;
+    const algorithm = (key.split(':')[1] || 'sha256').split('-').pop()?.toLowerCase() ?? 'sha256';
+    if (!canon || old.byteLength !== 0 || !['sha256', 'sha1'].includes(algorithm)) continue;
+    hashes.set(key, new DkimBodyHash(canon, algorithm, old.maxBodyLength, old.mimeStructureStartFinder));
+  }
 }
 
 /** The object dkimVerify() returns: headers, arc and seal as hidden properties. */
