@@ -11,18 +11,26 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 const NEED = 24;
 const major = Number(process.versions.node.split('.')[0]);
 
-// V8's young generation (two semi-spaces) grows to 3 × 16 MiB under traffic and stays resident
-// until the memory reducer runs after ~10 s of idleness: most of the gateway's idle RSS. Capped
-// at 4 MiB per semi-space it costs no measurable CPU per message (bench/HISTORY.md, 2026-12-02
-// third round). V8 reads the flag only when it creates the heap, so the launcher replaces itself
-// (execve: same PID, same stdio, for service managers) with the flag added, unless the operator
-// chose a size already (node --max-semi-space-size=N, or in NODE_OPTIONS) or set
-// MAILGATE_SEMI_SPACE_MIB=0 (V8's own default). Cluster workers inherit the flag (execArgv).
-const SEMI = '--max-semi-space-size';
-const semiMiB = process.env.MAILGATE_SEMI_SPACE_MIB ?? '4';
-const chosen = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)].some((a) => a.startsWith(SEMI));
-if (major >= NEED && !chosen && semiMiB !== '0' && /^[1-9][0-9]*$/.test(semiMiB) && typeof process.execve === 'function') {
-  process.execve(process.execPath, [process.execPath, ...process.execArgv, `${SEMI}=${semiMiB}`, fileURLToPath(import.meta.url), ...process.argv.slice(2)], process.env);
+// Memory (bench/HISTORY.md, 2026-12-02, third round): V8's young generation (two semi-spaces)
+// grows to 3 × 16 MiB under traffic and stays resident until the memory reducer runs after ~10 s
+// of idleness, most of the gateway's idle RSS; capped at 4 MiB per semi-space it costs no
+// measurable CPU per message. glibc gives each of V8's and libuv's threads its own malloc arena,
+// which keeps the compiler's freed memory: MALLOC_ARENA_MAX=2 shares two. Both are read only when
+// the process starts, so the launcher replaces itself (execve: same PID and stdio, for service
+// managers) with them added, unless the operator chose already: node --max-semi-space-size=N or
+// in NODE_OPTIONS, MALLOC_ARENA_MAX in the environment, or MAILGATE_SEMI_SPACE_MIB=0 (V8's
+// default) or N. Cluster workers inherit both (execArgv, environment). docs/operations.md#memory
+if (major >= NEED && typeof process.execve === 'function') {
+  const SEMI = '--max-semi-space-size';
+  const semiMiB = process.env.MAILGATE_SEMI_SPACE_MIB ?? '4';
+  const chosen = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)].some((a) => a.startsWith(SEMI));
+  const addSemi = !chosen && /^[1-9][0-9]*$/.test(semiMiB);
+  const addArena = process.env.MALLOC_ARENA_MAX === undefined;
+  if (addSemi || addArena) {
+    const flags = addSemi ? [`${SEMI}=${semiMiB}`] : [];
+    const env = addArena ? { ...process.env, MALLOC_ARENA_MAX: '2' } : process.env;
+    process.execve(process.execPath, [process.execPath, ...process.execArgv, ...flags, fileURLToPath(import.meta.url), ...process.argv.slice(2)], env);
+  }
 }
 
 if (major >= NEED) {

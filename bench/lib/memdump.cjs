@@ -6,9 +6,12 @@
 const v8 = require('node:v8');
 const { appendFileSync, readFileSync } = require('node:fs');
 const MB = (x) => +(x / 1048576).toFixed(2);
+const bigAnon = [];
 function smapsByKind() {
   const kinds = {};
   let kind = '';
+  let cur = null;
+  bigAnon.length = 0;
   for (const l of readFileSync('/proc/self/smaps', 'utf8').split('\n')) {
     const m = /^([0-9a-f]+)-([0-9a-f]+) (\S+) \S+ \S+ \S+\s*(.*)$/.exec(l);
     if (m) {
@@ -20,7 +23,12 @@ function smapsByKind() {
       else if (path.startsWith('/')) kind = perm.includes('x') ? 'lib-text' : 'lib-data';
       else if (path.startsWith('[')) kind = 'vdso';
       else kind = perm.includes('x') ? 'anon-exec' : 'anon';
-    } else if (l.startsWith('Rss:')) kinds[kind] = (kinds[kind] ?? 0) + Number(l.split(/\s+/)[1]) / 1024;
+      cur = { kind, start: m[1], size: (Number.parseInt(m[2], 16) - Number.parseInt(m[1], 16)) / 1048576, perm };
+    } else if (l.startsWith('Rss:')) {
+      const rss = Number(l.split(/\s+/)[1]) / 1024;
+      kinds[kind] = (kinds[kind] ?? 0) + rss;
+      if (cur && kind.startsWith('anon') && rss >= 0.5) bigAnon.push([cur.start, +cur.size.toFixed(2), +rss.toFixed(2), cur.perm]);
+    }
   }
   for (const k of Object.keys(kinds)) kinds[k] = +kinds[k].toFixed(2);
   return kinds;
@@ -44,6 +52,7 @@ process.on('SIGWINCH', () => {
       argv: process.argv.slice(1, 3).join(' '),
       rollup: rollup(),
       maps: smapsByKind(),
+      bigAnon,
       spaces,
       heap: { total_physical: MB(h.total_physical_size), used: MB(h.used_heap_size), malloced: MB(h.malloced_memory), peak_malloced: MB(h.peak_malloced_memory), external: MB(h.external_memory) },
       code: { code_and_metadata: MB(c.code_and_metadata_size), bytecode_and_metadata: MB(c.bytecode_and_metadata_size), external_script_source: MB(c.external_script_source_size), cpu_profiler_metadata: MB(c.cpu_profiler_metadata_size) },
