@@ -1,8 +1,9 @@
 // Load only what the config uses (issue 16): `mailgate serve` with the shipped example config
 // must not import the packages of features that config leaves off — Redis (ioredis), a
 // PostgreSQL quarantine index (pg), tracing (the OpenTelemetry SDK and exporter), the console's
-// message parser (mailparser and its HTML stack) — while the features it has on are loaded. A
-// module hook in the served process records every package it loads.
+// message parser (mailparser and its HTML stack), the zip and OLE parsers before such an attachment,
+// Node's bundled undici — while the features it has on are loaded. A module hook in the served
+// process records every package it loads.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -19,7 +20,8 @@ const HOOK = `import { registerHooks } from 'node:module';
 import { writeFileSync } from 'node:fs';
 const seen = new Set();
 registerHooks({ load(url, ctx, next) { const m = /node_modules\\/((?:@[^/]+\\/)?[^/]+)\\//.exec(url); if (m) seen.add(m[1]); return next(url, ctx); } });
-process.on('exit', () => writeFileSync(process.env.LOADED_OUT, JSON.stringify([...seen].sort())));
+// Node's own bundled undici (fetch, WebSocket) too: ESM's wrapper of node:http loads it (its lazy exports)
+process.on('exit', () => { if (process.moduleLoadList.some((m) => m.includes('internal/deps/undici'))) seen.add('node:undici'); writeFileSync(process.env.LOADED_OUT, JSON.stringify([...seen].sort())); });
 `;
 
 async function loadedPackages(dir: string, overrides: Record<string, unknown>): Promise<{ loaded: string[]; log: string }> {
@@ -75,6 +77,11 @@ test('serve with the shipped config loads no package of a feature it leaves off'
       'mailparser',
       'html-to-text',
       'htmlparser2',
+      // zip and OLE parsers: required on the first such attachment (src/checks/content/)
+      'yauzl',
+      'cfb',
+      // node:http through process.getBuiltinModule (src/checks/content/http-post.ts), never import
+      'node:undici',
     ]) {
       assert.ok(!loaded.includes(off), `${off} is loaded, but the config does not use it`);
     }
