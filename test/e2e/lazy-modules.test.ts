@@ -20,11 +20,17 @@ const HOOK = `import { registerHooks } from 'node:module';
 import { writeFileSync } from 'node:fs';
 const seen = new Set();
 registerHooks({ load(url, ctx, next) { const m = /node_modules\\/((?:@[^/]+\\/)?[^/]+)\\//.exec(url); if (m) seen.add(m[1]); return next(url, ctx); } });
-// Node's own bundled undici (fetch, WebSocket) too: ESM's wrapper of node:http loads it (its lazy exports)
-process.on('exit', () => { if (process.moduleLoadList.some((m) => m.includes('internal/deps/undici'))) seen.add('node:undici'); writeFileSync(process.env.LOADED_OUT, JSON.stringify([...seen].sort())); });
+process.on('exit', () => writeFileSync(process.env.LOADED_OUT, JSON.stringify([...seen].sort())));
 `;
 
-async function loadedPackages(dir: string, overrides: Record<string, unknown>): Promise<{ loaded: string[]; log: string }> {
+// Node's own modules only, without a load hook (with one, even require() of node:http goes through
+// the ESM wrapper): "node:undici" when Node's bundled undici (fetch, WebSocket) was loaded, which
+// the ESM wrapper of node:http does (it reads every export, lazy ones included).
+const BUILTINS_HOOK = `import { writeFileSync } from 'node:fs';
+process.on('exit', () => writeFileSync(process.env.LOADED_OUT, JSON.stringify(process.moduleLoadList.some((m) => m.includes('internal/deps/undici')) ? ['node:undici'] : [])));
+`;
+
+async function loadedPackages(dir: string, overrides: Record<string, unknown>, hook = HOOK): Promise<{ loaded: string[]; log: string }> {
   const example = parse(readFileSync(join(root, 'mailgate.example.yaml'), 'utf8')) as Record<string, unknown>;
   const cfg = {
     ...example,
@@ -36,7 +42,7 @@ async function loadedPackages(dir: string, overrides: Record<string, unknown>): 
     ...overrides,
   };
   writeFileSync(join(dir, 'mailgate.yaml'), stringify(cfg));
-  writeFileSync(join(dir, 'hook.mjs'), HOOK);
+  writeFileSync(join(dir, 'hook.mjs'), hook);
   const out = join(dir, 'loaded.json');
   const child = spawn(
     process.execPath,
@@ -80,8 +86,6 @@ test('serve with the shipped config loads no package of a feature it leaves off'
       // zip and OLE parsers: required on the first such attachment (src/checks/content/)
       'yauzl',
       'cfb',
-      // node:http through process.getBuiltinModule (src/checks/content/http-post.ts), never import
-      'node:undici',
     ]) {
       assert.ok(!loaded.includes(off), `${off} is loaded, but the config does not use it`);
     }
@@ -97,6 +101,10 @@ test('admin: false does not load the admin HTTP server (hono)', { timeout: 90_00
     const { loaded } = await loadedPackages(dir, { admin: false });
     assert.ok(loaded.includes('mailauth'));
     for (const off of ['hono', '@hono/node-server']) assert.ok(!loaded.includes(off), `${off} is loaded with admin: false`);
+    // Node's bundled undici (fetch, Request/Response) is the admin server's (Hono); without it nothing
+    // loads it: node:http is taken through process.getBuiltinModule (src/checks/content/http-post.ts)
+    const builtins = await loadedPackages(dir, { admin: false }, BUILTINS_HOOK);
+    assert.deepEqual(builtins.loaded, [], 'Node loaded its bundled undici with admin: false');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
