@@ -29,7 +29,12 @@ if (major >= NEED && typeof process.execve === 'function') {
   if (addSemi || addArena) {
     const flags = addSemi ? [`${SEMI}=${semiMiB}`] : [];
     const env = addArena ? { ...process.env, MALLOC_ARENA_MAX: '2' } : process.env;
-    process.execve(process.execPath, [process.execPath, ...process.execArgv, ...flags, fileURLToPath(import.meta.url), ...process.argv.slice(2)], env);
+    try {
+      process.execve(process.execPath, [process.execPath, ...process.execArgv, ...flags, fileURLToPath(import.meta.url), ...process.argv.slice(2)], env);
+    } catch (err) {
+      // e.g. a seccomp filter without execve: run as is, say once why the settings are missing
+      process.stderr.write(`mailgate: cannot re-exec with the memory settings (${err instanceof Error ? err.message : err}); running without them\n`);
+    }
   }
 }
 
