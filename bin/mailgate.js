@@ -11,6 +11,33 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 const NEED = 24;
 const major = Number(process.versions.node.split('.')[0]);
 
+// Memory (bench/HISTORY.md, 2026-12-02, third round; docs/operations.md#memory). glibc gives
+// each of V8's and libuv's threads its own malloc arena, which keeps the compilers' freed memory:
+// MALLOC_ARENA_MAX=2 shares two (−6 MiB idle). MAILGATE_SEMI_SPACE_MIB=N caps V8's young
+// generation (N MiB per semi-space; it otherwise grows to 3 × 16 MiB under traffic and stays
+// until ~10 s idle): ≈ 50 MiB less idle RSS at 4, but 1.4–2.3× the CPU per message at 20
+// sessions, so it is the operator's choice, off by default. Both are read only when a process
+// starts, so the launcher replaces itself (execve: same PID and stdio, for service managers) with
+// them added, unless the operator chose already (MALLOC_ARENA_MAX set; --max-semi-space-size on
+// the command line or in NODE_OPTIONS). Cluster workers inherit both (execArgv, environment).
+if (major >= NEED && typeof process.execve === 'function') {
+  const SEMI = '--max-semi-space-size';
+  const semiMiB = process.env.MAILGATE_SEMI_SPACE_MIB ?? '';
+  const chosen = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)].some((a) => a.startsWith(SEMI));
+  const addSemi = !chosen && /^[1-9][0-9]*$/.test(semiMiB);
+  const addArena = process.env.MALLOC_ARENA_MAX === undefined;
+  if (addSemi || addArena) {
+    const flags = addSemi ? [`${SEMI}=${semiMiB}`] : [];
+    const env = addArena ? { ...process.env, MALLOC_ARENA_MAX: '2' } : process.env;
+    try {
+      process.execve(process.execPath, [process.execPath, ...process.execArgv, ...flags, fileURLToPath(import.meta.url), ...process.argv.slice(2)], env);
+    } catch (err) {
+      // e.g. a seccomp filter without execve: run as is, say once why the settings are missing
+      process.stderr.write(`mailgate: cannot re-exec with the memory settings (${err instanceof Error ? err.message : err}); running without them\n`);
+    }
+  }
+}
+
 if (major >= NEED) {
   const { chooseEntry } = await import('./source-hash.js');
   const { entry, stale } = chooseEntry(fileURLToPath(new URL('..', import.meta.url)));

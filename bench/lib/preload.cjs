@@ -31,3 +31,4 @@ process.on('SIGWINCH', () => {
   // the JS heap's own view, next to the RSS the bench reads from /proc
   if (memDir) require('node:fs').writeFileSync(`${memDir}/${process.pid}.json`, JSON.stringify(process.memoryUsage()));
 });
+if (process.env.BENCH_MEMDUMP && memDir) require('./memdump.cjs');

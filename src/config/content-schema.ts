@@ -1,6 +1,7 @@
 // The `content:` section of mailgate.yaml: limits of the MIME walk and archive inspection, and
 // where the scanners are (clamd, Rspamd, spamd, HTTP hooks). Policy — what blocks, what scores —
 // is in the rules (rules/40-content.yaml), not here. docs/content.md documents every key.
+import './zod-jitless.ts';
 import { z } from 'zod';
 
 const failure = z.enum(['tempfail', 'continue', 'reject']);

@@ -1,5 +1,6 @@
 // The `quarantine:` key of mailgate.yaml: where entries live, how long they are kept, how much
 // they may use, which index holds their metadata, and the optional per-recipient digests.
+import './zod-jitless.ts';
 import { z } from 'zod';
 import { durationSchema } from './durations.ts';
 

@@ -1,5 +1,6 @@
 // The mailgate.yaml schema: every key, its default and its meaning. Unknown keys are errors so a
 // typo never silently does nothing. Keep README's configuration reference in step with this file.
+import './zod-jitless.ts';
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { redisConnectionSchema, redisOptionsDefault, redisOptionsSchema } from '../store/redis-config.ts';

@@ -4,12 +4,17 @@
 import { randomInt } from 'node:crypto';
 import { createSocket } from 'node:dgram';
 import { connect } from 'node:net';
-import * as packet from 'dns-packet';
+import { createRequire } from 'node:module';
+import type * as DnsPacket from 'dns-packet';
 import type { DecodedPacket, RecordType } from 'dns-packet';
 import type { ServerAddress } from './servers.ts';
 
 /** Advertised EDNS(0) UDP payload size (RFC 6891); 1232 avoids IP fragmentation (DNS flag day 2020). */
 const EDNS_UDP_SIZE = 1232;
+
+// require, not import: a CommonJS package imported from ESM keeps its source twice (the ESM
+// loader's copy for the export lexer, the CommonJS wrapper's) plus a module record (bench/HISTORY.md)
+const packet = createRequire(import.meta.url)('dns-packet') as typeof DnsPacket;
 const MAX_TCP_REPLY = 65_535;
 
 export interface Question {

@@ -3,7 +3,11 @@
 // list matching. Parsing and arithmetic come from ipaddr.js (a well-kept library already in the
 // tree through mailauth); matching uses node:net's BlockList.
 import { BlockList, isIP } from 'node:net';
-import ipaddr from 'ipaddr.js';
+import { createRequire } from 'node:module';
+import type * as Ipaddr from 'ipaddr.js';
+
+// require, not import: a CommonJS package imported from ESM keeps its source twice (bench/HISTORY.md)
+const ipaddr = createRequire(import.meta.url)('ipaddr.js') as typeof Ipaddr;
 
 /**
  * Canonical form of an address, or undefined when `text` is not one. Accepts SMTP address
@@ -32,7 +36,7 @@ export function networkOf(ip: string, prefix4 = 24, prefix6 = 64): string | unde
   const len = addr.kind() === 'ipv4' ? prefix4 : prefix6;
   const net = addr.kind() === 'ipv4' ? ipaddr.IPv4.networkAddressFromCIDR(`${a}/${len}`) : ipaddr.IPv6.networkAddressFromCIDR(`${a}/${len}`);
   // Uncompressed groups (2001:db8:0:0:0:0:0:0/64): the form limit keys in Redis have always used.
-  return `${net.kind() === 'ipv6' ? (net as ipaddr.IPv6).toNormalizedString() : net.toString()}/${len}`;
+  return `${net.kind() === 'ipv6' ? (net as Ipaddr.IPv6).toNormalizedString() : net.toString()}/${len}`;
 }
 
 export function ipFamily(ip: string): 4 | 6 | 0 {

@@ -1,8 +1,9 @@
 // Load only what the config uses (issue 16): `mailgate serve` with the shipped example config
 // must not import the packages of features that config leaves off — Redis (ioredis), a
 // PostgreSQL quarantine index (pg), tracing (the OpenTelemetry SDK and exporter), the console's
-// message parser (mailparser and its HTML stack) — while the features it has on are loaded. A
-// module hook in the served process records every package it loads.
+// message parser (mailparser and its HTML stack), the zip and OLE parsers before such an attachment,
+// Node's bundled undici — while the features it has on are loaded. A module hook in the served
+// process records every package it loads.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -22,7 +23,14 @@ registerHooks({ load(url, ctx, next) { const m = /node_modules\\/((?:@[^/]+\\/)?
 process.on('exit', () => writeFileSync(process.env.LOADED_OUT, JSON.stringify([...seen].sort())));
 `;
 
-async function loadedPackages(dir: string, overrides: Record<string, unknown>): Promise<{ loaded: string[]; log: string }> {
+// Node's own modules only, without a load hook (with one, even require() of node:http goes through
+// the ESM wrapper): "node:undici" when Node's bundled undici (fetch, WebSocket) was loaded, which
+// the ESM wrapper of node:http does (it reads every export, lazy ones included).
+const BUILTINS_HOOK = `import { writeFileSync } from 'node:fs';
+process.on('exit', () => writeFileSync(process.env.LOADED_OUT, JSON.stringify(process.moduleLoadList.some((m) => m.includes('internal/deps/undici')) ? ['node:undici'] : [])));
+`;
+
+async function loadedPackages(dir: string, overrides: Record<string, unknown>, hook = HOOK): Promise<{ loaded: string[]; log: string }> {
   const example = parse(readFileSync(join(root, 'mailgate.example.yaml'), 'utf8')) as Record<string, unknown>;
   const cfg = {
     ...example,
@@ -34,7 +42,7 @@ async function loadedPackages(dir: string, overrides: Record<string, unknown>): 
     ...overrides,
   };
   writeFileSync(join(dir, 'mailgate.yaml'), stringify(cfg));
-  writeFileSync(join(dir, 'hook.mjs'), HOOK);
+  writeFileSync(join(dir, 'hook.mjs'), hook);
   const out = join(dir, 'loaded.json');
   const child = spawn(
     process.execPath,
@@ -75,6 +83,9 @@ test('serve with the shipped config loads no package of a feature it leaves off'
       'mailparser',
       'html-to-text',
       'htmlparser2',
+      // zip and OLE parsers: required on the first such attachment (src/checks/content/)
+      'yauzl',
+      'cfb',
     ]) {
       assert.ok(!loaded.includes(off), `${off} is loaded, but the config does not use it`);
     }
@@ -90,6 +101,10 @@ test('admin: false does not load the admin HTTP server (hono)', { timeout: 90_00
     const { loaded } = await loadedPackages(dir, { admin: false });
     assert.ok(loaded.includes('mailauth'));
     for (const off of ['hono', '@hono/node-server']) assert.ok(!loaded.includes(off), `${off} is loaded with admin: false`);
+    // Node's bundled undici (fetch, Request/Response) is the admin server's (Hono); without it nothing
+    // loads it: node:http is taken through process.getBuiltinModule (src/checks/content/http-post.ts)
+    const builtins = await loadedPackages(dir, { admin: false }, BUILTINS_HOOK);
+    assert.deepEqual(builtins.loaded, [], 'Node loaded its bundled undici with admin: false');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { locateConfig } from '../../src/config/locate.ts';
@@ -89,3 +89,45 @@ test('launcher under Node 24 runs the CLI in-process', () => {
   assert.match(r.stdout, /MAILGATE_CONFIG/);
   assert.match(r.stdout, /\/etc\/mailgate\/mailgate\.yaml/);
 });
+
+// Memory settings the launcher adds before Node starts the CLI (docs/operations.md#memory): two
+// glibc malloc arenas, and V8's young generation capped only when MAILGATE_SEMI_SPACE_MIB asks,
+// unless the operator chose already. The launcher replaces itself (execve), so the PID a service
+// manager sees stays.
+const memoryCases: Array<{ desc: string; env: Record<string, string>; semi: string[]; arena: string }> = [
+  { desc: "defaults: V8's own young generation, two arenas", env: {}, semi: [], arena: '2' },
+  { desc: 'MAILGATE_SEMI_SPACE_MIB=4', env: { MAILGATE_SEMI_SPACE_MIB: '4' }, semi: ['--max-semi-space-size=4'], arena: '2' },
+  { desc: "MAILGATE_SEMI_SPACE_MIB=0: V8's own sizing", env: { MAILGATE_SEMI_SPACE_MIB: '0' }, semi: [], arena: '2' },
+  { desc: 'a size in NODE_OPTIONS is kept', env: { NODE_OPTIONS: '--max-semi-space-size=8', MAILGATE_SEMI_SPACE_MIB: '4' }, semi: [], arena: '2' },
+  { desc: 'MALLOC_ARENA_MAX set is kept', env: { MALLOC_ARENA_MAX: '8', MAILGATE_SEMI_SPACE_MIB: '2' }, semi: ['--max-semi-space-size=2'], arena: '8' },
+];
+
+for (const c of memoryCases) {
+  test(`launcher memory settings: ${c.desc}`, () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mg-launch-mem-'));
+    try {
+      const out = join(dir, 'seen.json');
+      const probe = join(dir, 'probe.mjs');
+      writeFileSync(
+        probe,
+        `import { writeFileSync } from 'node:fs';\nwriteFileSync(${JSON.stringify(out)}, JSON.stringify({ pid: process.pid, execArgv: process.execArgv, arena: process.env.MALLOC_ARENA_MAX ?? null }));\n`,
+      );
+      const env: NodeJS.ProcessEnv = { ...process.env, ...c.env };
+      if (!('MALLOC_ARENA_MAX' in c.env)) delete env.MALLOC_ARENA_MAX;
+      if (!('MAILGATE_SEMI_SPACE_MIB' in c.env)) delete env.MAILGATE_SEMI_SPACE_MIB;
+      if (!('NODE_OPTIONS' in c.env)) delete env.NODE_OPTIONS;
+      const r = spawnSync(process.execPath, ['--import', probe, launcher, '--version'], { encoding: 'utf8', env });
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(r.stdout, /^mailgate \d+\.\d+\.\d+\n$/);
+      const seen = JSON.parse(readFileSync(out, 'utf8')) as { pid: number; execArgv: string[]; arena: string | null };
+      assert.equal(seen.pid, r.pid, 'same process: the launcher execs itself, it does not spawn a child');
+      assert.deepEqual(
+        seen.execArgv.filter((a) => a.startsWith('--max-semi-space-size')),
+        c.semi,
+      );
+      assert.equal(seen.arena, c.arena);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+}

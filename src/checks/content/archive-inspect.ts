@@ -2,7 +2,12 @@
 // 512-byte headers). Lists members, reads the small ones for the same inspection as attachments,
 // recurses to a depth, and stops at zip-bomb signs (ratio, total size, entry count).
 import { gunzipSync } from 'node:zlib';
-import yauzl from 'yauzl';
+import { createRequire } from 'node:module';
+import type * as Yauzl from 'yauzl';
+
+// yauzl is required on the first zip attachment, not imported: most messages have none, and a
+// CommonJS package imported from ESM keeps its source twice (bench/HISTORY.md)
+const lazyRequire = createRequire(import.meta.url);
 
 export interface ArchiveLimits {
   /** Nested archive levels opened (a zip in a zip in a zip is 3). */
@@ -62,7 +67,8 @@ const MIB = 1024 * 1024;
 
 async function readZip(data: Buffer, limits: ArchiveLimits, budget: ArchiveBudget): Promise<ArchiveListing> {
   const out: ArchiveListing = { format: 'zip', members: [], encrypted: false, bomb: false, incomplete: false };
-  let zip: yauzl.ZipFile;
+  const yauzl = lazyRequire('yauzl') as typeof Yauzl;
+  let zip: Yauzl.ZipFile;
   try {
     zip = await yauzl.fromBufferPromise(data, { lazyEntries: true, decodeStrings: true, validateEntrySizes: true, strictFileNames: false });
   } catch {
@@ -71,8 +77,8 @@ async function readZip(data: Buffer, limits: ArchiveLimits, budget: ArchiveBudge
   }
   try {
     for (;;) {
-      const entry = await new Promise<yauzl.Entry | undefined>((resolve, reject) => {
-        const onEntry = (e: yauzl.Entry) => {
+      const entry = await new Promise<Yauzl.Entry | undefined>((resolve, reject) => {
+        const onEntry = (e: Yauzl.Entry) => {
           zip.off('end', onEnd);
           zip.off('error', onErr);
           resolve(e);

@@ -1,7 +1,12 @@
 // Active content in documents: VBA macros in OLE2 Office files (cfb: the `VBA` / `_VBA_PROJECT`
 // storages, MS-OVBA §2.2), macro-enabled OOXML (a `vbaProject.bin` member, found by the archive
 // listing) and PDFs with JavaScript or an automatic action (ISO 32000 §12.6, §12.6.4.16).
-import CFB from 'cfb';
+import { createRequire } from 'node:module';
+import type * as Cfb from 'cfb';
+
+// cfb is required on the first OLE attachment, not imported: most messages have none, and a
+// CommonJS package imported from ESM keeps its source twice (bench/HISTORY.md)
+const lazyRequire = createRequire(import.meta.url);
 
 const OLE_MAGIC = Buffer.from([0xd0, 0xcf, 0x11, 0xe0, 0xa1, 0xb1, 0x1a, 0xe1]);
 
@@ -24,6 +29,7 @@ export interface OleFacts {
 
 export function inspectOle(data: Buffer): OleFacts {
   try {
+    const CFB = lazyRequire('cfb') as typeof Cfb;
     const cfb = CFB.read(data, { type: 'buffer' });
     let macro = false;
     let encrypted = false;
