@@ -420,7 +420,7 @@ export class ConnectionCore {
         let r: BackendReply;
         try {
           const link = this.link;
-          r = await traced(tx.span, 'backend', () => link.data([final.block, spool.bodyStream()]), backendReplyAttrs);
+          r = await traced(tx.span, 'backend', () => link.data([final.block, ...spool.bodyParts()]), backendReplyAttrs);
         } catch (err) {
           result.reply = this.#backendFailure(err);
           result.action = 'tempfail';
