@@ -109,7 +109,8 @@ export class ConnectionCore {
   /** Inside MAIL..end of DATA reply: a drain (SIGTERM) waits for this to clear. */
   busy = false;
   closed = false;
-  readonly abort = new AbortController();
+  /** Aborted when the client goes; made when a check first asks for its signal (most never do). */
+  #abort: AbortController | undefined;
   /** Called when a drain is pending and this connection goes idle. */
   onIdle: (() => void) | undefined;
 
@@ -142,6 +143,7 @@ export class ConnectionCore {
     extra: { recipient?: string; output?: CheckOutput; message?: Spool } = {},
   ): Promise<{ res: StageResult; refuse?: SmtpReply }> {
     const span = stageSpan(this.rt, stage, this.tx?.span, this);
+    const core = this;
     const args: Parameters<typeof runStage>[0] = {
       stage,
       connection: this.context,
@@ -151,7 +153,11 @@ export class ConnectionCore {
       previous,
       output: extra.output ?? this.#connectionOutput(),
       logger: this.log,
-      signal: this.abort.signal,
+      // Read only by a check that wants its signal: no controller (and no abort event at the
+      // disconnect) for a connection whose checks never ask.
+      get signal(): AbortSignal {
+        return core.#connectionSignal();
+      },
       span,
     };
     if (extra.recipient !== undefined) args.recipient = extra.recipient;
@@ -164,6 +170,14 @@ export class ConnectionCore {
     endStage(span, res, refuse, extra.recipient);
     if (refuse) this.#countRefusal(stage, res.verdict, refuse);
     return refuse ? { res, refuse } : { res };
+  }
+
+  #connectionSignal(): AbortSignal {
+    if (!this.#abort) {
+      this.#abort = new AbortController();
+      if (this.closed) this.#abort.abort(CLIENT_GONE);
+    }
+    return this.#abort.signal;
   }
 
   /**
@@ -605,7 +619,7 @@ export class ConnectionCore {
       },
       'disconnect',
     );
-    this.abort.abort(CLIENT_GONE);
+    this.#abort?.abort(CLIENT_GONE);
     this.link?.release();
     this.link = undefined;
     if (this.tx) endUnfinished(this.tx.span, this.tx.qid, 'client gone');

@@ -249,6 +249,33 @@ test('a check’s disconnect step runs once on disconnect(), with the connection
   assert.ok(backend.events.includes('release'), 'the backend link is released');
 });
 
+test('a check in flight sees its signal aborted when the client goes (the controller is made only when a check asks)', async () => {
+  const backend = new RecordingBackend();
+  const signals: AbortSignal[] = [];
+  const watcher: Check = {
+    name: 'watcher',
+    stages: ['mail'],
+    facts: [],
+    timeoutMs: 5000,
+    onFailure: 'tempfail',
+    run: (i) =>
+      new Promise<void>((resolve) => {
+        signals.push(i.signal);
+        i.signal.addEventListener('abort', () => resolve(), { once: true });
+      }),
+  };
+  const c = core(runtime([watcher], backend));
+  await greet(c);
+  const mail = c.mail('a@example.org', {});
+  await new Promise((r) => setImmediate(r));
+  assert.equal(signals.length, 1);
+  assert.equal(signals[0]?.aborted, false);
+  await c.disconnect();
+  assert.equal(signals[0]?.aborted, true, 'aborted at disconnect');
+  assert.equal((signals[0]?.reason as Error).message, 'client closed the connection');
+  await mail;
+});
+
 test('reset() aborts the backend transaction; the next RCPT needs a new MAIL', async () => {
   const backend = new RecordingBackend();
   const rt = runtime([], backend);
