@@ -357,7 +357,13 @@ export class ConnectionCore {
    * End of DATA: the front has spooled the message (with `problem` set when a limit was hit).
    * Runs the data stage, then finalize and delivery; returns the reply and what was done.
    */
-  async data(spool: Spool, problem?: SpoolProblem, extra?: ReadonlyMap<string, FactValue>): Promise<DataResult> {
+  async data(
+    spool: Spool,
+    problem?: SpoolProblem,
+    extra?: ReadonlyMap<string, FactValue>,
+    /** Given the reply once it is decided, before the metrics, capture and log line are written. */
+    onReply?: (reply: SmtpReply) => void,
+  ): Promise<DataResult> {
     const tx = this.tx;
     const rt = this.rt;
     const lim = rt.config.limits;
@@ -504,6 +510,7 @@ export class ConnectionCore {
       return result;
     } finally {
       const durationS = (performance.now() - started) / 1000;
+      onReply?.(result.reply);
       metrics.messagesTotal.inc({ action: result.action, front: this.context.front });
       metrics.messageDuration.observe({ front: this.context.front }, durationS);
       if (tx) {

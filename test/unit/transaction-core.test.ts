@@ -493,3 +493,24 @@ test('a backend 5xx at end of data is the client’s reply (reject)', async () =
   assert.equal(d.reply.text, 'content refused');
   assert.equal(d.action, 'reject');
 });
+
+test('data(): the reply is handed to onReply once it is decided, before the capture and the log line', async () => {
+  const backend = new RecordingBackend();
+  const order: string[] = [];
+  const rt: Runtime = { ...runtime([], backend), capture: () => order.push('capture') };
+  const c = core(rt);
+  await greet(c);
+  await c.mail('a@example.org', {});
+  await c.rcpt('bob@example.test');
+  const spool = await spoolOf(MSG, rt);
+  const replies: string[] = [];
+  const d = await c.data(spool, undefined, undefined, (r) => {
+    replies.push(r.toString());
+    order.push('reply');
+  });
+  spool.release();
+  await c.disconnect();
+  assert.deepEqual(order, ['reply', 'capture']);
+  assert.deepEqual(replies, [d.reply.toString()], 'once, the reply data() returns');
+  assert.equal(d.reply.code, 250);
+});
