@@ -143,7 +143,6 @@ export class ConnectionCore {
     extra: { recipient?: string; output?: CheckOutput; message?: Spool } = {},
   ): Promise<{ res: StageResult; refuse?: SmtpReply }> {
     const span = stageSpan(this.rt, stage, this.tx?.span, this);
-    const core = this;
     const args: Parameters<typeof runStage>[0] = {
       stage,
       connection: this.context,
@@ -153,11 +152,9 @@ export class ConnectionCore {
       previous,
       output: extra.output ?? this.#connectionOutput(),
       logger: this.log,
-      // Read only by a check that wants its signal: no controller (and no abort event at the
+      // Called only when a check wants its signal: no controller (and no abort event at the
       // disconnect) for a connection whose checks never ask.
-      get signal(): AbortSignal {
-        return core.#connectionSignal();
-      },
+      getSignal: this.#signalFn,
       span,
     };
     if (extra.recipient !== undefined) args.recipient = extra.recipient;
@@ -171,6 +168,8 @@ export class ConnectionCore {
     if (refuse) this.#countRefusal(stage, res.verdict, refuse);
     return refuse ? { res, refuse } : { res };
   }
+
+  readonly #signalFn = (): AbortSignal => this.#connectionSignal();
 
   #connectionSignal(): AbortSignal {
     if (!this.#abort) {
