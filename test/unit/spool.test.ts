@@ -346,7 +346,11 @@ test('storage: bodyParts gives the body, from memory as buffers and from a temp 
     for (const memoryBytes of [1_000_000, 10]) {
       const s = await spoolOf(cuts, true, { memoryBytes, tmpDir: join(tmpRoot, 'parts') });
       const parts = s.bodyParts();
-      if (memoryBytes > input.length) assert.ok(parts.every((p) => Buffer.isBuffer(p)), 'in memory: buffers, no stream');
+      if (memoryBytes > input.length)
+        assert.ok(
+          parts.every((p) => Buffer.isBuffer(p)),
+          'in memory: buffers, no stream',
+        );
       else assert.ok(parts.length === 1 && !Buffer.isBuffer(parts[0]), 'temp file: one stream');
       let got = '';
       for (const p of parts) got += Buffer.isBuffer(p) ? p.toString('latin1') : await readAll(p);
