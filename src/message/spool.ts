@@ -259,6 +259,9 @@ export class Spool extends Writable {
   /** Reads `len` bytes from `start` (memory or file), for the header block. */
   #readRange(start: number, end: number): Buffer {
     if (this.#path === undefined) {
+      // Usually the whole header block is in the first chunk: a view of it, no copy of the message.
+      const first = this.#chunks[0];
+      if (first && end <= first.length) return first.subarray(start, end);
       return Buffer.concat(this.#chunks).subarray(start, end);
     }
     const fd = openSync(this.#path, 'r');
@@ -302,6 +305,16 @@ export class Spool extends Writable {
 
   bodyStream(): Readable {
     return this.streamFrom(Math.max(0, this.headerEnd));
+  }
+
+  /**
+   * The body for the backend: the stored buffers themselves while the message is in memory (the
+   * backend client writes them as they are: no stream and async iteration per message), else one
+   * stream of the temp file.
+   */
+  bodyParts(): Array<Buffer | Readable> {
+    if (this.#path !== undefined) return [this.bodyStream()];
+    return [...sliceChunks(this.#chunks, Math.max(0, this.headerEnd))];
   }
 }
 

@@ -30,6 +30,8 @@ export interface RunStageArgs {
   logger: Logger;
   /** Aborts all checks (client went away). */
   signal?: AbortSignal;
+  /** Or the signal made on demand, when a check first asks for it (the SMTP core). */
+  getSignal?: () => AbortSignal;
   defaultTimeoutMs?: number;
   /** Facts that win over what checks find (`rules test --fact`, replays); applied before the rules. */
   overrides?: ReadonlyMap<string, FactValue>;
@@ -85,12 +87,14 @@ async function runOne(check: Check, a: RunStageArgs): Promise<{ check: string; o
   // The check's AbortSignal is made when the check reads it (most never do): no controller and no
   // listener on the transaction's signal per check run otherwise.
   let ac: AbortController | undefined;
-  const onAbort = () => ac?.abort(a.signal?.reason);
+  let outer: AbortSignal | undefined;
+  const onAbort = () => ac?.abort(outer?.reason);
   const signal = (): AbortSignal => {
     if (!ac) {
       ac = new AbortController();
-      if (a.signal?.aborted) ac.abort(a.signal.reason);
-      else a.signal?.addEventListener('abort', onAbort, { once: true });
+      outer = a.signal ?? a.getSignal?.();
+      if (outer?.aborted) ac.abort(outer.reason);
+      else outer?.addEventListener('abort', onAbort, { once: true });
     }
     return ac.signal;
   };
@@ -125,7 +129,7 @@ async function runOne(check: Check, a: RunStageArgs): Promise<{ check: string; o
     return { check: check.name, outcome, error };
   } finally {
     clearTimeout(timer);
-    if (ac) a.signal?.removeEventListener('abort', onAbort);
+    if (ac) outer?.removeEventListener('abort', onAbort);
     span?.end();
     durationOf(check.name).observe((performance.now() - start) / 1000);
   }

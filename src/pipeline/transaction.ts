@@ -109,7 +109,8 @@ export class ConnectionCore {
   /** Inside MAIL..end of DATA reply: a drain (SIGTERM) waits for this to clear. */
   busy = false;
   closed = false;
-  readonly abort = new AbortController();
+  /** Aborted when the client goes; made when a check first asks for its signal (most never do). */
+  #abort: AbortController | undefined;
   /** Called when a drain is pending and this connection goes idle. */
   onIdle: (() => void) | undefined;
 
@@ -151,7 +152,9 @@ export class ConnectionCore {
       previous,
       output: extra.output ?? this.#connectionOutput(),
       logger: this.log,
-      signal: this.abort.signal,
+      // Called only when a check wants its signal: no controller (and no abort event at the
+      // disconnect) for a connection whose checks never ask.
+      getSignal: this.#signalFn,
       span,
     };
     if (extra.recipient !== undefined) args.recipient = extra.recipient;
@@ -164,6 +167,16 @@ export class ConnectionCore {
     endStage(span, res, refuse, extra.recipient);
     if (refuse) this.#countRefusal(stage, res.verdict, refuse);
     return refuse ? { res, refuse } : { res };
+  }
+
+  readonly #signalFn = (): AbortSignal => this.#connectionSignal();
+
+  #connectionSignal(): AbortSignal {
+    if (!this.#abort) {
+      this.#abort = new AbortController();
+      if (this.closed) this.#abort.abort(CLIENT_GONE);
+    }
+    return this.#abort.signal;
   }
 
   /**
@@ -343,7 +356,13 @@ export class ConnectionCore {
    * End of DATA: the front has spooled the message (with `problem` set when a limit was hit).
    * Runs the data stage, then finalize and delivery; returns the reply and what was done.
    */
-  async data(spool: Spool, problem?: SpoolProblem, extra?: ReadonlyMap<string, FactValue>): Promise<DataResult> {
+  async data(
+    spool: Spool,
+    problem?: SpoolProblem,
+    extra?: ReadonlyMap<string, FactValue>,
+    /** Given the reply once it is decided, before the metrics, capture and log line are written. */
+    onReply?: (reply: SmtpReply) => void,
+  ): Promise<DataResult> {
     const tx = this.tx;
     const rt = this.rt;
     const lim = rt.config.limits;
@@ -420,7 +439,7 @@ export class ConnectionCore {
         let r: BackendReply;
         try {
           const link = this.link;
-          r = await traced(tx.span, 'backend', () => link.data([final.block, spool.bodyStream()]), backendReplyAttrs);
+          r = await traced(tx.span, 'backend', () => link.data([final.block, ...spool.bodyParts()]), backendReplyAttrs);
         } catch (err) {
           result.reply = this.#backendFailure(err);
           result.action = 'tempfail';
@@ -490,6 +509,7 @@ export class ConnectionCore {
       return result;
     } finally {
       const durationS = (performance.now() - started) / 1000;
+      onReply?.(result.reply);
       metrics.messagesTotal.inc({ action: result.action, front: this.context.front });
       metrics.messageDuration.observe({ front: this.context.front }, durationS);
       if (tx) {
@@ -605,7 +625,7 @@ export class ConnectionCore {
       },
       'disconnect',
     );
-    this.abort.abort(CLIENT_GONE);
+    this.#abort?.abort(CLIENT_GONE);
     this.link?.release();
     this.link = undefined;
     if (this.tx) endUnfinished(this.tx.span, this.tx.qid, 'client gone');

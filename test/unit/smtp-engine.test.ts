@@ -70,7 +70,7 @@ class FakeHandler implements SmtpHandler {
     this.sinks.push(s);
     return s;
   }
-  async endData(sink: Writable, problem: 'too-big' | 'client-gone' | 'write-error' | undefined): Promise<SmtpReply> {
+  async endData(sink: Writable, problem: 'too-big' | 'client-gone' | 'write-error' | undefined, _early?: (r: SmtpReply) => void): Promise<SmtpReply> {
     this.busy = false;
     if (problem) {
       this.gone.push(problem);
@@ -187,6 +187,30 @@ test('DATA: content into the sink, dot-unstuffed, commands after the dot are com
   assert.deepEqual(h.messages, ['Subject: one\r\n\r\n.dot\r\n', 'Subject: two\r\n\r\nbody\r\n']);
   assert.deepEqual(t.codes, [220, 250, 250, 250, 354, 250, 250, 250, 354, 250, 221]);
   assert.ok(t.ended, 'QUIT closes; the NOOP after it is never run');
+});
+
+test('end of DATA: a reply handed over early is written at once, before the handler finishes its bookkeeping, and only once', async () => {
+  const s = setup();
+  let finish: (() => void) | undefined;
+  s.h.endData = (_sink: Writable, _problem: unknown, early?: (r: SmtpReply) => void) => {
+    early?.(ok('queued early'));
+    // the log line and capture still to write: the client must not wait for them
+    return new Promise<SmtpReply>((resolve) => (finish = () => resolve(ok('queued early'))));
+  };
+  await s.e.start();
+  s.e.receive(Buffer.from('EHLO c.example\r\nMAIL FROM:<a@c.example>\r\nRCPT TO:<x@example.test>\r\nDATA\r\n', 'latin1'));
+  await settle();
+  s.e.receive(Buffer.from('Subject: x\r\n\r\nbody\r\n.\r\n', 'latin1'));
+  await settle();
+  assert.ok(finish, 'the handler is still busy');
+  assert.deepEqual(s.t.codes, [220, 250, 250, 250, 354, 250], 'the 250 is out while the handler still runs');
+  assert.match(s.t.all, /250 2\.0\.0 queued early\r\n$/);
+  s.e.receive(Buffer.from('QUIT\r\n', 'latin1'));
+  await settle();
+  assert.deepEqual(s.t.codes, [220, 250, 250, 250, 354, 250], 'the next command waits for the handler');
+  finish?.();
+  await settle();
+  assert.deepEqual(s.t.codes, [220, 250, 250, 250, 354, 250, 221], 'one reply to the end of DATA, then QUIT');
 });
 
 test('DATA over SIZE: read to the end, then the too-big path (552)', async () => {

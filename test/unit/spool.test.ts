@@ -337,3 +337,27 @@ test('chunk boundaries: a line limit is enforced across chunks', async () => {
   assert.equal(ok.problem, undefined, 'line length restarts after each CRLF');
   ok.release();
 });
+
+// bodyParts() is what the backend client writes: the stored buffers while in memory, one stream
+// of the temp file otherwise; either way exactly the bytes of bodyStream().
+test('storage: bodyParts gives the body, from memory as buffers and from a temp file as a stream', async () => {
+  const input = 'Subject: a\r\nTo: b\r\n\r\nline 1\r\nline 2\r\n';
+  for (const cuts of [[input], ['Subject: a\r\nTo', ': b\r\n\r', '\nline 1\r\n', 'line 2\r\n'], [...input]]) {
+    for (const memoryBytes of [1_000_000, 10]) {
+      const s = await spoolOf(cuts, true, { memoryBytes, tmpDir: join(tmpRoot, 'parts') });
+      const parts = s.bodyParts();
+      if (memoryBytes > input.length)
+        assert.ok(
+          parts.every((p) => Buffer.isBuffer(p)),
+          'in memory: buffers, no stream',
+        );
+      else assert.ok(parts.length === 1 && !Buffer.isBuffer(parts[0]), 'temp file: one stream');
+      let got = '';
+      for (const p of parts) got += Buffer.isBuffer(p) ? p.toString('latin1') : await readAll(p);
+      assert.equal(got, 'line 1\r\nline 2\r\n', JSON.stringify(cuts));
+      assert.equal(got, await readAll(s.bodyStream()));
+      assert.equal(s.headerBytes.toString('latin1'), 'Subject: a\r\nTo: b\r\n\r\n');
+      s.release();
+    }
+  }
+});

@@ -249,6 +249,33 @@ test('a check’s disconnect step runs once on disconnect(), with the connection
   assert.ok(backend.events.includes('release'), 'the backend link is released');
 });
 
+test('a check in flight sees its signal aborted when the client goes (the controller is made only when a check asks)', async () => {
+  const backend = new RecordingBackend();
+  const signals: AbortSignal[] = [];
+  const watcher: Check = {
+    name: 'watcher',
+    stages: ['mail'],
+    facts: [],
+    timeoutMs: 5000,
+    onFailure: 'tempfail',
+    run: (i) =>
+      new Promise<void>((resolve) => {
+        signals.push(i.signal);
+        i.signal.addEventListener('abort', () => resolve(), { once: true });
+      }),
+  };
+  const c = core(runtime([watcher], backend));
+  await greet(c);
+  const mail = c.mail('a@example.org', {});
+  await new Promise((r) => setImmediate(r));
+  assert.equal(signals.length, 1);
+  assert.equal(signals[0]?.aborted, false);
+  await c.disconnect();
+  assert.equal(signals[0]?.aborted, true, 'aborted at disconnect');
+  assert.equal((signals[0]?.reason as Error | undefined)?.message, 'client closed the connection');
+  await mail;
+});
+
 test('reset() aborts the backend transaction; the next RCPT needs a new MAIL', async () => {
   const backend = new RecordingBackend();
   const rt = runtime([], backend);
@@ -465,4 +492,25 @@ test('a backend 5xx at end of data is the client’s reply (reject)', async () =
   assert.equal(d.reply.code, 554);
   assert.equal(d.reply.text, 'content refused');
   assert.equal(d.action, 'reject');
+});
+
+test('data(): the reply is handed to onReply once it is decided, before the capture and the log line', async () => {
+  const backend = new RecordingBackend();
+  const order: string[] = [];
+  const rt: Runtime = { ...runtime([], backend), capture: () => order.push('capture') };
+  const c = core(rt);
+  await greet(c);
+  await c.mail('a@example.org', {});
+  await c.rcpt('bob@example.test');
+  const spool = await spoolOf(MSG, rt);
+  const replies: string[] = [];
+  const d = await c.data(spool, undefined, undefined, (r) => {
+    replies.push(r.toString());
+    order.push('reply');
+  });
+  spool.release();
+  await c.disconnect();
+  assert.deepEqual(order, ['reply', 'capture']);
+  assert.deepEqual(replies, [d.reply.toString()], 'once, the reply data() returns');
+  assert.equal(d.reply.code, 250);
 });

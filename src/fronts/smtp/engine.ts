@@ -26,8 +26,12 @@ export interface SmtpHandler {
   reset(): Promise<void>;
   /** DATA accepted: the Writable the content goes into (the Spool). */
   openData(): Writable;
-  /** The content is in (or the client left: 'client-gone'); the reply to the end of DATA. */
-  endData(sink: Writable, problem: 'too-big' | 'client-gone' | 'write-error' | undefined): Promise<SmtpReply>;
+  /**
+   * The content is in (or the client left: 'client-gone'); the reply to the end of DATA. A handler
+   * may hand the reply to `early` as soon as it is decided, before its own bookkeeping (the log
+   * line, the capture): the engine writes it then, and ignores what the promise resolves to.
+   */
+  endData(sink: Writable, problem: 'too-big' | 'client-gone' | 'write-error' | undefined, early?: (r: SmtpReply) => void): Promise<SmtpReply>;
   /** The connection is now TLS (STARTTLS done, or implicit). */
   secured(info: TlsInfo): void;
   /** The connection is gone. */
@@ -522,10 +526,23 @@ export class SmtpEngine {
     if (this.#sink !== sink) return;
     this.#sink = undefined;
     const problem = this.#writeError ? 'write-error' : tooBig ? 'too-big' : undefined;
-    const r = await this.#call(() => this.#h.endData(sink, problem));
-    this.#resetTransaction();
-    this.#bad = 0;
-    this.#replyWith(r);
+    let replied = false;
+    const reply = (r: SmtpReply): void => {
+      if (replied) return;
+      replied = true;
+      this.#resetTransaction();
+      this.#bad = 0;
+      this.#replyWith(r);
+    };
+    // The reply leaves as soon as the core has it (one session waits for nothing else); the
+    // core's log line and capture are written while the client reads it.
+    const early = (r: SmtpReply): void => {
+      if (this.#phase !== Phase.Commands) return;
+      reply(r);
+      this.#flush();
+    };
+    const r = await this.#call(() => this.#h.endData(sink, problem, early));
+    reply(r);
   }
 
   /** The connection ended inside DATA: the core's 'client-gone' path. */

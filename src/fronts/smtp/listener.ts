@@ -32,6 +32,8 @@ export class Listener {
   readonly sessions: Map<string, { session: ClientSession; conn: SmtpEngine }>;
   /** STARTTLS and implicit TLS: TLS 1.2 or later, whatever the host's defaults say (RFC 8996). */
   #tlsContext: tls.SecureContext | undefined;
+  /** The bound port: every socket accepted here has it as its local port (no getsockname each). */
+  #port: number | undefined;
 
   constructor(rt: Runtime, cfg: ListenConfig, sessions: Map<string, { session: ClientSession; conn: SmtpEngine }>, counters: ConnCounters) {
     this.rt = rt;
@@ -56,7 +58,8 @@ export class Listener {
       this.server.listen(this.cfg.port, this.cfg.host, () => {
         this.server.off('error', reject);
         const a = this.server.address();
-        resolve(typeof a === 'object' && a ? a.port : this.cfg.port);
+        this.#port = typeof a === 'object' && a ? a.port : undefined;
+        resolve(this.#port ?? this.cfg.port);
       });
     });
   }
@@ -143,7 +146,7 @@ export class Listener {
       id,
       ip,
       port,
-      localPort: socket.localPort ?? 0,
+      localPort: this.#port ?? socket.localPort ?? 0,
       proxied: proxyIp !== undefined,
     };
     if (proxyIp) info.proxyIp = proxyIp;

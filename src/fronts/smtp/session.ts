@@ -98,7 +98,7 @@ export class ClientSession implements SmtpHandler {
   }
 
   /** End of DATA: the core decides (a limit hit while spooling is its problem to answer). */
-  async endData(sink: Writable, problem: 'too-big' | 'client-gone' | 'write-error' | undefined): Promise<SmtpReply> {
+  async endData(sink: Writable, problem: 'too-big' | 'client-gone' | 'write-error' | undefined, early?: (r: SmtpReply) => void): Promise<SmtpReply> {
     const spool = sink as Spool;
     try {
       if (problem === 'write-error') {
@@ -107,7 +107,7 @@ export class ClientSession implements SmtpHandler {
         await this.core.reset();
         return replies.localError('internal error');
       }
-      const res = await this.core.data(spool, problem ?? spool.problem);
+      const res = await this.core.data(spool, problem ?? spool.problem, undefined, early);
       return res.reply;
     } finally {
       spool.release();
