@@ -1,7 +1,7 @@
 // The rules engine: evaluates, at each SMTP stage, exactly the rules whose inferred stage it is,
 // adds their scores, keeps the strongest direct action, and at end of data applies the score
 // thresholds. Pure and synchronous: the pipeline gathers facts, this only decides.
-import type { FactSet } from '../pipeline/facts.ts';
+import { FactSet } from '../pipeline/facts.ts';
 import type { Stage } from '../pipeline/stages.ts';
 import type { CompiledCondition } from './condition.ts';
 import type { Template } from './template.ts';
@@ -96,6 +96,11 @@ export class RulesPolicy implements Policy {
   readonly #byStage: Record<Stage, CompiledRule[]>;
   readonly #byName = new Map<string, CompiledRule>();
   readonly #reads = new Set<string>();
+  /**
+   * Per stage, when `assumeProduced` was told which facts the gateway can set: the rules still to
+   * evaluate, and the facts whose absence lets the others be skipped (see `assumeProduced`).
+   */
+  #lean: Record<Stage, { rules: CompiledRule[]; absent: string[] }> | undefined;
   hooks: PolicyHooks = {};
 
   constructor(rules: readonly CompiledRule[], thresholds: Thresholds, settings: EngineSettings = { statusHeader: STATUS_HEADER }) {
@@ -121,6 +126,40 @@ export class RulesPolicy implements Policy {
 
   readsFact(name: string): boolean {
     return this.#reads.has(name);
+  }
+
+  /**
+   * Tells the engine which facts the running gateway can set (its core's and its enabled checks').
+   * A rule that reads only other facts, and whose condition is false over none of them, cannot
+   * fire: at each stage such rules are set aside once here, and skipped while none of the facts
+   * they read is present. The check is made for each evaluation, so a fact that turns up after
+   * all (an override, a milter macro) makes that stage evaluate every rule, as without this call.
+   * Exact because a condition reads only its `facts` (a `header.*` name also reads
+   * `message.headers`, which is added here).
+   */
+  assumeProduced(produced: (fact: string) => boolean): void {
+    const empty = new FactSet();
+    const lean = {} as Record<Stage, { rules: CompiledRule[]; absent: string[] }>;
+    for (const stage of Object.keys(this.#byStage) as Stage[]) {
+      const rules: CompiledRule[] = [];
+      const absent = new Set<string>();
+      for (const r of this.#byStage[stage]) {
+        const reads = [...r.condition.facts];
+        if (reads.some((f) => f.startsWith('header.'))) reads.push('message.headers');
+        if (reads.length === 0 || reads.some(produced) || r.condition.test(empty)) rules.push(r);
+        else for (const f of reads) absent.add(f);
+      }
+      lean[stage] = { rules, absent: [...absent] };
+    }
+    this.#lean = lean;
+  }
+
+  /** The rules `#run` must evaluate at `stage` over `facts` (all of them, or the lean list). */
+  #toEvaluate(stage: Stage, facts: FactSet): readonly CompiledRule[] {
+    const lean = this.#lean?.[stage];
+    if (!lean) return this.#byStage[stage];
+    for (const f of lean.absent) if (facts.has(f)) return this.#byStage[stage];
+    return lean.rules;
   }
 
   /**
@@ -217,7 +256,7 @@ export class RulesPolicy implements Policy {
     let best: Ranked | undefined = prev.decided ? this.#rank(prev.decided) : undefined;
 
     if (prev.decided?.action !== 'accept') {
-      for (const rule of this.#byStage[stage]) {
+      for (const rule of this.#toEvaluate(stage, facts)) {
         if (!rule.condition.test(facts)) continue;
         v.score += rule.score;
         const fired: FiredRule = { rule: rule.name, score: rule.score, stage, source: rule.source, description: rule.description };

@@ -12,6 +12,8 @@ import type { FactSpec } from '../pipeline/facts.ts';
 import type { AnySectionSpec } from './loader.ts';
 import { isRulesAware, type RulesAware } from './rules-aware.ts';
 import { Capture } from './capture.ts';
+import { coreFacts, milterFacts } from '../pipeline/core-facts.ts';
+import { createFactLookup } from './fact-lookup.ts';
 
 export interface PolicyHandle {
   policy: Policy;
@@ -59,10 +61,24 @@ export interface PolicyInputs {
   sections: readonly AnySectionSpec[];
 }
 
+/**
+ * Which facts a gateway running `checks` can set: the core's and the milter front's, each check's
+ * own and its `check.<name>.error`. `header.<Name>` facts come from `message.headers`.
+ */
+export function producedBy(checks: readonly Check[]): (fact: string) => boolean {
+  // The lookup matches `*` families (`ratelimit.*.exceeded`) the way rules validation does.
+  const specs = new Map<string, FactSpec>();
+  for (const f of [...coreFacts, ...milterFacts, ...checks.flatMap((c) => c.facts)]) if (!specs.has(f.name)) specs.set(f.name, f);
+  const lookup = createFactLookup(specs.values());
+  const errors = new Set(checks.map((c) => `check.${c.name}.error`));
+  return (fact) => fact.startsWith('header.') || errors.has(fact) || lookup.get(fact) !== undefined;
+}
+
 export async function loadPolicy(config: Config, checks: readonly Check[], logger: Logger, known: PolicyInputs): Promise<PolicyHandle> {
   const aware = checks.filter((c): c is Check & RulesAware => isRulesAware(c));
   const live = new LiveRules({
     dir: config.rules,
+    produced: producedBy(checks),
     facts: [...known.facts],
     sections: [...known.sections],
     logger: logger.child({ component: 'rules' }),

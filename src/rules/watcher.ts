@@ -23,6 +23,12 @@ export interface LiveRulesOptions {
   pollMs?: number;
   /** Watch files at all (false for one-shot use). */
   watch?: boolean;
+  /**
+   * Facts the running gateway can set (core, milter and enabled checks' facts): rules that read
+   * none of them are set aside at each load instead of evaluated per message (see
+   * `RulesPolicy.assumeProduced`). Unset (rules test, rules explain): every rule is evaluated.
+   */
+  produced?: (fact: string) => boolean;
   /** Called after each successful load (including the first), e.g. to refresh section users. */
   onReload?: (loaded: LoadedRules) => void;
 }
@@ -101,6 +107,7 @@ export class LiveRules implements Policy {
 
   #installed(loaded: LoadedRules): void {
     loaded.policy.hooks.onFire = (rule) => metrics.ruleHits.inc({ rule: rule.name });
+    if (this.#opts.produced) loaded.policy.assumeProduced(this.#opts.produced);
     metrics.rulesLoaded.set(loaded.rules.length);
     metrics.rulesLastReloadSuccess.set(1);
     metrics.rulesLastReloadTime.set(Date.now() / 1000);
