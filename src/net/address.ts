@@ -14,9 +14,19 @@ export interface ParsedAddress {
 
 export type RecipientVerdict = { ok: true; parsed: ParsedAddress } | { ok: false; kind: 'syntax' | 'relay'; why: string; domain: string };
 
+/**
+ * Names domainToASCII returns unchanged: LDH-and-underscore labels whose last label starts with a
+ * letter (so the WHATWG host parser cannot read the name as an IPv4 number, "0x7f.1"), with no
+ * "%" (percent-decoded) and no "xn--" (punycode, validated). The pattern cannot backtrack: each
+ * repetition ends at a dot.
+ */
+const PLAIN_NAME = /^(?:[a-z0-9_-]+\.)*[a-z][a-z0-9_-]*$/;
+
 export function normalizeDomain(domain: string): string {
   const d = domain.trim().replace(/\.$/, '').toLowerCase();
   if (d.startsWith('[')) return d; // address literal: compared as is (never one of ours)
+  // Most names are plain ASCII: skip the URL host parser (4–8 µs a call), it would change nothing.
+  if (PLAIN_NAME.test(d) && !d.includes('xn--')) return d;
   const ascii = domainToASCII(d);
   return ascii === '' ? d : ascii;
 }

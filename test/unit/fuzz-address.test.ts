@@ -3,6 +3,7 @@
 // recipient is always one of our domains with no routing characters left in its local part.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { domainToASCII } from 'node:url';
 import fc from 'fast-check';
 import { checkRecipient, normalizeDomain, parseAddress } from '../../src/net/address.ts';
 import { runFuzz } from '../helpers/fuzz.ts';
@@ -53,6 +54,66 @@ test('fuzz: parseAddress / checkRecipient never throw; accepted recipients are o
         assert.ok(!/[%!@]/.test(local), `accepted routing characters: ${v.parsed.local}`);
       }
       normalizeDomain(a);
+    }),
+  );
+  t.diagnostic(`runs ${runs}`);
+});
+
+/** normalizeDomain as it was before its ASCII shortcut: every domain through domainToASCII. */
+function viaDomainToASCII(domain: string): string {
+  const d = domain.trim().replace(/\.$/, '').toLowerCase();
+  if (d.startsWith('[')) return d;
+  const ascii = domainToASCII(d);
+  return ascii === '' ? d : ascii;
+}
+
+// What the WHATWG host parser does to ASCII names: percent-decoding, IPv4 numbers in any base
+// ("0x7f.1" is 127.0.0.1), punycode validation of xn-- labels, a refused numeric last label.
+const domainPiece = fc.constantFrom(
+  'a',
+  'z',
+  'Q',
+  '0',
+  '7',
+  '9',
+  'x',
+  '0x',
+  '0X',
+  'xn--',
+  '-',
+  '_',
+  '.',
+  '..',
+  '%41',
+  'ü',
+  ' ',
+  'example',
+  'test',
+  '255',
+  '08',
+);
+const domainLike = fc.array(domainPiece, { maxLength: 10 }).map((a) => a.join(''));
+
+test('fuzz: normalizeDomain gives what domainToASCII gives (its ASCII shortcut changes nothing)', (t) => {
+  const cases = [
+    'example.test',
+    'EXAMPLE.TEST.',
+    'mx-1.example.test',
+    '0x7f.1',
+    'a.0x10',
+    'example.123',
+    '%41.com',
+    'xn--abc',
+    'xn--bcher-kva.example',
+    '_dmarc.x',
+    'a..b',
+    'bücher.example',
+  ];
+  for (const c of cases) assert.equal(normalizeDomain(c), viaDomainToASCII(c), c);
+  const runs = runFuzz(
+    'domain normalisation',
+    fc.property(domainLike, (d) => {
+      assert.equal(normalizeDomain(d), viaDomainToASCII(d), JSON.stringify(d));
     }),
   );
   t.diagnostic(`runs ${runs}`);
