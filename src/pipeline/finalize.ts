@@ -13,6 +13,11 @@ export interface FinalizeInput {
   edits: Edits;
   /** Fields that go above everything else (our Received trace field, RFC 5321 4.4). */
   trace: ReadonlyArray<{ name: string; value: string }>;
+  /**
+   * The bytes `fields` were parsed from (the spool's header block). When no field is dropped or
+   * changed they are delivered as they are, instead of being rebuilt from each field's `raw`.
+   */
+  original?: Buffer;
 }
 
 export interface FinalizedHeader {
@@ -32,6 +37,9 @@ export async function finalizeHeader(input: FinalizeInput): Promise<FinalizedHea
   const seen = new Map<string, number>();
   let body = '';
   let subject: string | undefined;
+  /** Every field kept as it came: `body` is then `original` up to its final empty line. */
+  let unchanged = true;
+  let rawLength = 0;
   for (const f of input.fields) {
     const lname = f.name.toLowerCase();
     const index = (seen.get(lname) ?? 0) + 1;
@@ -40,9 +48,13 @@ export async function finalizeHeader(input: FinalizeInput): Promise<FinalizedHea
     // top (RFC 5322 2.2.3 unfolding), e.g. extending our Authentication-Results with
     // "dkim=pass header.d=paypal.com": such an orphan continuation belongs to no field and is
     // dropped (issue 14, item 2).
-    if (isOrphanContinuation(f)) continue;
+    if (isOrphanContinuation(f)) {
+      unchanged = false;
+      continue;
+    }
     if (f.name && edits.removeHeaders.some((r) => r(f.name, f.value))) {
       removed.push({ name: f.name, index });
+      unchanged = false;
       continue;
     }
     if (lname === 'subject' && index === 1 && edits.tagSubject !== undefined && !f.value.startsWith(edits.tagSubject)) {
@@ -50,16 +62,24 @@ export async function finalizeHeader(input: FinalizeInput): Promise<FinalizedHea
       // After the colon itself, not name.length + 1: "Subject : x" (RFC 5322 4.5.8) has WSP before
       // it; "Subject:x" has none after it, so the tag needs its own space there.
       subject = `${edits.tagSubject} ${f.value}`;
+      unchanged = false;
       const after = f.raw.slice(f.raw.indexOf(':') + 1);
       body += `${f.name}: ${edits.tagSubject}${/^[ \t\r]/.test(after) ? '' : ' '}${after}`;
       continue;
     }
     body += f.raw;
+    rawLength += f.raw.length;
   }
   const ours = [...input.trace, ...edits.addHeaders];
   let top = '';
   for (const h of ours) top += foldHeader(h.name, h.value);
-  let block = Buffer.concat([Buffer.from(top, 'utf8'), Buffer.from(body, 'latin1'), input.headerTerminated ? Buffer.from('\r\n') : Buffer.alloc(0)]);
+  // The fields' raw texts are consecutive latin1 slices of `original` from its start (one char a
+  // byte), so equal lengths mean `original` is exactly what the rebuild below would give.
+  const { original } = input;
+  const asIs = unchanged && original !== undefined && rawLength + (input.headerTerminated ? 2 : 0) === original.length;
+  let block = asIs
+    ? Buffer.concat([Buffer.from(top, 'utf8'), original])
+    : Buffer.concat([Buffer.from(top, 'utf8'), Buffer.from(body, 'latin1'), input.headerTerminated ? Buffer.from('\r\n') : Buffer.alloc(0)]);
   const added = [...ours];
   for (const s of [...edits.signers].sort((a, b) => a.order - b.order)) {
     const fields = await s.sign(block);

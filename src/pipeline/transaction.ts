@@ -565,7 +565,7 @@ export class ConnectionCore {
     mergeEdits(edits, tx.output.edits);
     mergeEdits(edits, { addHeaders: v.addHeaders, ...(v.tagSubject !== undefined ? { tagSubject: v.tagSubject } : {}) });
     const trace = this.#opts.trace !== false && this.rt.config.smtp.add_received ? [{ name: 'Received', value: this.#received(tx) }] : [];
-    const final = await finalizeHeader({ fields: spool.headers, headerTerminated: spool.headerTerminated, edits, trace });
+    const final = await finalizeHeader({ fields: spool.headers, headerTerminated: spool.headerTerminated, edits, trace, original: spool.headerBytes });
     return { final, edits };
   }
 
