@@ -62,7 +62,9 @@ for (const g of during) {
 console.log(`${msgs.length} messages over ${((last - first) / 1000).toFixed(1)} s`);
 console.log('GCs during traffic, per 1,000 messages:');
 for (const [kind, k] of perKind)
-  console.log(`  ${kind.padEnd(14)} ${((k.n * 1000) / msgs.length).toFixed(1).padStart(6)} GCs, ${((k.total * 1000) / msgs.length).toFixed(1).padStart(7)} ms paused, mean ${(k.total / k.n).toFixed(2)} ms, max ${k.max.toFixed(2)} ms`);
+  console.log(
+    `  ${kind.padEnd(14)} ${((k.n * 1000) / msgs.length).toFixed(1).padStart(6)} GCs, ${((k.total * 1000) / msgs.length).toFixed(1).padStart(7)} ms paused, mean ${(k.total / k.n).toFixed(2)} ms, max ${k.max.toFixed(2)} ms`,
+  );
 const sorted = [...msgs].sort((a, b) => b.ms - a.ms);
 const top = sorted.slice(0, Math.max(1, Math.round(msgs.length * Number(topArg ?? 0.01))));
 const p = (q: number): number => [...msgs].sort((a, b) => a.ms - b.ms)[Math.floor(q * (msgs.length - 1))]?.ms ?? 0;
@@ -75,7 +77,9 @@ for (const m of top) {
   const paused = inside.reduce((s, g) => s + g.ms, 0);
   if (inside.some((g) => g.kind === 'mark-compact')) withMc++;
   if (inside.length) withAny++;
-  console.log(`  #${String(m.i).padStart(5)} ${m.ms.toFixed(1).padStart(7)} ms  GC ${paused.toFixed(1).padStart(6)} ms  ${inside.map((g) => `${g.kind} ${g.ms.toFixed(1)}`).join(', ')}${slice(m.end - m.ms, m.end)}`);
+  console.log(
+    `  #${String(m.i).padStart(5)} ${m.ms.toFixed(1).padStart(7)} ms  GC ${paused.toFixed(1).padStart(6)} ms  ${inside.map((g) => `${g.kind} ${g.ms.toFixed(1)}`).join(', ')}${slice(m.end - m.ms, m.end)}`,
+  );
 }
 console.log(`${withMc}/${top.length} overlap a mark-compact, ${withAny}/${top.length} any GC`);
 if (ticks.length) console.log(`whole traffic window:${slice(first, last)}`);
