@@ -161,7 +161,7 @@ export function variantProducer(e: string): RowProducer {
     id: `mailgate+${e}`,
     target: `mailgate+${e}`,
     label: `mailgate, default config + experiment ${e}`,
-    latency: false,
+    latency: true,
     missing: (ctx) => mailgateAvailable(ctx.mailgateRoot),
     start: (ctx, tag, profile) =>
       startMailgate(ctx, ctx.mailgateRoot, { workers: 1, tag, experiments: [e], ...(profile ? { cpuProfDir: join(ctx.dirs.work, 'prof', tag) } : {}) }),
@@ -185,7 +185,7 @@ export function compareRevProducer(rev: string, kind: 'shipped' | 'relay' = 'shi
           undefined,
           rev,
         )
-      : mailgateTarget('mailgate-rev', 1, false, rev);
+      : mailgateTarget('mailgate-rev', 1, true, rev);
   return {
     id: t.id,
     describe: `smtp-source → mailgate at ${rev} → smtp-sink (same run, for comparison)`,
@@ -315,7 +315,9 @@ export async function runInterleaved(ctx: BenchContext, specs: readonly TargetSp
   }
   for (const spec of usable.filter((s) => s.latency)) {
     const id = `${spec.id}-latency`;
-    const want = halfLoad(rows, spec.id, maxSessions);
+    // An A/B target (--variant, --compare-rev) is measured at mailgate's rate, so both sides see the same load.
+    const ab = spec.id.startsWith('mailgate+') || spec.id === 'mailgate-rev';
+    const want = (ab ? halfLoad(rows, 'mailgate', maxSessions) : null) ?? halfLoad(rows, spec.id, maxSessions);
     if (want === null) {
       rows.push({ kind: 'skipped', id, label: spec.label, reason: 'no throughput figure to take half of' });
       continue;
