@@ -234,7 +234,7 @@ export async function warmUp(ctx: BenchContext, t: Target, msgs = 200): Promise<
 /** RSS of the target while it holds `count` connections idle after EHLO. */
 export async function measureIdleConns(ctx: BenchContext, t: Target, id: string, label: string, count: number): Promise<MemoryRow> {
   await warmUp(ctx, t);
-  await sleep(3000); // V8 and glibc hand freed pages back with a delay
+  await sleep(Number(process.env.BENCH_IDLE_SETTLE_MS ?? 3000)); // V8 and glibc hand freed pages back with a delay
   const base = await settled(ctx, t.pid);
   const baseline = base.rss;
   const conns: SmtpConn[] = [];
