@@ -10,19 +10,13 @@ import CFB from 'cfb';
 import { loadRules } from '../../src/rules/loader.ts';
 import { knownFacts, knownSections } from '../../src/checks/catalogue.ts';
 import { offlineChecks, runOffline } from '../../src/cli/offline-transaction.ts';
-import { configSchema } from '../../src/config/schema.ts';
 import type { FactValue } from '../../src/pipeline/facts.ts';
 import { fakeExe, makeZip, mimeMessage, SHARED } from '../helpers/content-fixtures.ts';
+import { offlineConfig } from '../helpers/offline-config.ts';
 
 const repo = resolve(import.meta.dirname, '../..');
 const shipped = loadRules(join(repo, 'rules'), knownFacts(), knownSections());
-const config = configSchema.parse({
-  hostname: 'mx.example.test',
-  domains: ['example.test'],
-  backend: { maildir: '/nonexistent' },
-  admin: false,
-  capture: false,
-});
+const config = offlineConfig;
 
 /** What the network checks would say about a well-behaved sender. */
 const goodSender: Record<string, FactValue> = {

@@ -9,17 +9,11 @@ import { join } from 'node:path';
 import { loadRules } from '../../src/rules/loader.ts';
 import { knownFacts, knownSections } from '../../src/checks/catalogue.ts';
 import { offlineChecks, readSidecar, runOffline, type Envelope } from '../../src/cli/offline-transaction.ts';
-import { configSchema } from '../../src/config/schema.ts';
+import { offlineConfig } from '../helpers/offline-config.ts';
 
 const root = join(import.meta.dirname, '..', '..');
 const corpus = join(root, 'test/fixtures/rules/corpus');
-const config = configSchema.parse({
-  hostname: 'mx.example.test',
-  domains: ['example.test'],
-  backend: { maildir: '/nonexistent' },
-  admin: false,
-  capture: false,
-});
+const config = offlineConfig;
 const shipped = loadRules(join(root, 'rules'), knownFacts(), knownSections());
 
 interface Expect {

@@ -14,8 +14,8 @@ import { createFactLookup } from '../../src/rules/fact-lookup.ts';
 import { producedBy } from '../../src/rules/load-policy.ts';
 import { knownFacts, knownSections } from '../../src/checks/catalogue.ts';
 import { offlineChecks, readSidecar, runOffline, type Envelope } from '../../src/cli/offline-transaction.ts';
-import { configSchema } from '../../src/config/schema.ts';
 import type { RulesPolicy } from '../../src/rules/engine.ts';
+import { offlineConfig } from '../helpers/offline-config.ts';
 
 const root = join(import.meta.dirname, '..', '..');
 const load = () => loadRules(join(root, 'rules'), knownFacts(), knownSections());
@@ -122,13 +122,7 @@ test('lean path: with every check disabled, most rules are set aside and none of
 });
 
 const corpus = join(root, 'test/fixtures/rules/corpus');
-const config = configSchema.parse({
-  hostname: 'mx.example.test',
-  domains: ['example.test'],
-  backend: { maildir: '/nonexistent' },
-  admin: false,
-  capture: false,
-});
+const config = offlineConfig;
 
 test('lean path: the rules corpus gives the same verdicts', async () => {
   for (const mode of modes) {
