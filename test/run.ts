@@ -3,11 +3,20 @@
 // type-checks, runs every test/**/*.test.ts with Node's runner, and tears Postfix down.
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import type { Readable } from 'node:stream';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startPostfix, type PostfixInstance } from './helpers/postfix.ts';
+import { watchRun } from './helpers/run-watchdog.ts';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+
+/**
+ * The watchdog's limits. The longest silence of a healthy run is one file's slowest hook plus its
+ * slowest test, each bounded by --test-timeout (2 min); the whole run takes 7–9 min on this machine.
+ */
+const STALL_MS = 6 * 60_000;
+const TOTAL_MS = 50 * 60_000;
 
 /**
  * What the tests run, as Debian package → a file it installs (to see whether it is there) and who
@@ -105,12 +114,31 @@ async function main(): Promise<number> {
     MAIL_CONFIG: pf.confDir,
   };
   // The glob is expanded by Node's runner: test/unit, test/e2e and test/conformance all match.
-  const args = ['--test', '--test-concurrency=1', '--test-timeout=120000', ...(files.length > 0 ? files : ['test/**/*.test.ts'])];
-  const child = spawn(process.execPath, args, { cwd: repoRoot, env, stdio: 'inherit' });
+  // --test-force-exit: a file whose tests are done ends even if a test left a handle open (a file
+  // that never ended once held up a whole CI run); the watchdog handles a file that blocks itself.
+  const args = ['--test', '--test-concurrency=1', '--test-timeout=120000', '--test-force-exit', ...(files.length > 0 ? files : ['test/**/*.test.ts'])];
+  // Detached: the runner leads its own process group, which the watchdog can kill as one.
+  const child = spawn(process.execPath, args, { cwd: repoRoot, env, stdio: ['inherit', 'pipe', 'pipe'], detached: true });
+  const dog = watchRun(child, { stallMs: STALL_MS, totalMs: TOTAL_MS, write: (l) => process.stderr.write(`${l}\n`) });
+  child.stdout?.on('data', (b: Buffer) => {
+    dog.touch();
+    process.stdout.write(b);
+  });
+  child.stderr?.on('data', (b: Buffer) => {
+    dog.touch();
+    process.stderr.write(b);
+  });
   const forward = (sig: NodeJS.Signals) => child.kill(sig);
   process.on('SIGINT', forward);
   process.on('SIGTERM', forward);
-  const code = await new Promise<number>((r) => child.on('exit', (c, s) => r(c ?? (s ? 128 : 1))));
+  let code = await new Promise<number>((r) => child.on('exit', (c, s) => r(c ?? (s ? 128 : 1))));
+  // The last of the output, unless something the runner started still holds the pipes.
+  const drained = (s: Readable | null) => new Promise<void>((r) => (s && !s.readableEnded ? s.once('end', () => r()) : r()));
+  let grace: NodeJS.Timeout | undefined;
+  await Promise.race([Promise.all([drained(child.stdout), drained(child.stderr)]), new Promise((r) => (grace = setTimeout(r, 2000)))]);
+  clearTimeout(grace);
+  dog.stop();
+  if (dog.overTime) code = 124;
   try {
     pf.destroy();
   } catch (err) {

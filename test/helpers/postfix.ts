@@ -64,6 +64,8 @@ function userIds(name: string): { uid: number; gid: number } {
   return { uid, gid };
 }
 
+const TOOL_TIMEOUT_MS = 60_000;
+
 export async function startPostfix(opts: PostfixOptions = {}): Promise<PostfixInstance> {
   const avail = postfixAvailable();
   if (!avail.ok) throw new Error(avail.why);
@@ -127,7 +129,7 @@ export async function startPostfix(opts: PostfixOptions = {}): Promise<PostfixIn
   // A header that makes the backend reject at end of DATA: tests "backend rejects DATA".
   writeFileSync(join(confDir, 'header_checks'), '/^X-Backend-Reject:/ REJECT 5.7.1 rejected by backend header check\n');
   const env = { ...process.env, MAIL_CONFIG: confDir };
-  execFileSync('postmap', ['-c', confDir, join(confDir, 'vmailbox')], { env });
+  execFileSync('postmap', ['-c', confDir, join(confDir, 'vmailbox')], { env, timeout: TOOL_TIMEOUT_MS });
   const master = [
     `127.0.0.1:${port} inet n - n - - smtpd`,
     ...(opts.master ?? []),
@@ -157,7 +159,10 @@ export async function startPostfix(opts: PostfixOptions = {}): Promise<PostfixIn
     'postlog   unix-dgram n  -       n       -       1       postlogd',
   ];
   writeFileSync(join(confDir, 'master.cf'), master.join('\n') + '\n');
-  const tool = (cmd: string, args: readonly string[]) => execFileSync(cmd, ['-c', confDir, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] }).toString();
+  // A bound on every Postfix tool: a synchronous call that never returns would block the test
+  // file's event loop, where no test timeout can fire (test/helpers/run-watchdog.ts).
+  const tool = (cmd: string, args: readonly string[]) =>
+    execFileSync(cmd, ['-c', confDir, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'], timeout: TOOL_TIMEOUT_MS }).toString();
   const inst: PostfixInstance = {
     port,
     confDir,
@@ -220,7 +225,7 @@ function waitClosed(port: number): void {
   // postfix stop returns before master has closed its listening socket.
   for (let i = 0; i < 50; i++) {
     try {
-      execFileSync('bash', ['-c', `exec 3<>/dev/tcp/127.0.0.1/${port}`], { stdio: 'ignore' });
+      execFileSync('bash', ['-c', `exec 3<>/dev/tcp/127.0.0.1/${port}`], { stdio: 'ignore', timeout: 5000 });
     } catch {
       return;
     }

@@ -43,14 +43,23 @@ export async function startQuarantineEnv(
   const qdir = join(dir, 'quarantine');
   const rules = makeRulesDir(QUARANTINE_RULES);
   const quarantine = { dir: qdir, ...o.quarantine };
-  const gw = await startGateway(
-    testConfig({
-      backend: { host: '127.0.0.1', port: pf.port, command_timeout_ms: 5000, data_timeout_ms: 10_000, connect_timeout_ms: 2000 },
-      rules,
-      quarantine,
-      admin: o.admin ?? false,
-    }),
-  );
+  let gw: TestGateway;
+  try {
+    gw = await startGateway(
+      testConfig({
+        backend: { host: '127.0.0.1', port: pf.port, command_timeout_ms: 5000, data_timeout_ms: 10_000, connect_timeout_ms: 2000 },
+        rules,
+        quarantine,
+        admin: o.admin ?? false,
+      }),
+    );
+  } catch (err) {
+    // The test's after() has no env to close: nothing may be left running (a Postfix, its dirs).
+    pf.destroy();
+    rmSync(dir, { recursive: true, force: true });
+    rmSync(rules, { recursive: true, force: true });
+    throw err;
+  }
   const configFile = join(dir, 'mailgate.yaml');
   writeFileSync(
     configFile,
