@@ -3,7 +3,7 @@
 // own event loop (a synchronous child process that never returns, a loop that never ends): its
 // timers never fire and the runner waits for it forever. CI then runs into its own limit and
 // prints nothing about the cause (it happened once, in test/e2e/quarantine-digest.test.ts, and
-// never again in a few dozen runs). So: when the run has printed nothing for `stallMs`, the
+// not in 25 runs of that file alone and full runs since). So: when the run has printed nothing for `stallMs`, the
 // watchdog prints the process tree under the runner and kills the test files' processes still
 // running (the runner reports each as failed, with what it printed, and goes on to the next file);
 // past `totalMs` it kills the whole run.
