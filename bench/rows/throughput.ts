@@ -255,6 +255,19 @@ export const throughputProducers: RowProducer[] = throughputTargets.map((t) => (
   run: (ctx) => runInterleaved(ctx, [t]),
 }));
 
+/**
+ * The warm burst before each interleaved run: a tenth of the run, at least 5 messages a session
+ * (BENCH_PRE_RUN_MSGS sets the count; 0 turns it off, as before 2026-12-02).
+ */
+export function preRunMsgs(sessions: number, runMsgs: number, env = process.env.BENCH_PRE_RUN_MSGS): number {
+  if (env !== undefined && env !== '') {
+    const n = Number(env);
+    if (!Number.isInteger(n) || n < 0) throw new Error(`BENCH_PRE_RUN_MSGS: a whole number of messages (0 = none), not ${JSON.stringify(env)}`);
+    return n;
+  }
+  return Math.max(5 * sessions, Math.round(runMsgs / 10));
+}
+
 interface Live {
   spec: TargetSpec;
   gw: Gateway;
@@ -300,6 +313,15 @@ export async function runInterleaved(ctx: BenchContext, specs: readonly TargetSp
       for (let i = 0; i < ctx.opts.runs; i++) {
         for (const l of live) {
           await sleep(ctx.opts.quick ? 300 : 1000);
+          // Unrecorded, right before the run: every target (peers too) sat idle through the others'
+          // runs, 25–85 s, long enough for V8's memory reducer to give back a Node target's young
+          // generation; the first second of a run then paid to grow it again (bench/HISTORY.md,
+          // 2026-12-02). The runs measure a gateway under steady load.
+          const warm = preRunMsgs(sessions, l.msgs);
+          if (warm > 0) {
+            await oneRun(ctx, l.gw, sessions, warm);
+            await sleep(200);
+          }
           const r = await oneRun(ctx, l.gw, sessions, l.msgs);
           ctx.log(
             `  ${`${l.spec.id}-s${sessions}`.padEnd(16)} run ${i + 1}: ${String(r.msgPerS).padStart(5)} msg/s, cpu ${r.cpuS}s (sink ${r.sinkCpuS}s, source ${r.sourceCpuS}s), machine ${r.machineBusyPct}% busy (others ${r.otherBusyPct}%)${r.problems.length ? `  PROBLEMS: ${r.problems.join('; ')}` : ''}`,
