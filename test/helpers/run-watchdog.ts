@@ -1,12 +1,13 @@
-// The watchdog of `npm test` (test/run.ts). Node's runner bounds each test (--test-timeout) and,
-// with --test-force-exit, each file's handles; neither helps when a test file's process blocks its
-// own event loop (a synchronous child process that never returns, a loop that never ends): its
-// timers never fire and the runner waits for it forever. CI then runs into its own limit and
-// prints nothing about the cause (it happened once, in test/e2e/quarantine-digest.test.ts, and
-// not in 25 runs of that file alone and full runs since). So: when the run has printed nothing for `stallMs`, the
-// watchdog prints the process tree under the runner and kills the test files' processes still
-// running (the runner reports each as failed, with what it printed, and goes on to the next file);
-// past `totalMs` it kills the whole run.
+// The watchdog of `npm test` (test/run.ts). Node's runner bounds each test (--test-timeout), but
+// not a test file's process that blocks its own event loop (a synchronous child process that
+// never returns, a loop that never ends: its timers never fire) or one that never ends after its
+// tests (a handle left open; --test-force-exit would end it, but under Node 24.9 it also ended
+// files part-way through their tests, silently). The runner then waits forever, CI runs into its
+// own limit and prints nothing about the cause (it happened once, in
+// test/e2e/quarantine-digest.test.ts, and not in 25 runs of that file alone and full runs since).
+// So: when the run has printed nothing for `stallMs`, the watchdog prints the process tree under
+// the runner and kills the test files' processes still running (the runner reports each as
+// failed, with what it printed, and goes on to the next file); past `totalMs` it kills the run.
 import type { ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 
