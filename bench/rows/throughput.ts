@@ -286,6 +286,7 @@ export async function runInterleaved(ctx: BenchContext, specs: readonly TargetSp
     else usable.push(s);
   }
   const maxSessions = Math.max(...ctx.opts.sessions);
+  preRunMsgs(1, 0); // a bad BENCH_PRE_RUN_MSGS stops the bench here, before any target starts
   for (const sessions of ctx.opts.sessions) {
     const here = usable.filter((s) => !s.sessions || s.sessions.includes(sessions));
     ctx.log(`-- ${sessions} session${sessions > 1 ? 's' : ''}: ${here.map((s) => s.id).join(', ')} (runs interleaved)`);

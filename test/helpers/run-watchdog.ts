@@ -57,7 +57,11 @@ export function listProcesses(): Proc[] {
 /** `root`'s descendants, parents before their children, each with its depth below root. */
 export function descendants(procs: readonly Proc[], root: number): Array<Proc & { depth: number }> {
   const byParent = new Map<number, Proc[]>();
-  for (const p of procs) byParent.set(p.ppid, [...(byParent.get(p.ppid) ?? []), p]);
+  for (const p of procs) {
+    const siblings = byParent.get(p.ppid);
+    if (siblings) siblings.push(p);
+    else byParent.set(p.ppid, [p]);
+  }
   const out: Array<Proc & { depth: number }> = [];
   const walk = (pid: number, depth: number): void => {
     for (const c of byParent.get(pid) ?? []) {

@@ -9,11 +9,11 @@ import { readFileSync } from 'node:fs';
 import { watchRun } from '../helpers/run-watchdog.ts';
 
 /** A stand-in runner: runs `file` (a script) as `node -e <file> stuck.test.ts`, reports how it ended. */
-function fakeRunner(file: string, after = 'process.exit(0)') {
+function fakeRunner(file: string) {
   const runner = `
     const { spawn } = require('node:child_process');
     const c = spawn(process.execPath, ['-e', ${JSON.stringify(file)}, 'stuck.test.ts'], { stdio: 'inherit' });
-    c.on('exit', (code, sig) => { console.log('file ended: ' + sig); ${after}; });`;
+    c.on('exit', (code, sig) => { console.log('file ended: ' + sig); process.exit(0); });`;
   return spawn(process.execPath, ['-e', runner], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
 }
 
