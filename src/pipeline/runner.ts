@@ -48,21 +48,51 @@ export function runStage(a: RunStageArgs): StageResult | Promise<StageResult> {
   return layers.length === 0 ? decide(a, undefined) : runLayers(a, layers);
 }
 
-async function runLayers(a: RunStageArgs, layers: readonly (readonly Check[])[]): Promise<StageResult> {
-  let failure: StageResult['failure'];
-  for (const layer of layers) {
-    const results = await Promise.all(layer.map((c) => runOne(c, a)));
-    for (const r of results) {
-      if (r && r.outcome !== 'continue' && (!failure || (r.outcome === 'reject' && failure.outcome !== 'reject'))) {
-        failure = { check: r.check, outcome: r.outcome, error: r.error };
-      }
-    }
-    // What checks wrote to their output is a fact from now on: later layers and the rules of
-    // this stage see it. Moved, not copied: the output object lives for the whole transaction
-    // (its edits accumulate), so facts left in it would be merged again at every later stage.
-    a.output.facts.moveInto(a.facts);
+type RunResult = { check: string; outcome: FailureOutcome; error: string } | undefined;
+
+/**
+ * Layer by layer; synchronous while every check of a layer finished synchronously (most checks
+ * only read facts: a promise and a microtask turn per check otherwise), asynchronous from the first
+ * layer with a check that returned a promise.
+ */
+function runLayers(a: RunStageArgs, layers: readonly (readonly Check[])[]): StageResult | Promise<StageResult> {
+  const failure: { f?: StageResult['failure'] } = {};
+  for (let i = 0; i < layers.length; i++) {
+    const results = (layers[i] as readonly Check[]).map((c) => runOne(c, a));
+    if (results.some(isPromise)) return finishAsync(a, layers, i, Promise.all(results), failure);
+    endLayer(a, results as RunResult[], failure);
   }
-  return decide(a, failure);
+  return decide(a, failure.f);
+}
+
+async function finishAsync(
+  a: RunStageArgs,
+  layers: readonly (readonly Check[])[],
+  from: number,
+  pending: Promise<RunResult[]>,
+  failure: { f?: StageResult['failure'] },
+): Promise<StageResult> {
+  endLayer(a, await pending, failure);
+  for (let i = from + 1; i < layers.length; i++) {
+    endLayer(a, await Promise.all((layers[i] as readonly Check[]).map((c) => runOne(c, a))), failure);
+  }
+  return decide(a, failure.f);
+}
+
+function endLayer(a: RunStageArgs, results: readonly RunResult[], failure: { f?: StageResult['failure'] }): void {
+  for (const r of results) {
+    if (r && r.outcome !== 'continue' && (!failure.f || (r.outcome === 'reject' && failure.f.outcome !== 'reject'))) {
+      failure.f = { check: r.check, outcome: r.outcome, error: r.error };
+    }
+  }
+  // What checks wrote to their output is a fact from now on: later layers and the rules of
+  // this stage see it. Moved, not copied: the output object lives for the whole transaction
+  // (its edits accumulate), so facts left in it would be merged again at every later stage.
+  a.output.facts.moveInto(a.facts);
+}
+
+function isPromise(x: unknown): x is Promise<unknown> {
+  return x instanceof Promise;
 }
 
 /** The overrides, then the rules of the stage: its verdict. */
@@ -82,7 +112,8 @@ function decide(a: RunStageArgs, failure: StageResult['failure']): StageResult {
   return failure ? { verdict, failure } : { verdict };
 }
 
-async function runOne(check: Check, a: RunStageArgs): Promise<{ check: string; outcome: FailureOutcome; error: string } | undefined> {
+/** One check under its timeout: its failure outcome, or undefined; a promise only if the check returned one. */
+function runOne(check: Check, a: RunStageArgs): RunResult | Promise<RunResult> {
   const timeoutMs = check.timeoutMs ?? a.defaultTimeoutMs ?? 30_000;
   // The check's AbortSignal is made when the check reads it (most never do): no controller and no
   // listener on the transaction's signal per check run otherwise.
@@ -101,38 +132,48 @@ async function runOne(check: Check, a: RunStageArgs): Promise<{ check: string; o
   const start = performance.now();
   const span = a.span?.child(check.name);
   let timer: NodeJS.Timeout | undefined;
+  const done = (err: unknown, failed: boolean): RunResult => {
+    clearTimeout(timer);
+    if (ac) outer?.removeEventListener('abort', onAbort);
+    const r = failed ? failedRun(check, a, err, timeoutMs, span) : undefined;
+    span?.end();
+    durationOf(check.name).observe((performance.now() - start) / 1000);
+    return r;
+  };
+  let ran: unknown;
   try {
     const input = new StageInput(a, signal);
     // Called at once: a check that finishes synchronously needs no timer (none could fire).
-    const ran = (span?.recording ? runWithSpan(span, () => check.run(input, a.output)) : check.run(input, a.output)) as unknown;
-    if (ran !== null && typeof ran === 'object' && typeof (ran as PromiseLike<unknown>).then === 'function') {
-      await Promise.race([
-        ran as PromiseLike<unknown>,
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(() => {
-            signal();
-            ac?.abort(new Error('timeout'));
-            reject(new CheckTimeout(timeoutMs));
-          }, timeoutMs);
-        }),
-      ]);
-    }
-    return undefined;
+    ran = span?.recording ? runWithSpan(span, () => check.run(input, a.output)) : check.run(input, a.output);
   } catch (err) {
-    const timedOut = err instanceof CheckTimeout;
-    const outcome = check.onFailure ?? 'tempfail';
-    const error = timedOut ? `timed out after ${timeoutMs} ms` : (err as Error).message;
-    metrics.checkFailures.inc({ check: check.name, reason: timedOut ? 'timeout' : 'error' });
-    a.facts.set(`check.${check.name}.error`, error);
-    a.logger.warn({ check: check.name, stage: a.stage, err: error, outcome }, 'check failed');
-    span?.fail(error).set('mailgate.check_outcome', outcome);
-    return { check: check.name, outcome, error };
-  } finally {
-    clearTimeout(timer);
-    if (ac) outer?.removeEventListener('abort', onAbort);
-    span?.end();
-    durationOf(check.name).observe((performance.now() - start) / 1000);
+    return done(err, true);
   }
+  if (ran === null || typeof ran !== 'object' || typeof (ran as PromiseLike<unknown>).then !== 'function') return done(undefined, false);
+  return Promise.race([
+    ran as PromiseLike<unknown>,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        signal();
+        ac?.abort(new Error('timeout'));
+        reject(new CheckTimeout(timeoutMs));
+      }, timeoutMs);
+    }),
+  ]).then(
+    () => done(undefined, false),
+    (err: unknown) => done(err, true),
+  );
+}
+
+/** A check that threw or timed out: its configured outcome (tempfail by default), logged and counted. */
+function failedRun(check: Check, a: RunStageArgs, err: unknown, timeoutMs: number, span: Span | undefined): RunResult {
+  const timedOut = err instanceof CheckTimeout;
+  const outcome = check.onFailure ?? 'tempfail';
+  const error = timedOut ? `timed out after ${timeoutMs} ms` : (err as Error).message;
+  metrics.checkFailures.inc({ check: check.name, reason: timedOut ? 'timeout' : 'error' });
+  a.facts.set(`check.${check.name}.error`, error);
+  a.logger.warn({ check: check.name, stage: a.stage, err: error, outcome }, 'check failed');
+  span?.fail(error).set('mailgate.check_outcome', outcome);
+  return { check: check.name, outcome, error };
 }
 
 /** Pre-resolved histogram children per check name (a label lookup per observation otherwise). */

@@ -1,6 +1,7 @@
 // Metrics of the content checks (scanners), registered on the shared mailgate registry; label
 // values are fixed sets so cardinality stays bounded.
-import { Counter, Histogram } from 'prom-client';
+import { Counter } from 'prom-client';
+import { Histogram } from '../../metrics/histogram.ts';
 import { registry } from '../../metrics/registry.ts';
 
 export const contentMetrics = {
