@@ -246,3 +246,25 @@ test('pdf: #xx name escapes are decoded as the byte-by-byte definition says', ()
     { numRuns: 5000 },
   );
 });
+
+test('normalizeFileName: a printable-ASCII name gives what the full NFKC pass gives', () => {
+  // The fast path skips the per-character pass; a zero-width space (dropped, and noted as
+  // hidden) forces that pass over the same name, so everything but `hidden` must agree.
+  fc.assert(
+    fc.property(
+      fc.string({
+        unit: fc.oneof(fc.constantFrom(...' .-_/\\aAzZ09exEXpdfPDF~!'.split('')), fc.string({ unit: 'grapheme-ascii', minLength: 1, maxLength: 1 })),
+        maxLength: 40,
+      }),
+      (name) => {
+        const fast = normalizeFileName(name);
+        const { hidden, ...slow } = normalizeFileName(`${name}\u200b`);
+        assert.equal(hidden, true);
+        const { hidden: fastHidden, ...rest } = fast;
+        assert.deepEqual(rest, slow);
+        assert.equal(fastHidden, /[. ]$/.test(name));
+      },
+    ),
+    { numRuns: 2000 },
+  );
+});

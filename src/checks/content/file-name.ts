@@ -79,13 +79,20 @@ function isExtension(s: string): boolean {
   return true;
 }
 
+/** One character class, anchored: linear, no backtracking. */
+const PRINTABLE_ASCII = /^[\x20-\x7e]*$/;
+
 export function normalizeFileName(raw: string): NormalizedName {
   const input = raw.slice(0, 1024);
   let hidden = false;
   let cleaned = '';
-  for (const ch of input.normalize('NFKC')) {
-    if (isHiddenChar(ch.codePointAt(0) ?? 0)) hidden = true;
-    else cleaned += ch;
+  // Printable ASCII (most names) is its own NFKC form and holds no hidden character: no per-character pass.
+  if (PRINTABLE_ASCII.test(input)) cleaned = input;
+  else {
+    for (const ch of input.normalize('NFKC')) {
+      if (isHiddenChar(ch.codePointAt(0) ?? 0)) hidden = true;
+      else cleaned += ch;
+    }
   }
   // Windows ignores trailing dots and spaces: "evil.exe. . " runs as evil.exe.
   let end = cleaned.length;
