@@ -1,7 +1,7 @@
 // A bounded capture of recent verdict inputs (facts, not bodies) as JSON lines, for `mailgate
 // rules diff` to replay against proposed rules. Two files rotate (FILE and FILE.1), so at most
 // `maxEntries` entries are kept and nothing is ever rewritten in place.
-import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, readSync } from 'node:fs';
 import { open, rename, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { FactSet, FactValue } from '../pipeline/facts.ts';
@@ -85,6 +85,39 @@ export function valueJson(v: FactValue, max: number): string | undefined {
   }
 }
 
+/**
+ * Non-empty lines of `file` (0 when it cannot be read), read in 64 KiB pieces: a full capture is
+ * 30–70 MB, and reading it as one string at start-up put that much in the heap for a moment.
+ */
+export function countLines(file: string): number {
+  let fd: number;
+  try {
+    fd = openSync(file, 'r');
+  } catch {
+    return 0;
+  }
+  const buf = Buffer.allocUnsafe(65536);
+  let lines = 0;
+  let prev = 0x0a; // the last byte seen: a line piece after an LF starts a new line
+  try {
+    for (let n = readSync(fd, buf); n > 0; n = readSync(fd, buf)) {
+      const piece = n === buf.length ? buf : buf.subarray(0, n);
+      let from = 0;
+      for (let i = piece.indexOf(0x0a); i >= 0; i = piece.indexOf(0x0a, from)) {
+        if (i > from || prev !== 0x0a) lines++; // not an empty line
+        prev = 0x0a;
+        from = i + 1;
+      }
+      if (from < n) prev = piece[n - 1] as number;
+    }
+  } catch {
+    // unreadable past some point: what was counted stands
+  } finally {
+    closeSync(fd);
+  }
+  return prev !== 0x0a ? lines + 1 : lines; // a last line without its LF
+}
+
 /** An idle capture file is closed after this long (reopened by the next entry). */
 const IDLE_CLOSE_MS = 2000;
 /** Entries wait at most this long for the disk, or until BATCH_BYTES are pending. */
@@ -116,11 +149,7 @@ export class Capture {
     this.#maxValue = opts.maxValueChars ?? 2048;
     this.#maxPending = opts.maxPendingBytes ?? 1_048_576;
     mkdirSync(dirname(this.file), { recursive: true });
-    try {
-      this.#lines = readFileSync(this.file, 'utf8').split('\n').filter(Boolean).length;
-    } catch {
-      this.#lines = 0;
-    }
+    this.#lines = countLines(this.file);
   }
 
   /** Per fact name, its JSON key (`"client.ip":`), or null when the name is excluded. */

@@ -4,11 +4,11 @@
 // reference (like test/unit/headers-fold.test.ts keeps the old fold).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { Capture, type CaptureEntry } from '../../src/rules/capture.ts';
+import { Capture, countLines, type CaptureEntry } from '../../src/rules/capture.ts';
 import { FactSet, type FactValue } from '../../src/pipeline/facts.ts';
 import type { Verdict } from '../../src/pipeline/verdict.ts';
 import { globToRegExp } from '../../src/message/text-patterns.ts';
@@ -102,6 +102,41 @@ test('a capture line is exactly JSON.stringify of the entry the gateway used to 
       ),
       { numRuns: 400 },
     );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('countLines counts the non-empty lines an existing capture holds, across its 64 KiB reads', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mailgate-capture-count-'));
+  try {
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.oneof(
+            fc.constant(''),
+            fc.constant('\r'),
+            fc.integer({ min: 1, max: 70_000 }).map((n) => 'x'.repeat(n)),
+          ),
+          { maxLength: 12 },
+        ),
+        fc.boolean(),
+        (lines, lastLf) => {
+          const file = join(dir, 'c.jsonl');
+          const text = lines.join('\n') + (lastLf ? '\n' : '');
+          writeFileSync(file, text);
+          assert.equal(countLines(file), text.split('\n').filter(Boolean).length);
+        },
+      ),
+      { numRuns: 150 },
+    );
+    // An LF that is the last byte of a read, or the first byte of the next one.
+    for (const n of [65535, 65536, 65537, 131072]) {
+      const file = join(dir, `edge-${n}.jsonl`);
+      writeFileSync(file, `${'x'.repeat(n)}\n\nabc\n`);
+      assert.equal(countLines(file), 2, `a line of ${n} bytes`);
+    }
+    assert.equal(countLines(join(dir, 'missing.jsonl')), 0);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
