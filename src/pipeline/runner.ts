@@ -114,53 +114,19 @@ function decide(a: RunStageArgs, failure: StageResult['failure']): StageResult {
 
 /** One check under its timeout: its failure outcome, or undefined; a promise only if the check returned one. */
 function runOne(check: Check, a: RunStageArgs): RunResult | Promise<RunResult> {
-  const timeoutMs = check.timeoutMs ?? a.defaultTimeoutMs ?? 30_000;
-  // The check's AbortSignal is made when the check reads it (most never do): no controller and no
-  // listener on the transaction's signal per check run otherwise.
-  let ac: AbortController | undefined;
-  let outer: AbortSignal | undefined;
-  const onAbort = () => ac?.abort(outer?.reason);
-  const signal = (): AbortSignal => {
-    if (!ac) {
-      ac = new AbortController();
-      outer = a.signal ?? a.getSignal?.();
-      if (outer?.aborted) ac.abort(outer.reason);
-      else outer?.addEventListener('abort', onAbort, { once: true });
-    }
-    return ac.signal;
-  };
-  const start = performance.now();
-  const span = a.span?.child(check.name);
-  let timer: NodeJS.Timeout | undefined;
-  const done = (err: unknown, failed: boolean): RunResult => {
-    clearTimeout(timer);
-    if (ac) outer?.removeEventListener('abort', onAbort);
-    const r = failed ? failedRun(check, a, err, timeoutMs, span) : undefined;
-    span?.end();
-    durationOf(check.name).observe((performance.now() - start) / 1000);
-    return r;
-  };
+  const run = new StageInput(a, check);
   let ran: unknown;
   try {
-    const input = new StageInput(a, signal);
     // Called at once: a check that finishes synchronously needs no timer (none could fire).
-    ran = span?.recording ? runWithSpan(span, () => check.run(input, a.output)) : check.run(input, a.output);
+    const span = run.span;
+    ran = span?.recording ? runWithSpan(span, () => check.run(run, a.output)) : check.run(run, a.output);
   } catch (err) {
-    return done(err, true);
+    return run.done(err, true);
   }
-  if (ran === null || typeof ran !== 'object' || typeof (ran as PromiseLike<unknown>).then !== 'function') return done(undefined, false);
-  return Promise.race([
-    ran as PromiseLike<unknown>,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        signal();
-        ac?.abort(new Error('timeout'));
-        reject(new CheckTimeout(timeoutMs));
-      }, timeoutMs);
-    }),
-  ]).then(
-    () => done(undefined, false),
-    (err: unknown) => done(err, true),
+  if (ran === null || typeof ran !== 'object' || typeof (ran as PromiseLike<unknown>).then !== 'function') return run.done(undefined, false);
+  return Promise.race([ran as PromiseLike<unknown>, run.deadline()]).then(
+    () => run.done(undefined, false),
+    (err: unknown) => run.done(err, true),
   );
 }
 
@@ -184,26 +150,73 @@ function durationOf(name: string): { observe(v: number): void } {
   return h;
 }
 
-/** A check's input: a class (one shape for every check run) whose `signal` is made when read. */
+/**
+ * A check's input, and the bookkeeping of that one run: one object per check run (no closures),
+ * its AbortSignal made only when the check reads it (most never do: no controller and no listener
+ * on the transaction's signal otherwise).
+ */
 class StageInput implements CheckInput {
   readonly stage: Stage;
   readonly connection: ConnectionContext;
   readonly facts: FactSet;
   recipient?: string;
   message?: MessageView;
-  readonly #signal: () => AbortSignal;
+  readonly span: Span | undefined;
+  readonly #a: RunStageArgs;
+  readonly #check: Check;
+  readonly #start = performance.now();
+  #ac: AbortController | undefined;
+  #outer: AbortSignal | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #onAbort: (() => void) | undefined;
 
-  constructor(a: RunStageArgs, signal: () => AbortSignal) {
+  constructor(a: RunStageArgs, check: Check) {
     this.stage = a.stage;
     this.connection = a.connection;
     this.facts = a.facts;
     if (a.recipient !== undefined) this.recipient = a.recipient;
     if (a.message !== undefined) this.message = a.message;
-    this.#signal = signal;
+    this.span = a.span?.child(check.name);
+    this.#a = a;
+    this.#check = check;
   }
 
   get signal(): AbortSignal {
-    return this.#signal();
+    if (!this.#ac) {
+      const ac = new AbortController();
+      const outer = this.#a.signal ?? this.#a.getSignal?.();
+      this.#ac = ac;
+      this.#outer = outer;
+      if (outer?.aborted) ac.abort(outer.reason);
+      else if (outer) outer.addEventListener('abort', (this.#onAbort = () => ac.abort(outer.reason)), { once: true });
+    }
+    return this.#ac.signal;
+  }
+
+  get #timeoutMs(): number {
+    return this.#check.timeoutMs ?? this.#a.defaultTimeoutMs ?? 30_000;
+  }
+
+  /** Rejects when the check's time is up (and aborts its signal). */
+  deadline(): Promise<never> {
+    const ms = this.#timeoutMs;
+    return new Promise<never>((_, reject) => {
+      this.#timer = setTimeout(() => {
+        void this.signal;
+        this.#ac?.abort(new Error('timeout'));
+        reject(new CheckTimeout(ms));
+      }, ms);
+    });
+  }
+
+  /** The run is over: timer and listener gone, span ended, duration observed; the failure, if any. */
+  done(err: unknown, failed: boolean): RunResult {
+    clearTimeout(this.#timer);
+    if (this.#onAbort) this.#outer?.removeEventListener('abort', this.#onAbort);
+    const r = failed ? failedRun(this.#check, this.#a, err, this.#timeoutMs, this.span) : undefined;
+    this.span?.end();
+    durationOf(this.#check.name).observe((performance.now() - this.#start) / 1000);
+    return r;
   }
 }
 

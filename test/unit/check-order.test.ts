@@ -324,3 +324,20 @@ test('runStage: the check input carries stage, recipient and connection', async 
   assert.equal(inputs[0]?.recipient, 'bob@example.test');
   assert.equal(inputs[0]?.connection, conn);
 });
+
+test('runStage: layers of checks that finish synchronously are decided at once (no promise); an async layer after them is awaited', async () => {
+  const a1 = check('a1', ['data'], ['a.x'], [], setFact('a.x', 1));
+  const b1 = check('b1', ['data'], ['b.x'], ['a.x'], (i, out) => out.facts.set('b.x', Number(i.facts.get('a.x')) + 1));
+  const sync = runStage(args([a1, b1]));
+  assert.ok(!(sync instanceof Promise), 'decided synchronously');
+  const seen: Array<Record<string, FactValue>> = [];
+  const c1 = check('c1', ['data'], ['c.x'], ['b.x'], async (i, out) => {
+    await new Promise((r) => setTimeout(r, 5));
+    out.facts.set('c.x', Number(i.facts.get('b.x')) + 1);
+  });
+  const d1 = check('d1', ['data'], ['d.x'], ['c.x'], (i, out) => out.facts.set('d.x', Number(i.facts.get('c.x')) + 1));
+  const mixed = runStage(args([a1, b1, c1, d1], { policy: recordingPolicy(seen) }));
+  assert.ok(mixed instanceof Promise);
+  await mixed;
+  assert.deepEqual([seen[0]?.['a.x'], seen[0]?.['b.x'], seen[0]?.['c.x'], seen[0]?.['d.x']], [1, 2, 3, 4]);
+});
