@@ -86,8 +86,9 @@ export function valueJson(v: FactValue, max: number): string | undefined {
 }
 
 /**
- * Non-empty lines of `file` (0 when it cannot be read), read in 64 KiB pieces: a full capture is
- * 30–70 MB, and reading it as one string at start-up put that much in the heap for a moment.
+ * Non-empty lines of `file` (0 when it cannot be read), read in 64 KiB pieces: a full capture file
+ * is tens of MB (34 MB in the bench), and reading it as one string at start put all of it in the
+ * heap for a moment.
  */
 export function countLines(file: string): number {
   let fd: number;
@@ -158,11 +159,10 @@ export class Capture {
   /**
    * Records one verdict. Never throws and never waits for the disk.
    *
-   * The line is written out fact by fact, not built as an object for one JSON.stringify: the
-   * facts come in whatever order the checks finished, and an object of ~150 properties added in
-   * a varying order makes V8 build new hidden classes for most messages (the capture entry was
-   * 4% of the full pipeline's CPU). The text is what JSON.stringify(entry) gives for the same
-   * entry, byte for byte (test/unit/capture-line.test.ts).
+   * The line is written out fact by fact, not built as an object of ~150 properties (added in
+   * whatever order the checks finished) for one JSON.stringify: the entry was 4% of the full
+   * pipeline's CPU, and this way costs 40% less (bench/HISTORY.md). The text is what
+   * JSON.stringify(entry) gives for the same entry, byte for byte (test/unit/capture-line.test.ts).
    */
   record(facts: FactSet, verdict: Verdict, action: string = verdict.action, id?: string): void {
     let body = '';
