@@ -1,7 +1,8 @@
 // Every Prometheus metric mailgate exports, in one place, prefixed `mailgate_`, with bounded label
 // values (codes are grouped, rule and check names come from config, never from client input).
 import cluster from 'node:cluster';
-import { AggregatorRegistry, Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { AggregatorRegistry, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter } from './counter.ts';
 import { Histogram } from './histogram.ts';
 
 export const registry = new Registry();
