@@ -8,6 +8,7 @@
 // unchanged: test/unit/metrics-counter.test.ts compares both on the same increments.
 import { inspect } from 'node:util';
 import type { Registry } from 'prom-client';
+import { checkLabelNames, labelKey, type Labels } from './labels.ts';
 
 export interface CounterConfig<L extends string> {
   name: string;
@@ -15,8 +16,6 @@ export interface CounterConfig<L extends string> {
   labelNames?: readonly L[];
   registers: readonly Registry[];
 }
-
-type Labels<L extends string> = Partial<Record<L, string | number>>;
 
 interface Entry {
   value: number;
@@ -49,18 +48,13 @@ export class Counter<L extends string = string> {
     if (v && !Number.isFinite(v)) throw new TypeError(`Value is not a valid number: ${inspect(v)}`);
     if (v !== undefined && v !== null && v < 0) throw new Error('It is not possible to decrease a counter');
     const add = v ?? 1;
-    let key = '';
-    // A missing label is not the empty value (prom-client prints `x=""` only for the latter).
-    for (const n of this.#labelNames) key += labels[n] === undefined ? '\u0001' : `${labels[n]}\u0000`;
+    const key = labelKey(this.#labelNames, labels);
     const e = this.#entries.get(key);
     if (e) {
       e.value += add;
       return;
     }
-    for (const k in labels) {
-      if (!(this.#labelNames as readonly string[]).includes(k))
-        throw new Error(`Added label "${k}" is not included in initial labelset: ${inspect(this.#labelNames)}`);
-    }
+    checkLabelNames(this.#labelNames, labels);
     this.#entries.set(key, { value: add, labels });
   }
 

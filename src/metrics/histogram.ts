@@ -9,6 +9,7 @@
 // value objects), so `/metrics`, `getMetricsAsJSON()` and the cluster aggregation are unchanged:
 // test/unit/metrics-histogram.test.ts compares both on the same observations.
 import type { Registry } from 'prom-client';
+import { checkLabelNames, labelKey, type Labels } from './labels.ts';
 
 export interface HistogramConfig<L extends string> {
   name: string;
@@ -18,8 +19,6 @@ export interface HistogramConfig<L extends string> {
   buckets: readonly number[];
   registers: readonly Registry[];
 }
-
-type Labels<L extends string> = Partial<Record<L, string | number>>;
 
 /** One label set's counts; the object `labels()` returns, kept for the life of the process. */
 export class HistogramChild {
@@ -120,17 +119,12 @@ export class Histogram<L extends string = string> {
 
   /** The child of one label set (found once; keep it where the same labels are observed often). */
   labels(labels: Labels<L>): HistogramChild {
-    let key = '';
-    // A missing label is not the empty value (prom-client prints `x=""` only for the latter).
-    for (const n of this.#labelNames) key += labels[n] === undefined ? '\u0001' : `${labels[n]}\u0000`;
+    const key = labelKey(this.#labelNames, labels);
     let c = this.#children.get(key);
     if (!c) {
+      checkLabelNames(this.#labelNames, labels);
       const own: Record<string, string | number> = {};
-      for (const [k, v] of Object.entries(labels) as [string, string | number | undefined][]) {
-        if (!(this.#labelNames as readonly string[]).includes(k))
-          throw new Error(`Added label "${k}" is not included in initial labelset: ${JSON.stringify(this.#labelNames)}`);
-        if (v !== undefined) own[k] = v;
-      }
+      for (const [k, v] of Object.entries(labels) as [string, string | number | undefined][]) if (v !== undefined) own[k] = v;
       c = new HistogramChild(own, this.#bounds, this.#observed);
       this.#children.set(key, c);
     }
