@@ -58,11 +58,6 @@ export class Counter<L extends string = string> {
     this.#entries.set(key, { value: add, labels });
   }
 
-  /** A child bound to one label set. */
-  labels(labels: Labels<L>): { inc(value?: number): void } {
-    return { inc: (value?: number) => this.inc(labels, value) };
-  }
-
   /** Drops every label set (a counter without labels goes back to one series at 0, as prom-client's). */
   reset(): void {
     this.#entries = new Map();

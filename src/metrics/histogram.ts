@@ -53,16 +53,6 @@ export class HistogramChild {
     }
   }
 
-  /** Seconds since `startTimer()`, observed when the returned function is called. */
-  startTimer(): () => number {
-    const start = performance.now();
-    return () => {
-      const s = (performance.now() - start) / 1000;
-      this.observe(s);
-      return s;
-    };
-  }
-
   /** prom-client's value objects for this label set: cumulative buckets, +Inf, _sum, _count. */
   values(name: string): HistogramValue[] {
     const out: HistogramValue[] = [];
@@ -135,10 +125,6 @@ export class Histogram<L extends string = string> {
   observe(labelsOrValue: Labels<L> | number, value?: number): void {
     if (typeof labelsOrValue === 'number') this.labels({}).observe(labelsOrValue);
     else this.labels(labelsOrValue).observe(value as number);
-  }
-
-  startTimer(labels: Labels<L> = {}): () => number {
-    return this.labels(labels).startTimer();
   }
 
   /** Drops every label set from the output (children kept by callers stay valid). */

@@ -58,7 +58,7 @@ type RunResult = { check: string; outcome: FailureOutcome; error: string } | und
 function runLayers(a: RunStageArgs, layers: readonly (readonly Check[])[]): StageResult | Promise<StageResult> {
   const failure: { f?: StageResult['failure'] } = {};
   for (let i = 0; i < layers.length; i++) {
-    const results = (layers[i] as readonly Check[]).map((c) => runOne(c, a));
+    const results = (layers[i] as readonly Check[]).map((c) => CheckRun.start(c, a));
     if (results.some(isPromise)) return finishAsync(a, layers, i, Promise.all(results), failure);
     endLayer(a, results as RunResult[], failure);
   }
@@ -74,7 +74,7 @@ async function finishAsync(
 ): Promise<StageResult> {
   endLayer(a, await pending, failure);
   for (let i = from + 1; i < layers.length; i++) {
-    endLayer(a, await Promise.all((layers[i] as readonly Check[]).map((c) => runOne(c, a))), failure);
+    endLayer(a, await Promise.all((layers[i] as readonly Check[]).map((c) => CheckRun.start(c, a))), failure);
   }
   return decide(a, failure.f);
 }
@@ -112,24 +112,6 @@ function decide(a: RunStageArgs, failure: StageResult['failure']): StageResult {
   return failure ? { verdict, failure } : { verdict };
 }
 
-/** One check under its timeout: its failure outcome, or undefined; a promise only if the check returned one. */
-function runOne(check: Check, a: RunStageArgs): RunResult | Promise<RunResult> {
-  const run = new StageInput(a, check);
-  let ran: unknown;
-  try {
-    // Called at once: a check that finishes synchronously needs no timer (none could fire).
-    const span = run.span;
-    ran = span?.recording ? runWithSpan(span, () => check.run(run, a.output)) : check.run(run, a.output);
-  } catch (err) {
-    return run.done(err, true);
-  }
-  if (ran === null || typeof ran !== 'object' || typeof (ran as PromiseLike<unknown>).then !== 'function') return run.done(undefined, false);
-  return Promise.race([ran as PromiseLike<unknown>, run.deadline()]).then(
-    () => run.done(undefined, false),
-    (err: unknown) => run.done(err, true),
-  );
-}
-
 /** A check that threw or timed out: its configured outcome (tempfail by default), logged and counted. */
 function failedRun(check: Check, a: RunStageArgs, err: unknown, timeoutMs: number, span: Span | undefined): RunResult {
   const timedOut = err instanceof CheckTimeout;
@@ -151,17 +133,18 @@ function durationOf(name: string): { observe(v: number): void } {
 }
 
 /**
- * A check's input, and the bookkeeping of that one run: one object per check run (no closures),
- * its AbortSignal made only when the check reads it (most never do: no controller and no listener
- * on the transaction's signal otherwise).
+ * One run of one check: the check's input (what it sees of this object is CheckInput) and the
+ * run's bookkeeping in private fields — one object per run, no closures; the AbortSignal is made
+ * only when the check reads it (most never do: no controller and no listener on the transaction's
+ * signal otherwise).
  */
-class StageInput implements CheckInput {
+class CheckRun implements CheckInput {
   readonly stage: Stage;
   readonly connection: ConnectionContext;
   readonly facts: FactSet;
   recipient?: string;
   message?: MessageView;
-  readonly span: Span | undefined;
+  readonly #span: Span | undefined;
   readonly #a: RunStageArgs;
   readonly #check: Check;
   readonly #start = performance.now();
@@ -170,15 +153,35 @@ class StageInput implements CheckInput {
   #timer: NodeJS.Timeout | undefined;
   #onAbort: (() => void) | undefined;
 
-  constructor(a: RunStageArgs, check: Check) {
+  private constructor(a: RunStageArgs, check: Check) {
     this.stage = a.stage;
     this.connection = a.connection;
     this.facts = a.facts;
     if (a.recipient !== undefined) this.recipient = a.recipient;
     if (a.message !== undefined) this.message = a.message;
-    this.span = a.span?.child(check.name);
+    this.#span = a.span?.child(check.name);
     this.#a = a;
     this.#check = check;
+  }
+
+  /**
+   * One check under its timeout: its failure outcome, or undefined; a promise only if the check
+   * returned one. Run at once: a check that finishes synchronously needs no timer (none could fire).
+   */
+  static start(check: Check, a: RunStageArgs): RunResult | Promise<RunResult> {
+    const run = new CheckRun(a, check);
+    const span = run.#span;
+    let ran: unknown;
+    try {
+      ran = span?.recording ? runWithSpan(span, () => check.run(run, a.output)) : check.run(run, a.output);
+    } catch (err) {
+      return run.#done(err, true);
+    }
+    if (ran === null || typeof ran !== 'object' || typeof (ran as PromiseLike<unknown>).then !== 'function') return run.#done(undefined, false);
+    return Promise.race([ran as PromiseLike<unknown>, run.#deadline()]).then(
+      () => run.#done(undefined, false),
+      (err: unknown) => run.#done(err, true),
+    );
   }
 
   get signal(): AbortSignal {
@@ -198,7 +201,7 @@ class StageInput implements CheckInput {
   }
 
   /** Rejects when the check's time is up (and aborts its signal). */
-  deadline(): Promise<never> {
+  #deadline(): Promise<never> {
     const ms = this.#timeoutMs;
     return new Promise<never>((_, reject) => {
       this.#timer = setTimeout(() => {
@@ -210,11 +213,11 @@ class StageInput implements CheckInput {
   }
 
   /** The run is over: timer and listener gone, span ended, duration observed; the failure, if any. */
-  done(err: unknown, failed: boolean): RunResult {
+  #done(err: unknown, failed: boolean): RunResult {
     clearTimeout(this.#timer);
     if (this.#onAbort) this.#outer?.removeEventListener('abort', this.#onAbort);
-    const r = failed ? failedRun(this.#check, this.#a, err, this.#timeoutMs, this.span) : undefined;
-    this.span?.end();
+    const r = failed ? failedRun(this.#check, this.#a, err, this.#timeoutMs, this.#span) : undefined;
+    this.#span?.end();
     durationOf(this.#check.name).observe((performance.now() - this.#start) / 1000);
     return r;
   }

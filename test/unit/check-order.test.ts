@@ -341,3 +341,15 @@ test('runStage: layers of checks that finish synchronously are decided at once (
   await mixed;
   assert.deepEqual([seen[0]?.['a.x'], seen[0]?.['b.x'], seen[0]?.['c.x'], seen[0]?.['d.x']], [1, 2, 3, 4]);
 });
+
+test("runStage: a check sees only its input (stage, connection, facts, recipient, message, signal), none of the run's bookkeeping", async () => {
+  let keys: string[] = [];
+  let signalOk = false;
+  const c = check('peek', ['data'], [], [], (i) => {
+    keys = Object.keys(i).sort();
+    signalOk = i.signal instanceof AbortSignal;
+  });
+  await runStage(args([c]));
+  assert.deepEqual(keys, ['connection', 'facts', 'message', 'recipient', 'stage']);
+  assert.equal(signalOk, true);
+});

@@ -88,6 +88,4 @@ test('a child kept across a reset counts again and is listed again; bad input is
   assert.throws(() => a.observe({ nope: 'x' } as never, 1), /Added label "nope" is not included/);
   assert.throws(() => child.observe(Number.NaN), /not a valid number/);
   assert.throws(() => new Histogram({ name: 'x', help: 'x', buckets: [1, 0.5], registers: [] }), /ascending/);
-  const t = child.startTimer();
-  assert.ok(t() >= 0);
 });
