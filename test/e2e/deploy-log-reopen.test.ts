@@ -8,10 +8,11 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { freePort } from '../helpers/postfix.ts';
 import { loopbackDns } from '../helpers/gateway.ts';
+import { START_TIMEOUT_MS } from '../helpers/gateway-child.ts';
 
 const root = resolve(import.meta.dirname, '..', '..');
 
-async function waitFor(what: string, cond: () => boolean, ms = 15_000): Promise<void> {
+async function waitFor(what: string, cond: () => boolean, ms = START_TIMEOUT_MS): Promise<void> {
   const deadline = Date.now() + ms;
   while (!cond()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);

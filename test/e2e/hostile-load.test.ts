@@ -5,16 +5,15 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RawSmtp } from '../helpers/smtp-client.ts';
-import { closedPort, loopbackDns } from '../helpers/gateway.ts';
+import { loopbackDns } from '../helpers/gateway.ts';
+import { startGatewayOnFreePorts } from '../helpers/gateway-child.ts';
 import { startPostfix } from '../helpers/postfix.ts';
 import { writeTestCert } from '../helpers/tls-cert.ts';
 
-const ROOT = join(import.meta.dirname, '..', '..');
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const IDLE = Number(process.env.MAILGATE_HOSTILE_IDLE ?? 2000);
 const LEGIT_MESSAGES = Number(process.env.MAILGATE_HOSTILE_MESSAGES ?? 60);
@@ -45,43 +44,38 @@ test('hostile clients while legitimate mail flows: p99 < 1 s, every legitimate m
   const dir = mkdtempSync(join(tmpdir(), 'mailgate-hostile-load-'));
   mkdirSync(join(dir, 'rules'));
   writeTestCert(dir);
-  const port = await closedPort();
-  const tlsPort = await closedPort();
-  const cfg = join(dir, 'mailgate.yaml');
-  writeFileSync(
-    cfg,
-    [
-      'hostname: mx.example.test',
-      `listen: [{ host: 127.0.0.1, port: ${port} }, { host: 127.0.0.1, port: ${tlsPort}, tls: { key: ${dir}/key.pem, cert: ${dir}/cert.pem, implicit: true } }]`,
-      'domains: [example.test]',
-      `backend: { host: 127.0.0.1, port: ${pf.port} }`,
-      'admin: false',
-      `rules: ${dir}/rules`,
-      `quarantine: { dir: ${dir}/quarantine }`,
-      // Every client here is 127.0.0.1: the per-IP limit would otherwise refuse the idle crowd.
-      `limits: { max_connections: ${IDLE + 500}, max_connections_per_ip: ${IDLE + 500}, idle_timeout_s: 60 }`,
-      'smtp: { tls_handshake_timeout_ms: 2000 }',
-      'checks: { disabled: [spf, dkim-arc-dmarc, dnsbl, greylist, fcrdns] }',
-      'log: { level: silent }',
-      `dns: { servers: ["${await loopbackDns()}"] }`,
-      'capture: false',
-    ].join('\n') + '\n',
-  );
-  const child: ChildProcess = spawn(process.execPath, [join(ROOT, 'src/cli/main.ts'), 'serve', '--config', cfg], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-    cwd: ROOT,
+  const dns = await loopbackDns();
+  const { gw, ports } = await startGatewayOnFreePorts(2, ([port, tlsPort]) => {
+    const cfg = join(dir, 'mailgate.yaml');
+    writeFileSync(
+      cfg,
+      [
+        'hostname: mx.example.test',
+        `listen: [{ host: 127.0.0.1, port: ${port} }, { host: 127.0.0.1, port: ${tlsPort}, tls: { key: ${dir}/key.pem, cert: ${dir}/cert.pem, implicit: true } }]`,
+        'domains: [example.test]',
+        `backend: { host: 127.0.0.1, port: ${pf.port} }`,
+        'admin: false',
+        `rules: ${dir}/rules`,
+        `quarantine: { dir: ${dir}/quarantine }`,
+        // Every client here is 127.0.0.1: the per-IP limit would otherwise refuse the idle crowd.
+        `limits: { max_connections: ${IDLE + 500}, max_connections_per_ip: ${IDLE + 500}, idle_timeout_s: 60 }`,
+        'smtp: { tls_handshake_timeout_ms: 2000 }',
+        'checks: { disabled: [spf, dkim-arc-dmarc, dnsbl, greylist, fcrdns] }',
+        'log: { level: silent }',
+        `dns: { servers: ["${dns}"] }`,
+        'capture: false',
+      ].join('\n') + '\n',
+    );
+    return cfg;
   });
-  let stderr = '';
-  child.stderr?.on('data', (d) => (stderr += d));
+  const child = gw.child;
   cleanups.push(() => child.kill('SIGKILL'));
-  for (let i = 0; i < 200; i++) {
-    const s = await rawConnect(port);
-    if (s) {
-      s.destroy();
-      break;
-    }
-    await sleep(50);
-  }
+  const [port, tlsPort] = ports as [number, number];
+  /** A failure that also says whether mailgate is still alive, with what it printed. */
+  const withChild = (e: unknown) =>
+    new Error(
+      `${e instanceof Error ? e.message : String(e)}; mailgate ${child.exitCode === null && child.signalCode === null ? 'alive' : `exited (${child.exitCode ?? child.signalCode})`}: ${gw.output()}`,
+    );
 
   // 1. The idle crowd: connected, greeted, then silent.
   let idleOpen = 0;
@@ -113,7 +107,10 @@ test('hostile clients while legitimate mail flows: p99 < 1 s, every legitimate m
       (async () => {
         while (!stop) {
           const s = await rawConnect(port);
-          if (!s) continue;
+          if (!s) {
+            await sleep(50);
+            continue;
+          }
           counts.floods++;
           s.resume();
           s.write('EHLO flood.example.net\r\nMAIL FROM:<f@flood.example.net>\r\n' + 'RCPT TO:<nobody@example.test>\r\nNOOP\r\n'.repeat(500));
@@ -131,7 +128,10 @@ test('hostile clients while legitimate mail flows: p99 < 1 s, every legitimate m
     (async () => {
       while (!stop) {
         const s = await rawConnect(tlsPort);
-        if (!s) continue;
+        if (!s) {
+          await sleep(50);
+          continue;
+        }
         counts.tlsGarbage++;
         s.resume();
         s.write(Buffer.from(Array.from({ length: 512 }, (_, k) => (k * 37) % 256)));
@@ -145,7 +145,10 @@ test('hostile clients while legitimate mail flows: p99 < 1 s, every legitimate m
     (async () => {
       while (!stop) {
         const c = await RawSmtp.connect(port).catch(() => undefined);
-        if (!c) continue;
+        if (!c) {
+          await sleep(50);
+          continue;
+        }
         counts.injections++;
         try {
           await c.read(5000);
@@ -175,7 +178,9 @@ test('hostile clients while legitimate mail flows: p99 < 1 s, every legitimate m
   for (let i = 0; i < LEGIT_MESSAGES; i++) {
     const tok = `legit-${i}-${process.pid}`;
     const t0 = performance.now();
-    const c = await RawSmtp.connect(port);
+    const c = await RawSmtp.connect(port).catch((e: unknown) => {
+      throw withChild(e);
+    });
     try {
       assert.equal((await c.read(10_000))?.code, 220);
       assert.equal((await c.cmd('EHLO legit.example.net', 10_000))?.code, 250);
@@ -187,6 +192,8 @@ test('hostile clients while legitimate mail flows: p99 < 1 s, every legitimate m
       );
       const end = await c.read(10_000);
       assert.equal(end?.code, 250, `${end?.code} ${end?.text}`);
+    } catch (e) {
+      throw withChild(e);
     } finally {
       c.close();
     }
@@ -232,5 +239,5 @@ test('hostile clients while legitimate mail flows: p99 < 1 s, every legitimate m
       m.slice(0, 400),
     );
   }
-  assert.equal(child.exitCode, null, `mailgate died: ${stderr}`);
+  assert.equal(child.exitCode, null, `mailgate died: ${gw.output()}`);
 });

@@ -11,6 +11,7 @@ import nodemailer from 'nodemailer';
 import { RawSmtp, sendMessage } from '../helpers/smtp-client.ts';
 import { startGateway, testConfig, requireBackend, closedPort, loopbackDns, type TestGateway, BACKEND_PORT } from '../helpers/gateway.ts';
 import { token, waitDelivered, settle } from '../helpers/maildir.ts';
+import { START_TIMEOUT_MS } from '../helpers/gateway-child.ts';
 
 function msg(tok: string, extraHeaders = '', body = 'Hello from the tests.\r\n'): string {
   return `From: Sender <sender@client.example.net>\r\nTo: alice@example.test\r\nSubject: ${tok}\r\nMessage-ID: <${tok}@client.example.net>\r\n${extraHeaders}\r\n${body}`;
@@ -506,7 +507,9 @@ describe('lifecycle', () => {
     child.stdout.on('data', (d) => (out += d));
     child.stderr.on('data', (d) => (out += d));
     try {
-      for (let i = 0; i < 100 && !out.includes('mailgate listening'); i++) await new Promise((r) => setTimeout(r, 100));
+      for (const end = Date.now() + START_TIMEOUT_MS; Date.now() < end && !out.includes('mailgate listening') && child.exitCode === null; ) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
       assert.ok(out.includes('mailgate listening'), out);
       const tok = token();
       const c = await RawSmtp.connect(port);
@@ -564,10 +567,14 @@ describe('lifecycle', () => {
       return r?.code;
     };
     const waitLog = async (needle: string, count: number) => {
-      for (let i = 0; i < 100 && out.split(needle).length - 1 < count; i++) await new Promise((r) => setTimeout(r, 50));
+      // Long enough for a slow start on a loaded host; it ends as soon as the line is there.
+      for (const end = Date.now() + START_TIMEOUT_MS; Date.now() < end && out.split(needle).length - 1 < count && child.exitCode === null; ) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
     };
     try {
       await waitLog('mailgate listening', 1);
+      assert.ok(out.includes('mailgate listening'), out);
       assert.equal(await rcpt('a@second.test'), 550);
       write('example.test, second.test');
       child.kill('SIGHUP');

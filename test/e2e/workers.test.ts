@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sendMessage } from '../helpers/smtp-client.ts';
 import { closedPort, loopbackDns } from '../helpers/gateway.ts';
+import { START_TIMEOUT_MS } from '../helpers/gateway-child.ts';
 
 test('workers: 2 — both workers take connections, metrics aggregated, SIGTERM exits 0', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'mg-workers-'));
@@ -26,7 +27,7 @@ test('workers: 2 — both workers take connections, metrics aggregated, SIGTERM 
   const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
   try {
     let ready = false;
-    for (let i = 0; i < 150 && !ready; i++) {
+    for (const end = Date.now() + START_TIMEOUT_MS; Date.now() < end && !ready && child.exitCode === null; ) {
       await new Promise((r) => setTimeout(r, 100));
       ready = await fetch(`http://127.0.0.1:${adminPort}/readyz`).then(
         (r) => r.ok,

@@ -2,10 +2,11 @@
 // backend that misbehaves per connection, mailgate as a child process to SIGKILL and restart, a
 // one-message SMTP client that reports what it was told, and a count of delivered tokens.
 import net from 'node:net';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { RawSmtp } from './smtp-client.ts';
+import { spawnGateway, waitListening, type GatewayChild } from './gateway-child.ts';
 
 export const ROOT = join(import.meta.dirname, '..', '..');
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -75,7 +76,7 @@ export async function faultProxy(upstreamPort: number, faultRate: number) {
 
 /** mailgate as a child process on a fixed port; kill -9 and restart at will. */
 export class GatewayProcess {
-  child: ChildProcess | undefined;
+  gw: GatewayChild | undefined;
   kills = 0;
   readonly cfg: string;
   readonly port: number;
@@ -83,14 +84,12 @@ export class GatewayProcess {
     this.cfg = cfg;
     this.port = port;
   }
+  get child(): ChildProcess | undefined {
+    return this.gw?.child;
+  }
   async start(): Promise<void> {
-    this.child = spawn(process.execPath, [join(ROOT, 'src/cli/main.ts'), 'serve', '--config', this.cfg], { stdio: ['ignore', 'ignore', 'pipe'], cwd: ROOT });
-    this.child.stderr?.resume();
-    for (let i = 0; i < 200; i++) {
-      if (await listening(this.port)) return;
-      await sleep(50);
-    }
-    throw new Error('mailgate did not start');
+    this.gw = spawnGateway(this.cfg);
+    await waitListening(this.gw, [this.port]);
   }
   kill(): void {
     this.child?.kill('SIGKILL');
@@ -101,16 +100,6 @@ export class GatewayProcess {
     if (!c || c.exitCode !== null || c.signalCode !== null) return;
     await new Promise<void>((r) => c.once('exit', () => r()));
   }
-}
-
-export function listening(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect(port, '127.0.0.1', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.on('error', () => resolve(false));
-  });
 }
 
 /** Refusal replies by command and text, for the diagnostics. */
