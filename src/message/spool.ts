@@ -303,6 +303,11 @@ export class Spool extends Writable {
     return this.streamFrom(0);
   }
 
+  /** The stored buffers while the message is in memory (MessageView.memoryChunks). */
+  memoryChunks(): readonly Buffer[] | undefined {
+    return this.#path === undefined ? this.#chunks : undefined;
+  }
+
   bodyStream(): Readable {
     return this.streamFrom(Math.max(0, this.headerEnd));
   }
@@ -333,7 +338,8 @@ export function stripNul(chunk: Buffer): Buffer {
   return out.subarray(0, o);
 }
 
-function* sliceChunks(chunks: Buffer[], start: number): Generator<Buffer> {
+/** The bytes of `chunks` from offset `start`, as views of the same buffers (no copy). */
+export function* sliceChunks(chunks: readonly Buffer[], start: number): Generator<Buffer> {
   let skip = start;
   for (const c of chunks) {
     if (skip >= c.length) {

@@ -46,6 +46,12 @@ export interface MessageView {
   stream(): NodeJS.ReadableStream;
   /** A fresh stream of the body only. */
   bodyStream(): NodeJS.ReadableStream;
+  /**
+   * The whole message as the buffers it is held in, while it is in memory (read them, never
+   * change them); undefined when it is in a temp file, or from a view that does not hold its
+   * bytes. A check that reads every byte uses these when it can: no stream per message.
+   */
+  memoryChunks?(): readonly Buffer[] | undefined;
 }
 
 /**

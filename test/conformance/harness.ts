@@ -45,7 +45,12 @@ export function toCrlf(text: string | Buffer): Buffer {
 }
 
 /** A MessageView over a complete message in memory (CRLF line endings). */
-export function messageView(raw: Buffer): MessageView {
+/**
+ * The message as a check sees it. With `heldInChunksOf`, it also offers memoryChunks() (the
+ * spool's in-memory form): the raw bytes cut into pieces of that size, so a check's
+ * memory path can be compared with its stream path on the same case.
+ */
+export function messageView(raw: Buffer, heldInChunksOf?: number): MessageView {
   const text = raw.toString('latin1');
   let end = text.indexOf('\r\n\r\n');
   const headerLen = end < 0 ? raw.length : end + 4;
@@ -72,6 +77,12 @@ export function messageView(raw: Buffer): MessageView {
     headers,
     stream: () => Readable.from([raw]),
     bodyStream: () => Readable.from([raw.subarray(headerLen)]),
+    ...(heldInChunksOf
+      ? {
+          memoryChunks: () =>
+            Array.from({ length: Math.ceil(raw.length / heldInChunksOf) }, (_, i) => raw.subarray(i * heldInChunksOf, (i + 1) * heldInChunksOf)),
+        }
+      : {}),
   };
 }
 

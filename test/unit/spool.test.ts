@@ -215,6 +215,10 @@ for (const c of storageCases) {
     assert.equal(await readAll(s.stream()), big, 'a second stream() is a fresh stream');
     assert.equal(await readAll(s.bodyStream()), big.slice(big.indexOf('\r\n\r\n') + 4));
     assert.equal(await readAll(s.bodyStream()), big.slice(big.indexOf('\r\n\r\n') + 4), 'a second bodyStream() is fresh');
+    // memoryChunks: the same bytes as stream() while in memory; nothing once in a temp file.
+    const held = s.memoryChunks();
+    if (c.inMemory) assert.equal(Buffer.concat(held ?? []).toString('latin1'), big);
+    else assert.equal(held, undefined);
     assert.equal(s.headerBytes.toString(), 'Subject: big\r\nX-A: 1\r\n\r\n');
     assert.deepEqual(
       s.headers.map((h) => [h.name, h.value]),

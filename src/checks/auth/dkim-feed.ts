@@ -79,7 +79,7 @@ interface Verifier {
 }
 
 /** dkimVerify(input, options) for a message given as chunks (a stream of the whole message). */
-export async function verifyDkim(input: AsyncIterable<Buffer | string>, options: DKIMVerifyOptions): Promise<DKIMVerifyResult> {
+export async function verifyDkim(input: AsyncIterable<Buffer | string> | Iterable<Buffer>, options: DKIMVerifyOptions): Promise<DKIMVerifyResult> {
   const v = new DkimVerifier(options) as unknown as Verifier;
   // Keys parsed once per key record (key-memo.ts); ARC validation reuses this cache through the
   // chain data's hidden keyCache, as with mailauth's own.

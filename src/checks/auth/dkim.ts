@@ -5,6 +5,7 @@ import { createPublicKey } from 'node:crypto';
 import type { DKIMResult } from 'mailauth';
 import type { MessageView } from '../../pipeline/check.ts';
 import type { FactRecord } from '../../pipeline/facts.ts';
+import { sliceChunks } from '../../message/spool.ts';
 import { DKIM_RESULTS } from './auth-facts.ts';
 import { formatDomain, type AuthStatusLike } from './mailauth-internals.ts';
 
@@ -36,7 +37,7 @@ export interface SignatureTags {
 
 export interface PreparedInput {
   /** The message for the verifier: the header block, then the body chunks, read only if asked for. */
-  input: AsyncIterable<Buffer>;
+  input: Iterable<Buffer> | AsyncIterable<Buffer>;
   /** DKIM-Signature fields in the message. */
   total: number;
   /** Those given to the verifier. */
@@ -107,11 +108,22 @@ export function prepareDkimInput(message: MessageView, max: number): PreparedInp
 }
 
 /**
- * `head`, then the body chunks. The body stream is only opened when the verifier asks for more
- * than the header block (a message with nothing to hash never opens it; stopping a Readable early
- * would build an AbortError with a stack trace). headerBytes + bodyStream() is the whole message.
+ * `head`, then the body chunks: the spool's own buffers while the message is in memory, else its
+ * body stream. The stream is only opened when the verifier asks for more than the header block
+ * (a message with nothing to hash never opens it; stopping a Readable early would build an
+ * AbortError with a stack trace). headerBytes + the body is the whole message.
  */
-async function* headThenBody(head: Buffer, message: MessageView): AsyncGenerator<Buffer> {
+function headThenBody(head: Buffer, message: MessageView): Iterable<Buffer> | AsyncIterable<Buffer> {
+  const chunks = message.memoryChunks?.();
+  return chunks ? headThenChunks(head, chunks, message.headerBytes.length) : headThenStream(head, message);
+}
+
+function* headThenChunks(head: Buffer, chunks: readonly Buffer[], bodyStart: number): Generator<Buffer> {
+  yield head;
+  yield* sliceChunks(chunks, bodyStart);
+}
+
+async function* headThenStream(head: Buffer, message: MessageView): AsyncGenerator<Buffer> {
   yield head;
   for await (const chunk of message.bodyStream()) yield Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as string);
 }

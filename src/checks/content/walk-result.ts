@@ -24,7 +24,8 @@ export function walkLimitsFrom(mime: ContentConfig['mime']): WalkLimits {
 export function walkOf(message: MessageView, limits: WalkLimits = DEFAULT_WALK_LIMITS): Promise<MimeWalk> {
   let w = walks.get(message);
   if (!w) {
-    w = walkMime(message.stream() as AsyncIterable<Buffer>, limits);
+    // In memory: the spool's buffers, walked at once (no stream); from a temp file: its stream.
+    w = walkMime(message.memoryChunks?.() ?? (message.stream() as AsyncIterable<Buffer>), limits);
     walks.set(message, w);
   }
   return w;
