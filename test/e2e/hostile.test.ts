@@ -754,6 +754,41 @@ describe('connection abuse: resets, half-closes, slow and idle clients', () => {
     });
   }
 
+  test('QUIT: the 221 arrives, then mailgate closes at once, without waiting for the client to close its side', async () => {
+    // allowHalfOpen: this client never closes its side by itself, so only the server can end it.
+    const s = net.connect({ port: gw.port, host: '127.0.0.1', allowHalfOpen: true });
+    let got = '';
+    s.setEncoding('latin1');
+    s.on('data', (d: string) => (got += d));
+    const errored = new Promise<string>((r) => s.once('error', (e: NodeJS.ErrnoException) => r(e.code ?? e.message)));
+    const ended = once(s, 'end');
+    await once(s, 'connect');
+    s.write('QUIT\r\n');
+    await ended;
+    assert.match(got, /^220 .*\r\n221 /s, 'the 221 came before the FIN');
+    // Gone on the server's side, not half-closed: a byte sent now meets a closed socket (RST).
+    // A half-closed server would read and drop it until its 5 s half-close limit.
+    // (The client learns of the RST at its next write: its reading stopped at the FIN.)
+    await sleep(100);
+    s.write('NOOP\r\n');
+    await sleep(100);
+    s.write('NOOP\r\n');
+    const code = await Promise.race([errored, sleep(2000).then(() => 'still open')]);
+    s.destroy();
+    assert.match(code, /ECONNRESET|EPIPE/, 'the server had closed the connection');
+  });
+
+  test('QUIT, then the client resets (as smtp-source does): mailgate keeps serving', async () => {
+    for (let i = 0; i < 20; i++) {
+      const c = await connect(gw.port);
+      await c.read();
+      c.write('QUIT\r\n');
+      await c.read();
+      (c.socket as net.Socket).resetAndDestroy();
+    }
+    await assertServes(gw.port);
+  });
+
   test('a client gone mid-DATA is logged as a result (info, not action "error")', async () => {
     const tok = token('gone');
     const from = `${tok}@client.example.net`;

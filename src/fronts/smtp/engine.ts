@@ -46,8 +46,11 @@ export interface Transport {
   onceDrain(fn: () => void): void;
   pause(): void;
   resume(): void;
-  /** Ends our side once written; `destroyAfterMs` later the socket goes whatever the client does. */
-  end(destroyAfterMs: number): void;
+  /**
+   * Ends our side once written; `destroyAfterMs` later the socket goes whatever the client does.
+   * After QUIT (`quit`), the socket goes as soon as the 221 has left.
+   */
+  end(destroyAfterMs: number, quit?: boolean): void;
   /**
    * STARTTLS: the 220 is written; switch to TLS on the same connection. Resolves with the session's
    * TLS facts, or undefined when the handshake failed (the transport is closed then).
@@ -224,14 +227,14 @@ export class SmtpEngine {
   }
 
   /** Ends the connection once what was written has gone out; nothing more is read. */
-  close(): void {
+  close(quit = false): void {
     if (this.#closing) return;
     this.#closing = true;
     if (this.#phase !== Phase.Upgrading) this.#flush();
     this.#phase = Phase.Closed;
     this.#parser.discard();
     this.#abortData();
-    this.#t.end(Math.min(this.#o.idleMs, HALF_CLOSE_MS));
+    this.#t.end(Math.min(this.#o.idleMs, HALF_CLOSE_MS), quit);
   }
 
   // --- the command loop ---------------------------------------------------------------------
@@ -373,7 +376,7 @@ export class SmtpEngine {
         return argsOf(line).length === 0 ? this.#reply(P.vrfySyntax, verb) : this.#queue(P.vrfy);
       case 'QUIT':
         this.#queue(P.quit);
-        return this.close();
+        return this.close(true);
       case 'STARTTLS':
         if (this.#o.starttls) return this.#startTls(line);
         break;

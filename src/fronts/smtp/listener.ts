@@ -257,10 +257,20 @@ class SocketTransport implements Transport {
     this.#socket.resume();
   }
 
-  end(destroyAfterMs: number): void {
+  end(destroyAfterMs: number, quit = false): void {
     const s = this.#socket;
     if (s.destroyed) return;
     if (s.writable) s.end();
+    if (quit) {
+      // After the 221 the session is over (RFC 5321 4.1.1.10): close once the reply and our FIN
+      // are in the kernel, as Postfix's smtpd does, without waiting for the client's FIN. A client
+      // sends nothing after QUIT, so the kernel still delivers the 221 and closes with a FIN. (Not
+      // for other closes: a client refused mid-DATA is still sending, and closing on unread data
+      // is a RST that can lose the reply; those wait for its FIN below.) A client that resets
+      // after the 221, as smtp-source does, then meets a closed socket: no error to build.
+      if (s.writableFinished) return void s.destroy();
+      s.once('finish', () => s.destroy());
+    }
     // Keep reading (and dropping) so the client's FIN is seen; a client that never closes its
     // side is cut off after destroyAfterMs, which nothing it sends extends.
     s.resume();
