@@ -12,7 +12,7 @@ import { findBin, startSink } from './lib/postfix.ts';
 import { stopAll } from './lib/service.ts';
 import { harakaVersion, HARAKA_VERSION } from './lib/haraka.ts';
 import { mailgateRoot } from './lib/mailgate.ts';
-import { ratios, render, targets } from './lib/report.ts';
+import { hostProblems, ratios, render, targets } from './lib/report.ts';
 import type { BenchContext, BenchOptions, Row, RowProducer } from './lib/types.ts';
 import { compareRevProducer, runInterleaved, throughputProducers, variantProducer } from './rows/throughput.ts';
 import { idleRows, bigRows } from './rows/memory.ts';
@@ -213,6 +213,8 @@ async function main(): Promise<void> {
     rows,
     ratios: rs,
     targets: ts,
+    /** Why this run's host was not steady (bench/lib/report.ts hostProblems); empty when it was. */
+    hostProblems: hostProblems(rows),
   };
   writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
   if (full) writeFileSync(join(dirs.results, 'latest.txt'), `${text}\n`);

@@ -122,6 +122,41 @@ function table(head: string[], body: (string | number | null)[][], right: boolea
   return [line(head), w.map((n) => '-'.repeat(n)).join('  '), ...cells.slice(1).map(line)].join('\n');
 }
 
+/**
+ * Above this spread of the 20-session limit row's runs (fastest / slowest), the host was not
+ * steady: 1.15–1.30× in the quiet runs of record so far, 1.8× and 2.4× on a loaded host. (The
+ * one-session limit is latency-bound and moves 1.25–1.6× even on a quiet host: not used.)
+ */
+export const LIMIT_SPREAD_MAX = 1.35;
+/** Above this share of the machine used by others in any run, the host was not quiet. */
+export const OTHERS_PCT_MAX = 15;
+
+/**
+ * Whether the host was steady enough for a run of record, judged by what the run itself saw: the
+ * limit row (smtp-source → smtp-sink, no gateway) should give the same msg/s run after run, and
+ * "others" (CPU used by processes outside the measurement) should stay low. A VM whose host is
+ * loaded by its neighbours shows up in both; the ratios of such a run still hold (interleaved),
+ * absolute figures do not. Empty when the run looked steady.
+ */
+export function hostProblems(rows: readonly Row[]): string[] {
+  const out: string[] = [];
+  for (const r of rows) {
+    if (r.kind !== 'throughput' || r.runs.length < 2) continue;
+    const rates = r.runs.map((x) => x.msgPerS).filter((x) => x > 0);
+    if (r.target === 'limit' && r.sessions > 1 && rates.length >= 2) {
+      const spread = Math.max(...rates) / Math.min(...rates);
+      if (spread > LIMIT_SPREAD_MAX) {
+        out.push(
+          `${r.id}: the limit moved ${Math.max(...rates)} → ${Math.min(...rates)} msg/s across its runs (${round(spread, 2)}×, steady is ≤ ${LIMIT_SPREAD_MAX}×)`,
+        );
+      }
+    }
+  }
+  const worst = Math.max(0, ...rows.flatMap((r) => (r.kind === 'throughput' ? r.runs.map((x) => x.otherBusyPct) : [])));
+  if (worst > OTHERS_PCT_MAX) out.push(`others used up to ${worst}% of the machine in a run (quiet is ≤ ${OTHERS_PCT_MAX}%)`);
+  return out;
+}
+
 export function render(rows: readonly Row[], rs: readonly Ratio[], ts: readonly TargetCheck[]): string {
   const parts: string[] = [];
   const t = rows.filter((r): r is ThroughputRow => r.kind === 'throughput');
@@ -205,6 +240,12 @@ export function render(rows: readonly Row[], rs: readonly Ratio[], ts: readonly 
     return ps.map((p) => `  ${r.id}: ${p}`);
   });
   if (probs.length) parts.push('Notes and problems\n' + probs.join('\n'));
+  const host = hostProblems(rows);
+  if (host.length) {
+    parts.push(
+      `Host: not steady — compare the ratios and CPU per message of this run, not its msg/s with other runs; not a run of record\n${host.map((h) => `  ${h}`).join('\n')}`,
+    );
+  }
   if (ts.length) {
     parts.push(
       'Targets (issue 16)\n' +
