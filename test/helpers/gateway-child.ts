@@ -20,12 +20,8 @@ export interface GatewayChild {
 }
 
 /** `mailgate serve --config cfg` from the source tree; output is kept for failure messages. */
-export function spawnGateway(cfg: string, opts: { bin?: string; env?: NodeJS.ProcessEnv } = {}): GatewayChild {
-  const child = spawn(process.execPath, [opts.bin ?? join(ROOT, 'src/cli/main.ts'), 'serve', '--config', cfg], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    cwd: ROOT,
-    env: opts.env ?? process.env,
-  });
+export function spawnGateway(cfg: string): GatewayChild {
+  const child = spawn(process.execPath, [join(ROOT, 'src/cli/main.ts'), 'serve', '--config', cfg], { stdio: ['ignore', 'pipe', 'pipe'], cwd: ROOT });
   let out = '';
   const keep = (d: Buffer) => {
     out += d.toString('utf8');
@@ -54,10 +50,8 @@ export function listening(port: number): Promise<boolean> {
  */
 export async function waitListening(gw: GatewayChild, ports: number[], ms = START_TIMEOUT_MS): Promise<void> {
   const t0 = Date.now();
-  let exit: number | null | undefined;
-  void gw.exited.then((c) => (exit = c));
   for (;;) {
-    if (gw.child.exitCode !== null || gw.child.signalCode !== null || exit !== undefined) {
+    if (gw.child.exitCode !== null || gw.child.signalCode !== null) {
       throw new Error(`mailgate exited (${gw.child.exitCode ?? gw.child.signalCode}) before listening on ${ports.join(', ')}:\n${gw.output()}`);
     }
     const up = await Promise.all(ports.map(listening));
@@ -74,15 +68,11 @@ export async function waitListening(gw: GatewayChild, ports: number[], ms = STAR
  * free can be taken again before the child binds it (an outgoing connection's local port, say);
  * on EADDRINUSE it starts over with new ports, twice at most.
  */
-export async function startGatewayOnFreePorts(
-  count: number,
-  writeConfig: (ports: number[]) => string,
-  opts: { bin?: string; env?: NodeJS.ProcessEnv } = {},
-): Promise<{ gw: GatewayChild; ports: number[] }> {
+export async function startGatewayOnFreePorts(count: number, writeConfig: (ports: number[]) => string): Promise<{ gw: GatewayChild; ports: number[] }> {
   for (let attempt = 1; ; attempt++) {
     const ports: number[] = [];
     for (let i = 0; i < count; i++) ports.push(await closedPort(ports));
-    const gw = spawnGateway(writeConfig(ports), opts);
+    const gw = spawnGateway(writeConfig(ports));
     try {
       await waitListening(gw, ports);
       return { gw, ports };
