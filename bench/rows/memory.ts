@@ -4,6 +4,7 @@ import { measureBigMessage, measureIdleConns } from '../lib/measure.ts';
 import { bigMessage } from '../lib/corpus.ts';
 import { startHaraka } from '../lib/haraka.ts';
 import { mailgateAvailable, mailgateRoot, startMailgate } from '../lib/mailgate.ts';
+import { ALL_CHECKS } from './throughput.ts';
 import type { BenchContext, Gateway, Row, RowProducer } from '../lib/types.ts';
 import { join } from 'node:path';
 
@@ -29,6 +30,26 @@ const contenders: Contender[] = [
   },
 ];
 
+/**
+ * The idle row also compares like with like: mailgate with every check disabled against Haraka
+ * relay only, and Haraka with mailauth loaded (its plugin, warmed up by the same 200 messages)
+ * against mailgate's shipped config, which runs SPF, DKIM, ARC and DMARC and much more.
+ */
+const idleExtra: Contender[] = [
+  {
+    name: 'mailgate-relay',
+    label: 'mailgate relay only (checks.disabled: every check)',
+    start: (ctx, tag) => startMailgate(ctx, ctx.mailgateRoot, { workers: 1, tag, overrides: { checks: { disabled: ALL_CHECKS } } }),
+    missing: (ctx) => mailgateAvailable(ctx.mailgateRoot),
+  },
+  {
+    name: 'haraka-auth',
+    label: 'Haraka + mailauth (SPF, DKIM, ARC, DMARC) (nodes=0, one process)',
+    start: (ctx, tag) => startHaraka(ctx, 0, `-${tag}`, true),
+    missing: () => null,
+  },
+];
+
 /** smtp-sink itself: for the large message, the time a direct delivery takes. */
 const sinkDirect: Contender = {
   name: 'limit',
@@ -47,10 +68,16 @@ function revContender(rev: string): Contender {
   };
 }
 
-async function each(ctx: BenchContext, test: string, fn: (g: Gateway, c: Contender) => Promise<Row>, extra: Contender[] = []): Promise<Row[]> {
+async function each(
+  ctx: BenchContext,
+  test: string,
+  fn: (g: Gateway, c: Contender) => Promise<Row>,
+  extra: Contender[] = [],
+  after: Contender[] = [],
+): Promise<Row[]> {
   const rows: Row[] = [];
   const rev = ctx.opts.compareRev;
-  const all = [...extra, ...contenders];
+  const all = [...extra, ...contenders, ...after];
   if (rev) all.splice(all.findIndex((c) => c.name === 'mailgate') + 1, 0, revContender(rev));
   for (const c of all) {
     const id = `${c.name}-${test}`;
@@ -73,7 +100,7 @@ async function each(ctx: BenchContext, test: string, fn: (g: Gateway, c: Contend
 export const idleRows: RowProducer = {
   id: 'idle',
   describe: 'RSS while holding 1,000 idle connections (after EHLO): mailgate vs Haraka',
-  run: (ctx) => each(ctx, 'idle', (g, c) => measureIdleConns(ctx, g, `${c.name}-idle`, c.label, ctx.opts.idleConns)),
+  run: (ctx) => each(ctx, 'idle', (g, c) => measureIdleConns(ctx, g, `${c.name}-idle`, c.label, ctx.opts.idleConns), [], idleExtra),
 };
 
 export const bigRows: RowProducer = {

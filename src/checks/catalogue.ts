@@ -9,13 +9,13 @@ import type { FactSpec } from '../pipeline/facts.ts';
 import { coreFacts, milterFacts } from '../pipeline/core-facts.ts';
 import type { AnySectionSpec } from '../rules/loader.ts';
 import { isRulesAware } from '../rules/rules-aware.ts';
-import { createAuthChecks } from './auth/auth-checks.ts';
 import { authFacts } from './auth/auth-facts.ts';
 import { createLimitChecks, createStoreFromConfig, limitFacts, limitSectionSpecs } from './limits/limit-checks.ts';
 import { connectionFacts, createConnectionChecks, dnsblSection } from './connection/connection-checks.ts';
 import { bodyFacts } from './content/body-text.ts';
 import { createWalkBodyTextCheck } from './content/body-text-walk.ts';
 import { contentFacts, createContentChecks } from './content/content-checks.ts';
+import { loadSniffer } from './content/file-sniff.ts';
 import { createBackscatterChecks } from './backscatter/create-backscatter.ts';
 import { backscatterFactSpecs } from './backscatter/backscatter-facts.ts';
 import type { SharedStore } from '../store/shared-store.ts';
@@ -27,13 +27,28 @@ export interface CatalogueEntry {
   readonly names: readonly string[];
   readonly facts: readonly FactSpec[];
   readonly sections: readonly AnySectionSpec[];
+  /**
+   * Not created at all, nor its modules loaded, when every one of its names (with configNames) is
+   * in `checks.disabled`. Families without it are created and their disabled checks closed (the
+   * limits family closes the shared store it owns that way).
+   */
+  readonly skipWhenDisabled?: true;
+  /** Names of checks the config adds to this family (HTTP hooks: hook-<name>). */
+  readonly configNames?: (config: Config) => readonly string[];
   /** `deps.store` is always set here; `owned.store` says whether buildChecks created it. */
-  create(config: Config, deps: Deps, owned: { store: boolean }): Check[];
+  create(config: Config, deps: Deps, owned: { store: boolean }): Check[] | Promise<Check[]>;
 }
 
 export const catalogue: readonly CatalogueEntry[] = [
   // SPF at MAIL FROM; DKIM, ARC and DMARC at end of DATA (docs/auth.md).
-  { names: ['spf', 'dkim-arc-dmarc'], facts: authFacts, sections: [], create: (config, deps) => createAuthChecks(config, deps) },
+  // mailauth (with joi and tldts under it) is imported here, only when one of them runs.
+  {
+    names: ['spf', 'dkim-arc-dmarc'],
+    facts: authFacts,
+    sections: [],
+    skipWhenDisabled: true,
+    create: async (config, deps) => (await import('./auth/auth-checks.ts')).createAuthChecks(config, deps),
+  },
   // FCrDNS at connect, HELO sanity at HELO, DNSBL/DNSWL at connect (the `dnsbl:` section, off by default).
   {
     names: ['fcrdns', 'helo-sanity', 'dnsbl'],
@@ -73,7 +88,12 @@ export const catalogue: readonly CatalogueEntry[] = [
     names: ['mime-walk', 'attachments', 'urls', 'antivirus', 'rspamd', 'spamassassin'],
     facts: contentFacts,
     sections: [],
-    create: (config, deps) => createContentChecks(config.content, deps.dns ? { dns: deps.dns } : {}),
+    skipWhenDisabled: true,
+    configNames: (config) => config.content.hooks.map((h) => `hook-${h.name}`),
+    create: async (config, deps) => {
+      await loadSniffer();
+      return createContentChecks(config.content, deps.dns ? { dns: deps.dns } : {});
+    },
   },
   // Body text for body rules, from the shared walk, only computed when a rule reads it.
   { names: ['body-text'], facts: bodyFacts, sections: [], create: () => [createWalkBodyTextCheck()] },
@@ -105,10 +125,15 @@ export async function buildChecks(config: Config, deps: Deps): Promise<Check[]> 
   // deps (tests) or from mailgate.yaml's `redis`/`redis_options` keys (else in process).
   const owned = { store: deps.store === undefined };
   const withStore: Deps = { ...deps, store: deps.store ?? createStoreFromConfig(config, deps) };
-  const checks = catalogue.flatMap((e) => e.create(config, withStore, owned));
   const disabled = new Set(config.checks.disabled);
+  const checks: Check[] = [];
+  for (const e of catalogue) {
+    const names = [...e.names, ...(e.configNames?.(config) ?? [])];
+    if (e.skipWhenDisabled && names.every((n) => disabled.has(n))) continue;
+    checks.push(...(await e.create(config, withStore, owned)));
+  }
   // Names the config creates on its own (HTTP hooks: hook-<name>) count as known too.
-  const known = new Set([...catalogue.flatMap((e) => e.names), ...checks.map((c) => c.name)]);
+  const known = new Set([...catalogue.flatMap((e) => [...e.names, ...(e.configNames?.(config) ?? [])]), ...checks.map((c) => c.name)]);
   const unknown = [...disabled].filter((n) => !known.has(n));
   if (unknown.length > 0) {
     for (const c of checks) await c.close?.();

@@ -5,7 +5,7 @@
 // a parameter given twice keeps its last value, a missing Content-Type is guessed from the file
 // name's extension.
 import { posix } from 'node:path';
-import libmime from 'libmime';
+import { libmime } from './libmime-lazy.ts';
 
 export interface PartHeader {
   /** Lower-cased type ("" when the header gives none). */
@@ -161,7 +161,7 @@ function decodeWords(s: string): string {
   // libmime only rewrites encoded words (and its own NUL-delimited join markers).
   if (!s.includes('=?') && !s.includes('\x00')) return s;
   try {
-    return libmime.decodeWords(s);
+    return libmime().decodeWords(s);
   } catch {
     // An unknown charset: keep the text as written.
     return s;
@@ -280,7 +280,7 @@ export function parsePartHeader(block: Buffer): PartHeader {
     // No Content-Type: guess from the file name, else octet-stream for an attachment (RFC 2183).
     const fname = disp.params.get('filename');
     const ext = fname ? extensionOf(fname) : '';
-    if (ext) ctValue = libmime.detectMimeType(ext) || undefined;
+    if (ext) ctValue = libmime().detectMimeType(ext) || undefined;
     ctValue ??= /^attachment$/i.test(disp.value) ? 'application/octet-stream' : 'text/plain';
   }
   const type = parseHeaderValue(ctValue);

@@ -1,6 +1,6 @@
 // Facts about the message itself, computed once at end of DATA from the spooled header block:
 // size, header fields, decoded Subject, RFC 5322.From addresses and domain, Message-ID.
-import libmime from 'libmime';
+import { libmime } from '../message/libmime-lazy.ts';
 import type { FactSet } from './facts.ts';
 import type { Spool } from '../message/spool.ts';
 import { normalizeDomain } from '../net/address.ts';
@@ -31,7 +31,7 @@ export function messageFacts(spool: Spool, facts: FactSet): void {
   // Every encoded word starts with "=?" (RFC 2047 2): without one there is nothing to decode.
   if (decoded.includes('=?')) {
     try {
-      decoded = libmime.decodeWords(decoded);
+      decoded = libmime().decodeWords(decoded);
     } catch {
       // undecodable encoded-words: match on the raw value
     }

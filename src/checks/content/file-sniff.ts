@@ -1,7 +1,23 @@
 // What the bytes of an attachment are, whatever its name and declared type say: file-type's
 // signature detection, plus our own checks for the executable formats (PE, ELF, Mach-O) and the
 // script/shortcut formats file-type does not know.
-import { fileTypeFromBuffer } from 'file-type';
+type FromBuffer = typeof import('file-type').fileTypeFromBuffer;
+
+let fromBuffer: FromBuffer | undefined;
+let loading: Promise<FromBuffer> | undefined;
+
+/**
+ * file-type (and strtok3 under it), imported when the content checks are built (the catalogue
+ * awaits this, so a broken install fails start-up, not a message): a gateway with them off never
+ * loads it.
+ */
+export function loadSniffer(): Promise<FromBuffer> {
+  loading ??= import('file-type').then((m) => {
+    fromBuffer = m.fileTypeFromBuffer;
+    return fromBuffer;
+  });
+  return loading;
+}
 
 export type ExecutableKind = 'pe' | 'elf' | 'macho' | 'lnk' | '';
 
@@ -32,8 +48,10 @@ export async function sniff(head: Buffer): Promise<Sniffed> {
   let mime = '';
   let ext = '';
   if (head.length > 0) {
+    // Outside the try: a detector that can not be loaded is a failed check, not "unknown type".
+    const detect = fromBuffer ?? (await loadSniffer());
     try {
-      const t = await fileTypeFromBuffer(head);
+      const t = await detect(head);
       if (t) {
         mime = t.mime;
         ext = t.ext;
