@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { closedPort, loopbackDns } from '../helpers/gateway.ts';
+import { catalogue } from '../../src/checks/catalogue.ts';
 
 const root = resolve(import.meta.dirname, '..', '..');
 
@@ -72,7 +73,7 @@ test('serve with the shipped config loads no package of a feature it leaves off'
   try {
     const { loaded } = await loadedPackages(dir, { admin: { host: '127.0.0.1', port: await closedPort() } });
     // what the config has on is there: the hook sees packages at all
-    for (const on of ['mailauth', 'hono', 'pino', 'zod']) assert.ok(loaded.includes(on), `${on} should be loaded: ${loaded.join(' ')}`);
+    for (const on of ['mailauth', 'file-type', 'hono', 'pino', 'zod']) assert.ok(loaded.includes(on), `${on} should be loaded: ${loaded.join(' ')}`);
     // smtp-server: only the outbound listener (backscatter.outbound) uses it; the inbound front is our own.
     for (const off of [
       'smtp-server',
@@ -105,6 +106,23 @@ test('admin: false does not load the admin HTTP server (hono)', { timeout: 90_00
     // loads it: node:http is taken through process.getBuiltinModule (src/checks/content/http-post.ts)
     const builtins = await loadedPackages(dir, { admin: false }, BUILTINS_HOOK);
     assert.deepEqual(builtins.loaded, [], 'Node loaded its bundled undici with admin: false');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('every check disabled (the relay leg) loads neither mailauth nor the content parsers', { timeout: 90_000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mg-lazy-'));
+  mkdirSync(join(dir, 'delivered'));
+  try {
+    const all = catalogue.flatMap((e) => e.names);
+    const { loaded } = await loadedPackages(dir, { admin: false, checks: { disabled: all } });
+    assert.ok(loaded.includes('pino'), `the hook sees packages: ${loaded.join(' ')}`);
+    // mailauth with joi and tldts under it (auth family); file-type and strtok3 (content family);
+    // libmime with its charset tables, required on the first encoded word or part header
+    for (const off of ['mailauth', 'joi', 'tldts', 'file-type', 'strtok3', 'libmime', 'iconv-lite', 'encoding-japanese']) {
+      assert.ok(!loaded.includes(off), `${off} is loaded with every check disabled`);
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
