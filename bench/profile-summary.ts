@@ -2,7 +2,8 @@
 // bench/work/prof/): where the non-idle time went, by package / mailgate file (self time), by
 // function (self and total time), and per message when the message count is given.
 // Startup (module loading, compiling) is left out: counting starts at the first sample that has
-// src/smtp/ on its stack (the first connection), unless --with-startup.
+// the SMTP front (src/fronts/smtp/, or dist/fronts/smtp/ in a build) on its stack (the first
+// connection), unless --with-startup; a profile without such a sample is counted whole, with a warning.
 // Usage: node bench/profile-summary.ts DIR_OR_FILE... [--messages N] [--top 25] [--with-startup]
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -83,11 +84,14 @@ for (const file of files) {
   for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
   const onSmtpPath = (id: number): boolean => {
     for (let cur: number | undefined = id; cur !== undefined; cur = parent.get(cur)) {
-      if (byId.get(cur)?.callFrame.url.includes('/src/smtp/')) return true;
+      // The front moved from src/smtp/ to src/fronts/smtp/: matching the old path counted start-up in.
+      if (/\/(?:src|dist)\/fronts\/smtp\//.test(byId.get(cur)?.callFrame.url ?? '')) return true;
     }
     return false;
   };
-  const first = withStartup ? 0 : Math.max(0, p.samples.findIndex(onSmtpPath));
+  const found = withStartup ? 0 : p.samples.findIndex(onSmtpPath);
+  if (found < 0) process.stderr.write(`${file}: no sample on the SMTP front's path; start-up is counted in\n`);
+  const first = Math.max(0, found);
   const dt = new Map<number, number>();
   p.samples.forEach((id, i) => {
     if (i >= first) dt.set(id, (dt.get(id) ?? 0) + (p.timeDeltas[i] ?? 0));
