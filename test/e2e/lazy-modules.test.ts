@@ -2,16 +2,18 @@
 // must not import the packages of features that config leaves off — Redis (ioredis), a
 // PostgreSQL quarantine index (pg), tracing (the OpenTelemetry SDK and exporter), the console's
 // message parser (mailparser and its HTML stack), the zip and OLE parsers before such an attachment,
-// Node's bundled undici — while the features it has on are loaded. A module hook in the served
-// process records every package it loads.
+// Node's bundled undici — while the features it has on are loaded; with every check disabled (a
+// plain relay) neither mailauth nor the content parsers load, and mail is still relayed. A module
+// hook in the served process records every package it loads.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { closedPort, loopbackDns } from '../helpers/gateway.ts';
+import { sendMessage } from '../helpers/smtp-client.ts';
 import { catalogue } from '../../src/checks/catalogue.ts';
 
 const root = resolve(import.meta.dirname, '..', '..');
@@ -31,11 +33,17 @@ const BUILTINS_HOOK = `import { writeFileSync } from 'node:fs';
 process.on('exit', () => writeFileSync(process.env.LOADED_OUT, JSON.stringify(process.moduleLoadList.some((m) => m.includes('internal/deps/undici')) ? ['node:undici'] : [])));
 `;
 
-async function loadedPackages(dir: string, overrides: Record<string, unknown>, hook = HOOK): Promise<{ loaded: string[]; log: string }> {
+async function loadedPackages(
+  dir: string,
+  overrides: Record<string, unknown>,
+  hook = HOOK,
+  during?: (port: number) => Promise<void>,
+): Promise<{ loaded: string[]; log: string }> {
   const example = parse(readFileSync(join(root, 'mailgate.example.yaml'), 'utf8')) as Record<string, unknown>;
+  const port = await closedPort();
   const cfg = {
     ...example,
-    listen: [{ host: '127.0.0.1', port: await closedPort() }],
+    listen: [{ host: '127.0.0.1', port }],
     backend: { maildir: join(dir, 'delivered') },
     rules: join(root, 'rules'),
     quarantine: { dir: join(dir, 'quarantine') },
@@ -59,7 +67,13 @@ async function loadedPackages(dir: string, overrides: Record<string, unknown>, h
   child.stderr.on('data', (d) => (log += d));
   const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
   for (let i = 0; i < 300 && !log.includes('mailgate listening'); i++) await new Promise((r) => setTimeout(r, 100));
-  assert.match(log, /mailgate listening/);
+  try {
+    assert.match(log, /mailgate listening/);
+    await during?.(port);
+  } catch (err) {
+    child.kill('SIGKILL'); // a failed assertion must not leave the gateway (and the test run) up
+    throw err;
+  }
   // past the start-up work that may still run after listening
   await new Promise((r) => setTimeout(r, 1000));
   child.kill('SIGTERM');
@@ -116,7 +130,21 @@ test('every check disabled (the relay leg) loads neither mailauth nor the conten
   mkdirSync(join(dir, 'delivered'));
   try {
     const all = catalogue.flatMap((e) => e.names);
-    const { loaded } = await loadedPackages(dir, { admin: false, checks: { disabled: all } });
+    // A plain message (no encoded words: those would load libmime) is still relayed.
+    const relayed = async (port: number): Promise<void> => {
+      const r = await sendMessage(port, {
+        from: 'sender@example.net',
+        to: ['user@example.test'],
+        data: 'From: <sender@example.net>\r\nTo: <user@example.test>\r\nSubject: relay leg\r\n\r\nlazy-relay-body\r\n',
+      });
+      assert.equal(r.end?.code, 250, JSON.stringify(r));
+      const files = readdirSync(join(dir, 'delivered'), { recursive: true, withFileTypes: true }).filter((f) => f.isFile());
+      assert.ok(
+        files.some((f) => readFileSync(join(f.parentPath, f.name), 'utf8').includes('lazy-relay-body')),
+        'the message is not in the Maildir',
+      );
+    };
+    const { loaded } = await loadedPackages(dir, { admin: false, checks: { disabled: all } }, HOOK, relayed);
     assert.ok(loaded.includes('pino'), `the hook sees packages: ${loaded.join(' ')}`);
     // mailauth with joi and tldts under it (auth family); file-type and strtok3 (content family);
     // libmime with its charset tables, required on the first encoded word or part header
